@@ -1,0 +1,195 @@
+"""The one accelerator configuration, shared by hardware, golden model and compiler."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "load_config", "preset_names"]
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+#: Engines a MATMUL can name; the value is the ISA engine tag (see hw/isa.py).
+ENGINES = ("systolic",)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+def _pow2(x):
+    return x > 0 and (x & (x - 1)) == 0
+
+
+# field name -> (low, high, must be a power of two, meaning)
+_RANGES = {
+    "rows":                (1, 64, False, "systolic array rows"),
+    "cols":                (1, 64, False, "systolic array columns"),
+    "bus_bytes":           (4, 16, True, "memory bus width in bytes"),
+    "act_depth":           (16, 65536, False, "activation scratchpad entries"),
+    "wgt_depth":           (16, 65536, False, "weight scratchpad entries"),
+    "acc_depth":           (1, 65536, False, "accumulator scratchpad entries"),
+    "scale_depth":         (1, 65536, False, "scale scratchpad entries"),
+    "queue_depth":         (1, 64, False, "instruction queue depth"),
+    "dram_bytes":          (4096, 1 << 32, False, "external memory size in bytes"),
+    "mem_bytes_per_cycle": (1, 16, False, "memory model bandwidth in bytes per cycle"),
+    "mem_latency":         (1, 1000, False, "memory model latency in cycles"),
+    "clock_mhz":           (1, 1000, False, "target clock in MHz"),
+}
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Accelerator configuration (frozen). Derived values are properties.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Output-stationary systolic array shape; ``rows`` tokens x ``cols`` output channels.
+    bus_bytes : int
+        Width of the external memory bus (one beat), a power of two in [4, 16].
+    act_depth, wgt_depth, acc_depth, scale_depth : int
+        Scratchpad depths in entries. An activation entry holds ``rows`` int8 (one
+        feature of ``rows`` tokens), a weight entry ``cols`` int8 (one input feature of
+        ``cols`` output channels), an accumulator entry ``rows`` int32 (one output
+        channel of ``rows`` tokens), a scale entry ``bus_bytes // 2`` int16 multipliers.
+    queue_depth : int
+        Entries in each of the load, compute and store instruction queues.
+    dram_bytes : int
+        External memory size; every DMA and fetch address is checked against it.
+    mem_bytes_per_cycle, mem_latency : int
+        Default external-memory model used by the simulators.
+    clock_mhz : int
+        Target clock, used for reports and board builds.
+    """
+
+    name: str = "custom"
+    rows: int = 16
+    cols: int = 16
+    bus_bytes: int = 16
+    act_depth: int = 16384
+    wgt_depth: int = 2048
+    acc_depth: int = 512
+    scale_depth: int = 2048
+    queue_depth: int = 8
+    dram_bytes: int = 1 << 26
+    mem_bytes_per_cycle: int = 16
+    mem_latency: int = 20
+    clock_mhz: int = 150
+    engines: tuple = field(default=("systolic",))
+
+    def __post_init__(self):
+        where = f"config {self.name!r}"
+        for fname, (lo, hi, pow2, meaning) in _RANGES.items():
+            v = getattr(self, fname)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(
+                    f"{where}: {fname} ({meaning}) must be an integer in [{lo}, {hi}], not {v!r}")
+            if pow2 and not _pow2(v):
+                raise ConfigError(
+                    f"{where}: {fname} ({meaning}) must be a power of two, not {v!r}")
+        for fname, entry in (("rows", self.rows), ("cols", self.cols)):
+            if entry % self.bus_bytes:
+                raise ConfigError(
+                    f"{where}: {fname} must be a multiple of bus_bytes ({self.bus_bytes}), "
+                    f"not {entry!r}, so that a scratchpad entry is whole bus beats")
+        if self.mem_bytes_per_cycle > self.bus_bytes:
+            raise ConfigError(
+                f"{where}: mem_bytes_per_cycle must be in [1, bus_bytes={self.bus_bytes}], "
+                f"not {self.mem_bytes_per_cycle!r}")
+        if self.dram_bytes % self.bus_bytes:
+            raise ConfigError(f"{where}: dram_bytes must be a multiple of bus_bytes")
+        engines = tuple(self.engines)
+        if not engines or any(e not in ENGINES for e in engines):
+            raise ConfigError(
+                f"{where}: engines must be a non-empty list from {list(ENGINES)}, "
+                f"not {list(engines)!r}")
+        object.__setattr__(self, "engines", engines)
+
+    # --- derived values, computed in one place -------------------------------------------
+    @property
+    def act_entry_bytes(self):
+        return self.rows
+
+    @property
+    def wgt_entry_bytes(self):
+        return self.cols
+
+    @property
+    def acc_entry_bytes(self):
+        return 4 * self.rows
+
+    @property
+    def scale_entry_bytes(self):
+        return self.bus_bytes
+
+    @property
+    def scale_lanes(self):
+        """int16 multipliers per scale-scratchpad entry."""
+        return self.bus_bytes // 2
+
+    @property
+    def peak_macs_per_cycle(self):
+        return self.rows * self.cols
+
+    @property
+    def addr_bits(self):
+        return max(1, (self.dram_bytes - 1).bit_length())
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["engines"] = list(self.engines)
+        return d
+
+    @property
+    def hash(self) -> bytes:
+        """8-byte digest of everything that changes the hardware or program semantics.
+
+        The memory model (bandwidth, latency) and the clock do not change what a program
+        computes, so they are left out: one program runs under any memory model.
+        """
+        d = self.to_dict()
+        for k in ("name", "mem_bytes_per_cycle", "mem_latency", "clock_mhz"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:8]
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def preset_names():
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def load_config(name_or_path) -> AccelConfig:
+    """Load a preset by name (``configs/NAME.toml``) or a TOML file by path."""
+    if isinstance(name_or_path, AccelConfig):
+        return name_or_path
+    s = str(name_or_path)
+    path = Path(s)
+    if not (s.endswith(".toml") or path.exists()):
+        path = CONFIG_DIR / f"{s}.toml"
+        if not path.exists():
+            raise ConfigError(
+                f"unknown configuration {s!r}; presets are {', '.join(preset_names())}, "
+                f"or give a path to a .toml file")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {s} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    known = {f.name for f in dataclasses.fields(AccelConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown field {unknown[0]!r}; known fields are "
+                          f"{', '.join(sorted(known - {'name'}))}")
+    raw.setdefault("name", path.stem)
+    try:
+        return AccelConfig(**raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

@@ -1,0 +1,248 @@
+"""The instruction set, defined once.
+
+Every instruction is one 128-bit word. The formats are amaranth ``data.Struct`` layouts; the
+hardware decodes a word by viewing it through them, and the Python codec below (used by the
+compiler and the golden model) reads its field offsets from the very same layouts.
+
+Three decoupled queues (load, compute, store) run concurrently. Each instruction carries a
+``wait`` and a ``release`` mask over the *other* queues: before it starts it takes one token
+from the counter (P -> this queue) for every P in ``wait``; when it has completed it adds one
+token to the counter (this queue -> P) for every P in ``release``. Naming the instruction's
+own queue in either mask is illegal.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Shape
+from amaranth.lib import data, enum
+
+__all__ = [
+    "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "Opcode", "Queue", "Engine", "Buffer",
+    "Header", "DmaInsn", "MatmulInsn", "RequantInsn", "SyncInsn", "EndInsn",
+    "FORMATS", "QUEUE_OF", "ErrorCode", "Counter", "encode", "decode", "disasm",
+    "IsaError",
+]
+
+ISA_VERSION = 1
+INSN_BITS = 128
+INSN_BYTES = INSN_BITS // 8
+
+
+class Opcode(enum.Enum, shape=4):
+    """Opcode 0 and every value not listed are illegal (an all-zero word traps)."""
+    LOAD = 1
+    STORE = 2
+    MATMUL = 3
+    REQUANT = 4
+    SYNC = 5
+    END = 15
+
+
+class Queue(enum.Enum, shape=2):
+    LOAD = 0
+    COMPUTE = 1
+    STORE = 2
+
+
+class Engine(enum.Enum, shape=3):
+    """MATMUL datapath. Each new engine adds a tag here, not a new instruction."""
+    SYSTOLIC = 0
+
+
+class Buffer(enum.Enum, shape=2):
+    """Scratchpads a DMA instruction can name (LOAD: ACT, WGT, SCALE; STORE: ACT, ACC)."""
+    ACT = 0
+    WGT = 1
+    ACC = 2
+    SCALE = 3
+
+
+class Header(data.Struct):
+    opcode: Opcode
+    wait: 3         # bit q = take a token from queue q
+    release: 3      # bit q = give a token to queue q
+
+
+class DmaInsn(data.Struct):
+    """LOAD / STORE: ``rows`` scratchpad entries <-> external memory rows.
+
+    Entry ``sp_addr + r`` <-> bytes ``[dram_addr + r*stride, + entry_bytes(buf))``.
+    ``dram_addr`` and ``stride`` must be multiples of the bus width.
+    """
+    opcode: Opcode
+    wait: 3
+    release: 3
+    buf: Buffer
+    sp_addr: 16
+    rows: 16
+    dram_addr: 32
+    stride: 32
+
+
+class MatmulInsn(data.Struct):
+    """acc[acc_addr + j][i] (+)= sum_k act[act_addr + k][i] * wgt[wgt_addr + k][j].
+
+    i over ``rows`` tokens, j over ``cols`` output channels, k over ``k`` (>= 1) input
+    features; int8 x int8 -> int32 (wrapping). ``accumulate`` adds to the old value.
+    """
+    opcode: Opcode
+    wait: 3
+    release: 3
+    engine: Engine
+    accumulate: 1
+    act_addr: 16
+    wgt_addr: 16
+    acc_addr: 16
+    k: 16
+
+
+class RequantInsn(data.Struct):
+    """act[out_addr + n] = clamp(rne(acc[acc_addr + n] * m[scale_addr + n], shift)
+    (+ act[res_addr + n] if residual), lo, 127) for n < count; lo = 0 with relu, else -128.
+
+    ``m[s]`` is int16 lane ``s % lanes`` of scale entry ``s // lanes``; ``rne(x, s)`` is
+    ``x / 2**s`` rounded half to even. Output and residual ranges must be identical or
+    disjoint.
+    """
+    opcode: Opcode
+    wait: 3
+    release: 3
+    residual: 1
+    relu: 1
+    shift: 6
+    acc_addr: 16
+    out_addr: 16
+    res_addr: 16
+    scale_addr: 16
+    count: 16
+
+
+class SyncInsn(data.Struct):
+    """Executes in ``queue`` once all earlier work of that queue has completed."""
+    opcode: Opcode
+    wait: 3
+    release: 3
+    queue: Queue
+
+
+class EndInsn(data.Struct):
+    """Ends the program: fetch stops; the run is done when every queue has drained."""
+    opcode: Opcode
+    wait: 3
+    release: 3
+
+
+FORMATS = {
+    Opcode.LOAD: DmaInsn, Opcode.STORE: DmaInsn, Opcode.MATMUL: MatmulInsn,
+    Opcode.REQUANT: RequantInsn, Opcode.SYNC: SyncInsn, Opcode.END: EndInsn,
+}
+
+#: The queue each opcode executes in (SYNC names its queue; END is handled by fetch).
+QUEUE_OF = {
+    Opcode.LOAD: Queue.LOAD, Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE,
+    Opcode.STORE: Queue.STORE,
+}
+
+
+class ErrorCode(enum.Enum, shape=4):
+    """Why the accelerator stopped with its error flag raised."""
+    NONE = 0
+    ILLEGAL_OPCODE = 1
+    ILLEGAL_FIELD = 2       # own queue in wait/release, unknown engine/buffer/queue, k == 0
+    SP_RANGE = 3            # scratchpad address out of range
+    DRAM_RANGE = 4          # external address out of range
+    MISALIGNED = 5          # DMA address or stride not a multiple of the bus width
+    OVERLAP = 6             # REQUANT output and residual ranges partly overlap
+    TOKEN_OVERFLOW = 7      # a dependency-token counter overflowed
+    DEADLOCK = 8            # every queue waits for a token nobody can give
+    FETCH_RANGE = 9         # the program runs off the end of memory without END
+
+
+class Counter(enum.Enum, shape=4):
+    """Host-readable 64-bit counters (CSR index)."""
+    CYCLES = 0
+    INSNS = 1
+    LOAD_BUSY = 2
+    COMPUTE_BUSY = 3
+    ARRAY_BUSY = 4      # cycles a MATMUL feeds the array (one k step per cycle)
+    REQUANT_BUSY = 5
+    STORE_BUSY = 6
+    MACS = 7            # MACs issued to the array: k * rows * cols per MATMUL
+    BYTES_READ = 8      # DMA bytes read from external memory (not counting fetch)
+    BYTES_WRITTEN = 9
+    FETCH_BYTES = 10
+
+
+class IsaError(ValueError):
+    """An instruction cannot be encoded or decoded."""
+
+
+def _fields(layout):
+    out = []
+    for name, f in data.Layout.cast(layout):
+        shape = f.shape
+        is_enum = isinstance(shape, type) and issubclass(shape, enum.Enum)
+        out.append((name, f.offset, Shape.cast(shape).width, shape if is_enum else None))
+    return out
+
+
+_FIELDS = {op: _fields(fmt) for op, fmt in FORMATS.items()}
+_OPCODE_WIDTH = Shape.cast(Opcode).width
+
+
+def encode(opcode, **fields) -> int:
+    """Encode one instruction to its 128-bit integer. Unnamed fields are 0."""
+    opcode = Opcode(opcode)
+    word = 0
+    given = dict(fields)
+    given["opcode"] = opcode
+    for name, offset, width, enum_cls in _FIELDS[opcode]:
+        v = given.pop(name, 0)
+        if enum_cls is not None:
+            v = enum_cls(v).value
+        v = int(v)
+        if not 0 <= v < (1 << width):
+            raise IsaError(f"{opcode.name}.{name} = {v} does not fit in {width} bits")
+        word |= v << offset
+    if given:
+        raise IsaError(f"{opcode.name} has no field {sorted(given)[0]!r}")
+    return word
+
+
+def decode(word: int) -> dict:
+    """Decode a 128-bit word to a dict of its fields (``opcode`` included).
+
+    Raises IsaError for an illegal opcode; enum-typed fields holding values the enum does not
+    list decode to the raw integer (the hardware flags them when the instruction executes).
+    """
+    raw_op = word & ((1 << _OPCODE_WIDTH) - 1)
+    try:
+        opcode = Opcode(raw_op)
+    except ValueError:
+        raise IsaError(f"illegal opcode {raw_op}") from None
+    out = {}
+    for name, offset, width, enum_cls in _FIELDS[opcode]:
+        v = (word >> offset) & ((1 << width) - 1)
+        if enum_cls is not None:
+            try:
+                v = enum_cls(v)
+            except ValueError:
+                pass
+        out[name] = v
+    return out
+
+
+def disasm(word: int) -> str:
+    try:
+        d = decode(word)
+    except IsaError as e:
+        return f"<{e}: {word:#034x}>"
+    op = d.pop("opcode")
+    parts = []
+    for k, v in d.items():
+        if k in ("wait", "release"):
+            if v:
+                parts.append(f"{k}=" + "|".join(q.name.lower() for q in Queue if v >> q.value & 1))
+            continue
+        parts.append(f"{k}={v.name.lower() if isinstance(v, enum.Enum) else v}")
+    return f"{op.name.lower():8s}" + " ".join(parts)

@@ -1,0 +1,233 @@
+"""Bit-exact golden model: interprets a program instruction by instruction in numpy.
+
+The three queues are modelled with their real depth (``queue_depth`` waiting + 1 executing)
+and the dependency tokens exactly as the hardware keeps them, so a program that deadlocks the
+hardware deadlocks here too. Integer results, final memory, error codes and the
+instruction/MAC/byte counters match the RTL exactly; cycle counts are the RTL's business.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.config import AccelConfig
+from hw.isa import (INSN_BYTES, QUEUE_OF, Buffer, Engine, ErrorCode, IsaError, Opcode,
+                    Queue, decode)
+from .executor import place_program
+from .program import MemoryImage, Program
+
+__all__ = ["Machine", "rne_shift", "requant", "check_insn", "TOKEN_MAX"]
+
+TOKEN_MAX = 255     # dependency-token counters are 8 bits wide
+
+
+def rne_shift(x, shift):
+    """``x / 2**shift`` rounded half to even, exactly, for int64 arrays."""
+    x = np.asarray(x, np.int64)
+    if shift == 0:
+        return x
+    q = x >> shift
+    r = x & ((1 << shift) - 1)
+    half = 1 << (shift - 1)
+    return q + ((r > half) | ((r == half) & ((q & 1) == 1)))
+
+
+def requant(acc, mult, shift, residual=None, relu=False):
+    """The requant/vector op on int32 ``acc`` [n, rows] with int16 ``mult`` [n]."""
+    q = rne_shift(acc.astype(np.int64) * mult.astype(np.int64)[:, None], shift)
+    if residual is not None:
+        q = q + residual.astype(np.int64)
+    return np.clip(q, 0 if relu else -128, 127).astype(np.int8)
+
+
+def _entry_bytes(cfg, buf):
+    return {Buffer.ACT: cfg.act_entry_bytes, Buffer.WGT: cfg.wgt_entry_bytes,
+            Buffer.ACC: cfg.acc_entry_bytes, Buffer.SCALE: cfg.scale_entry_bytes}[buf]
+
+
+def _depth(cfg, buf):
+    return {Buffer.ACT: cfg.act_depth, Buffer.WGT: cfg.wgt_depth,
+            Buffer.ACC: cfg.acc_depth, Buffer.SCALE: cfg.scale_depth}[buf]
+
+
+_LOADABLE = (Buffer.ACT, Buffer.WGT, Buffer.SCALE)
+_STORABLE = (Buffer.ACT, Buffer.ACC)
+
+
+def check_insn(cfg: AccelConfig, d: dict, queue: Queue):
+    """The error an instruction raises when it reaches the head of ``queue``, or None.
+
+    Checks run in this priority order, which the hardware follows too: ILLEGAL_FIELD,
+    SP_RANGE, MISALIGNED, DRAM_RANGE, OVERLAP.
+    """
+    op = d["opcode"]
+    own = 1 << queue.value
+    if (d["wait"] | d["release"]) & own:
+        return ErrorCode.ILLEGAL_FIELD
+    if op in (Opcode.LOAD, Opcode.STORE):
+        buf = d["buf"]
+        if buf not in (_LOADABLE if op == Opcode.LOAD else _STORABLE) or d["rows"] == 0:
+            return ErrorCode.ILLEGAL_FIELD
+        if d["sp_addr"] + d["rows"] > _depth(cfg, buf):
+            return ErrorCode.SP_RANGE
+        if d["dram_addr"] % cfg.bus_bytes or d["stride"] % cfg.bus_bytes:
+            return ErrorCode.MISALIGNED
+        last = d["dram_addr"] + (d["rows"] - 1) * d["stride"] + _entry_bytes(cfg, buf)
+        if last > cfg.dram_bytes:
+            return ErrorCode.DRAM_RANGE
+    elif op == Opcode.MATMUL:
+        if d["engine"] != Engine.SYSTOLIC or d["k"] == 0:
+            return ErrorCode.ILLEGAL_FIELD
+        if (d["act_addr"] + d["k"] > cfg.act_depth or d["wgt_addr"] + d["k"] > cfg.wgt_depth
+                or d["acc_addr"] + cfg.cols > cfg.acc_depth):
+            return ErrorCode.SP_RANGE
+    elif op == Opcode.REQUANT:
+        n = d["count"]
+        if n == 0:
+            return ErrorCode.ILLEGAL_FIELD
+        if (d["acc_addr"] + n > cfg.acc_depth or d["out_addr"] + n > cfg.act_depth
+                or (d["residual"] and d["res_addr"] + n > cfg.act_depth)
+                or d["scale_addr"] + n > cfg.scale_depth * cfg.scale_lanes):
+            return ErrorCode.SP_RANGE
+        if d["residual"] and d["out_addr"] != d["res_addr"] and \
+                d["out_addr"] < d["res_addr"] + n and d["res_addr"] < d["out_addr"] + n:
+            return ErrorCode.OVERLAP
+    return None
+
+
+class _Stop(Exception):
+    def __init__(self, code):
+        self.code = code
+
+
+class Machine:
+    """Golden-model executor for one configuration.
+
+    Members
+    -------
+    act, wgt, acc, scale : numpy arrays
+        The scratchpads after the last run (int8 [act_depth, rows], int8 [wgt_depth, cols],
+        int32 [acc_depth, rows], int16 [scale_depth, lanes]).
+    """
+
+    name = "golden"
+
+    def __init__(self, config: AccelConfig):
+        self.config = config
+
+    def run(self, program: Program, memory: MemoryImage):
+        cfg = self.config
+        dram, prog_addr = place_program(cfg, program, memory)
+        self.dram = dram
+        self.act = np.zeros((cfg.act_depth, cfg.rows), np.int8)
+        self.wgt = np.zeros((cfg.wgt_depth, cfg.cols), np.int8)
+        self.acc = np.zeros((cfg.acc_depth, cfg.rows), np.int32)
+        self.scale = np.zeros((cfg.scale_depth, cfg.scale_lanes), np.int16)
+        self.counters = dict(insns=0, macs=0, bytes_read=0, bytes_written=0)
+        error = None
+        try:
+            self._schedule(prog_addr)
+        except _Stop as e:
+            error = e.code.name
+        out = MemoryImage(bytearray(dram[:memory.size].tobytes()), dict(memory.symbols))
+        stats = dict(self.counters, error=error, executor=self.name)
+        return out, stats
+
+    # --- queues and tokens -----------------------------------------------------------------
+    def _schedule(self, prog_addr):
+        cfg = self.config
+        cap = cfg.queue_depth + 1              # waiting entries + the executing slot
+        queues = {q: [] for q in Queue}
+        tokens = {(p, q): 0 for p in Queue for q in Queue if p != q}
+        pc = prog_addr
+        ended = False
+        while True:
+            progress = False
+            while not ended:                   # fetch and dispatch in program order
+                if pc + INSN_BYTES > cfg.dram_bytes:
+                    if all(not v for v in queues.values()):
+                        raise _Stop(ErrorCode.FETCH_RANGE)
+                    break
+                word = int.from_bytes(self.dram[pc:pc + INSN_BYTES].tobytes(), "little")
+                try:
+                    d = decode(word)
+                except IsaError:
+                    raise _Stop(ErrorCode.ILLEGAL_OPCODE) from None
+                if d["opcode"] == Opcode.END:
+                    ended = True
+                    pc += INSN_BYTES
+                    break
+                q = d["queue"] if d["opcode"] == Opcode.SYNC else QUEUE_OF[d["opcode"]]
+                if not isinstance(q, Queue):
+                    raise _Stop(ErrorCode.ILLEGAL_FIELD)
+                if len(queues[q]) >= cap:
+                    break
+                queues[q].append(d)
+                pc += INSN_BYTES
+                self.counters["insns"] += 1
+                progress = True
+            for q in Queue:
+                while queues[q]:
+                    d = queues[q][0]
+                    err = check_insn(cfg, d, q)
+                    if err is not None:
+                        raise _Stop(err)
+                    waits = [p for p in Queue if d["wait"] >> p.value & 1]
+                    if any(tokens[(p, q)] == 0 for p in waits):
+                        break
+                    for p in waits:
+                        tokens[(p, q)] -= 1
+                    self._execute(d)
+                    for p in Queue:
+                        if d["release"] >> p.value & 1:
+                            if tokens[(q, p)] == TOKEN_MAX:
+                                raise _Stop(ErrorCode.TOKEN_OVERFLOW)
+                            tokens[(q, p)] += 1
+                    queues[q].pop(0)
+                    progress = True
+            if ended and not any(queues.values()):
+                return
+            if not progress:
+                raise _Stop(ErrorCode.DEADLOCK)
+
+    # --- instructions -----------------------------------------------------------------------
+    def _sp(self, buf):
+        return {Buffer.ACT: self.act, Buffer.WGT: self.wgt, Buffer.ACC: self.acc,
+                Buffer.SCALE: self.scale}[buf]
+
+    def _execute(self, d):
+        cfg = self.config
+        op = d["opcode"]
+        if op in (Opcode.LOAD, Opcode.STORE):
+            buf, rows = d["buf"], d["rows"]
+            sp = self._sp(buf)
+            eb = _entry_bytes(cfg, buf)
+            idx = d["dram_addr"] + d["stride"] * np.arange(rows)[:, None] + np.arange(eb)
+            if op == Opcode.LOAD:
+                sp[d["sp_addr"]:d["sp_addr"] + rows] = self.dram[idx].view(sp.dtype)
+                self.counters["bytes_read"] += rows * eb
+            else:
+                self.dram[idx] = sp[d["sp_addr"]:d["sp_addr"] + rows].view(np.uint8)
+                self.counters["bytes_written"] += rows * eb
+        elif op == Opcode.MATMUL:
+            k = d["k"]
+            a = self.act[d["act_addr"]:d["act_addr"] + k].astype(np.int64)   # [k, rows]
+            w = self.wgt[d["wgt_addr"]:d["wgt_addr"] + k].astype(np.int64)   # [k, cols]
+            prod = w.T @ a                                                   # [cols, rows]
+            dst = slice(d["acc_addr"], d["acc_addr"] + cfg.cols)
+            if d["accumulate"]:
+                prod = prod + self.acc[dst]
+            self.acc[dst] = _wrap32(prod)
+            self.counters["macs"] += k * cfg.rows * cfg.cols
+        elif op == Opcode.REQUANT:
+            n = d["count"]
+            acc = self.acc[d["acc_addr"]:d["acc_addr"] + n]
+            mult = self.scale.reshape(-1)[d["scale_addr"]:d["scale_addr"] + n]
+            res = self.act[d["res_addr"]:d["res_addr"] + n] if d["residual"] else None
+            self.act[d["out_addr"]:d["out_addr"] + n] = requant(
+                acc, mult, d["shift"], res, bool(d["relu"]))
+        # SYNC: waits and releases only
+
+
+def _wrap32(x):
+    return ((np.asarray(x, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
