@@ -1,0 +1,19 @@
+"""Hardware: configuration, ISA and the Amaranth generators."""
+
+from .config import AccelConfig, ConfigError, load_config
+
+__all__ = ["AccelConfig", "ConfigError", "load_config", "Accelerator", "verilog"]
+
+
+def __getattr__(name):          # keep `import hw` light: amaranth elaboration on demand
+    if name == "Accelerator":
+        from .accelerator import Accelerator
+        return Accelerator
+    raise AttributeError(name)
+
+
+def verilog(config, *, name="llmaccel_top") -> str:
+    """Generate the accelerator's Verilog for ``config``."""
+    from amaranth.back import verilog as back
+    from .accelerator import Accelerator
+    return back.convert(Accelerator(config), name=name, emit_src=False)

@@ -11,7 +11,6 @@ token to the counter (this queue -> P) for every P in ``release``. Naming the in
 own queue in either mask is illegal.
 """
 
-from __future__ import annotations
 
 from amaranth.hdl import Shape
 from amaranth.lib import data, enum
@@ -20,7 +19,7 @@ __all__ = [
     "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "Opcode", "Queue", "Engine", "Buffer",
     "Header", "DmaInsn", "MatmulInsn", "RequantInsn", "SyncInsn", "EndInsn",
     "FORMATS", "QUEUE_OF", "ErrorCode", "Counter", "encode", "decode", "disasm",
-    "IsaError",
+    "IsaError", "view",
 ]
 
 ISA_VERSION = 1
@@ -175,6 +174,11 @@ class Counter(enum.Enum, shape=4):
 
 class IsaError(ValueError):
     """An instruction cannot be encoded or decoded."""
+
+
+def view(fmt, word):
+    """View the low bits of a 128-bit instruction Value through format ``fmt``."""
+    return fmt(word[:data.Layout.cast(fmt).size])
 
 
 def _fields(layout):

@@ -145,9 +145,7 @@ class Machine:
             progress = False
             while not ended:                   # fetch and dispatch in program order
                 if pc + INSN_BYTES > cfg.dram_bytes:
-                    if all(not v for v in queues.values()):
-                        raise _Stop(ErrorCode.FETCH_RANGE)
-                    break
+                    raise _Stop(ErrorCode.FETCH_RANGE)
                 word = int.from_bytes(self.dram[pc:pc + INSN_BYTES].tobytes(), "little")
                 try:
                     d = decode(word)

@@ -1,0 +1,215 @@
+"""The accelerator top: fetch, dispatch to three queues, tokens, units, scratchpads, counters."""
+
+from amaranth import Module, Signal, Mux, Array, Cat
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .bus import BusArbiter, bus_signature
+from .compute import Compute
+from .config import AccelConfig
+from .dma import DmaLoad, DmaStore
+from .fetch import Fetch
+from .isa import view, INSN_BITS, Buffer, Counter, ErrorCode, Opcode, Queue, SyncInsn, Header
+
+__all__ = ["Accelerator", "TOKEN_BITS"]
+
+TOKEN_BITS = 8
+
+
+class Accelerator(wiring.Component):
+    """The whole accelerator, elaborated from one ``AccelConfig``.
+
+    Ports
+    -----
+    bus : memory bus master (request / in-order response streams)
+    start, prog_addr : a pulse on ``start`` begins fetching at ``prog_addr`` (once per reset)
+    running, done, error, error_code : status; ``done`` rises when END has been fetched and
+        every queue has drained, or with ``error`` when an instruction was illegal, an
+        address out of range, or the program deadlocked
+    csr_addr, csr_data : read port of the 64-bit counters (``hw.isa.Counter``)
+    """
+
+    def __init__(self, config: AccelConfig):
+        self.config = config
+        super().__init__({
+            "bus": Out(bus_signature(config.bus_bytes)),
+            "start": In(1),
+            "prog_addr": In(32),
+            "running": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "error_code": Out(ErrorCode),
+            "csr_addr": In(4),
+            "csr_data": Out(64),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        R, C = cfg.rows, cfg.cols
+
+        m.submodules.fetch = fetch = Fetch(bus_bytes=cfg.bus_bytes, dram_bytes=cfg.dram_bytes)
+        m.submodules.load = load = DmaLoad(cfg)
+        m.submodules.compute = comp = Compute(cfg)
+        m.submodules.store = store = DmaStore(cfg)
+        m.submodules.arbiter = arb = BusArbiter(bus_bytes=cfg.bus_bytes, n=3)
+        wiring.connect(m, fetch.bus, arb.m0)
+        wiring.connect(m, load.bus, arb.m1)
+        wiring.connect(m, store.bus, arb.m2)
+        wiring.connect(m, arb.bus, wiring.flipped(self.bus))
+        execs = [load, comp, store]      # indexed by Queue value
+
+        # --- status -----------------------------------------------------------------------
+        running = Signal()
+        done = Signal()
+        err = Signal(ErrorCode)
+        halted = err != ErrorCode.NONE
+        with m.If(self.start & ~running & ~done):
+            m.d.sync += running.eq(1)
+        m.d.comb += [fetch.start.eq(self.start & ~running & ~done), fetch.addr.eq(self.prog_addr),
+                     self.running.eq(running), self.done.eq(done), self.error.eq(halted),
+                     self.error_code.eq(err)]
+        for x in execs:
+            m.d.comb += x.halt.eq(halted)
+
+        # --- dispatch ---------------------------------------------------------------------
+        stopped = Signal()
+        qfifo = [SyncFIFOBuffered(width=INSN_BITS, depth=cfg.queue_depth) for _ in Queue]
+        for q, f in zip(Queue, qfifo):
+            m.submodules[f"q_{q.name.lower()}"] = f
+            ex = execs[q.value]
+            m.d.comb += [ex.insn.payload.eq(f.r_data), ex.insn.valid.eq(f.r_rdy),
+                         f.r_en.eq(ex.insn.ready), f.w_data.eq(fetch.o.payload)]
+        head = view(Header, fetch.o.payload)
+        target = Signal(2)
+        legal_q = Signal()
+        with m.Switch(head.opcode):
+            for op, q in ((Opcode.LOAD, Queue.LOAD), (Opcode.STORE, Queue.STORE),
+                          (Opcode.MATMUL, Queue.COMPUTE), (Opcode.REQUANT, Queue.COMPUTE)):
+                with m.Case(op):
+                    m.d.comb += [target.eq(q.value), legal_q.eq(1)]
+            with m.Case(Opcode.SYNC):
+                m.d.comb += [target.eq(view(SyncInsn, fetch.o.payload).queue),
+                             legal_q.eq(view(SyncInsn, fetch.o.payload).queue.as_value() != 3)]
+        is_end = head.opcode == Opcode.END
+        known = Signal()
+        m.d.comb += known.eq(head.opcode.as_value().matches(*(o.value for o in Opcode)))
+        w_rdy = Array(f.w_rdy for f in qfifo)[target]
+        dispatch_err = Signal(ErrorCode)
+        dispatched = Signal()
+        live = running & ~stopped & ~halted
+        with m.If(live & fetch.o.valid):
+            with m.If(~known):
+                m.d.comb += dispatch_err.eq(ErrorCode.ILLEGAL_OPCODE)
+            with m.Elif(is_end):
+                m.d.comb += fetch.o.ready.eq(1)
+                m.d.sync += stopped.eq(1)
+            with m.Elif(~legal_q):
+                m.d.comb += dispatch_err.eq(ErrorCode.ILLEGAL_FIELD)
+            with m.Elif(w_rdy):
+                m.d.comb += [fetch.o.ready.eq(1), dispatched.eq(1)]
+                for q, f in zip(Queue, qfifo):
+                    m.d.comb += f.w_en.eq(target == q.value)
+        with m.If(live & fetch.oob):
+            m.d.comb += dispatch_err.eq(ErrorCode.FETCH_RANGE)
+        m.d.comb += fetch.stop.eq(stopped | halted)
+
+        # --- dependency tokens ------------------------------------------------------------
+        tok_err = Signal()
+        for p in Queue:
+            for q in Queue:
+                if p == q:
+                    continue
+                t = Signal(TOKEN_BITS, name=f"tok_{p.name.lower()}_{q.name.lower()}")
+                inc = execs[p.value].give[q.value]
+                dec = execs[q.value].take[p.value]
+                nxt = Signal(TOKEN_BITS + 1, name=f"{t.name}_next")
+                m.d.comb += nxt.eq(t + inc - dec)
+                m.d.sync += t.eq(nxt)
+                m.d.comb += execs[q.value].avail[p.value].eq(t != 0)
+                with m.If(inc & ~dec & (t == (1 << TOKEN_BITS) - 1)):
+                    m.d.comb += tok_err.eq(1)
+
+        # --- scratchpads ------------------------------------------------------------------
+        act = Memory(shape=8 * R, depth=cfg.act_depth, init=[])
+        wgt = Memory(shape=8 * C, depth=cfg.wgt_depth, init=[])
+        acc = Memory(shape=32 * R, depth=cfg.acc_depth, init=[])
+        scale = Memory(shape=8 * cfg.bus_bytes, depth=cfg.scale_depth, init=[])
+        m.submodules.act_mem, m.submodules.wgt_mem = act, wgt
+        m.submodules.acc_mem, m.submodules.scale_mem = acc, scale
+
+        def connect_rd(port, rp):
+            m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data.eq(rp.data)]
+
+        connect_rd(comp.act_rd, act.read_port())
+        connect_rd(comp.wgt_rd, wgt.read_port())
+        connect_rd(comp.acc_rd, acc.read_port())
+        connect_rd(comp.scale_rd, scale.read_port())
+        act_wp, wgt_wp, scale_wp, acc_wp = (act.write_port(), wgt.write_port(),
+                                            scale.write_port(), acc.write_port())
+        m.d.comb += [acc_wp.addr.eq(comp.acc_wr.addr), acc_wp.data.eq(comp.acc_wr.data),
+                     acc_wp.en.eq(comp.acc_wr.en)]
+        # activation writes: the requant unit has priority, the load DMA is held off
+        m.d.comb += load.act_busy.eq(comp.act_wr.en)
+        with m.If(comp.act_wr.en):
+            m.d.comb += [act_wp.addr.eq(comp.act_wr.addr), act_wp.data.eq(comp.act_wr.data),
+                         act_wp.en.eq(1)]
+        with m.Else():
+            m.d.comb += [act_wp.addr.eq(load.wr_addr), act_wp.data.eq(load.wr_data),
+                         act_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.ACT))]
+        m.d.comb += [wgt_wp.addr.eq(load.wr_addr), wgt_wp.data.eq(load.wr_data),
+                     wgt_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.WGT)),
+                     scale_wp.addr.eq(load.wr_addr), scale_wp.data.eq(load.wr_data),
+                     scale_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.SCALE))]
+        st_act, st_acc = act.read_port(), acc.read_port()
+        m.d.comb += [st_act.addr.eq(store.rd_addr), st_acc.addr.eq(store.rd_addr),
+                     st_act.en.eq(store.rd_en & (store.rd_buf == Buffer.ACT)),
+                     st_acc.en.eq(store.rd_en & (store.rd_buf == Buffer.ACC)),
+                     store.rd_data.eq(Mux(store.rd_buf == Buffer.ACC, st_acc.data, st_act.data))]
+
+        # --- completion, deadlock and errors ----------------------------------------------
+        q_empty = Cat(*(~f.r_rdy for f in qfifo)).all()
+        all_idle = Cat(*(~x.busy for x in execs)).all() & comp.drain_idle
+        finished = running & stopped & q_empty & all_idle & fetch.idle
+        # No unit can move: every executor is empty or waiting for a token, dispatch is
+        # blocked on a full queue (or has stopped), and nothing is in flight.
+        dispatch_stuck = stopped | (fetch.o.valid & ~w_rdy)
+        stuck = (running & ~finished & Cat(*(x.blocked for x in execs)).all() & comp.drain_idle
+                 & dispatch_stuck & fetch.idle)
+        stuck_cnt = Signal(2)
+        m.d.sync += stuck_cnt.eq(Mux(stuck, Mux(stuck_cnt == 3, 3, stuck_cnt + 1), 0))
+        new_err = Signal(ErrorCode)
+        sources = [(dispatch_err != ErrorCode.NONE, dispatch_err)] + \
+                  [(x.error != ErrorCode.NONE, x.error) for x in execs] + \
+                  [(tok_err, ErrorCode.TOKEN_OVERFLOW), (stuck_cnt == 3, ErrorCode.DEADLOCK)]
+        for cond, code in reversed(sources):
+            with m.If(cond):
+                m.d.comb += new_err.eq(code)
+        with m.If(running & ~halted & (new_err != ErrorCode.NONE)):
+            m.d.sync += [err.eq(new_err), done.eq(1), running.eq(0)]
+        with m.Elif(finished & ~halted):
+            m.d.sync += [done.eq(1), running.eq(0)]
+
+        # --- counters ---------------------------------------------------------------------
+        bb = cfg.bus_bytes
+        events = {
+            Counter.CYCLES: running,
+            Counter.INSNS: dispatched,
+            Counter.LOAD_BUSY: running & load.busy,
+            Counter.COMPUTE_BUSY: running & (comp.busy | ~comp.drain_idle),
+            Counter.ARRAY_BUSY: comp.step,
+            Counter.REQUANT_BUSY: comp.requant_busy,
+            Counter.STORE_BUSY: running & store.busy,
+            Counter.MACS: Mux(comp.step, R * C, 0),
+            Counter.BYTES_READ: Mux(load.beat_in, bb, 0),
+            Counter.BYTES_WRITTEN: Mux(store.ack_in, bb, 0),
+            Counter.FETCH_BYTES: Mux(arb.m0.resp.valid, bb, 0),
+        }
+        counters = Array(Signal(64, name=f"cnt_{c.name.lower()}") for c in Counter)
+        for c, ev in events.items():
+            m.d.sync += counters[c.value].eq(counters[c.value] + ev)
+        m.d.comb += self.csr_data.eq(Mux(self.csr_addr < len(Counter),
+                                         counters[self.csr_addr], 0))
+        return m

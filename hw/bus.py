@@ -1,0 +1,88 @@
+"""External memory bus: a request stream and an in-order response stream, plus an arbiter.
+
+Every request gets exactly one response (read data, or a write acknowledgement), returned
+in request order with the request's tag; masters tell their responses apart by tag.
+"""
+
+from amaranth import Module, Signal, Mux
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["req_layout", "resp_layout", "bus_signature", "BusArbiter", "TAG_FETCH", "TAG_LOAD",
+           "TAG_STORE", "ADDR_BITS", "place_word"]
+
+ADDR_BITS = 32
+TAG_FETCH, TAG_LOAD, TAG_STORE = 0, 1, 2
+
+
+def req_layout(bus_bytes):
+    return data.StructLayout({"addr": ADDR_BITS, "we": 1, "wdata": 8 * bus_bytes, "tag": 2})
+
+
+def resp_layout(bus_bytes):
+    return data.StructLayout({"rdata": 8 * bus_bytes, "tag": 2})
+
+
+def bus_signature(bus_bytes):
+    """Master view: ``req`` goes out, ``resp`` comes in."""
+    return wiring.Signature({
+        "req": Out(stream.Signature(req_layout(bus_bytes))),
+        "resp": In(stream.Signature(resp_layout(bus_bytes))),
+    })
+
+
+def place_word(m, base, index, word, nwords):
+    """A comb signal equal to ``base`` with word ``index`` (of ``len(word)`` bits) replaced."""
+    out = Signal(len(base))
+    m.d.comb += out.eq(base)
+    if nwords == 1:
+        m.d.comb += out[:len(word)].eq(word)
+    else:
+        m.d.comb += out.word_select(index, len(word)).eq(word)
+    return out
+
+
+class BusArbiter(wiring.Component):
+    """Round-robin arbiter of ``n`` masters onto one bus; responses are routed by tag.
+
+    Parameters
+    ----------
+    bus_bytes : int
+        Bus width.
+    n : int
+        Number of masters; master ``i`` must put tag ``i`` on its requests.
+    """
+
+    def __init__(self, *, bus_bytes, n=3):
+        self._n = n
+        members = {f"m{i}": In(bus_signature(bus_bytes)) for i in range(n)}
+        members["bus"] = Out(bus_signature(bus_bytes))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._n
+        masters = [getattr(self, f"m{i}") for i in range(n)]
+        last = Signal(range(n), init=n - 1)
+        # Round robin: the first valid master after the last granted one.
+        grant = Signal(range(n))
+        any_valid = Signal()
+        for off in reversed(range(1, n + 1)):
+            for cand in range(n):
+                with m.If(((last + off) % n == cand) & masters[cand].req.valid):
+                    m.d.comb += [grant.eq(cand), any_valid.eq(1)]
+        m.d.comb += self.bus.req.valid.eq(any_valid)
+        with m.Switch(grant):
+            for i in range(n):
+                with m.Case(i):
+                    m.d.comb += [self.bus.req.payload.eq(masters[i].req.payload),
+                                 masters[i].req.ready.eq(self.bus.req.ready)]
+        with m.If(self.bus.req.valid & self.bus.req.ready):
+            m.d.sync += last.eq(grant)
+        tag = self.bus.resp.payload.tag
+        for i in range(n):
+            m.d.comb += [masters[i].resp.payload.eq(self.bus.resp.payload),
+                         masters[i].resp.valid.eq(self.bus.resp.valid & (tag == i))]
+            with m.If(tag == i):
+                m.d.comb += self.bus.resp.ready.eq(masters[i].resp.ready)
+        return m

@@ -1,0 +1,202 @@
+"""Strided 2-D DMA: the load queue's and the store queue's executors."""
+
+from amaranth import Module, Signal, Mux, Const
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .bus import TAG_LOAD, TAG_STORE, bus_signature, place_word
+from .isa import view, Buffer, DmaInsn, ErrorCode, Queue
+from .queue import Front, executor_members
+
+__all__ = ["DmaLoad", "DmaStore"]
+
+
+def _entry_bytes(cfg):
+    return {Buffer.ACT: cfg.act_entry_bytes, Buffer.WGT: cfg.wgt_entry_bytes,
+            Buffer.ACC: cfg.acc_entry_bytes, Buffer.SCALE: cfg.scale_entry_bytes}
+
+
+def _depths(cfg):
+    return {Buffer.ACT: cfg.act_depth, Buffer.WGT: cfg.wgt_depth,
+            Buffer.ACC: cfg.acc_depth, Buffer.SCALE: cfg.scale_depth}
+
+
+def _table(buf, table, allowed, width):
+    """Comb lookup of a per-buffer constant (0 for buffers not in ``allowed``)."""
+    out = Const(0, width)
+    for b in allowed:
+        out = Mux(buf == b, table[b], out)
+    return out
+
+
+def max_entry_bits(cfg):
+    return 8 * max(_entry_bytes(cfg).values())
+
+
+class _Dma(wiring.Component):
+    allowed = ()
+    queue = None
+    tag = None
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        members = executor_members()
+        members["bus"] = Out(bus_signature(cfg.bus_bytes))
+        members.update(self._extra_members(cfg))
+        super().__init__(members)
+
+    def _front(self, m):
+        cfg = self._cfg
+        eb, depths = _entry_bytes(cfg), _depths(cfg)
+
+        def checks(insn):
+            d = view(DmaInsn, insn)
+            legal = Const(0, 1)
+            for b in self.allowed:
+                legal = legal | (d.buf == b)
+            depth = _table(d.buf, depths, self.allowed, 17)
+            ebytes = _table(d.buf, eb, self.allowed, 8)
+            lowmask = cfg.bus_bytes - 1
+            last = d.dram_addr + (d.rows - 1) * d.stride + ebytes
+            return [
+                (~legal | (d.rows == 0), ErrorCode.ILLEGAL_FIELD),
+                (d.sp_addr + d.rows > depth, ErrorCode.SP_RANGE),
+                (((d.dram_addr | d.stride) & lowmask) != 0, ErrorCode.MISALIGNED),
+                (last > cfg.dram_bytes, ErrorCode.DRAM_RANGE),
+            ]
+        front = Front(m, self, queue=self.queue.value, checks=checks)
+        m.d.comb += self.give.eq(front.give)
+        d = view(DmaInsn, front.insn)
+        beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, 8)
+        return front, d, beats
+
+
+class DmaLoad(_Dma):
+    """Executes LOAD: reads ``rows`` entries from external memory into a scratchpad.
+
+    Writes go out on ``wr_*`` (the top routes them by ``wr_buf``); an activation write is
+    held off (the response is not accepted) while ``act_busy`` says the requant unit owns
+    the activation write port this cycle.
+    """
+    allowed = (Buffer.ACT, Buffer.WGT, Buffer.SCALE)
+    queue = Queue.LOAD
+    tag = TAG_LOAD
+
+    def _extra_members(self, cfg):
+        return {
+            "wr_buf": Out(Buffer), "wr_addr": Out(16), "wr_data": Out(max_entry_bits(cfg)),
+            "wr_en": Out(1), "act_busy": In(1),
+            "beat_in": Out(1),      # a data beat arrived (for the byte counter)
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        bb = cfg.bus_bytes
+        front, d, beats = self._front(m)
+        run = front.state == Front.RUN
+
+        # request side
+        r = Signal(16)
+        b = Signal(8)
+        row_addr = Signal(34)
+        req = self.bus.req
+        m.d.comb += [
+            req.valid.eq(run & (r < d.rows)),
+            req.payload.addr.eq(row_addr + b * bb),
+            req.payload.tag.eq(self.tag),
+        ]
+        with m.If(front.start):
+            m.d.sync += [r.eq(0), b.eq(0), row_addr.eq(d.dram_addr)]
+        with m.Elif(req.valid & req.ready):
+            with m.If(b == beats - 1):
+                m.d.sync += [b.eq(0), r.eq(r + 1), row_addr.eq(row_addr + d.stride)]
+            with m.Else():
+                m.d.sync += b.eq(b + 1)
+
+        # response side: assemble beats into an entry, write it with its last beat
+        e = Signal(16)
+        rb = Signal(8)
+        asm = Signal(max_entry_bits(cfg))
+        resp = self.bus.resp
+        last_beat = rb == beats - 1
+        word = place_word(m, asm, rb, resp.payload.rdata, max_entry_bits(cfg) // (8 * bb))
+        m.d.comb += [
+            resp.ready.eq(~(last_beat & (d.buf == Buffer.ACT) & self.act_busy)),
+            self.wr_buf.eq(d.buf),
+            self.wr_addr.eq(d.sp_addr + e),
+            self.wr_data.eq(word),
+        ]
+        with m.If(front.start):
+            m.d.sync += [e.eq(0), rb.eq(0)]
+        with m.Elif(resp.valid & resp.ready):
+            m.d.comb += self.beat_in.eq(1)
+            m.d.sync += asm.eq(word)
+            with m.If(last_beat):
+                m.d.comb += self.wr_en.eq(1)
+                m.d.sync += [rb.eq(0), e.eq(e + 1)]
+            with m.Else():
+                m.d.sync += rb.eq(rb + 1)
+        m.d.comb += front.finish.eq(run & (e == d.rows))
+        return m
+
+
+class DmaStore(_Dma):
+    """Executes STORE: reads ``rows`` scratchpad entries (ACT or ACC) and writes them to
+    external memory; completes when every write is acknowledged."""
+    allowed = (Buffer.ACT, Buffer.ACC)
+    queue = Queue.STORE
+    tag = TAG_STORE
+
+    def _extra_members(self, cfg):
+        return {
+            "rd_buf": Out(Buffer), "rd_addr": Out(16), "rd_en": Out(1),
+            "rd_data": In(max_entry_bits(cfg)),
+            "ack_in": Out(1),       # a write was acknowledged (for the byte counter)
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        bb = cfg.bus_bytes
+        front, d, beats = self._front(m)
+        run = front.state == Front.RUN
+
+        r_rd = Signal(16)       # next entry to read
+        out_valid = Signal()    # rd_data holds an entry being sent
+        b = Signal(8)
+        row_addr = Signal(34)
+        acks = Signal(24)
+        req = self.bus.req
+        sending_last = req.valid & req.ready & (b == beats - 1)
+        nwords = max_entry_bits(cfg) // (8 * bb)
+        m.d.comb += [
+            self.rd_buf.eq(d.buf),
+            self.rd_addr.eq(d.sp_addr + r_rd),
+            self.rd_en.eq(run & (r_rd < d.rows) & (~out_valid | sending_last)),
+            req.valid.eq(run & out_valid),
+            req.payload.addr.eq(row_addr + b * bb),
+            req.payload.we.eq(1),
+            req.payload.wdata.eq(self.rd_data.word_select(b, 8 * bb) if nwords > 1
+                                 else self.rd_data[:8 * bb]),
+            req.payload.tag.eq(self.tag),
+            self.bus.resp.ready.eq(1),
+        ]
+        with m.If(front.start):
+            m.d.sync += [r_rd.eq(0), out_valid.eq(0), b.eq(0), row_addr.eq(d.dram_addr),
+                         acks.eq(0)]
+        with m.Else():
+            with m.If(self.rd_en):
+                m.d.sync += [r_rd.eq(r_rd + 1), out_valid.eq(1)]
+            with m.Elif(sending_last):
+                m.d.sync += out_valid.eq(0)
+            with m.If(req.valid & req.ready):
+                with m.If(b == beats - 1):
+                    m.d.sync += [b.eq(0), row_addr.eq(row_addr + d.stride)]
+                with m.Else():
+                    m.d.sync += b.eq(b + 1)
+            with m.If(self.bus.resp.valid):
+                m.d.comb += self.ack_in.eq(1)
+                m.d.sync += acks.eq(acks + 1)
+        m.d.comb += front.finish.eq(run & (acks == d.rows * beats))
+        return m

@@ -1,0 +1,80 @@
+"""What the three queue executors share: their ports and the front end of their FSM.
+
+An executor pops one instruction (the "executing slot"), checks it (raising an error code),
+waits for its dependency tokens, runs it, and gives its release tokens when it completes.
+"""
+
+from amaranth import Module, Signal
+from amaranth.lib import stream
+from amaranth.lib.wiring import In, Out
+
+from .isa import view, INSN_BITS, ErrorCode, Header
+
+__all__ = ["executor_members", "Front", "first_error"]
+
+
+def executor_members():
+    return {
+        "insn": In(stream.Signature(INSN_BITS)),
+        "avail": In(3),      # avail[p]: the counter (queue p -> this queue) is non-zero
+        "take": Out(3),      # strobe: take one token from every queue in the mask
+        "give": Out(3),      # strobe: give one token to every queue in the mask
+        "error": Out(ErrorCode),
+        "halt": In(1),
+        "blocked": Out(1),   # empty and idle, or waiting for a token: cannot progress alone
+        "busy": Out(1),
+    }
+
+
+def first_error(m, checks):
+    """Comb ErrorCode signal: the code of the first true condition in ``checks``."""
+    err = Signal(ErrorCode)
+    for cond, code in reversed(checks):
+        with m.If(cond):
+            m.d.comb += err.eq(code)
+    return err
+
+
+class Front:
+    """The shared FSM front end. The unit drives ``finish`` in state RUN (and may set
+    ``extra_ready`` to hold WAIT), and forwards ``give`` to its port; ``start`` pulses when
+    RUN is entered."""
+    IDLE, CHECK, WAIT, RUN, HALT = range(5)
+
+    def __init__(self, m: Module, port, *, queue, checks):
+        self.state = state = Signal(range(5))
+        self.insn = insn = Signal(INSN_BITS)
+        self.hdr = hdr = view(Header, insn)
+        self.start = Signal()
+        self.finish = Signal()
+        self.extra_ready = Signal(init=1)
+        self.give = Signal(3)       # the unit forwards this (or'ed with its own) to port.give
+        own = 1 << queue
+        err = first_error(m, [((hdr.wait | hdr.release) & own, ErrorCode.ILLEGAL_FIELD)]
+                          + list(checks(insn)))
+        tokens_ok = (hdr.wait & ~port.avail) == 0
+        with m.Switch(state):
+            with m.Case(self.IDLE):
+                m.d.comb += port.insn.ready.eq(1)
+                with m.If(port.insn.valid):
+                    m.d.sync += [insn.eq(port.insn.payload), state.eq(self.CHECK)]
+            with m.Case(self.CHECK):
+                m.d.comb += port.error.eq(err)
+                m.d.sync += state.eq(self.WAIT)
+                with m.If(err != ErrorCode.NONE):
+                    m.d.sync += state.eq(self.HALT)
+            with m.Case(self.WAIT):
+                with m.If(tokens_ok & self.extra_ready):
+                    m.d.comb += [port.take.eq(hdr.wait), self.start.eq(1)]
+                    m.d.sync += state.eq(self.RUN)
+            with m.Case(self.RUN):
+                with m.If(self.finish):
+                    m.d.comb += self.give.eq(hdr.release)
+                    m.d.sync += state.eq(self.IDLE)
+        with m.If(port.halt):
+            m.d.sync += state.eq(self.HALT)
+        m.d.comb += [
+            port.blocked.eq(((state == self.IDLE) & ~port.insn.valid)
+                            | ((state == self.WAIT) & ~tokens_ok)),
+            port.busy.eq((state != self.IDLE) & (state != self.HALT)),
+        ]

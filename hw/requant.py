@@ -1,0 +1,73 @@
+"""Requant/vector unit: per-channel scale, shift with round-half-to-even, residual, clamp."""
+
+from amaranth import Module, Signal, Mux, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["RequantUnit", "requant_in_layout"]
+
+
+def requant_in_layout(rows):
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(32), rows),
+        "mult": signed(16),
+        "res": data.ArrayLayout(signed(8), rows),
+        "shift": 6,
+        "residual": 1,
+        "relu": 1,
+    })
+
+
+class RequantUnit(wiring.Component):
+    """Two-stage pipeline over ``rows`` lanes: one accumulator entry per cycle.
+
+    ``q = clamp(rne(acc * mult, shift) + (res if residual), relu ? 0 : -128, 127)``, exactly
+    as ``sw.golden.requant``.
+    """
+
+    def __init__(self, *, rows):
+        self._rows = rows
+        super().__init__({
+            "i": In(stream.Signature(requant_in_layout(rows))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(8), rows))),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R = self._rows
+        adv = self.o.ready | ~self.o.valid
+        m.d.comb += self.i.ready.eq(adv)
+
+        # stage 1: products
+        v1 = Signal()
+        prod = [Signal(signed(48), name=f"prod{i}") for i in range(R)]
+        res1 = Signal(data.ArrayLayout(signed(8), R))
+        shift1, residual1, relu1 = Signal(6), Signal(), Signal()
+        with m.If(adv):
+            m.d.sync += v1.eq(self.i.valid)
+            m.d.sync += [prod[i].eq(self.i.payload.acc[i] * self.i.payload.mult)
+                         for i in range(R)]
+            m.d.sync += [res1.eq(self.i.payload.res), shift1.eq(self.i.payload.shift),
+                         residual1.eq(self.i.payload.residual), relu1.eq(self.i.payload.relu)]
+
+        # stage 2: round half to even, residual, clamp
+        one = Signal(64)
+        m.d.comb += one.eq(1 << shift1)
+        mask = one - 1
+        half = one >> 1
+        lo = Mux(relu1, 0, -128)
+        with m.If(adv):
+            m.d.sync += self.o.valid.eq(v1)
+            for i in range(R):
+                p = Signal(signed(64), name=f"p{i}")
+                m.d.comb += p.eq(prod[i])
+                q = Signal(signed(64), name=f"q{i}")
+                m.d.comb += q.eq(p >> shift1)
+                rem = (p.as_unsigned() & mask)[:64]
+                up = (shift1 != 0) & ((rem > half) | ((rem == half) & q[0]))
+                t = Signal(signed(66), name=f"t{i}")
+                m.d.comb += t.eq(q + up + Mux(residual1, res1[i], 0))
+                m.d.sync += self.o.payload[i].eq(Mux(t > 127, 127, Mux(t < lo, lo, t)))
+        m.d.comb += self.idle.eq(~v1 & ~self.o.valid)
+        return m

@@ -1,0 +1,145 @@
+"""Output-stationary int8 x int8 -> int32 systolic array with its own result drain."""
+
+from amaranth import Module, Signal, Mux, Array, Cat, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SystolicArray", "step_layout", "column_layout"]
+
+
+def step_layout(rows, cols, tag_bits):
+    return data.StructLayout({
+        "a": data.ArrayLayout(signed(8), rows),    # one input feature of `rows` tokens
+        "b": data.ArrayLayout(signed(8), cols),    # its weights for `cols` output channels
+        "first": 1,                                # first k step of a MATMUL
+        "last": 1,                                 # last k step
+        "k": 16,                                   # number of k steps (read on `first`)
+        "tag": tag_bits,                           # carried to the drained columns
+    })
+
+
+def column_layout(rows, tag_bits):
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(32), rows),
+        "col": 8,
+        "last": 1,
+        "tag": tag_bits,
+    })
+
+
+class SystolicArray(wiring.Component):
+    """``rows x cols`` processing elements, output-stationary.
+
+    Each accepted step k feeds ``a`` (skewed down the rows) and ``b`` (skewed across the
+    columns); PE(i, j) adds ``a[i] * b[j]`` to its accumulator, restarting on ``first`` and
+    latching the sum into its result register on ``last``. A finished MATMUL is drained one
+    column per cycle on ``o`` (always ready), while the next MATMUL already streams in.
+
+    A new MATMUL (a ``first`` step) is accepted only if the pending drain starts soon enough
+    that its results cannot be overwritten by the new one, which takes ``k`` cycles to reach
+    the result registers; otherwise ``i.ready`` is low until it is safe.
+    """
+
+    GAP = 1     # idle cycles between two drains (lets the accumulate read-modify-write settle)
+
+    def __init__(self, *, rows, cols, tag_bits=20):
+        self._rows, self._cols, self._tag = rows, cols, tag_bits
+        super().__init__({
+            "i": In(stream.Signature(step_layout(rows, cols, tag_bits))),
+            "o": Out(stream.Signature(column_layout(rows, tag_bits), always_ready=True)),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self._rows, self._cols
+        p = self.i.payload
+        go = self.i.valid & self.i.ready
+
+        # input stage
+        s_a = [Signal(signed(8), name=f"in_a{i}") for i in range(R)]
+        s_b = [Signal(signed(8), name=f"in_b{j}") for j in range(C)]
+        s_first, s_last = Signal(), Signal()
+        m.d.sync += [x.eq(Mux(go, p.a[i], 0)) for i, x in enumerate(s_a)]
+        m.d.sync += [x.eq(Mux(go, p.b[j], 0)) for j, x in enumerate(s_b)]
+        m.d.sync += [s_first.eq(go & p.first), s_last.eq(go & p.last)]
+
+        def delay(sig, n, name):
+            for s in range(n):
+                nxt = Signal.like(sig, name=f"{name}_d{s}")
+                m.d.sync += nxt.eq(sig)
+                sig = nxt
+            return sig
+
+        row_in = [(delay(s_a[i], i, f"ska{i}"), delay(s_first, i, f"skf{i}"),
+                   delay(s_last, i, f"skl{i}")) for i in range(R)]
+        col_in = [delay(s_b[j], j, f"skb{j}") for j in range(C)]
+
+        # PE grid
+        res = [[None] * C for _ in range(R)]
+        b_down = list(col_in)
+        for i in range(R):
+            a, f, l = row_in[i]
+            for j in range(C):
+                b = b_down[j]
+                acc = Signal(signed(32), name=f"pe{i}_{j}_acc")
+                r = Signal(signed(32), name=f"pe{i}_{j}_res")
+                a_r = Signal(signed(8), name=f"pe{i}_{j}_a")
+                b_r = Signal(signed(8), name=f"pe{i}_{j}_b")
+                f_r = Signal(name=f"pe{i}_{j}_first")
+                l_r = Signal(name=f"pe{i}_{j}_last")
+                total = Signal(signed(32), name=f"pe{i}_{j}_sum")
+                m.d.comb += total.eq(Mux(f, 0, acc) + a * b)
+                m.d.sync += [acc.eq(total), a_r.eq(a), b_r.eq(b), f_r.eq(f), l_r.eq(l)]
+                with m.If(l):
+                    m.d.sync += r.eq(total)
+                res[i][j] = r
+                a, f, l = a_r, f_r, l_r
+                b_down[j] = b_r
+
+        # drain: a pending job (waiting for the last step to reach every PE) and an active one
+        pend_valid = Signal()
+        pend_cnt = Signal(range(R + 1))
+        pend_tag = Signal(self._tag)
+        act_valid = Signal()
+        act_col = Signal(range(C))
+        act_tag = Signal(self._tag)
+        gap = Signal(range(self.GAP + 1))
+
+        promote = pend_valid & (pend_cnt == 0) & ~act_valid & (gap == 0)
+        with m.If(pend_valid & (pend_cnt != 0)):
+            m.d.sync += pend_cnt.eq(pend_cnt - 1)
+        with m.If(gap != 0):
+            m.d.sync += gap.eq(gap - 1)
+        with m.If(act_valid):
+            with m.If(act_col == C - 1):
+                m.d.sync += [act_valid.eq(0), gap.eq(self.GAP)]
+            with m.Else():
+                m.d.sync += act_col.eq(act_col + 1)
+        with m.If(promote):
+            m.d.sync += [act_valid.eq(1), act_col.eq(0), act_tag.eq(pend_tag),
+                         pend_valid.eq(0)]
+        create = go & p.last
+        with m.If(create):
+            # res(i, j) of this job is complete R + 1 + j cycles after its last step.
+            m.d.sync += [pend_valid.eq(1), pend_cnt.eq(R - 1), pend_tag.eq(p.tag)]
+
+        # Accept a new MATMUL only if the pending drain (if any) starts in fewer than k
+        # cycles (with a safety margin of 2): its first column must leave before the new
+        # MATMUL's last step reaches row 0.
+        remaining = Signal(16)
+        busy_left = Mux(act_valid, C - act_col + self.GAP, gap)
+        m.d.comb += remaining.eq(Mux(pend_cnt > busy_left, pend_cnt, busy_left))
+        safe = ~pend_valid | (remaining + 3 <= p.k)
+        m.d.comb += self.i.ready.eq(~p.first | safe)
+
+        cols = Array(Cat(*(res[i][j] for i in range(R))) for j in range(C))
+        m.d.comb += [
+            self.o.valid.eq(act_valid),
+            self.o.payload.data.eq(cols[act_col]),
+            self.o.payload.col.eq(act_col),
+            self.o.payload.last.eq(act_col == C - 1),
+            self.o.payload.tag.eq(act_tag),
+            self.idle.eq(~pend_valid & ~act_valid & (gap == 0)),
+        ]
+        return m
