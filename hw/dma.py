@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .bus import TAG_LOAD, TAG_STORE, bus_signature, place_word
-from .isa import view, Buffer, DmaInsn, ErrorCode, Queue
+from .isa import view, Buffer, DmaInsn, ErrorCode, Opcode, Queue
 from .queue import Front, executor_members
 
 __all__ = ["DmaLoad", "DmaStore"]
@@ -51,6 +51,7 @@ class _Dma(wiring.Component):
 
         def checks(insn):
             d = view(DmaInsn, insn)
+            is_dma = d.opcode != Opcode.SYNC
             legal = Const(0, 1)
             for b in self.allowed:
                 legal = legal | (d.buf == b)
@@ -59,10 +60,10 @@ class _Dma(wiring.Component):
             lowmask = cfg.bus_bytes - 1
             last = d.dram_addr + (d.rows - 1) * d.stride + ebytes
             return [
-                (~legal | (d.rows == 0), ErrorCode.ILLEGAL_FIELD),
-                (d.sp_addr + d.rows > depth, ErrorCode.SP_RANGE),
-                (((d.dram_addr | d.stride) & lowmask) != 0, ErrorCode.MISALIGNED),
-                (last > cfg.dram_bytes, ErrorCode.DRAM_RANGE),
+                (is_dma & (~legal | (d.rows == 0)), ErrorCode.ILLEGAL_FIELD),
+                (is_dma & (d.sp_addr + d.rows > depth), ErrorCode.SP_RANGE),
+                (is_dma & (((d.dram_addr | d.stride) & lowmask) != 0), ErrorCode.MISALIGNED),
+                (is_dma & (last > cfg.dram_bytes), ErrorCode.DRAM_RANGE),
             ]
         front = Front(m, self, queue=self.queue.value, checks=checks)
         m.d.comb += self.give.eq(front.give)
@@ -94,7 +95,7 @@ class DmaLoad(_Dma):
         cfg = self._cfg
         bb = cfg.bus_bytes
         front, d, beats = self._front(m)
-        run = front.state == Front.RUN
+        run = (front.state == Front.RUN) & (d.opcode != Opcode.SYNC)   # SYNC: nothing to move
 
         # request side
         r = Signal(16)
@@ -137,7 +138,7 @@ class DmaLoad(_Dma):
                 m.d.sync += [rb.eq(0), e.eq(e + 1)]
             with m.Else():
                 m.d.sync += rb.eq(rb + 1)
-        m.d.comb += front.finish.eq(run & (e == d.rows))
+        m.d.comb += front.finish.eq((front.state == Front.RUN) & ((e == d.rows) | ~run))
         return m
 
 
@@ -160,7 +161,7 @@ class DmaStore(_Dma):
         cfg = self._cfg
         bb = cfg.bus_bytes
         front, d, beats = self._front(m)
-        run = front.state == Front.RUN
+        run = (front.state == Front.RUN) & (d.opcode != Opcode.SYNC)   # SYNC: nothing to move
 
         r_rd = Signal(16)       # next entry to read
         out_valid = Signal()    # rd_data holds an entry being sent
@@ -198,5 +199,5 @@ class DmaStore(_Dma):
             with m.If(self.bus.resp.valid):
                 m.d.comb += self.ack_in.eq(1)
                 m.d.sync += acks.eq(acks + 1)
-        m.d.comb += front.finish.eq(run & (acks == d.rows * beats))
+        m.d.comb += front.finish.eq((front.state == Front.RUN) & ((acks == d.rows * beats) | ~run))
         return m

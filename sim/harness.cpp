@@ -71,6 +71,7 @@ struct Sim {
     std::deque<Resp> resp;
     std::vector<VarRef> vars;
     uint64_t mem_bytes_moved = 0;
+    bool in_reset = false;
 
     Sim() {
         ctx.debug(0);
@@ -97,8 +98,8 @@ struct Sim {
     void set_inputs() {
         // request side: accept while the bandwidth credit covers a beat and the response
         // queue is not absurdly deep (the latency pipe)
-        top->REQ_READY = (credit >= BUS_BYTES) && resp.size() < (size_t)(latency + 64);
-        if (!resp.empty() && resp.front().ready_at <= cycle) {
+        top->REQ_READY = !in_reset && (credit >= BUS_BYTES) && resp.size() < (size_t)(latency + 64);
+        if (!in_reset && !resp.empty() && resp.front().ready_at <= cycle) {
             top->RESP_VALID = 1;
             uint32_t* w = (uint32_t*)&top->RESP_PAYLOAD;
             for (int i = 0; i < BUS_BYTES; ++i) set_bits(w, 8 * i, 8, resp.front().data[i]);
@@ -173,7 +174,10 @@ void sim_reset(void* h) {
     s->credit = BUS_BYTES;
     s->top->start = 0;
     s->top->rst = 1;
+    s->in_reset = true;     // the memory takes no requests from the design being reset
     for (int i = 0; i < 4; ++i) s->tick();
+    s->in_reset = false;
+    s->resp.clear();
     s->top->rst = 0;
     s->cycle = 0;
     s->mem_bytes_moved = 0;

@@ -1,0 +1,146 @@
+"""Seeded random programs that are legal and race-free, for RTL-vs-golden verification.
+
+Each program is a chain of matmul jobs with random shapes (K any size, partial output tiles),
+random pipelining (serial or double-buffered), random splitting of loads and of K into
+accumulating MATMULs, random requant options (shift, relu, residual), raw-accumulator and/or
+int8 stores, and dependency tokens relayed through random SYNCs. Alongside it comes an
+independent oracle: the exact integer results computed straight from the job's operands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.isa import Buffer, Queue
+from sw.golden import requant
+from sw.program import MemoryImage, Program
+from .asm import Assembler, mask
+
+__all__ = ["random_program", "RandomProgram"]
+
+L, Cq, S = Queue.LOAD, Queue.COMPUTE, Queue.STORE
+
+
+@dataclass
+class RandomProgram:
+    program: Program
+    memory: MemoryImage
+    expected: dict = field(default_factory=dict)   # symbol -> exact array (independent oracle)
+    description: str = ""
+
+
+def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
+    rng = np.random.default_rng(seed)
+    R, C, B = config.rows, config.cols, config.bus_bytes
+    lanes = config.scale_lanes
+    slots = int(rng.integers(1, 3))
+    # scratchpad plan: per slot an act input region, a weight region, a residual region,
+    # an output region and an accumulator tile
+    max_k = max_k or max(1, min(3 * R + 5, (config.act_depth - 4 * C) // (2 * slots),
+                                config.wgt_depth // slots))
+    act_in = [s * max_k for s in range(slots)]
+    act_res = [slots * max_k + s * C for s in range(slots)]
+    act_out = [slots * max_k + slots * C + s * C for s in range(slots)]
+    wgt_in = [s * max_k for s in range(slots)]
+    acc_t = [s * C for s in range(slots)]
+    assert act_out[-1] + C <= config.act_depth and slots * C <= config.acc_depth
+
+    mem = MemoryImage(bytearray())
+    asm = Assembler(config)
+    n_scales = min(config.scale_depth * lanes, 4 * C)
+    scales = rng.integers(-(1 << 15), 1 << 15, n_scales).astype(np.int16)
+    small = rng.random(n_scales) < 0.7                 # mostly realistic multipliers
+    scales[small] = rng.integers(1, 1 << 12, int(small.sum()))
+    s_addr = mem.write("scales", scales)
+    n_scale_rows = (2 * n_scales + B - 1) // B
+    expected = {}
+    njobs = int(rng.integers(1, max_jobs + 1))
+    desc = [f"slots={slots}"]
+    for j in range(njobs):
+        s = j % slots
+        k = int(rng.integers(1, max_k + 1))
+        ncols = int(rng.integers(1, C + 1))            # partial output tile on store
+        a = rng.integers(-128, 128, (k, R), dtype=np.int8)
+        w = rng.integers(-128, 128, (k, C), dtype=np.int8)
+        res = rng.integers(-128, 128, (C, R), dtype=np.int8)
+        # rows padded to a random multiple of the bus width: strided DMA
+        pad_a = R + B * int(rng.integers(0, 3))
+        pad_w = C + B * int(rng.integers(0, 3))
+        a_addr = mem.write(f"a{j}", a, row_stride=pad_a)
+        w_addr = mem.write(f"w{j}", w, row_stride=pad_w)
+        use_res = bool(rng.random() < 0.4)
+        relu = bool(rng.random() < 0.3)
+        shift = int(rng.integers(0, 24))
+        scale_off = int(rng.integers(0, n_scales - C + 1))
+        store_act = bool(rng.random() < 0.8)
+        store_acc = (not store_act) or bool(rng.random() < 0.4)
+        if use_res:
+            r_addr = mem.write(f"res{j}", res)
+
+        # --- loads (the last one of the job releases to compute) ----------------------
+        loads = []
+        if j == 0:
+            loads.append((Buffer.SCALE, 0, s_addr, n_scale_rows, B))
+        if k > 1 and rng.random() < 0.3:               # split the activation load
+            h = int(rng.integers(1, k))
+            loads += [(Buffer.ACT, act_in[s], a_addr, h, pad_a),
+                      (Buffer.ACT, act_in[s] + h, a_addr + h * pad_a, k - h, pad_a)]
+        else:
+            loads.append((Buffer.ACT, act_in[s], a_addr, k, pad_a))
+        loads.append((Buffer.WGT, wgt_in[s], w_addr, k, pad_w))
+        if use_res:
+            loads.append((Buffer.ACT, act_res[s], r_addr, C, R))
+        rng.shuffle(loads)
+        for i, (buf, sp, addr, rows, stride) in enumerate(loads):
+            wait = mask(Cq) if (i == 0 and j >= slots) else 0
+            rel = mask(Cq) if i == len(loads) - 1 else 0
+            asm.load(buf, sp, addr, rows, stride, wait=wait, release=rel,
+                     comment=f"job {j} load {buf.name.lower()}")
+
+        # --- compute: K split into accumulating MATMULs, then REQUANT -------------------
+        cuts = sorted(set(int(x) for x in rng.integers(1, k, int(rng.integers(0, 3))))) if k > 1 else []
+        bounds = [0] + cuts + [k]
+        for i in range(len(bounds) - 1):
+            k0, k1 = bounds[i], bounds[i + 1]
+            wait = mask(L) if i == 0 else 0
+            if i == 0 and j >= slots:
+                wait |= mask(S)                         # the store of job j-slots is done
+            asm.matmul(act_in[s] + k0, wgt_in[s] + k0, acc_t[s], k1 - k0, accumulate=i > 0,
+                       wait=wait,
+                       comment=f"job {j} k[{k0}:{k1}]")
+        relay = bool(rng.random() < 0.3)
+        asm.requant(acc_t[s], act_out[s], scale_off, C, shift,
+                    res_addr=act_res[s] if use_res else None, relu=relu,
+                    release=mask(L) | (0 if relay else mask(S)), comment=f"job {j}")
+        if relay:
+            asm.sync(Cq, release=mask(S), comment="relay")
+        if rng.random() < 0.2:
+            asm.sync(L if rng.random() < 0.5 else S, comment="idle sync")
+
+        # --- stores: the last one releases to compute -------------------------------------
+        stores = []
+        if store_act:
+            o = mem.reserve(f"out{j}", (ncols, R), np.int8, row_stride=R)
+            stores.append((Buffer.ACT, act_out[s], o, ncols, R))
+        if store_acc:
+            o = mem.reserve(f"acc{j}", (ncols, R), np.int32, row_stride=4 * R)
+            stores.append((Buffer.ACC, acc_t[s], o, ncols, 4 * R))
+        for i, (buf, sp, addr, rows, stride) in enumerate(stores):
+            asm.store(buf, sp, addr, rows, stride, wait=mask(Cq) if i == 0 else 0,
+                      release=mask(Cq) if i == len(stores) - 1 else 0,
+                      comment=f"job {j} store {buf.name.lower()}")
+
+        # independent oracle
+        acc = (w.astype(np.int64).T @ a.astype(np.int64))                 # [C, R]
+        acc = ((acc + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+        if store_acc:
+            expected[f"acc{j}"] = acc[:ncols]
+        if store_act:
+            q = requant(acc, scales[scale_off:scale_off + C], shift,
+                        res if use_res else None, relu)
+            expected[f"out{j}"] = q[:ncols]
+        desc.append(f"job{j}: k={k} cols={ncols} split={len(bounds) - 1} res={use_res} "
+                    f"relu={relu} shift={shift} relay={relay}")
+    return RandomProgram(asm.program(), mem, expected, "; ".join(desc))
