@@ -1,0 +1,148 @@
+"""Model capture with torch.export, calibration, and a compiled model that runs its linear
+layers on an accelerator executor and everything else on the host in float.
+
+Any module that torch.export can capture works: every ``aten.linear`` becomes a compiled
+kernel (int8 weights per output channel, static int8 activations calibrated on sample
+inputs); the remaining graph runs on the host through an FX interpreter.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.fx
+
+from .lower import CompileError, LinearKernel, lower_linear
+from .quantize import act_scale, quantize_act, quantize_weight, requant_params
+
+__all__ = ["capture", "compile_model", "CompiledModel", "CompileError"]
+
+_LINEAR = torch.ops.aten.linear.default
+
+
+def capture(module, example_inputs):
+    """torch.export the module; return the unlifted graph module."""
+    try:
+        ep = torch.export.export(module, tuple(example_inputs))
+    except Exception as e:          # torch raises many types; the user needs one line
+        raise CompileError(f"torch.export could not capture the model: "
+                           f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+    return ep.module()
+
+
+def _linear_name(node):
+    w = node.args[1]
+    return w.target if w.op == "get_attr" else w.name
+
+
+class _Hooked(torch.fx.Interpreter):
+    def __init__(self, gm, on_linear):
+        super().__init__(gm)
+        self.on_linear = on_linear
+        self._node = None
+
+    def run_node(self, n):
+        self._node = n
+        return super().run_node(n)
+
+    def call_function(self, target, args, kwargs):
+        if target is _LINEAR:
+            return self.on_linear(self._node, *args, **kwargs)
+        return super().call_function(target, args, kwargs)
+
+
+@dataclass
+class CompiledModel:
+    """Linear kernels plus the host graph around them."""
+    gm: object
+    kernels: dict
+    config: object
+    order: list = field(default_factory=list)
+
+    def run(self, inputs, executor, *, check=None, progress=None):
+        """Run on ``executor``; with ``check`` (another executor, e.g. the golden model)
+        every kernel also runs there and the int8 outputs are compared bit for bit.
+
+        Returns (outputs, report) where report holds per-kernel stats and mismatches.
+        """
+        report = {"kernels": [], "mismatches": [], "cycles": 0, "macs": 0,
+                  "padded_macs": 0, "sim_wall_s": 0.0, "sim_cycles": 0}
+
+        def on_linear(node, x, w, b=None):
+            name = _linear_name(node)
+            kern = self.kernels[name]
+            lead = x.shape[:-1]
+            x2 = x.detach().reshape(-1, x.shape[-1]).numpy()
+            if x2.shape[0] != kern.m:
+                raise CompileError(f"{name}: compiled for M={kern.m} rows, got {x2.shape[0]}")
+            xq = quantize_act(x2, kern.x_scale)
+            mem = kern.memory.copy()
+            kern.write_input(mem, xq)
+            t0 = time.perf_counter()
+            out_mem, st = executor.run(kern.program, mem)
+            wall = time.perf_counter() - t0
+            if st.get("error"):
+                raise RuntimeError(f"{name}: accelerator error {st['error']}")
+            yq = kern.read_output(out_mem)
+            entry = {"name": name, "m": kern.m, "k": kern.k, "n": kern.n, "macs": kern.macs,
+                     "cycles": st.get("cycles"), "wall_s": wall,
+                     "array_macs": st.get("macs")}
+            if check is not None:
+                ref_mem, ref_st = check.run(kern.program, mem)
+                ref = kern.read_output(ref_mem)
+                same = bool(np.array_equal(ref, yq)) and ref_mem.data == out_mem.data
+                entry["bit_exact"] = same
+                if not same:
+                    report["mismatches"].append(name)
+            report["kernels"].append(entry)
+            report["cycles"] += st.get("cycles") or 0
+            report["sim_cycles"] += st.get("sim_cycles") or st.get("cycles") or 0
+            report["macs"] += kern.macs
+            report["padded_macs"] += st.get("macs") or 0
+            report["sim_wall_s"] += wall
+            if progress:
+                progress(f"{name}: {kern.m}x{kern.k}x{kern.n}"
+                         + (f", {st['cycles']} cycles" if st.get("cycles") else ""))
+            y = torch.from_numpy(yq.astype(np.float32) * kern.y_scale.astype(np.float32))
+            if b is not None:
+                y = y + b
+            return y.reshape(*lead, kern.n)
+
+        with torch.no_grad():
+            out = _Hooked(self.gm, on_linear).run(*inputs)
+        return out, report
+
+
+def compile_model(module, calib_inputs, config, *, progress=None) -> CompiledModel:
+    """Capture ``module`` on ``calib_inputs[0]``, calibrate on all of them, compile every
+    linear layer for ``config``."""
+    gm = capture(module, calib_inputs[0])
+    stats = {}
+
+    def record(node, x, w, b=None):
+        y = torch.nn.functional.linear(x, w, b)
+        name = _linear_name(node)
+        s = stats.setdefault(name, {"x": 0.0, "y": 0.0, "w": w.detach().numpy().copy(),
+                                    "m": int(np.prod(x.shape[:-1]))})
+        s["x"] = max(s["x"], float(x.detach().abs().max()))
+        s["y"] = max(s["y"], float((y - (b if b is not None else 0)).detach().abs().max()))
+        return y
+
+    with torch.no_grad():
+        for inp in calib_inputs:
+            _Hooked(gm, record).run(*inp)
+    if not stats:
+        raise CompileError("the model has no linear layers to put on the accelerator")
+    kernels = {}
+    for name, s in stats.items():
+        wq, sw = quantize_weight(s["w"])
+        sx, sy = act_scale(s["x"]), act_scale(s["y"])
+        mult, shift = requant_params(sx * sw / sy)
+        if progress:
+            progress(f"lowering {name} ({s['m']}x{wq.shape[1]}x{wq.shape[0]})")
+        kernels[name] = lower_linear(config, name, s["m"], wq, mult, shift, x_scale=sx,
+                                     y_scale=np.full(wq.shape[0], sy))
+    return CompiledModel(gm, kernels, config, list(stats))
