@@ -29,6 +29,7 @@ VERILATOR_FLAGS = ["--public-flat-rw", "-O3", "--x-assign", "fast", "--x-initial
                    "--noassert", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                    "--output-split", "20000"]
 CXXFLAGS = ["-O2", "-std=c++17", "-fPIC"]
+RECIPE = "2"    # bump when _verilate changes in a way that changes the result
 
 
 class WatchdogError(RuntimeError):
@@ -47,7 +48,8 @@ def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int):
     total = len(list((tmp / "obj").glob("*.cpp"))) + 3
     progress(f"compiling the model ({total - 3} C++ files)")
     run_logged(["make", "-j2", "-C", "obj", "-f", f"V{TOP}.mk", f"libV{TOP}.a", "libverilated.a",
-                f"OPT_FAST={' '.join(CXXFLAGS)}", f"OPT_SLOW={' '.join(CXXFLAGS)}",
+                # the *Slow files only construct the model (and its symbol table): no -O2
+                f"OPT_FAST={' '.join(CXXFLAGS)}", "OPT_SLOW=-O0 -std=c++17 -fPIC",
                 f"OPT_GLOBAL={' '.join(CXXFLAGS)}"],
                cwd=tmp, env=env, log=log, progress=progress, count_pattern="-c ", total=total)
     inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}", "-Iobj"]
@@ -63,7 +65,7 @@ def build_model(config: AccelConfig, *, quiet=False) -> Path:
     """Generate Verilog for ``config`` and build (or reuse) the runner; return its dir."""
     import hw
     verilog = hw.verilog(config)
-    key = [verilog, " ".join(VERILATOR_FLAGS + CXXFLAGS), HARNESS.read_bytes(),
+    key = [verilog, " ".join(VERILATOR_FLAGS + CXXFLAGS), RECIPE, HARNESS.read_bytes(),
            f"bus={config.bus_bytes}"]
     d = cached_build("fast", key,
                      lambda tmp, progress: _verilate(tmp, progress, verilog, config.bus_bytes),

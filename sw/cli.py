@@ -1,0 +1,282 @@
+"""The ``llmaccel`` command line.
+
+Every user mistake (bad config, corrupt or foreign program, unsupported model, out-of-range
+address) ends with one line on stderr and a non-zero exit status, never a traceback; set
+LLMACCEL_DEBUG=1 to see one anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+EXIT_USER, EXIT_MISMATCH, EXIT_ACCEL = 2, 3, 4
+
+
+class UserError(Exception):
+    pass
+
+
+def _say(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _config(name):
+    from hw.config import load_config
+    return load_config(name)
+
+
+def _executor(name, config, quiet=False):
+    if name == "golden":
+        from sw.golden import Machine
+        return Machine(config)
+    if name == "verilator":
+        from sim.fast import FastRunner
+        return FastRunner(config, quiet=quiet)
+    if name == "pyverilator":
+        from sim.interactive import InteractiveRunner
+        return InteractiveRunner(config, quiet=quiet)
+    raise UserError(f"unknown executor {name!r}; choose golden, verilator or pyverilator")
+
+
+# --- demo ------------------------------------------------------------------------------------
+def cmd_demo(args):
+    import numpy as np
+    import torch
+    from compiler.frontend import compile_model
+    from compiler.models import SHAPES, make_block
+    from sw.golden import Machine
+
+    cfg = _config(args.config)
+    shape = args.shape or ("smollm2-135m" if cfg.rows >= 16 else "toy")
+    if shape not in SHAPES:
+        raise UserError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
+    quiet = args.json
+    log = (lambda m: None) if quiet else _say
+    blk = make_block(shape, seed=args.seed)
+    g = torch.Generator().manual_seed(args.seed + 1)
+    calib = [(torch.randn(args.tokens, blk.s.hidden, generator=g),) for _ in range(3)]
+    x = torch.randn(args.tokens, blk.s.hidden, generator=g)
+    log(f"[demo] decoder block {shape} (hidden {blk.s.hidden}, inter {blk.s.inter}, heads "
+        f"{blk.s.heads}/{blk.s.kv_heads}), {args.tokens} tokens, config {cfg.name!r} "
+        f"({cfg.rows}x{cfg.cols} array)")
+    runner = _executor("verilator", cfg, quiet=quiet)
+    t0 = time.perf_counter()
+    cm = compile_model(blk, calib, cfg, progress=lambda m: log(f"[compile] {m}"))
+    log(f"[compile] {len(cm.kernels)} linear layers, "
+        f"{sum(len(k.program) for k in cm.kernels.values())} instructions in "
+        f"{time.perf_counter() - t0:.1f}s")
+    out, rep = cm.run((x,), runner, check=Machine(cfg), progress=lambda m: log(f"[run] {m}"))
+    with torch.no_grad():
+        ref = blk(x)
+    err = float((out - ref).abs().max())
+    cycles = rep["cycles"]
+    result = {
+        "config": cfg.name, "shape": shape, "tokens": args.tokens,
+        "bit_exact": not rep["mismatches"],
+        "mismatches": rep["mismatches"],
+        "cycles": cycles,
+        "macs": rep["macs"],
+        "macs_per_cycle": rep["macs"] / cycles if cycles else 0.0,
+        "peak_macs_per_cycle": cfg.peak_macs_per_cycle,
+        "utilization": rep["macs"] / (cycles * cfg.peak_macs_per_cycle) if cycles else 0.0,
+        "sim_cycles_per_s": rep["sim_cycles"] / rep["sim_wall_s"] if rep["sim_wall_s"] else 0.0,
+        "max_abs_err_vs_float": err,
+        "max_abs_float": float(ref.abs().max()),
+        "layers": rep["kernels"],
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"\n{'layer':<20}{'M x K x N':>20}{'cycles':>12}{'util':>8}{'bit-exact':>11}")
+        for k in rep["kernels"]:
+            u = k["macs"] / (k["cycles"] * cfg.peak_macs_per_cycle)
+            print(f"{k['name'].removesuffix('.weight'):<20}{k['m']:>6} x{k['k']:>6} x{k['n']:>6}"
+                  f"{k['cycles']:>12}{u:>8.1%}{str(k.get('bit_exact')):>11}")
+        print(f"\nbit-exact RTL vs golden : {result['bit_exact']}")
+        print(f"cycles                  : {cycles}")
+        print(f"MACs / cycle            : {result['macs_per_cycle']:.1f} of "
+              f"{cfg.peak_macs_per_cycle} peak ({result['utilization']:.1%})")
+        print(f"simulation speed        : {result['sim_cycles_per_s'] / 1e3:.0f}k cycles/s")
+        print(f"max |int8 - float torch|: {err:.4f} (outputs up to {result['max_abs_float']:.2f})")
+    return 0 if result["bit_exact"] else EXIT_MISMATCH
+
+
+# --- pieces ----------------------------------------------------------------------------------
+def cmd_verilog(args):
+    import hw
+    cfg = _config(args.config)
+    Path(args.output).write_text(hw.verilog(cfg))
+    _say(f"wrote {args.output} ({cfg.name}: {cfg.rows}x{cfg.cols} array)")
+    return 0
+
+
+def cmd_compile(args):
+    import numpy as np
+    import torch
+    cfg = _config(args.config)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.linear:
+        from compiler.lower import lower_linear
+        m, k, n = args.linear
+        rng = np.random.default_rng(args.seed)
+        w = rng.integers(-127, 128, (n, k), dtype=np.int8)
+        mult = rng.integers(1 << 13, 1 << 15, n).astype(np.int16)
+        kern = lower_linear(cfg, "linear", m, w, mult, 20)
+        x = rng.integers(-127, 128, (m, k), dtype=np.int8)
+        kern.write_input(kern.memory, x)
+        kernels = {"linear": kern}
+    else:
+        from compiler.frontend import compile_model
+        from compiler.models import make_block
+        blk = make_block(args.shape or ("smollm2-135m" if cfg.rows >= 16 else "toy"),
+                         seed=args.seed)
+        g = torch.Generator().manual_seed(args.seed + 1)
+        calib = [(torch.randn(args.tokens, blk.s.hidden, generator=g),) for _ in range(3)]
+        kernels = compile_model(blk, calib, cfg, progress=_say).kernels
+    manifest = {"config": cfg.name, "config_hash": cfg.hash.hex(), "kernels": []}
+    for name, kern in kernels.items():
+        stem = name.removesuffix(".weight").replace(".", "_")
+        (out / f"{stem}.prog").write_bytes(kern.program.to_bytes())
+        kern.memory.save(out / f"{stem}.mem.npz")
+        manifest["kernels"].append({"name": name, "program": f"{stem}.prog",
+                                    "memory": f"{stem}.mem.npz", "m": kern.m, "k": kern.k,
+                                    "n": kern.n, "instructions": len(kern.program)})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    _say(f"wrote {len(kernels)} program(s) to {out}/ (manifest.json)")
+    return 0
+
+
+def _load_program(path, cfg):
+    from sw.program import Program
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{path}: no such program file")
+    prog = Program.from_bytes(p.read_bytes(), source=str(path))
+    prog.check_config(cfg, source=str(path))
+    return prog
+
+
+def cmd_run(args):
+    from sw.program import MemoryImage
+    cfg = _config(args.config)
+    prog = _load_program(args.program, cfg)
+    mem_path = args.memory or str(Path(args.program).with_suffix("").with_suffix("")) + ".mem.npz"
+    if not Path(mem_path).exists():
+        raise UserError(f"{mem_path}: no such memory image (give --memory)")
+    mem = MemoryImage.load(mem_path)
+    ex = _executor(args.executor, cfg, quiet=args.json)
+    out, st = ex.run(prog, mem)
+    result = {"executor": args.executor, "stats": st}
+    if args.check and args.executor != "golden":
+        from sw.golden import Machine
+        ref, rst = Machine(cfg).run(prog, mem)
+        result["bit_exact"] = ref.data == out.data and rst["error"] == st["error"]
+    if args.output:
+        out.save(args.output)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in st.items():
+            print(f"{k:>16}: {v}")
+        if "bit_exact" in result:
+            print(f"{'bit_exact':>16}: {result['bit_exact']}")
+    if st.get("error"):
+        _say(f"llmaccel: the accelerator stopped with error {st['error']}")
+        return EXIT_ACCEL
+    return 0 if result.get("bit_exact", True) else EXIT_MISMATCH
+
+
+def cmd_disasm(args):
+    cfg = _config(args.config)
+    print(_load_program(args.program, cfg).listing())
+    return 0
+
+
+def cmd_configs(args):
+    from hw.config import load_config, preset_names
+    for n in preset_names():
+        c = load_config(n)
+        print(f"{n:<10} {c.rows}x{c.cols} array, {c.bus_bytes * 8}-bit bus, "
+              f"act {c.act_depth * c.act_entry_bytes // 1024} KiB, "
+              f"wgt {c.wgt_depth * c.wgt_entry_bytes // 1024} KiB, "
+              f"acc {c.acc_depth * c.acc_entry_bytes // 1024} KiB, hash {c.hash.hex()}")
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="llmaccel", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("demo", help="compile the decoder block, run it on Verilator, check it")
+    d.add_argument("--config", default="default")
+    d.add_argument("--shape", help="block shape (smollm2-135m, llama2-7b, toy, ...)")
+    d.add_argument("--tokens", type=int, default=16)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=cmd_demo)
+    v = sub.add_parser("verilog", help="write the accelerator's Verilog")
+    v.add_argument("--config", required=True)
+    v.add_argument("-o", "--output", required=True)
+    v.set_defaults(fn=cmd_verilog)
+    c = sub.add_parser("compile", help="compile the decoder block (or one linear) to programs")
+    c.add_argument("--config", default="default")
+    c.add_argument("--shape")
+    c.add_argument("--tokens", type=int, default=16)
+    c.add_argument("--linear", type=int, nargs=3, metavar=("M", "K", "N"),
+                   help="compile one random int8 linear layer instead")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("-o", "--output", required=True, help="output directory")
+    c.set_defaults(fn=cmd_compile)
+    r = sub.add_parser("run", help="run a program on an executor")
+    r.add_argument("program")
+    r.add_argument("--memory", help="memory image (.mem.npz); default: beside the program")
+    r.add_argument("--config", default="default")
+    r.add_argument("--executor", default="verilator")
+    r.add_argument("--check", action="store_true", help="compare with the golden model")
+    r.add_argument("-o", "--output", help="write the final memory image here")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(fn=cmd_run)
+    da = sub.add_parser("disasm", help="list a program's instructions")
+    da.add_argument("program")
+    da.add_argument("--config", default="default")
+    da.set_defaults(fn=cmd_disasm)
+    cf = sub.add_parser("configs", help="list the preset configurations")
+    cf.set_defaults(fn=cmd_configs)
+    return p
+
+
+def main(argv=None):
+    from compiler.lower import CompileError
+    from hw.config import ConfigError
+    from hw.isa import IsaError
+    from sim.build import BuildError
+    from sw.executor import RunError
+    from sw.program import ProgramError
+    args = build_parser().parse_args(argv)
+    known = (UserError, ConfigError, ProgramError, CompileError, IsaError, RunError, OSError)
+    try:
+        return args.fn(args)
+    except known as e:
+        if os.environ.get("LLMACCEL_DEBUG"):
+            raise
+        _say(f"llmaccel: error: {e}")
+        return EXIT_USER
+    except BuildError as e:
+        if os.environ.get("LLMACCEL_DEBUG"):
+            raise
+        _say(f"llmaccel: error: the Verilator build failed: {str(e).splitlines()[0]}")
+        return EXIT_USER
+    except KeyboardInterrupt:
+        _say("llmaccel: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
