@@ -146,30 +146,38 @@ struct Sim {
     }
 };
 
+// Several models may live in one process (one per runner); Verilator keeps a per-thread
+// "current context" pointer, which must name this model's context whenever it is used.
+static inline Sim* S(void* h) {
+    Sim* s = (Sim*)h;
+    Verilated::threadContextp(&s->ctx);
+    return s;
+}
+
 }  // namespace
 
 extern "C" {
 
 void* sim_new() { return new Sim(); }
-void sim_free(void* h) { delete (Sim*)h; }
+void sim_free(void* h) { delete S(h); }
 
 void sim_mem_config(void* h, uint64_t dram_bytes, double bytes_per_cycle, int latency) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     s->dram.assign(dram_bytes, 0);
     s->bytes_per_cycle = bytes_per_cycle;
     s->latency = latency < 1 ? 1 : latency;
 }
 
 void sim_mem_write(void* h, uint64_t addr, const uint8_t* src, uint64_t n) {
-    memcpy(&((Sim*)h)->dram[addr], src, n);
+    memcpy(&S(h)->dram[addr], src, n);
 }
 
 void sim_mem_read(void* h, uint64_t addr, uint8_t* dst, uint64_t n) {
-    memcpy(dst, &((Sim*)h)->dram[addr], n);
+    memcpy(dst, &S(h)->dram[addr], n);
 }
 
 void sim_reset(void* h) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     s->resp.clear();
     s->credit = BUS_BYTES;
     s->top->start = 0;
@@ -184,7 +192,7 @@ void sim_reset(void* h) {
 }
 
 void sim_start(void* h, uint32_t prog_addr) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     s->top->prog_addr = prog_addr;
     s->top->start = 1;
     s->tick();
@@ -194,7 +202,7 @@ void sim_start(void* h, uint32_t prog_addr) {
 // Run until done or until `max_cycles` more cycles have passed (the watchdog).
 // Returns 1 if done, 0 if the budget ran out.
 int sim_run(void* h, uint64_t max_cycles) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     for (uint64_t i = 0; i < max_cycles; ++i) {
         if (s->top->done) return 1;
         s->tick();
@@ -208,7 +216,7 @@ int sim_done(void* h) { return ((Sim*)h)->top->done; }
 int sim_error_code(void* h) { return ((Sim*)h)->top->error ? ((Sim*)h)->top->error_code : 0; }
 
 uint64_t sim_counter(void* h, int idx) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     s->top->csr_addr = idx;
     s->top->eval();
     return s->top->csr_data;
@@ -218,7 +226,7 @@ uint64_t sim_counter(void* h, int idx) {
 int sim_num_vars(void* h) { return (int)((Sim*)h)->vars.size(); }
 
 int sim_var_info(void* h, int i, char* name, int namelen, int* bits, int* depth, int* entsize) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     if (i < 0 || i >= (int)s->vars.size()) return -1;
     const VarRef& v = s->vars[i];
     snprintf(name, namelen, "%s", v.name.c_str());
@@ -229,7 +237,7 @@ int sim_var_info(void* h, int i, char* name, int namelen, int* bits, int* depth,
 }
 
 int sim_peek(void* h, int i, int index, uint8_t* out) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     if (i < 0 || i >= (int)s->vars.size()) return -1;
     const VarRef& v = s->vars[i];
     if (index < 0 || index >= v.depth) return -1;
@@ -238,7 +246,7 @@ int sim_peek(void* h, int i, int index, uint8_t* out) {
 }
 
 int sim_poke(void* h, int i, int index, const uint8_t* in) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     if (i < 0 || i >= (int)s->vars.size()) return -1;
     const VarRef& v = s->vars[i];
     if (index < 0 || index >= v.depth) return -1;
@@ -249,14 +257,14 @@ int sim_poke(void* h, int i, int index, const uint8_t* in) {
 // --- snapshot / restore -----------------------------------------------------------------
 // Layout: [cycle][credit][n_resp][resp...][dram][every variable's storage].
 uint64_t sim_snapshot_size(void* h) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     uint64_t n = 8 + 8 + 8 + s->resp.size() * sizeof(Resp) + s->dram.size();
     for (auto& v : s->vars) n += (uint64_t)v.depth * v.entsize;
     return n;
 }
 
 void sim_snapshot(void* h, uint8_t* buf) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     uint64_t nr = s->resp.size();
     memcpy(buf, &s->cycle, 8); buf += 8;
     memcpy(buf, &s->credit, 8); buf += 8;
@@ -270,7 +278,7 @@ void sim_snapshot(void* h, uint8_t* buf) {
 }
 
 void sim_restore(void* h, const uint8_t* buf) {
-    Sim* s = (Sim*)h;
+    Sim* s = S(h);
     uint64_t nr;
     memcpy(&s->cycle, buf, 8); buf += 8;
     memcpy(&s->credit, buf, 8); buf += 8;

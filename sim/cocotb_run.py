@@ -1,0 +1,80 @@
+"""Run cocotb testbenches on Amaranth components through cocotb_tools.runner + Verilator.
+
+Each (component Verilog) is built once into the shared build cache; the testbench module is
+run with parameters passed in the environment (``LLMACCEL_TB_*``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from .build import cached_build, verilator_env
+
+__all__ = ["run_testbench", "component_verilog"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def component_verilog(component, name):
+    """Verilog of a component as a top level; constant members (the ``ready`` of an
+    always-ready stream) are not ports."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Signal, Value
+    ports = {}
+    for path, _member, value in component.signature.flatten(component):
+        v = Value.cast(value)
+        if isinstance(v, Signal):
+            ports["__".join(map(str, path))] = v
+    return verilog.convert(component, name=name, ports=list(ports.values()), emit_src=False)
+
+
+def run_testbench(verilog: str, toplevel: str, test_module: str, test_dir, *, params=None,
+                  seed=0, testcase=None, quiet=True):
+    """Build (cached) and run ``test_module`` against ``toplevel``; return (tests, failures,
+    log text)."""
+    from cocotb_tools.runner import get_runner
+    env = verilator_env()
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        def build(tmp, progress):
+            src = tmp / f"{toplevel}.v"
+            src.write_text(verilog)
+            progress("building the cocotb simulator")
+            get_runner("verilator").build(sources=[src], hdl_toplevel=toplevel,
+                                          build_dir=tmp / "sim_build", always=True,
+                                          build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"],
+                                          log_file=tmp / "build.log")
+        d = cached_build("cocotb", [verilog, toplevel], build, quiet=quiet)
+        runner = get_runner("verilator")
+        test_dir = Path(test_dir)
+        out_dir = test_dir / "results" / f"{test_module}-{os.getpid()}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log = out_dir / "sim.log"
+        extra = {"PYTHONPATH": os.pathsep.join([str(test_dir), str(ROOT),
+                                                os.environ.get("PYTHONPATH", "")]),
+                 "LLMACCEL_TB_PARAMS": json.dumps(params or {})}
+        try:
+            xml = runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                              build_dir=d / "sim_build", test_dir=test_dir, seed=seed,
+                              testcase=testcase,
+                              extra_env=extra, results_xml=str(out_dir / "results.xml"),
+                              log_file=log)
+        except SystemExit:          # the runner exits when a test fails; the XML says which
+            xml = out_dir / "results.xml"
+        text = log.read_text() if log.exists() else ""
+        if not Path(xml).exists():
+            return 0, 1, text
+        tests = failures = 0
+        for case in ET.parse(xml).getroot().iter("testcase"):
+            tests += 1
+            if case.find("failure") is not None or case.find("error") is not None:
+                failures += 1
+        return tests, failures, text
+    finally:
+        os.environ.clear()
+        os.environ.update(old)

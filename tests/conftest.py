@@ -1,0 +1,39 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hw.config import AccelConfig, load_config  # noqa: E402
+
+
+def rect_config():
+    """A non-square array with multi-beat entries: exercises what tiny cannot."""
+    return AccelConfig(name="rect", rows=8, cols=4, bus_bytes=4, act_depth=256, wgt_depth=128,
+                       acc_depth=32, scale_depth=32, queue_depth=2, dram_bytes=1 << 20,
+                       mem_bytes_per_cycle=3, mem_latency=5, clock_mhz=100)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return load_config("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_rtl(tiny):
+    from sim.fast import FastRunner
+    return FastRunner(tiny, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def rect():
+    return rect_config()
+
+
+@pytest.fixture(scope="session")
+def rect_rtl(rect):
+    from sim.fast import FastRunner
+    return FastRunner(rect, quiet=True)

@@ -1,0 +1,49 @@
+"""cocotb testbenches (cocotb 2.x through cocotb_tools.runner), run from pytest."""
+
+from pathlib import Path
+
+import pytest
+
+from sim.cocotb_run import component_verilog, run_testbench
+
+TB_DIR = Path(__file__).resolve().parent / "cocotb"
+
+
+def _run(component, top, module, params, seed, testcase=None):
+    tests, failures, log = run_testbench(component_verilog(component, top), top, module, TB_DIR,
+                                         params=dict(params, seed=seed), seed=seed,
+                                         testcase=testcase)
+    assert tests > 0, f"no cocotb test ran:\n{log[-3000:]}"
+    assert failures == 0, f"seed={seed}: {failures} cocotb failure(s):\n{log[-5000:]}"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_systolic_array(seed):
+    from hw.systolic import SystolicArray
+    _run(SystolicArray(rows=3, cols=4), "array", "tb_array",
+         {"rows": 3, "cols": 4, "jobs": 12, "stall": 0.3}, seed)
+
+
+@pytest.mark.parametrize("seed", [3])
+def test_dma_load(seed):
+    from hw.config import load_config
+    from hw.dma import DmaLoad
+    _run(DmaLoad(load_config("tiny")), "dma_load", "tb_dma",
+         {"config": "tiny", "n": 25}, seed, testcase="loads")
+
+
+@pytest.mark.parametrize("seed", [4])
+def test_dma_store(seed):
+    from hw.config import load_config
+    from hw.dma import DmaStore
+    _run(DmaStore(load_config("tiny")), "dma_store", "tb_dma",
+         {"config": "tiny", "n": 25}, seed, testcase="stores")
+
+
+@pytest.mark.parametrize("seed", [5])
+def test_accelerator_with_backpressure(seed):
+    """Fetch, decode and dispatch of real programs under a stalling memory."""
+    from hw.accelerator import Accelerator
+    from hw.config import load_config
+    _run(Accelerator(load_config("tiny")), "accel", "tb_top",
+         {"config": "tiny", "seeds": [seed, seed + 10, seed + 20], "stall": 0.4}, seed)

@@ -1,0 +1,117 @@
+"""Illegal instructions and bad addresses raise the error flag (never a hang), with the same
+error code in the RTL and the golden model."""
+
+import numpy as np
+import pytest
+
+from compiler.asm import Assembler, mask
+from hw import isa
+from hw.isa import Buffer, ErrorCode, Opcode, Queue as Q
+from sw.golden import Machine
+from sw.program import MemoryImage, Program
+
+
+def raw(op, **fields):
+    """Encode without enum validation (for illegal field values)."""
+    word = op
+    for name, offset, width, _ in isa._FIELDS[isa.Opcode(op)]:
+        if name in fields:
+            word |= (fields[name] & ((1 << width) - 1)) << offset
+    return word
+
+
+def prog(cfg, *words):
+    return Program(list(words) + [isa.encode(Opcode.END)], cfg.hash)
+
+
+def asm_prog(cfg, build):
+    a = Assembler(cfg)
+    build(a)
+    return a.program()
+
+
+def CASES(cfg):
+    R, C = cfg.rows, cfg.cols
+    E = isa.encode
+    return {
+        "illegal opcode": (ErrorCode.ILLEGAL_OPCODE, prog(cfg, 7)),
+        "own queue in wait": (ErrorCode.ILLEGAL_FIELD,
+                              prog(cfg, E(Opcode.MATMUL, k=1, wait=mask(Q.COMPUTE)))),
+        "own queue in release": (ErrorCode.ILLEGAL_FIELD,
+                                 prog(cfg, E(Opcode.LOAD, buf=Buffer.ACT, rows=1,
+                                             release=mask(Q.LOAD)))),
+        "k = 0": (ErrorCode.ILLEGAL_FIELD, prog(cfg, E(Opcode.MATMUL, k=0))),
+        "unknown engine": (ErrorCode.ILLEGAL_FIELD, prog(cfg, raw(Opcode.MATMUL.value, engine=5, k=1))),
+        "load into acc": (ErrorCode.ILLEGAL_FIELD, prog(cfg, E(Opcode.LOAD, buf=Buffer.ACC, rows=1))),
+        "store from wgt": (ErrorCode.ILLEGAL_FIELD, prog(cfg, E(Opcode.STORE, buf=Buffer.WGT, rows=1))),
+        "rows = 0": (ErrorCode.ILLEGAL_FIELD, prog(cfg, E(Opcode.LOAD, buf=Buffer.ACT, rows=0))),
+        "sync queue 3": (ErrorCode.ILLEGAL_FIELD, prog(cfg, raw(Opcode.SYNC.value, queue=3))),
+        "requant count 0": (ErrorCode.ILLEGAL_FIELD, prog(cfg, E(Opcode.REQUANT, count=0))),
+        "load past scratchpad": (ErrorCode.SP_RANGE,
+                                 prog(cfg, E(Opcode.LOAD, buf=Buffer.WGT, sp_addr=cfg.wgt_depth - 2,
+                                             rows=3, stride=cfg.bus_bytes))),
+        "matmul acc past end": (ErrorCode.SP_RANGE,
+                                prog(cfg, E(Opcode.MATMUL, k=1, acc_addr=cfg.acc_depth - C + 1))),
+        "requant scale past end": (ErrorCode.SP_RANGE,
+                                   prog(cfg, E(Opcode.REQUANT, count=2,
+                                               scale_addr=cfg.scale_depth * cfg.scale_lanes - 1))),
+        "load past memory": (ErrorCode.DRAM_RANGE,
+                             prog(cfg, E(Opcode.LOAD, buf=Buffer.ACT, rows=2,
+                                         dram_addr=cfg.dram_bytes - R, stride=R))),
+        "store past memory": (ErrorCode.DRAM_RANGE,
+                              prog(cfg, E(Opcode.STORE, buf=Buffer.ACC, rows=1,
+                                          dram_addr=cfg.dram_bytes - 4 * R + cfg.bus_bytes))),
+        "misaligned address": (ErrorCode.MISALIGNED,
+                               prog(cfg, E(Opcode.LOAD, buf=Buffer.ACT, rows=1, dram_addr=2))),
+        "misaligned stride": (ErrorCode.MISALIGNED,
+                              prog(cfg, E(Opcode.LOAD, buf=Buffer.ACT, rows=2, stride=3))),
+        "residual overlap": (ErrorCode.OVERLAP,
+                             prog(cfg, E(Opcode.REQUANT, count=4, out_addr=10, res_addr=12,
+                                         residual=1))),
+        "deadlock": (ErrorCode.DEADLOCK,
+                     prog(cfg, E(Opcode.LOAD, buf=Buffer.ACT, rows=1, stride=R),
+                          E(Opcode.MATMUL, k=1, wait=mask(Q.STORE)))),
+        "circular wait": (ErrorCode.DEADLOCK,
+                          prog(cfg, E(Opcode.SYNC, queue=Q.LOAD, wait=mask(Q.STORE),
+                                      release=mask(Q.STORE)),
+                               E(Opcode.SYNC, queue=Q.STORE, wait=mask(Q.LOAD),
+                                 release=mask(Q.LOAD)))),
+    }
+
+
+CASE_NAMES = list(CASES(__import__("hw.config").config.load_config("tiny")))
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_error_codes_match(tiny, tiny_rtl, case):
+    code, p = CASES(tiny)[case]
+    mem = MemoryImage(bytearray(256))
+    _, gs = Machine(tiny).run(p, mem)
+    _, vs = tiny_rtl.run(p, mem, max_cycles=200_000)
+    assert gs["error"] == code.name, f"{case}: golden says {gs['error']}"
+    assert vs["error"] == code.name, f"{case}: RTL says {vs['error']}"
+
+
+def test_fetch_past_end_of_memory(tiny, tiny_rtl):
+    """A program with no END runs off the end of memory: FETCH_RANGE, not a hang."""
+    sync = isa.encode(Opcode.SYNC, queue=Q.LOAD)
+    n = 64
+    p = Program([sync] * n, tiny.hash)
+    # the program sits right after the data, so fill memory with SYNCs up to its end
+    fill = tiny.dram_bytes - n * 16
+    mem = MemoryImage(bytearray(np.frombuffer(sync.to_bytes(16, "little") * (fill // 16),
+                                              np.uint8).tobytes()))
+    _, gs = Machine(tiny).run(p, mem)
+    _, vs = tiny_rtl.run(p, mem)
+    assert gs["error"] == vs["error"] == "FETCH_RANGE"
+
+
+def test_watchdog(tiny, tiny_rtl):
+    a = Assembler(tiny)
+    for _ in range(20):
+        a.matmul(0, 0, 0, 200)
+    _, st = tiny_rtl.run(a.program(), MemoryImage(bytearray(64)), max_cycles=100)
+    assert st["error"] == "WATCHDOG"
+    # and the runner is usable again afterwards
+    _, st = tiny_rtl.run(a.program(), MemoryImage(bytearray(64)))
+    assert st["error"] is None and st["macs"] == 20 * 200 * tiny.rows * tiny.cols
