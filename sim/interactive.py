@@ -47,6 +47,9 @@ def _pyverilator_env():
         vt.verilator_version = saved_ver
 
 
+_SIMS = {}
+
+
 def _build(tmp, fst):
     import pyverilator
     with _pyverilator_env():
@@ -90,8 +93,11 @@ class InteractiveRunner:
                 raise BuildError("pyverilator build failed:\n" + out.stderr[-3000:])
         d = cached_build("pyverilator-fst" if fst else "pyverilator", [verilog], build,
                          quiet=quiet)
-        with _pyverilator_env():
-            self.sim = pyverilator.PyVerilator(str(d / "obj" / f"V{TOP}"))
+        so = str(d / "obj" / f"V{TOP}")
+        if so not in _SIMS:     # pyverilator allows one model per library per process
+            with _pyverilator_env():
+                _SIMS[so] = pyverilator.PyVerilator(so)
+        self.sim = _SIMS[so]
         self.bb = config.bus_bytes
         self.dram = None
 
