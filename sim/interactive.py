@@ -1,4 +1,4 @@
-"""The interactive runner: pyverilator, one Python call per cycle, waveforms on request.
+"""The interactive runner: pyverilator, one Python call per cycle, VCD waveforms on request.
 
 Slow (Python in the cycle loop) but every port can be read and written between cycles, which
 is what debugging wants. Runs the same programs through the same executor interface, with
@@ -64,7 +64,7 @@ class InteractiveRunner:
     Parameters
     ----------
     config : AccelConfig
-    waves : path of an ``.fst`` or ``.vcd`` file to trace every cycle into, or None
+    waves : path of a ``.vcd`` file to trace every cycle into, or None
     """
 
     name = "pyverilator"
@@ -76,7 +76,11 @@ class InteractiveRunner:
         self.bpc = bytes_per_cycle or config.mem_bytes_per_cycle
         self.latency = latency or config.mem_latency
         self.waves = str(waves) if waves else None
-        fst = bool(self.waves and self.waves.endswith(".fst"))
+        if self.waves and not self.waves.endswith(".vcd"):
+            # Verilator's FST writer needs the lz4 C headers, which no PyPI package ships.
+            raise ValueError(f"waveform file {self.waves!r}: only .vcd is supported from PyPI "
+                             f"alone (FST needs liblz4 headers); convert with vcd2fst if needed")
+        fst = False
         verilog = hw.verilog(config)
 
         def build(tmp, progress):
@@ -168,10 +172,7 @@ class InteractiveRunner:
     def run(self, program, memory, *, max_cycles=None):
         self.dram, prog_addr = place_program(self.config, program, memory)
         if self.waves:
-            if self.waves.endswith(".fst"):
-                self.sim.start_vcd_trace(self.waves)     # pyverilator writes FST when built so
-            else:
-                self.sim.start_vcd_trace(self.waves)
+            self.sim.start_vcd_trace(self.waves)
         self.reset()
         budget = max_cycles or 10_000_000
         t0 = time.perf_counter()

@@ -37,3 +37,9 @@ def test_vcd_waveform(tiny, tmp_path):
     text = wave.read_text()
     assert "$enddefinitions" in text and "pe0_0_acc" in text
     assert text.count("\n#") > st["cycles"]
+
+
+def test_fst_request_is_a_clear_error(tiny, tmp_path):
+    from sim.interactive import InteractiveRunner
+    with pytest.raises(ValueError, match=r"only .vcd is supported from PyPI alone"):
+        InteractiveRunner(tiny, waves=tmp_path / "x.fst", quiet=True)
