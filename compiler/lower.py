@@ -137,20 +137,25 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
     if k == 0 or n == 0 or m == 0:
         raise CompileError(f"{name}: empty layer (M={m}, K={k}, N={n})")
 
-    # scratchpad plan
+    # scratchpad plan. Resident case (X^T of a row tile fits): a group of `g` row tiles
+    # keeps its X^T on chip and each weight chunk, loaded once, serves the whole group, so
+    # weights are fetched once per group instead of once per row tile.
+    mt, nt = mp // R, np_ // C
     out_regions = 2 * C
     x_cap = cfg.act_depth - out_regions
-    resident = k <= x_cap                               # X^T of a row tile stays on chip
-    x_slots = 2 if 2 * k <= x_cap else 1
+    resident = k <= x_cap
     kc = min(k, cfg.wgt_depth // 2)
-    if not resident:
+    if resident:
+        g = max(1, min(mt, x_cap // k, cfg.acc_depth // (2 * C)))
+        x_slots = 2 if 2 * g * k <= x_cap else 1
+        x_size = g * k
+    else:                       # K too long for the activations: stream X^T in chunks too
+        g = 1
         kc = min(kc, x_cap // 2)
-        x_slots = 2
+        x_slots, x_size = 2, kc
     if kc < 1 or 2 * C > cfg.acc_depth:
         raise CompileError(f"{name}: {cfg.name!r} scratchpads are too small for one tile")
-    x_size = k if resident else kc
     act_out = [x_slots * x_size + i * C for i in range(2)]
-    acc_slot = [i * C for i in range(2)]
     wgt_slot = [i * kc for i in range(2)]
 
     mem = MemoryImage(bytearray())
@@ -166,37 +171,40 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
     e = _Emit(cfg)
     steps = []      # (loads, computes): loads of step i+1 are emitted before computes of i
     e.load(Buffer.SCALE, 0, a_s, scale_entries, B, comment=f"{name} scales")
-    tile = 0
-    chunk = 0
-    for mi in range(mp // R):
-        for ni in range(np_ // C):
-            acc = acc_slot[tile % 2]
-            out = act_out[tile % 2]
+    chunk = 0       # weight chunks so far (weight slot parity)
+    tile = 0        # output tiles so far (output region parity)
+    for gi, m0 in enumerate(range(0, mt, g)):
+        group = list(range(m0, min(mt, m0 + g)))
+        x_base = (gi % x_slots) * x_size
+        for ni in range(nt):
+            acc_base = (ni % 2) * g * C     # this N tile's accumulators, one per row tile
             for k0 in range(0, k, kc):
                 kk = min(kc, k - k0)
                 loads, comps = [], []
-                if resident:
-                    x_off = (mi % x_slots) * x_size       # the row tile's X^T, all of K
-                    if ni == 0 and k0 == 0:
-                        loads.append((Buffer.ACT, x_off, a_x + mi * R, k, mp,
+                if resident and ni == 0 and k0 == 0:
+                    for j, mi in enumerate(group):
+                        loads.append((Buffer.ACT, x_base + j * k, a_x + mi * R, k, mp,
                                       f"{name} x rows {mi * R}:{mi * R + R}"))
-                    a_off = x_off + k0
-                else:
-                    a_off = (chunk % 2) * x_size          # X^T chunk, double-buffered
-                    loads.append((Buffer.ACT, a_off, a_x + k0 * mp + mi * R, kk, mp,
-                                  f"{name} x k {k0}:{k0 + kk}"))
+                if not resident:
+                    loads.append((Buffer.ACT, (chunk % 2) * x_size, a_x + k0 * mp + m0 * R,
+                                  kk, mp, f"{name} x k {k0}:{k0 + kk}"))
                 ws = wgt_slot[chunk % 2]
                 loads.append((Buffer.WGT, ws, a_w + k0 * np_ + ni * C, kk, np_,
                               f"{name} w n {ni * C} k {k0}"))
-                comps.append(("mm", a_off, ws, acc, kk, k0 > 0,
-                              f"{name} m {mi * R} n {ni * C} k {k0}:{k0 + kk}"))
+                for j, mi in enumerate(group):
+                    a_off = x_base + j * k + k0 if resident else (chunk % 2) * x_size
+                    comps.append(("mm", a_off, ws, acc_base + j * C, kk, k0 > 0,
+                                  f"{name} m {mi * R} n {ni * C} k {k0}:{k0 + kk}"))
                 if k0 + kk == k:
-                    comps.append(("rq", acc, out, ni * C, C, shift, None, relu, f"{name} tile"))
-                    comps.append(("st", Buffer.ACT, out, a_y + ni * C * mp + mi * R, C, mp,
-                                  f"{name} y n {ni * C} m {mi * R}"))
+                    for j, mi in enumerate(group):
+                        out = act_out[tile % 2]
+                        tile += 1
+                        comps.append(("rq", acc_base + j * C, out, ni * C, C, shift, None, relu,
+                                      f"{name} tile"))
+                        comps.append(("st", Buffer.ACT, out, a_y + ni * C * mp + mi * R, C, mp,
+                                      f"{name} y n {ni * C} m {mi * R}"))
                 steps.append((loads, comps))
                 chunk += 1
-            tile += 1
 
     def emit_loads(loads):
         for buf, sp, addr, rows, stride, c in loads:
