@@ -66,7 +66,7 @@ class RequantUnit(wiring.Component):
                 m.d.comb += q.eq(p >> shift1)
                 rem = (p.as_unsigned() & mask)[:64]
                 up = (shift1 != 0) & ((rem > half) | ((rem == half) & q[0]))
-                t = Signal(signed(66), name=f"t{i}")
+                t = Signal(signed(50), name=f"t{i}")     # |q| < 2**48, plus rounding and residual
                 m.d.comb += t.eq(q + up + Mux(residual1, res1[i], 0))
                 m.d.sync += self.o.payload[i].eq(Mux(t > 127, 127, Mux(t < lo, lo, t)))
         m.d.comb += self.idle.eq(~v1 & ~self.o.valid)

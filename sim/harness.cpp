@@ -29,21 +29,24 @@
 
 namespace {
 
+// Payloads are bit-packed (see hw/bus.py). Copy them into a zero-padded word buffer once,
+// then extract fields with word operations.
+constexpr int REQ_BITS = 35 + 8 * BUS_BYTES;           // addr 32, we 1, wdata, tag 2
+constexpr int RESP_BITS = 2 + 8 * BUS_BYTES;           // rdata, tag 2
+constexpr int PAD_WORDS = (REQ_BITS + 31) / 32 + 2;
+
 static inline uint64_t get_bits(const uint32_t* w, int lsb, int width) {
-    uint64_t v = 0;
-    for (int i = 0; i < width; ++i) {
-        int b = lsb + i;
-        v |= (uint64_t)((w[b >> 5] >> (b & 31)) & 1u) << i;
-    }
-    return v;
+    int i = lsb >> 5, sh = lsb & 31;
+    unsigned __int128 v = (unsigned __int128)w[i] | ((unsigned __int128)w[i + 1] << 32) |
+                          ((unsigned __int128)w[i + 2] << 64);
+    v >>= sh;
+    return width >= 64 ? (uint64_t)v : (uint64_t)v & ((1ull << width) - 1);
 }
 
-static inline void set_bits(uint32_t* w, int lsb, int width, uint64_t v) {
-    for (int i = 0; i < width; ++i) {
-        int b = lsb + i;
-        uint32_t m = 1u << (b & 31);
-        if ((v >> i) & 1) w[b >> 5] |= m; else w[b >> 5] &= ~m;
-    }
+template <typename T>
+static inline void load_words(uint32_t* dst, const T& src) {
+    memset(dst, 0, PAD_WORDS * 4);
+    memcpy(dst, &src, sizeof(T) < PAD_WORDS * 4 ? sizeof(T) : PAD_WORDS * 4);
 }
 
 struct Resp {
@@ -101,9 +104,10 @@ struct Sim {
         top->REQ_READY = !in_reset && (credit >= BUS_BYTES) && resp.size() < (size_t)(latency + 64);
         if (!in_reset && !resp.empty() && resp.front().ready_at <= cycle) {
             top->RESP_VALID = 1;
-            uint32_t* w = (uint32_t*)&top->RESP_PAYLOAD;
-            for (int i = 0; i < BUS_BYTES; ++i) set_bits(w, 8 * i, 8, resp.front().data[i]);
-            set_bits(w, 8 * BUS_BYTES, 2, resp.front().tag);
+            uint8_t w[sizeof(top->RESP_PAYLOAD)] = {0};   // rdata bytes, then the tag
+            memcpy(w, resp.front().data, BUS_BYTES);
+            w[BUS_BYTES] = resp.front().tag;
+            memcpy(&top->RESP_PAYLOAD, w, sizeof(w));
         } else {
             top->RESP_VALID = 0;
         }
@@ -117,15 +121,18 @@ struct Sim {
         bool resp_fire = top->RESP_VALID && top->RESP_READY;
         Resp r;
         if (req_fire) {
-            const uint32_t* w = (const uint32_t*)&top->REQ_PAYLOAD;
+            uint32_t w[PAD_WORDS];
+            load_words(w, top->REQ_PAYLOAD);
             uint64_t addr = get_bits(w, 0, 32);
             bool we = get_bits(w, 32, 1);
             r.tag = (uint8_t)get_bits(w, 33 + 8 * BUS_BYTES, 2);
             r.ready_at = cycle + latency;
             if (addr + BUS_BYTES <= dram.size()) {
                 if (we) {
-                    for (int i = 0; i < BUS_BYTES; ++i)
-                        dram[addr + i] = (uint8_t)get_bits(w, 33 + 8 * i, 8);
+                    for (int i = 0; i < BUS_BYTES; i += 4) {
+                        uint32_t v = (uint32_t)get_bits(w, 33 + 8 * i, 32);
+                        memcpy(&dram[addr + i], &v, 4);
+                    }
                     memset(r.data, 0, BUS_BYTES);
                 } else {
                     memcpy(r.data, &dram[addr], BUS_BYTES);
@@ -184,9 +191,10 @@ void sim_reset(void* h) {
     s->top->rst = 1;
     s->in_reset = true;     // the memory takes no requests from the design being reset
     for (int i = 0; i < 4; ++i) s->tick();
+    s->top->rst = 0;
+    s->tick();              // one idle cycle out of reset before anything starts
     s->in_reset = false;
     s->resp.clear();
-    s->top->rst = 0;
     s->cycle = 0;
     s->mem_bytes_moved = 0;
 }

@@ -160,6 +160,7 @@ class InteractiveRunner:
         for _ in range(4):
             self.tick()
         self.sim._write("rst", 0)
+        self.tick()             # one idle cycle out of reset, as the fast runner
         self.in_reset = False
         self.resp.clear()
         self.cycle = 0

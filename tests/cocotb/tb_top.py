@@ -32,6 +32,7 @@ async def random_program_with_backpressure(dut):
         for _ in range(3):
             await RisingEdge(dut.clk)
         dut.rst.value = 0
+        await RisingEdge(dut.clk)
         served = cocotb.start_soon(model.run())
         dut.prog_addr.value = prog_addr
         dut.start.value = 1

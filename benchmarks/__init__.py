@@ -1,0 +1,1 @@
+"""Measured comparisons; each writes JSON under results/ and prints a table."""
