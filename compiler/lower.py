@@ -141,8 +141,7 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
     # keeps its X^T on chip and each weight chunk, loaded once, serves the whole group, so
     # weights are fetched once per group instead of once per row tile.
     mt, nt = mp // R, np_ // C
-    out_regions = 2 * C
-    x_cap = cfg.act_depth - out_regions
+    x_cap = cfg.act_depth - 2 * C                       # keep room for 2 output tiles
     resident = k <= x_cap
     kc = min(k, cfg.wgt_depth // 2)
     if resident:
@@ -155,7 +154,10 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
         x_slots, x_size = 2, kc
     if kc < 1 or 2 * C > cfg.acc_depth:
         raise CompileError(f"{name}: {cfg.name!r} scratchpads are too small for one tile")
-    act_out = [x_slots * x_size + i * C for i in range(2)]
+    # output tiles rotate through as many regions as fit (at least 2, up to 2 per row tile
+    # of the group), so REQUANT rarely waits for a STORE to drain a region
+    n_out = max(2, min(2 * g, (cfg.act_depth - x_slots * x_size) // C))
+    act_out = [x_slots * x_size + i * C for i in range(n_out)]
     wgt_slot = [i * kc for i in range(2)]
 
     mem = MemoryImage(bytearray())
@@ -197,7 +199,7 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
                                   f"{name} m {mi * R} n {ni * C} k {k0}:{k0 + kk}"))
                 if k0 + kk == k:
                     for j, mi in enumerate(group):
-                        out = act_out[tile % 2]
+                        out = act_out[tile % n_out]
                         tile += 1
                         comps.append(("rq", acc_base + j * C, out, ni * C, C, shift, None, relu,
                                       f"{name} tile"))

@@ -1,6 +1,8 @@
 """Strided 2-D DMA: the load queue's and the store queue's executors."""
 
-from amaranth import Module, Signal, Mux, Const
+from amaranth import Cat, Module, Signal, Mux, Const
+from amaranth.lib import data
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -66,7 +68,6 @@ class _Dma(wiring.Component):
                 (is_dma & (last > cfg.dram_bytes), ErrorCode.DRAM_RANGE),
             ]
         front = Front(m, self, queue=self.queue.value, checks=checks)
-        m.d.comb += self.give.eq(front.give)
         d = view(DmaInsn, front.insn)
         beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, 8)
         return front, d, beats
@@ -82,6 +83,7 @@ class DmaLoad(_Dma):
     allowed = (Buffer.ACT, Buffer.WGT, Buffer.SCALE)
     queue = Queue.LOAD
     tag = TAG_LOAD
+    owns_status = True          # busy/blocked also count loads still landing
 
     def _extra_members(self, cfg):
         return {
@@ -95,17 +97,27 @@ class DmaLoad(_Dma):
         cfg = self._cfg
         bb = cfg.bus_bytes
         front, d, beats = self._front(m)
-        run = (front.state == Front.RUN) & (d.opcode != Opcode.SYNC)   # SYNC: nothing to move
+        is_sync = d.opcode == Opcode.SYNC
+        run = (front.state == Front.RUN) & ~is_sync
 
-        # request side
+        # Requests and responses are decoupled: a LOAD queues its receive job as it starts
+        # (responses may arrive before its last read is issued) and leaves the executing
+        # slot once all its reads are issued, so the next LOAD's reads follow back to back
+        # instead of after a memory round trip. Its release tokens are given when its last
+        # entry is written.
+        m.submodules.jobs = jobs = SyncFIFOBuffered(width=len(self._job(d, beats).as_value()),
+                                                    depth=4)
         r = Signal(16)
         b = Signal(8)
         row_addr = Signal(34)
         req = self.bus.req
+        issued = r == d.rows
         m.d.comb += [
-            req.valid.eq(run & (r < d.rows)),
+            req.valid.eq(run & ~issued),
             req.payload.addr.eq(row_addr + b * bb),
             req.payload.tag.eq(self.tag),
+            jobs.w_data.eq(self._job(d, beats).as_value()),
+            jobs.w_en.eq(front.start & ~is_sync),
         ]
         with m.If(front.start):
             m.d.sync += [r.eq(0), b.eq(0), row_addr.eq(d.dram_addr)]
@@ -115,31 +127,51 @@ class DmaLoad(_Dma):
             with m.Else():
                 m.d.sync += b.eq(b + 1)
 
-        # response side: assemble beats into an entry, write it with its last beat
+        # response side: the oldest receive job; assemble beats, write each entry
+        job = data.View(self._job_layout(), jobs.r_data)
         e = Signal(16)
         rb = Signal(8)
         asm = Signal(max_entry_bits(cfg))
         resp = self.bus.resp
-        last_beat = rb == beats - 1
+        last_beat = rb == job.beats - 1
         word = place_word(m, asm, rb, resp.payload.rdata, max_entry_bits(cfg) // (8 * bb))
         m.d.comb += [
-            resp.ready.eq(~(last_beat & (d.buf == Buffer.ACT) & self.act_busy)),
-            self.wr_buf.eq(d.buf),
-            self.wr_addr.eq(d.sp_addr + e),
+            resp.ready.eq(jobs.r_rdy & ~(last_beat & (job.buf == Buffer.ACT) & self.act_busy)),
+            self.wr_buf.eq(job.buf),
+            self.wr_addr.eq(job.sp_addr + e),
             self.wr_data.eq(word),
         ]
-        with m.If(front.start):
-            m.d.sync += [e.eq(0), rb.eq(0)]
-        with m.Elif(resp.valid & resp.ready):
+        recv_give = Signal(3)
+        with m.If(resp.valid & resp.ready):
             m.d.comb += self.beat_in.eq(1)
             m.d.sync += asm.eq(word)
             with m.If(last_beat):
                 m.d.comb += self.wr_en.eq(1)
                 m.d.sync += [rb.eq(0), e.eq(e + 1)]
+                with m.If(e == job.rows - 1):
+                    m.d.comb += [jobs.r_en.eq(1), recv_give.eq(job.release)]
+                    m.d.sync += e.eq(0)
             with m.Else():
                 m.d.sync += rb.eq(rb + 1)
-        m.d.comb += front.finish.eq((front.state == Front.RUN) & ((e == d.rows) | ~run))
+        receiving = jobs.r_rdy
+        # SYNC completes once every earlier LOAD has landed; LOADs release from `jobs`
+        m.d.comb += [
+            front.extra_ready.eq(Mux(is_sync, ~receiving, jobs.w_rdy)),
+            front.finish.eq((front.state == Front.RUN) & (is_sync | issued)),
+            self.give.eq(Mux(is_sync, front.give, 0) | recv_give),
+            self.busy.eq(front.busy | receiving),
+            self.blocked.eq(front.blocked & ~receiving),
+        ]
         return m
+
+    @staticmethod
+    def _job_layout():
+        return data.StructLayout({"buf": Buffer, "sp_addr": 16, "rows": 16, "beats": 8,
+                                  "release": 3})
+
+    def _job(self, d, beats):
+        return data.View(self._job_layout(), Cat(d.buf.as_value(), d.sp_addr, d.rows,
+                                                 beats[:8], d.release))
 
 
 class DmaStore(_Dma):
@@ -199,5 +231,8 @@ class DmaStore(_Dma):
             with m.If(self.bus.resp.valid):
                 m.d.comb += self.ack_in.eq(1)
                 m.d.sync += acks.eq(acks + 1)
-        m.d.comb += front.finish.eq((front.state == Front.RUN) & ((acks == d.rows * beats) | ~run))
+        m.d.comb += [
+            front.finish.eq((front.state == Front.RUN) & ((acks == d.rows * beats) | ~run)),
+            self.give.eq(front.give),
+        ]
         return m

@@ -73,8 +73,8 @@ class Front:
                     m.d.sync += state.eq(self.IDLE)
         with m.If(port.halt):
             m.d.sync += state.eq(self.HALT)
-        m.d.comb += [
-            port.blocked.eq(((state == self.IDLE) & ~port.insn.valid)
-                            | ((state == self.WAIT) & ~tokens_ok)),
-            port.busy.eq((state != self.IDLE) & (state != self.HALT)),
-        ]
+        self.blocked = (((state == self.IDLE) & ~port.insn.valid)
+                        | ((state == self.WAIT) & ~tokens_ok))
+        self.busy = (state != self.IDLE) & (state != self.HALT)
+        if not getattr(port, "owns_status", False):
+            m.d.comb += [port.blocked.eq(self.blocked), port.busy.eq(self.busy)]
