@@ -143,14 +143,16 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
     mt, nt = mp // R, np_ // C
     x_cap = cfg.act_depth - 2 * C                       # keep room for 2 output tiles
     resident = k <= x_cap
-    kc = min(k, cfg.wgt_depth // 2)
+    def balanced(limit):        # equal K chunks: a short last chunk would stall the pipeline
+        return -(-k // -(-k // limit))
+    kc = balanced(cfg.wgt_depth // 2)
     if resident:
         g = max(1, min(mt, x_cap // k, cfg.acc_depth // (2 * C)))
         x_slots = 2 if 2 * g * k <= x_cap else 1
         x_size = g * k
     else:                       # K too long for the activations: stream X^T in chunks too
         g = 1
-        kc = min(kc, x_cap // 2)
+        kc = balanced(min(cfg.wgt_depth // 2, x_cap // 2))
         x_slots, x_size = 2, kc
     if kc < 1 or 2 * C > cfg.acc_depth:
         raise CompileError(f"{name}: {cfg.name!r} scratchpads are too small for one tile")
@@ -158,7 +160,10 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
     # of the group), so REQUANT rarely waits for a STORE to drain a region
     n_out = max(2, min(2 * g, (cfg.act_depth - x_slots * x_size) // C))
     act_out = [x_slots * x_size + i * C for i in range(n_out)]
-    wgt_slot = [i * kc for i in range(2)]
+    # up to 4 weight buffers: a chunk's buffer is free only once the MATMUL reading it has
+    # drained, so a third and fourth buffer keep the loads running ahead
+    n_w = max(2, min(4, cfg.wgt_depth // kc))
+    wgt_slot = [i * kc for i in range(n_w)]
 
     mem = MemoryImage(bytearray())
     w_t = np.zeros((k, np_), np.int8)
@@ -190,7 +195,7 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
                 if not resident:
                     loads.append((Buffer.ACT, (chunk % 2) * x_size, a_x + k0 * mp + m0 * R,
                                   kk, mp, f"{name} x k {k0}:{k0 + kk}"))
-                ws = wgt_slot[chunk % 2]
+                ws = wgt_slot[chunk % n_w]
                 loads.append((Buffer.WGT, ws, a_w + k0 * np_ + ni * C, kk, np_,
                               f"{name} w n {ni * C} k {k0}"))
                 for j, mi in enumerate(group):
@@ -221,12 +226,18 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
             else:
                 e.store(*c[1:6], comment=c[6])
 
+    # Software pipelining: a tile's REQUANT and STORE are emitted after the next step's
+    # MATMULs, so the array streams the next tile while this one drains and requantizes.
+    deferred = []
     for i, (loads, comps) in enumerate(steps):
         if i == 0:
             emit_loads(loads)
         if i + 1 < len(steps):
             emit_loads(steps[i + 1][0])
-        emit_comps(comps)
+        emit_comps([c for c in comps if c[0] == "mm"])
+        emit_comps(deferred)
+        deferred = [c for c in comps if c[0] != "mm"]
+    emit_comps(deferred)
     prog = e.s.program()
     y_scale = np.ones(n) if y_scale is None else np.asarray(y_scale, np.float64)
     return LinearKernel(name, m, k, n, prog, mem, x_scale, y_scale, m * k * n)

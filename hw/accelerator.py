@@ -146,6 +146,7 @@ class Accelerator(wiring.Component):
         connect_rd(comp.act_rd, act.read_port())
         connect_rd(comp.wgt_rd, wgt.read_port())
         connect_rd(comp.acc_rd, acc.read_port())
+        connect_rd(comp.acc_rq, acc.read_port())
         connect_rd(comp.scale_rd, scale.read_port())
         act_wp, wgt_wp, scale_wp, acc_wp = (act.write_port(), wgt.write_port(),
                                             scale.write_port(), acc.write_port())

@@ -26,7 +26,8 @@ class Compute(wiring.Component):
     requant unit one accumulator entry per cycle.
 
     A MATMUL leaves the executing slot once it is fed; its release tokens are given when its
-    last column is written. REQUANT and SYNC first wait for every earlier MATMUL to drain.
+    last column is written. A REQUANT first waits for the earlier MATMULs that still write
+    the accumulators it reads; SYNC waits for every earlier MATMUL to drain.
     """
 
     def __init__(self, cfg):
@@ -36,7 +37,8 @@ class Compute(wiring.Component):
         members.update({
             "act_rd": Out(rd_port(8 * R)),
             "wgt_rd": Out(rd_port(8 * C)),
-            "acc_rd": Out(rd_port(32 * R)),
+            "acc_rd": Out(rd_port(32 * R)),      # drain read-modify-write
+            "acc_rq": Out(rd_port(32 * R)),      # requant reads
             "acc_wr": Out(wr_port(32 * R)),
             "scale_rd": Out(rd_port(8 * cfg.bus_bytes)),
             "act_wr": Out(wr_port(8 * R)),
@@ -135,7 +137,7 @@ class Compute(wiring.Component):
         sidx = rqi.scale_addr + n
         m.d.comb += [
             rq.i.valid.eq(q_valid),
-            rq.i.payload.acc.eq(self.acc_rd.data),
+            rq.i.payload.acc.eq(self.acc_rq.data),
             rq.i.payload.res.eq(self.act_rd.data),
             rq.i.payload.mult.eq(self.scale_rd.data.word_select(lane, 16)),
             rq.i.payload.shift.eq(rqi.shift),
@@ -161,16 +163,32 @@ class Compute(wiring.Component):
         rq_done = requanting & (n_out == rqi.count)
 
         # shared read ports
+        m.d.comb += [self.acc_rq.addr.eq(rqi.acc_addr + n), self.acc_rq.en.eq(q_issue),
+                     self.acc_rd.addr.eq(t_acc + o.col), self.acc_rd.en.eq(array.o.valid)]
         with m.If(requanting):
-            m.d.comb += [self.act_rd.addr.eq(rqi.res_addr + n), self.act_rd.en.eq(q_issue),
-                         self.acc_rd.addr.eq(rqi.acc_addr + n), self.acc_rd.en.eq(q_issue)]
+            m.d.comb += [self.act_rd.addr.eq(rqi.res_addr + n), self.act_rd.en.eq(q_issue)]
         with m.Else():
-            m.d.comb += [self.act_rd.addr.eq(mm.act_addr + step), self.act_rd.en.eq(issue),
-                         self.acc_rd.addr.eq(t_acc + o.col), self.acc_rd.en.eq(array.o.valid)]
+            m.d.comb += [self.act_rd.addr.eq(mm.act_addr + step), self.act_rd.en.eq(issue)]
 
-        # REQUANT and SYNC wait for earlier MATMULs to drain; MATMUL releases on write-back.
+        # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
+        # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.
+        lo, hi = rqi.acc_addr, rqi.acc_addr + rqi.count
+
+        def hits(valid, base, width):
+            return valid & (base < hi) & (lo < base + width)
+        acc_busy = (hits(array.pending, array.pending_tag[:16], C)
+                    | hits(array.active, array.active_tag[:16], C) | hits(w_valid, w_addr, 1))
+        ready = Signal()
+        with m.Switch(op):
+            with m.Case(Opcode.MATMUL):
+                m.d.comb += ready.eq(1)
+            with m.Case(Opcode.REQUANT):
+                m.d.comb += ready.eq(~acc_busy)
+            with m.Default():
+                m.d.comb += ready.eq(drain_idle)
+        # MATMUL releases on write-back of its last column.
         m.d.comb += [
-            front.extra_ready.eq((op == Opcode.MATMUL) | drain_idle),
+            front.extra_ready.eq(ready),
             front.finish.eq(feed_done | rq_done | (run & (op == Opcode.SYNC))),
             self.give.eq(Mux(op == Opcode.MATMUL, 0, front.give) | matmul_release),
         ]

@@ -48,6 +48,9 @@ class SystolicArray(wiring.Component):
             "i": In(stream.Signature(step_layout(rows, cols, tag_bits))),
             "o": Out(stream.Signature(column_layout(rows, tag_bits), always_ready=True)),
             "idle": Out(1),
+            # drains not finished yet (so a reader can wait only for the ones it needs)
+            "pending": Out(1), "pending_tag": Out(tag_bits),
+            "active": Out(1), "active_tag": Out(tag_bits),
         })
 
     def elaborate(self, platform):
@@ -141,5 +144,7 @@ class SystolicArray(wiring.Component):
             self.o.payload.last.eq(act_col == C - 1),
             self.o.payload.tag.eq(act_tag),
             self.idle.eq(~pend_valid & ~act_valid & (gap == 0)),
+            self.pending.eq(pend_valid), self.pending_tag.eq(pend_tag),
+            self.active.eq(act_valid), self.active_tag.eq(act_tag),
         ]
         return m
