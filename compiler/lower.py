@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.isa import Buffer, Engine, Opcode
+from hw.isa import Buffer, Engine, Opcode, buffer_entry_bytes
 from sw.program import MemoryImage, Program
 from .schedule import Scheduler
 
@@ -58,8 +58,7 @@ class _Emit:
     def __init__(self, cfg):
         self.cfg = cfg
         self.s = Scheduler(cfg)
-        self.eb = {Buffer.ACT: cfg.act_entry_bytes, Buffer.WGT: cfg.wgt_entry_bytes,
-                   Buffer.ACC: cfg.acc_entry_bytes, Buffer.SCALE: cfg.scale_entry_bytes}
+        self.eb = buffer_entry_bytes(cfg)
 
     def _span(self, buf, addr, rows, stride):
         return ("dram", addr, addr + (rows - 1) * stride + self.eb[buf])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.isa import Buffer, Opcode, Queue, QUEUE_OF
+from hw.isa import Opcode, Queue, QUEUE_OF, buffer_depth
 from sw.program import Program
 from .asm import Assembler
 
@@ -43,8 +43,7 @@ class Scheduler:
     def __init__(self, config):
         self.config = config
         self.insns: list[Insn] = []
-        depth = {Buffer.ACT: config.act_depth, Buffer.WGT: config.wgt_depth,
-                 Buffer.ACC: config.acc_depth, Buffer.SCALE: config.scale_depth}
+        depth = buffer_depth(config)
         # per buffer entry: index of the last writer, and of the last reader in each queue
         self._writer = {b: np.full(d, -1, np.int64) for b, d in depth.items()}
         self._reader = {b: np.full((len(Queue), d), -1, np.int64) for b, d in depth.items()}

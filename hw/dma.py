@@ -7,20 +7,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .bus import TAG_LOAD, TAG_STORE, bus_signature, place_word
-from .isa import view, Buffer, DmaInsn, ErrorCode, Opcode, Queue
+from .isa import view, buffer_depth, buffer_entry_bytes, Buffer, DmaInsn, ErrorCode, Opcode, Queue
 from .queue import Front, executor_members
 
 __all__ = ["DmaLoad", "DmaStore"]
-
-
-def _entry_bytes(cfg):
-    return {Buffer.ACT: cfg.act_entry_bytes, Buffer.WGT: cfg.wgt_entry_bytes,
-            Buffer.ACC: cfg.acc_entry_bytes, Buffer.SCALE: cfg.scale_entry_bytes}
-
-
-def _depths(cfg):
-    return {Buffer.ACT: cfg.act_depth, Buffer.WGT: cfg.wgt_depth,
-            Buffer.ACC: cfg.acc_depth, Buffer.SCALE: cfg.scale_depth}
 
 
 def _table(buf, table, allowed, width):
@@ -32,7 +22,7 @@ def _table(buf, table, allowed, width):
 
 
 def max_entry_bits(cfg):
-    return 8 * max(_entry_bytes(cfg).values())
+    return 8 * max(buffer_entry_bytes(cfg).values())
 
 
 class _Dma(wiring.Component):
@@ -49,7 +39,7 @@ class _Dma(wiring.Component):
 
     def _front(self, m):
         cfg = self._cfg
-        eb, depths = _entry_bytes(cfg), _depths(cfg)
+        eb, depths = buffer_entry_bytes(cfg), buffer_depth(cfg)
 
         def checks(insn):
             d = view(DmaInsn, insn)

@@ -19,7 +19,7 @@ __all__ = [
     "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "Opcode", "Queue", "Engine", "Buffer",
     "Header", "DmaInsn", "MatmulInsn", "RequantInsn", "SyncInsn", "EndInsn",
     "FORMATS", "QUEUE_OF", "ErrorCode", "Counter", "encode", "decode", "disasm",
-    "IsaError", "view",
+    "IsaError", "view", "buffer_entry_bytes", "buffer_depth",
 ]
 
 ISA_VERSION = 1
@@ -54,6 +54,18 @@ class Buffer(enum.Enum, shape=2):
     WGT = 1
     ACC = 2
     SCALE = 3
+
+
+def buffer_entry_bytes(cfg):
+    """Bytes per scratchpad entry of each buffer in configuration ``cfg``."""
+    return {Buffer.ACT: cfg.act_entry_bytes, Buffer.WGT: cfg.wgt_entry_bytes,
+            Buffer.ACC: cfg.acc_entry_bytes, Buffer.SCALE: cfg.scale_entry_bytes}
+
+
+def buffer_depth(cfg):
+    """Entries of each buffer in configuration ``cfg``."""
+    return {Buffer.ACT: cfg.act_depth, Buffer.WGT: cfg.wgt_depth,
+            Buffer.ACC: cfg.acc_depth, Buffer.SCALE: cfg.scale_depth}
 
 
 class Header(data.Struct):

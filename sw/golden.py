@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import AccelConfig
-from hw.isa import (INSN_BYTES, QUEUE_OF, Buffer, Engine, ErrorCode, IsaError, Opcode,
-                    Queue, decode)
+from hw.isa import (INSN_BYTES, QUEUE_OF, Buffer, Engine, ErrorCode, IsaError, Opcode, Queue,
+                    buffer_depth, buffer_entry_bytes, decode)
 from .executor import place_program
 from .program import MemoryImage, Program
 
@@ -40,16 +40,6 @@ def requant(acc, mult, shift, residual=None, relu=False):
     return np.clip(q, 0 if relu else -128, 127).astype(np.int8)
 
 
-def _entry_bytes(cfg, buf):
-    return {Buffer.ACT: cfg.act_entry_bytes, Buffer.WGT: cfg.wgt_entry_bytes,
-            Buffer.ACC: cfg.acc_entry_bytes, Buffer.SCALE: cfg.scale_entry_bytes}[buf]
-
-
-def _depth(cfg, buf):
-    return {Buffer.ACT: cfg.act_depth, Buffer.WGT: cfg.wgt_depth,
-            Buffer.ACC: cfg.acc_depth, Buffer.SCALE: cfg.scale_depth}[buf]
-
-
 _LOADABLE = (Buffer.ACT, Buffer.WGT, Buffer.SCALE)
 _STORABLE = (Buffer.ACT, Buffer.ACC)
 
@@ -68,11 +58,11 @@ def check_insn(cfg: AccelConfig, d: dict, queue: Queue):
         buf = d["buf"]
         if buf not in (_LOADABLE if op == Opcode.LOAD else _STORABLE) or d["rows"] == 0:
             return ErrorCode.ILLEGAL_FIELD
-        if d["sp_addr"] + d["rows"] > _depth(cfg, buf):
+        if d["sp_addr"] + d["rows"] > buffer_depth(cfg)[buf]:
             return ErrorCode.SP_RANGE
         if d["dram_addr"] % cfg.bus_bytes or d["stride"] % cfg.bus_bytes:
             return ErrorCode.MISALIGNED
-        last = d["dram_addr"] + (d["rows"] - 1) * d["stride"] + _entry_bytes(cfg, buf)
+        last = d["dram_addr"] + (d["rows"] - 1) * d["stride"] + buffer_entry_bytes(cfg)[buf]
         if last > cfg.dram_bytes:
             return ErrorCode.DRAM_RANGE
     elif op == Opcode.MATMUL:
@@ -199,7 +189,7 @@ class Machine:
         if op in (Opcode.LOAD, Opcode.STORE):
             buf, rows = d["buf"], d["rows"]
             sp = self._sp(buf)
-            eb = _entry_bytes(cfg, buf)
+            eb = buffer_entry_bytes(cfg)[buf]
             idx = d["dram_addr"] + d["stride"] * np.arange(rows)[:, None] + np.arange(eb)
             if op == Opcode.LOAD:
                 sp[d["sp_addr"]:d["sp_addr"] + rows] = self.dram[idx].view(sp.dtype)
