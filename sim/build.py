@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 __all__ = ["verilator_env", "verilator_version", "build_dir_root", "cached_build", "BuildError",
-           "Progress"]
+           "Progress", "cpu_id", "run_logged", "verilator_root"]
 
 
 class BuildError(RuntimeError):
@@ -45,6 +45,19 @@ def verilator_env() -> dict:
     if "CFG_CXXFLAGS_PCH_I" not in flags:
         env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
     return env
+
+
+def cpu_id() -> str:
+    """What a -march=native build is specific to: the machine and its CPU model."""
+    import platform
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                model += line
+    except OSError:
+        pass
+    return platform.machine() + hashlib.sha256(model.encode()).hexdigest()[:12]
 
 
 def build_dir_root() -> Path:

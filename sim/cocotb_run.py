@@ -12,7 +12,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .build import cached_build, verilator_env
+from .build import cached_build, cpu_id, verilator_env
 
 __all__ = ["run_testbench", "component_verilog"]
 
@@ -47,9 +47,10 @@ def run_testbench(verilog: str, toplevel: str, test_module: str, test_dir, *, pa
             progress("building the cocotb simulator")
             get_runner("verilator").build(sources=[src], hdl_toplevel=toplevel,
                                           build_dir=tmp / "sim_build", always=True,
-                                          build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"],
+                                          build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style",
+                                                      "-CFLAGS", "-O3 -march=native"],
                                           log_file=tmp / "build.log")
-        d = cached_build("cocotb", [verilog, toplevel], build, quiet=quiet)
+        d = cached_build("cocotb", [verilog, toplevel, cpu_id(), "O3"], build, quiet=quiet)
         runner = get_runner("verilator")
         test_dir = Path(test_dir)
         out_dir = test_dir / "results" / f"{test_module}-{os.getpid()}"

@@ -20,7 +20,7 @@ from hw.config import AccelConfig
 from hw.isa import Counter, ErrorCode
 from sw.executor import place_program
 from sw.program import MemoryImage, Program
-from .build import BuildError, cached_build, run_logged, verilator_env, verilator_root
+from .build import BuildError, cached_build, cpu_id, run_logged, verilator_env, verilator_root
 from .state import StateElement, flops_by_module, state_elements
 
 __all__ = ["FastRunner", "build_model", "WatchdogError", "HARNESS", "VERILATOR_FLAGS"]
@@ -30,7 +30,9 @@ TOP = "llmaccel_top"
 VERILATOR_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast",
                    "--noassert", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                    "--output-split", "20000"]
-CXXFLAGS = ["-O2", "-std=c++17", "-fPIC"]
+# -march=native is safe: a build only ever runs on the machine (CPU model) that made it,
+# which is part of the cache key
+CXXFLAGS = ["-O3", "-march=native", "-std=c++17", "-fPIC"]
 RECIPE = "4"    # bump when _verilate changes in a way that changes the result
 
 
@@ -80,7 +82,7 @@ def build_model(config: AccelConfig, *, quiet=False) -> Path:
     """Generate Verilog for ``config`` and build (or reuse) the runner; return its dir."""
     import hw
     verilog = hw.verilog(config)
-    key = [verilog, " ".join(VERILATOR_FLAGS + CXXFLAGS), RECIPE, HARNESS.read_bytes(),
+    key = [verilog, " ".join(VERILATOR_FLAGS + CXXFLAGS), RECIPE, cpu_id(), HARNESS.read_bytes(),
            f"bus={config.bus_bytes}"]
     d = cached_build("fast", key,
                      lambda tmp, progress: _verilate(tmp, progress, verilog, config.bus_bytes),
