@@ -5,10 +5,8 @@ Targets: fast runner >= 0.8x the bare loop and >= 10x cocotb.
 """
 
 import json
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np

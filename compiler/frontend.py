@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.fx
 
-from .lower import CompileError, LinearKernel, lower_linear
+from .lower import CompileError, lower_linear
 from .quantize import act_scale, quantize_act, quantize_weight, requant_params
 
 __all__ = ["capture", "compile_model", "CompiledModel", "CompileError"]

@@ -4,7 +4,7 @@ Every request gets exactly one response (read data, or a write acknowledgement),
 in request order with the request's tag; masters tell their responses apart by tag.
 """
 
-from amaranth import Module, Signal, Mux
+from amaranth import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -1,6 +1,6 @@
 """The compute queue's executor: MATMUL on the systolic array, REQUANT, SYNC."""
 
-from amaranth import Module, Signal, Mux, Cat, Const
+from amaranth import Module, Signal, Mux, Cat
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

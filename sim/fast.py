@@ -20,7 +20,7 @@ from hw.config import AccelConfig
 from hw.isa import Counter, ErrorCode
 from sw.executor import place_program
 from sw.program import MemoryImage, Program
-from .build import BuildError, cached_build, cpu_id, run_logged, verilator_env, verilator_root
+from .build import cached_build, cpu_id, run_logged, verilator_env, verilator_root
 from .state import StateElement, flops_by_module, state_elements
 
 __all__ = ["FastRunner", "build_model", "WatchdogError", "HARNESS", "VERILATOR_FLAGS"]

@@ -47,7 +47,6 @@ def _executor(name, config, quiet=False):
 
 # --- demo ------------------------------------------------------------------------------------
 def cmd_demo(args):
-    import numpy as np
     import torch
     from compiler.frontend import compile_model
     from compiler.models import SHAPES, make_block
