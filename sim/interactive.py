@@ -18,7 +18,7 @@ import numpy as np
 from hw.isa import Counter, ErrorCode
 from sw.executor import place_program
 from sw.program import MemoryImage
-from .build import cached_build, cpu_id, verilator_env, verilator_version
+from .build import cached_build, verilator_env, verilator_version
 
 __all__ = ["InteractiveRunner"]
 
@@ -54,9 +54,9 @@ def _build(tmp, fst):
     import pyverilator
     with _pyverilator_env():
         pyverilator.PyVerilator.build(str(Path(tmp) / f"{TOP}.v"), build_dir=str(Path(tmp) / "obj"),
-                                      cargs="-std=c++17 -O3 -march=native", dump_en=True,
-                                      dump_fst=fst, quiet=True,
-                                      args=["--output-split", "0", "-Wno-lint", "-Wno-style"])
+                                      # Python dominates each cycle here: a light -O1 build
+                                      cargs="-std=c++17 -O1", dump_en=True, dump_fst=fst,
+                                      quiet=True, args=["-Wno-lint", "-Wno-style"])
 
 
 class InteractiveRunner:
@@ -96,7 +96,7 @@ class InteractiveRunner:
             if out.returncode != 0:
                 from .build import BuildError
                 raise BuildError("pyverilator build failed:\n" + out.stderr[-3000:])
-        d = cached_build("pyverilator-fst" if fst else "pyverilator", [verilog, cpu_id(), "O3"], build,
+        d = cached_build("pyverilator-fst" if fst else "pyverilator", [verilog, "O1-split"], build,
                          quiet=quiet)
         so = str(d / "obj" / f"V{TOP}")
         if so not in _SIMS:     # pyverilator allows one model per library per process
