@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from compiler.asm import Assembler, mask
+from hw.config import load_config
 from hw import isa
 from hw.isa import Buffer, ErrorCode, Opcode, Queue as Q
 from sw.golden import Machine
@@ -79,7 +80,7 @@ def CASES(cfg):
     }
 
 
-CASE_NAMES = list(CASES(__import__("hw.config").config.load_config("tiny")))
+CASE_NAMES = list(CASES(load_config("tiny")))
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
