@@ -23,7 +23,7 @@ def program(cfg, m, k, n):
     return kern.program, kern.memory
 
 
-def run(config="default", shape=(16, 576, 576), quick=False):
+def run(config="default", shape=(16, 576, 576)):
     from hw.config import load_config
     from sim.fast import FastRunner
     from sim.interactive import InteractiveRunner

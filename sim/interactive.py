@@ -50,12 +50,12 @@ def _pyverilator_env():
 _SIMS = {}
 
 
-def _build(tmp, fst):
+def _build(tmp):
     import pyverilator
     with _pyverilator_env():
         pyverilator.PyVerilator.build(str(Path(tmp) / f"{TOP}.v"), build_dir=str(Path(tmp) / "obj"),
                                       # Python dominates each cycle here: a light -O1 build
-                                      cargs="-std=c++17 -O1", dump_en=True, dump_fst=fst,
+                                      cargs="-std=c++17 -O1", dump_en=True, dump_fst=False,
                                       quiet=True, args=["-Wno-lint", "-Wno-style"])
 
 
@@ -81,7 +81,6 @@ class InteractiveRunner:
             # Verilator's FST writer needs the lz4 C headers, which no PyPI package ships.
             raise ValueError(f"waveform file {self.waves!r}: only .vcd is supported from PyPI "
                              f"alone (FST needs liblz4 headers); convert with vcd2fst if needed")
-        fst = False
         verilog = hw.verilog(config)
 
         def build(tmp, progress):
@@ -89,14 +88,14 @@ class InteractiveRunner:
             progress("verilating and compiling with pyverilator")
             # pyverilator's build() also loads the model; do it in a child process so this
             # process loads it only once (a second model in one context refuses to start)
-            code = (f"from sim.interactive import _build; _build({str(tmp)!r}, {fst!r})")
+            code = f"from sim.interactive import _build; _build({str(tmp)!r})"
             import subprocess, sys
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  cwd=str(Path(__file__).resolve().parent.parent))
             if out.returncode != 0:
                 from .build import BuildError
                 raise BuildError("pyverilator build failed:\n" + out.stderr[-3000:])
-        d = cached_build("pyverilator-fst" if fst else "pyverilator", [verilog, "O1-split"], build,
+        d = cached_build("pyverilator", [verilog, "O1-split"], build,
                          quiet=quiet)
         so = str(d / "obj" / f"V{TOP}")
         if so not in _SIMS:     # pyverilator allows one model per library per process

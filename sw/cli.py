@@ -256,10 +256,9 @@ def main(argv=None):
     from hw.config import ConfigError
     from hw.isa import IsaError
     from sim.build import BuildError
-    from sw.executor import RunError
     from sw.program import ProgramError
     args = build_parser().parse_args(argv)
-    known = (UserError, ConfigError, ProgramError, CompileError, IsaError, RunError, OSError)
+    known = (UserError, ConfigError, ProgramError, CompileError, IsaError, OSError)
     try:
         return args.fn(args)
     except known as e:

@@ -14,16 +14,7 @@ import numpy as np
 from hw.isa import INSN_BYTES
 from .program import MemoryImage, Program, ProgramError
 
-__all__ = ["Executor", "RunError", "place_program"]
-
-
-class RunError(RuntimeError):
-    """The accelerator stopped with its error flag raised (or a watchdog fired)."""
-
-    def __init__(self, code, stats=None):
-        self.code = code
-        self.stats = stats or {}
-        super().__init__(f"accelerator error: {code}")
+__all__ = ["Executor", "place_program"]
 
 
 class Executor(Protocol):

@@ -25,12 +25,6 @@ def prog(cfg, *words):
     return Program(list(words) + [isa.encode(Opcode.END)], cfg.hash)
 
 
-def asm_prog(cfg, build):
-    a = Assembler(cfg)
-    build(a)
-    return a.program()
-
-
 def CASES(cfg):
     R, C = cfg.rows, cfg.cols
     E = isa.encode

@@ -1,5 +1,10 @@
 """cocotb throughput bench: run one program on the whole accelerator, no back-pressure beyond
-the memory model's latency, and report cycles and wall time."""
+the memory model's latency, and report cycles and wall time.
+
+The memory is served inline in the test's own cycle loop rather than by the shared
+``sim.cocotb_bus.BusMemory`` coroutine: one coroutine per cycle is cocotb's best case
+(measured 21.6k cycles/s here, against 16.6k with the separate coroutine), so the
+comparison with the fast runner is not flattered."""
 
 import json
 import os

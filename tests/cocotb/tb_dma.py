@@ -12,7 +12,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.config import load_config
 from hw.isa import Buffer, ErrorCode, Opcode, encode
-from memmodel import BusMemory
+from sim.cocotb_bus import BusMemory
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 CFG = load_config(P["config"])

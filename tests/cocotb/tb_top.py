@@ -13,7 +13,7 @@ from compiler.randprog import random_program
 from hw.config import load_config
 from sw.executor import place_program
 from sw.golden import Machine
-from memmodel import BusMemory
+from sim.cocotb_bus import BusMemory
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 

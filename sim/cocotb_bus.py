@@ -1,18 +1,21 @@
-"""A cocotb memory model for the llmaccel bus, with seeded random back-pressure: random
-stalls on req.ready, random latency and gaps on resp.valid, in-order responses."""
+"""A cocotb memory model for the llmaccel bus: in-order responses after a latency drawn from
+[min_latency, max_latency], with seeded random stalls on req.ready and gaps on resp.valid
+(``stall`` = 0 gives a plain fixed-latency memory, as the throughput benchmark uses)."""
 
 import random
 from collections import deque
 
 from cocotb.triggers import ReadOnly, RisingEdge
 
+__all__ = ["BusMemory"]
+
 
 class BusMemory:
-    def __init__(self, dut, prefix, data: bytearray, bus_bytes, seed, *, stall=0.3,
-                 max_latency=6):
+    def __init__(self, dut, prefix, data: bytearray, bus_bytes, seed=0, *, stall=0.3,
+                 min_latency=0, max_latency=6):
         self.dut, self.p, self.mem, self.bb = dut, prefix, data, bus_bytes
         self.rnd = random.Random(seed)
-        self.stall, self.max_latency = stall, max_latency
+        self.stall, self.min_latency, self.max_latency = stall, min_latency, max_latency
         self.pending = deque()
         self.requests = 0
 
@@ -50,4 +53,4 @@ class BusMemory:
             if resp:
                 self.pending.popleft()
             if req:
-                self.pending.append((cycle + self.rnd.randint(0, self.max_latency), data, tag))
+                self.pending.append((cycle + self.rnd.randint(self.min_latency, self.max_latency), data, tag))
