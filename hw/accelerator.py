@@ -133,42 +133,63 @@ class Accelerator(wiring.Component):
                     m.d.comb += tok_err.eq(1)
 
         # --- scratchpads ------------------------------------------------------------------
-        act = Memory(shape=8 * R, depth=cfg.act_depth, init=[])
+        # Activations live in 4 banks (entry e in bank e % 4, row e // 4) so the LUT engine
+        # reads a whole 4-feature group per cycle; everyone else sees one flat scratchpad.
+        banks = [Memory(shape=8 * R, depth=cfg.act_depth // 4, init=[]) for _ in range(4)]
+        for b, mem in enumerate(banks):
+            m.submodules[f"act_bank{b}"] = mem
         wgt = Memory(shape=8 * C, depth=cfg.wgt_depth, init=[])
         acc = Memory(shape=32 * R, depth=cfg.acc_depth, init=[])
         scale = Memory(shape=8 * cfg.bus_bytes, depth=cfg.scale_depth, init=[])
-        m.submodules.act_mem, m.submodules.wgt_mem = act, wgt
+        m.submodules.wgt_mem = wgt
         m.submodules.acc_mem, m.submodules.scale_mem = acc, scale
 
         def connect_rd(port, rp):
             m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data.eq(rp.data)]
 
-        connect_rd(comp.act_rd, act.read_port())
+        def banked_read(addr, en, quad=0):
+            """Read ports on every bank; returns (selected entry, all four entries)."""
+            rps = [mem.read_port() for mem in banks]
+            sel = Signal(2)
+            with m.If(en):
+                m.d.sync += sel.eq(addr[:2])
+            for rp in rps:
+                m.d.comb += [rp.addr.eq(Mux(quad, addr, addr >> 2)), rp.en.eq(en)]
+            return Array(rp.data for rp in rps)[sel], Cat(*(rp.data for rp in rps))
+
+        one, four = banked_read(comp.act_rd.addr, comp.act_rd.en, comp.act_rd.quad)
+        m.d.comb += [comp.act_rd.data.eq(one), comp.act_rd.data4.eq(four)]
         connect_rd(comp.wgt_rd, wgt.read_port())
         connect_rd(comp.acc_rd, acc.read_port())
         connect_rd(comp.acc_rq, acc.read_port())
         connect_rd(comp.scale_rd, scale.read_port())
-        act_wp, wgt_wp, scale_wp, acc_wp = (act.write_port(), wgt.write_port(),
-                                            scale.write_port(), acc.write_port())
+        if cfg.group_scale:
+            connect_rd(comp.scale_dr, scale.read_port())
+        wgt_wp, scale_wp, acc_wp = wgt.write_port(), scale.write_port(), acc.write_port()
         m.d.comb += [acc_wp.addr.eq(comp.acc_wr.addr), acc_wp.data.eq(comp.acc_wr.data),
                      acc_wp.en.eq(comp.acc_wr.en)]
         # activation writes: the requant unit has priority, the load DMA is held off
+        act_addr, act_data, act_en = Signal(16), Signal(8 * R), Signal()
         m.d.comb += load.act_busy.eq(comp.act_wr.en)
         with m.If(comp.act_wr.en):
-            m.d.comb += [act_wp.addr.eq(comp.act_wr.addr), act_wp.data.eq(comp.act_wr.data),
-                         act_wp.en.eq(1)]
+            m.d.comb += [act_addr.eq(comp.act_wr.addr), act_data.eq(comp.act_wr.data),
+                         act_en.eq(1)]
         with m.Else():
-            m.d.comb += [act_wp.addr.eq(load.wr_addr), act_wp.data.eq(load.wr_data),
-                         act_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.ACT))]
+            m.d.comb += [act_addr.eq(load.wr_addr), act_data.eq(load.wr_data),
+                         act_en.eq(load.wr_en & (load.wr_buf == Buffer.ACT))]
+        for b, mem in enumerate(banks):
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(act_addr >> 2), wp.data.eq(act_data),
+                         wp.en.eq(act_en & (act_addr[:2] == b))]
         m.d.comb += [wgt_wp.addr.eq(load.wr_addr), wgt_wp.data.eq(load.wr_data),
                      wgt_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.WGT)),
                      scale_wp.addr.eq(load.wr_addr), scale_wp.data.eq(load.wr_data),
                      scale_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.SCALE))]
-        st_act, st_acc = act.read_port(), acc.read_port()
-        m.d.comb += [st_act.addr.eq(store.rd_addr), st_acc.addr.eq(store.rd_addr),
-                     st_act.en.eq(store.rd_en & (store.rd_buf == Buffer.ACT)),
+        st_act, _ = banked_read(store.rd_addr, store.rd_en & (store.rd_buf == Buffer.ACT))
+        st_acc = acc.read_port()
+        m.d.comb += [st_acc.addr.eq(store.rd_addr),
                      st_acc.en.eq(store.rd_en & (store.rd_buf == Buffer.ACC)),
-                     store.rd_data.eq(Mux(store.rd_buf == Buffer.ACC, st_acc.data, st_act.data))]
+                     store.rd_data.eq(Mux(store.rd_buf == Buffer.ACC, st_acc.data, st_act))]
 
         # --- completion, deadlock and errors ----------------------------------------------
         q_empty = Cat(*(~f.r_rdy for f in qfifo)).all()
@@ -203,7 +224,8 @@ class Accelerator(wiring.Component):
             Counter.ARRAY_BUSY: comp.step,
             Counter.REQUANT_BUSY: comp.requant_busy,
             Counter.STORE_BUSY: running & store.busy,
-            Counter.MACS: Mux(comp.step, R * C, 0),
+            Counter.MACS: Mux(comp.step, R * C, 0) + Mux(comp.lut_group, 4 * R * cfg.lut_cols, 0),
+            Counter.LUT_BUSY: comp.lut_step,
             Counter.BYTES_READ: Mux(load.beat_in, bb, 0),
             Counter.BYTES_WRITTEN: Mux(store.ack_in, bb, 0),
             Counter.FETCH_BYTES: Mux(arb.m0.resp.valid, bb, 0),

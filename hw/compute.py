@@ -1,19 +1,31 @@
-"""The compute queue's executor: MATMUL on the systolic array, REQUANT, SYNC."""
+"""The compute queue's executor: MATMUL on the systolic or the LUT engine, REQUANT, SYNC."""
 
-from amaranth import Module, Signal, Mux, Cat
+from amaranth import Module, Signal, Mux, Cat, Const, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
+from .lut import LutArray, LutPrecompute
 from .queue import Front, executor_members
-from .requant import RequantUnit
+from .requant import RequantUnit, rne_shift
 from .systolic import SystolicArray
 
-__all__ = ["Compute", "rd_port", "wr_port"]
+__all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
+
+#: What a MATMUL carries to its drained columns: acc_addr, accumulate, release, scaled,
+#: shift, scale_addr.
+TAG_BITS = 16 + 1 + 3 + 1 + 6 + 16
 
 
 def rd_port(width):
     return wiring.Signature({"addr": Out(16), "en": Out(1), "data": In(width)})
+
+
+def act_rd_port(rows):
+    """The activation scratchpad's compute port: one entry, or (``quad``) the four entries
+    ``4*addr .. 4*addr + 3`` at once from its four banks (the LUT engine's table input)."""
+    return wiring.Signature({"addr": Out(16), "en": Out(1), "quad": Out(1),
+                             "data": In(8 * rows), "data4": In(32 * rows)})
 
 
 def wr_port(width):
@@ -21,13 +33,15 @@ def wr_port(width):
 
 
 class Compute(wiring.Component):
-    """Feeds MATMULs to the array one k step per cycle, writes drained columns to the
-    accumulators (adding the old value when ``accumulate``), and runs REQUANT through the
-    requant unit one accumulator entry per cycle.
+    """Feeds MATMULs to their engine, one step per cycle (systolic: one k; LUT: one bit
+    plane of a 4-feature group), writes drained columns to the accumulators (scaled by a
+    per-group multiplier when ``scaled``, adding the old value when ``accumulate``), and runs
+    REQUANT through the requant unit one accumulator entry per cycle.
 
     A MATMUL leaves the executing slot once it is fed; its release tokens are given when its
     last column is written. A REQUANT first waits for the earlier MATMULs that still write
-    the accumulators it reads; SYNC waits for every earlier MATMUL to drain.
+    the accumulators it reads; SYNC waits for every earlier MATMUL to drain. A MATMUL on one
+    engine waits until the other engine has drained (they share the accumulator writer).
     """
 
     def __init__(self, cfg):
@@ -35,14 +49,17 @@ class Compute(wiring.Component):
         R, C = cfg.rows, cfg.cols
         members = executor_members()
         members.update({
-            "act_rd": Out(rd_port(8 * R)),
+            "act_rd": Out(act_rd_port(R)),
             "wgt_rd": Out(rd_port(8 * C)),
             "acc_rd": Out(rd_port(32 * R)),      # drain read-modify-write
             "acc_rq": Out(rd_port(32 * R)),      # requant reads
             "acc_wr": Out(wr_port(32 * R)),
             "scale_rd": Out(rd_port(8 * cfg.bus_bytes)),
+            "scale_dr": Out(rd_port(8 * cfg.bus_bytes)),     # group scales for the drain
             "act_wr": Out(wr_port(8 * R)),
-            "step": Out(1),          # a k step entered the array this cycle
+            "step": Out(1),          # a k step entered the systolic array this cycle
+            "lut_step": Out(1),      # a step (one plane of one group) entered the LUT array
+            "lut_group": Out(1),     # ... and it was the group's first plane
             "requant_busy": Out(1),
             "drain_idle": Out(1),
         })
@@ -51,82 +68,153 @@ class Compute(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        R, C = cfg.rows, cfg.cols
+        R, C, N = cfg.rows, cfg.cols, cfg.lut_cols
         lanes = cfg.scale_lanes
-        m.submodules.array = array = SystolicArray(rows=R, cols=C)
+        lane_bits = lanes.bit_length() - 1
+        has_sys, has_lut = "systolic" in cfg.engines, cfg.has_lut
         m.submodules.requant = rq = RequantUnit(rows=R)
+        if has_sys:
+            m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS)
+        if has_lut:
+            m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS)
+            m.submodules.lut_array = lut = LutArray(rows=R, ch=N, tag_bits=TAG_BITS)
+            wiring.connect(m, pre.o, lut.i)
+
+        wbits_ok = Const(sum(1 << b for b in cfg.lut_wbits), 8)
 
         def checks(insn):
             op = view(Header, insn).opcode
             mm, r = view(MatmulInsn, insn), view(RequantInsn, insn)
             is_mm, is_rq = op == Opcode.MATMUL, op == Opcode.REQUANT
+            is_sys = is_mm & (mm.engine == Engine.SYSTOLIC)
+            is_lut = is_mm & (mm.engine == Engine.LUT)
             n = r.count
             overlap = (r.residual & (r.out_addr != r.res_addr) & (r.out_addr < r.res_addr + n)
                        & (r.res_addr < r.out_addr + n))
+            ch = Mux(is_lut, N, C)
+            w_entries = Mux(is_lut, (mm.k >> 2) * mm.wbits, mm.k)
+            engine_ok = (is_sys & int(has_sys)) | (is_lut & int(has_lut))
             return [
-                (is_mm & ((mm.engine != Engine.SYSTOLIC) | (mm.k == 0)), ErrorCode.ILLEGAL_FIELD),
+                (is_mm & (~engine_ok | (mm.k == 0) | (mm.scaled & int(not cfg.group_scale))
+                          | (is_sys & ((mm.wbits != 0) | mm.odd))
+                          | (is_lut & (~wbits_ok.bit_select(mm.wbits, 1) | (mm.k[:2] != 0)))),
+                 ErrorCode.ILLEGAL_FIELD),
                 (is_rq & (n == 0), ErrorCode.ILLEGAL_FIELD),
                 (is_mm & ((mm.act_addr + mm.k > cfg.act_depth)
-                          | (mm.wgt_addr + mm.k > cfg.wgt_depth)
-                          | (mm.acc_addr + C > cfg.acc_depth)), ErrorCode.SP_RANGE),
+                          | (mm.wgt_addr + w_entries > cfg.wgt_depth)
+                          | (mm.acc_addr + ch > cfg.acc_depth)
+                          | (mm.scaled & (mm.scale_addr + ch > cfg.scale_depth * lanes))),
+                 ErrorCode.SP_RANGE),
                 (is_rq & ((r.acc_addr + n > cfg.acc_depth) | (r.out_addr + n > cfg.act_depth)
                           | (r.residual & (r.res_addr + n > cfg.act_depth))
                           | (r.scale_addr + n > cfg.scale_depth * lanes)), ErrorCode.SP_RANGE),
+                (is_lut & (mm.act_addr[:2] != 0), ErrorCode.MISALIGNED),
                 (is_rq & overlap, ErrorCode.OVERLAP),
             ]
         front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks)
         mm, rqi = view(MatmulInsn, front.insn), view(RequantInsn, front.insn)
         op = front.hdr.opcode
         run = front.state == Front.RUN
+        lut_mode = mm.engine == Engine.LUT
 
-        # --- accumulator writer (drained columns -> acc scratchpad) -----------------------
-        o = array.o.payload
-        t_acc = o.tag[:16]
-        t_accum = o.tag[16]
-        t_rel = o.tag[17:20]
-        w_valid = Signal()
-        w_addr = Signal(16)
-        w_data = Signal(32 * R)
-        w_accum = Signal()
-        w_last = Signal()
-        w_rel = Signal(3)
-        m.d.sync += [w_valid.eq(array.o.valid), w_addr.eq(t_acc + o.col), w_data.eq(o.data),
-                     w_accum.eq(t_accum), w_last.eq(o.last & array.o.valid), w_rel.eq(t_rel)]
+        # --- the engines' drains -> accumulator writer --------------------------------------
+        # stage 0: a drained column (at most one engine drains at a time); read its scale
+        # stage 1: multiply by the group scale; read the old accumulator
+        # stage 2: round, add the old value, write
+        drains = ([array] if has_sys else []) + ([lut] if has_lut else [])
+        o_valid = Signal()
+        o = Signal.like(drains[0].o.payload)
+        m.d.comb += o_valid.eq(Cat(*(d.o.valid for d in drains)).any())
+        for d in drains:
+            with m.If(d.o.valid):
+                m.d.comb += o.eq(d.o.payload)
+        t_acc, t_accum, t_rel = o.tag[:16], o.tag[16], o.tag[17:20]
+        t_scaled, t_shift, t_saddr = o.tag[20], o.tag[21:27], o.tag[27:43]
+        s_idx = t_saddr + o.col
+        m.d.comb += [self.scale_dr.addr.eq(s_idx >> lane_bits),
+                     self.scale_dr.en.eq(o_valid & t_scaled)]
+        v1, v2 = Signal(), Signal()
+        a1, a2 = Signal(16), Signal(16)
+        d1 = Signal(32 * R)
+        accum1, accum2, last1, last2, scaled1, scaled2 = (Signal() for _ in range(6))
+        rel1, rel2 = Signal(3), Signal(3)
+        shift1, shift2 = Signal(6), Signal(6)
+        lane1 = Signal(lane_bits)
+        m.d.sync += [v1.eq(o_valid), a1.eq(t_acc + o.col), d1.eq(o.data), accum1.eq(t_accum),
+                     last1.eq(o.last & o_valid), rel1.eq(t_rel), scaled1.eq(t_scaled),
+                     shift1.eq(t_shift), lane1.eq(s_idx[:lane_bits])]
+        m.d.sync += [v2.eq(v1), a2.eq(a1), accum2.eq(accum1), last2.eq(last1 & v1),
+                     rel2.eq(rel1), scaled2.eq(scaled1), shift2.eq(shift1)]
+        if cfg.group_scale:
+            mult = self.scale_dr.data.word_select(lane1, 16).as_signed()
+            p2 = [Signal(signed(48), name=f"gs_prod{i}") for i in range(R)]
+            m.d.sync += [p2[i].eq(Mux(scaled1, d1.word_select(i, 32).as_signed() * mult,
+                                      d1.word_select(i, 32).as_signed())) for i in range(R)]
+            vals = [Mux(scaled2, rne_shift(m, p2[i], shift2, f"gs{i}"), p2[i])[:32]
+                    for i in range(R)]
+        else:
+            d2 = Signal(32 * R)
+            m.d.sync += d2.eq(d1)
+            vals = [d2.word_select(i, 32) for i in range(R)]
         old = self.acc_rd.data
-        summed = Cat(*((w_data.word_select(i, 32) + Mux(w_accum, old.word_select(i, 32), 0))[:32]
-                       for i in range(R)))
-        m.d.comb += [self.acc_wr.addr.eq(w_addr), self.acc_wr.data.eq(summed),
-                     self.acc_wr.en.eq(w_valid)]
-        drain_idle = array.idle & ~w_valid
+        summed = Cat(*((vals[i] + Mux(accum2, old.word_select(i, 32), 0))[:32] for i in range(R)))
+        m.d.comb += [self.acc_rd.addr.eq(a1), self.acc_rd.en.eq(v1),
+                     self.acc_wr.addr.eq(a2), self.acc_wr.data.eq(summed),
+                     self.acc_wr.en.eq(v2)]
+        sys_idle = array.idle if has_sys else Const(1)
+        lut_idle = (lut.idle & ~pre.o.valid) if has_lut else Const(1)
+        drain_idle = sys_idle & lut_idle & ~v1 & ~v2
         m.d.comb += self.drain_idle.eq(drain_idle)
-        matmul_release = Mux(w_valid & w_last, w_rel, 0)
+        matmul_release = Mux(v2 & last2, rel2, 0)
 
-        # --- MATMUL feeder ----------------------------------------------------------------
+        # --- MATMUL feeder: a shared step counter; LUT steps walk (group, plane) ----------
+        total = Signal(16)
+        m.d.comb += total.eq(Mux(lut_mode, (mm.k >> 2) * mm.wbits, mm.k))
         step = Signal(16)
-        f_valid, f_first, f_last = Signal(), Signal(), Signal()
+        plane = Signal(2)
+        grp = Signal(14)
+        f_valid, f_first, f_last, f_new = Signal(), Signal(), Signal(), Signal()
+        f_plane = Signal(2)
         feeding = run & (op == Opcode.MATMUL)
-        issue = feeding & (step < mm.k) & (~f_valid | array.i.ready)
-        m.d.comb += [
-            array.i.valid.eq(f_valid),
-            array.i.payload.a.eq(self.act_rd.data),
-            array.i.payload.b.eq(self.wgt_rd.data),
-            array.i.payload.first.eq(f_first),
-            array.i.payload.last.eq(f_last),
-            array.i.payload.k.eq(mm.k),
-            array.i.payload.tag.eq(Cat(mm.acc_addr, mm.accumulate, front.hdr.release)),
-            self.wgt_rd.addr.eq(mm.wgt_addr + step),
-            self.wgt_rd.en.eq(issue),
-            self.step.eq(array.i.valid & array.i.ready),
-        ]
+        sys_ready = array.i.ready if has_sys else Const(0)
+        lut_ready = pre.i.ready if has_lut else Const(0)
+        tgt_ready = Mux(lut_mode, lut_ready, sys_ready)
+        issue = feeding & (step < total) & (~f_valid | tgt_ready)
+        tag = Cat(mm.acc_addr, mm.accumulate, front.hdr.release, mm.scaled, mm.shift,
+                  mm.scale_addr)
+        if has_sys:
+            m.d.comb += [
+                array.i.valid.eq(f_valid & ~lut_mode),
+                array.i.payload.a.eq(self.act_rd.data),
+                array.i.payload.b.eq(self.wgt_rd.data),
+                array.i.payload.first.eq(f_first),
+                array.i.payload.last.eq(f_last),
+                array.i.payload.k.eq(mm.k),
+                array.i.payload.tag.eq(tag),
+            ]
+        if has_lut:
+            pi = pre.i.payload
+            m.d.comb += [
+                pre.i.valid.eq(f_valid & lut_mode),
+                pi.act.eq(self.act_rd.data4), pi.nib.eq(self.wgt_rd.data),
+                pi.plane.eq(f_plane), pi.newgroup.eq(f_new), pi.first.eq(f_first),
+                pi.last.eq(f_last), pi.odd.eq(mm.odd), pi.steps.eq(total), pi.tag.eq(tag),
+            ]
+            m.d.comb += [self.lut_step.eq(lut.i.valid & lut.i.ready),
+                         self.lut_group.eq(lut.i.valid & lut.i.ready & lut.i.payload.newgroup)]
+        if has_sys:
+            m.d.comb += self.step.eq(array.i.valid & array.i.ready)
+        m.d.comb += [self.wgt_rd.addr.eq(mm.wgt_addr + step), self.wgt_rd.en.eq(issue)]
+        plane_end = plane == mm.wbits - 1
         with m.If(front.start):
-            m.d.sync += [step.eq(0), f_valid.eq(0)]
+            m.d.sync += [step.eq(0), plane.eq(0), grp.eq(0), f_valid.eq(0)]
         with m.Elif(issue):
             m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_first.eq(step == 0),
-                         f_last.eq(step == mm.k - 1)]
-        with m.Elif(array.i.ready):
+                         f_last.eq(step == total - 1), f_plane.eq(plane), f_new.eq(plane == 0),
+                         plane.eq(Mux(plane_end, 0, plane + 1)), grp.eq(grp + plane_end)]
+        with m.Elif(tgt_ready):
             m.d.sync += f_valid.eq(0)
-        feed_done = feeding & (step == mm.k) & (~f_valid | array.i.ready)
-
+        feed_done = feeding & (step == total) & (~f_valid | tgt_ready)
         # --- REQUANT ----------------------------------------------------------------------
         n = Signal(16)
         n_out = Signal(16)
@@ -164,9 +252,12 @@ class Compute(wiring.Component):
 
         # shared read ports
         m.d.comb += [self.acc_rq.addr.eq(rqi.acc_addr + n), self.acc_rq.en.eq(q_issue),
-                     self.acc_rd.addr.eq(t_acc + o.col), self.acc_rd.en.eq(array.o.valid)]
+]
         with m.If(requanting):
             m.d.comb += [self.act_rd.addr.eq(rqi.res_addr + n), self.act_rd.en.eq(q_issue)]
+        with m.Elif(lut_mode):
+            m.d.comb += [self.act_rd.addr.eq((mm.act_addr >> 2) + grp), self.act_rd.quad.eq(1),
+                         self.act_rd.en.eq(issue & (plane == 0))]
         with m.Else():
             m.d.comb += [self.act_rd.addr.eq(mm.act_addr + step), self.act_rd.en.eq(issue)]
 
@@ -176,12 +267,19 @@ class Compute(wiring.Component):
 
         def hits(valid, base, width):
             return valid & (base < hi) & (lo < base + width)
-        acc_busy = (hits(array.pending, array.pending_tag[:16], C)
-                    | hits(array.active, array.active_tag[:16], C) | hits(w_valid, w_addr, 1))
+        busy = [hits(v1, a1, 1), hits(v2, a2, 1)]
+        if has_sys:
+            busy += [hits(array.pending, array.pending_tag[:16], C),
+                     hits(array.active, array.active_tag[:16], C)]
+        if has_lut:
+            busy += [hits(lut.pending, lut.pending_tag[:16], N),
+                     hits(lut.active, lut.active_tag[:16], N),
+                     hits(pre.o.valid, pre.o.payload.tag[:16], N)]
+        acc_busy = Cat(*busy).any()
         ready = Signal()
         with m.Switch(op):
-            with m.Case(Opcode.MATMUL):
-                m.d.comb += ready.eq(1)
+            with m.Case(Opcode.MATMUL):     # one engine drains at a time
+                m.d.comb += ready.eq(Mux(lut_mode, sys_idle, lut_idle))
             with m.Case(Opcode.REQUANT):
                 m.d.comb += ready.eq(~acc_busy)
             with m.Default():

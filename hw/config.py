@@ -9,12 +9,17 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "load_config", "preset_names"]
+__all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "LUT_WBITS", "LUT_GROUP", "load_config", "preset_names"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 #: Engines a MATMUL can name; the value is the ISA engine tag (see hw/isa.py).
-ENGINES = ("systolic",)
+ENGINES = ("systolic", "lut")
+
+#: Weight widths the LUT engine can run (ternary runs as 2-bit planes).
+LUT_WBITS = (1, 2, 3, 4)
+#: Activations per LUT table group (the table has 2**G / 2 stored entries).
+LUT_GROUP = 4
 
 
 class ConfigError(ValueError):
@@ -65,6 +70,12 @@ class AccelConfig:
         Default external-memory model used by the simulators.
     clock_mhz : int
         Target clock, used for reports and board builds.
+    engines : list of str
+        MATMUL engines built: ``systolic`` (int8 x int8) and/or ``lut`` (low-bit weights by
+        table lookup; its tile is ``rows x 2*cols x 4``, see docs/lut.md).
+    lut_wbits : list of int
+        Weight widths (bit planes) the LUT engine accepts; a MATMUL asking for another width
+        raises ILLEGAL_FIELD.
     """
 
     name: str = "custom"
@@ -81,6 +92,7 @@ class AccelConfig:
     mem_latency: int = 20
     clock_mhz: int = 150
     engines: tuple = field(default=("systolic",))
+    lut_wbits: tuple = field(default=LUT_WBITS)
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -109,6 +121,17 @@ class AccelConfig:
                 f"{where}: engines must be a non-empty list from {list(ENGINES)}, "
                 f"not {list(engines)!r}")
         object.__setattr__(self, "engines", engines)
+        raw = self.lut_wbits
+        if not (isinstance(raw, (list, tuple)) and raw
+                and all(type(b) is int and b in LUT_WBITS for b in raw)):
+            raise ConfigError(
+                f"{where}: lut_wbits must be a non-empty list from {list(LUT_WBITS)}, "
+                f"not {list(self.lut_wbits)!r}")
+        object.__setattr__(self, "lut_wbits", tuple(sorted(set(raw))))
+        if self.act_depth % LUT_GROUP:
+            raise ConfigError(f"{where}: act_depth must be a multiple of {LUT_GROUP} "
+                              f"(the activation scratchpad has {LUT_GROUP} banks), "
+                              f"not {self.act_depth!r}")
 
     # --- derived values, computed in one place -------------------------------------------
     @property
@@ -134,7 +157,26 @@ class AccelConfig:
 
     @property
     def peak_macs_per_cycle(self):
+        """Systolic engine: int8 MACs per cycle."""
         return self.rows * self.cols
+
+    @property
+    def has_lut(self):
+        return "lut" in self.engines
+
+    @property
+    def lut_cols(self):
+        """Output channels of the LUT tile: one weight entry holds a 4-bit index for each."""
+        return 2 * self.cols
+
+    def lut_peak_macs_per_cycle(self, wbits):
+        """LUT engine: weight-MACs per cycle at ``wbits`` (one bit plane per cycle)."""
+        return self.rows * self.lut_cols * LUT_GROUP / wbits
+
+    @property
+    def group_scale(self):
+        """Whether the accumulator writer has the per-group scaling stage (MATMUL.scaled)."""
+        return self.has_lut
 
     @property
     def addr_bits(self):
@@ -143,6 +185,7 @@ class AccelConfig:
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["engines"] = list(self.engines)
+        d["lut_wbits"] = list(self.lut_wbits)
         return d
 
     @property

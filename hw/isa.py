@@ -22,7 +22,7 @@ __all__ = [
     "IsaError", "view", "buffer_entry_bytes", "buffer_depth",
 ]
 
-ISA_VERSION = 1
+ISA_VERSION = 2
 INSN_BITS = 128
 INSN_BYTES = INSN_BITS // 8
 
@@ -45,7 +45,8 @@ class Queue(enum.Enum, shape=2):
 
 class Engine(enum.Enum, shape=3):
     """MATMUL datapath. Each new engine adds a tag here, not a new instruction."""
-    SYSTOLIC = 0
+    SYSTOLIC = 0    # int8 x int8 output-stationary array
+    LUT = 1         # low-bit weight planes x int8 by table lookup (LUT tensor core)
 
 
 class Buffer(enum.Enum, shape=2):
@@ -91,10 +92,23 @@ class DmaInsn(data.Struct):
 
 
 class MatmulInsn(data.Struct):
-    """acc[acc_addr + j][i] (+)= sum_k act[act_addr + k][i] * wgt[wgt_addr + k][j].
+    """acc[acc_addr + j][i] (+)= g(sum_k act[act_addr + k][i] * w[k][j]).
 
-    i over ``rows`` tokens, j over ``cols`` output channels, k over ``k`` (>= 1) input
-    features; int8 x int8 -> int32 (wrapping). ``accumulate`` adds to the old value.
+    i over ``rows`` tokens, j over the engine's output channels, k over ``k`` (>= 1) input
+    features; the sum is int32 (wrapping); ``accumulate`` adds the old value.
+
+    SYSTOLIC: ``cols`` channels, ``w[k][j]`` = int8 ``wgt[wgt_addr + k][j]``; ``wbits`` and
+    ``odd`` must be 0.
+
+    LUT: ``2 * cols`` channels; ``k`` and ``act_addr`` multiples of 4; weights of ``wbits``
+    (1..4) bits stored as bit planes: entry ``wgt_addr + (k // 4) * wbits + p`` holds plane
+    ``p`` of features ``4 * (k // 4) .. + 3``, a 4-bit (inverted) table index per channel
+    (docs/lut.md). The integer weight is ``u - 2**(wbits-1)`` (``odd`` = 0) or
+    ``2*u - (2**wbits - 1)`` (``odd`` = 1, the symmetric odd grid), ``u`` the unsigned value
+    of the planes.
+
+    ``scaled`` (configs with the LUT engine): g(x) = rne(x * m[scale_addr + j], shift),
+    wrapped to int32, with ``m`` as in REQUANT -- a per-group weight scale; else g(x) = x.
     """
     opcode: Opcode
     wait: 3
@@ -105,6 +119,11 @@ class MatmulInsn(data.Struct):
     wgt_addr: 16
     acc_addr: 16
     k: 16
+    wbits: 3
+    odd: 1
+    scaled: 1
+    shift: 6
+    scale_addr: 16
 
 
 class RequantInsn(data.Struct):
@@ -159,10 +178,12 @@ class ErrorCode(enum.Enum, shape=4):
     """Why the accelerator stopped with its error flag raised."""
     NONE = 0
     ILLEGAL_OPCODE = 1
-    ILLEGAL_FIELD = 2       # own queue in wait/release, unknown engine/buffer/queue, k == 0
+    ILLEGAL_FIELD = 2       # own queue in wait/release, unknown or absent engine/buffer/queue,
+                            # k == 0, a LUT k not a multiple of 4, a weight width not enabled
     SP_RANGE = 3            # scratchpad address out of range
     DRAM_RANGE = 4          # external address out of range
-    MISALIGNED = 5          # DMA address or stride not a multiple of the bus width
+    MISALIGNED = 5          # DMA address or stride not a multiple of the bus width, or a
+                            # LUT MATMUL act_addr not a multiple of 4
     OVERLAP = 6             # REQUANT output and residual ranges partly overlap
     TOKEN_OVERFLOW = 7      # a dependency-token counter overflowed
     DEADLOCK = 8            # every queue waits for a token nobody can give
@@ -175,13 +196,14 @@ class Counter(enum.Enum, shape=4):
     INSNS = 1
     LOAD_BUSY = 2
     COMPUTE_BUSY = 3
-    ARRAY_BUSY = 4      # cycles a MATMUL feeds the array (one k step per cycle)
+    ARRAY_BUSY = 4      # cycles a systolic MATMUL feeds the array (one k step per cycle)
     REQUANT_BUSY = 5
     STORE_BUSY = 6
-    MACS = 7            # MACs issued to the array: k * rows * cols per MATMUL
+    MACS = 7            # weight-MACs issued: k * rows * channels per MATMUL (both engines)
     BYTES_READ = 8      # DMA bytes read from external memory (not counting fetch)
     BYTES_WRITTEN = 9
     FETCH_BYTES = 10
+    LUT_BUSY = 11       # cycles a LUT MATMUL step (one bit plane of one 4-feature group) enters
 
 
 class IsaError(ValueError):

@@ -4,7 +4,20 @@ from amaranth import Module, Signal, Mux, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RequantUnit", "requant_in_layout"]
+__all__ = ["RequantUnit", "requant_in_layout", "rne_shift"]
+
+
+def rne_shift(m, p, shift, name):
+    """Comb: signed ``p / 2**shift`` rounded half to even, exactly (``shift`` <= 63), as
+    ``sw.golden.rne_shift``. Returns a value one bit wider than ``p``."""
+    p64 = Signal(signed(64), name=f"{name}_p")
+    q = Signal(signed(64), name=f"{name}_q")
+    one = Signal(64, name=f"{name}_one")
+    m.d.comb += [p64.eq(p), q.eq(p64 >> shift), one.eq(1 << shift)]
+    rem = (p64.as_unsigned() & (one - 1))[:64]
+    half = one >> 1
+    up = (shift != 0) & ((rem > half) | ((rem == half) & q[0]))
+    return q[:len(p) + 1].as_signed() + up
 
 
 def requant_in_layout(rows):
@@ -52,22 +65,13 @@ class RequantUnit(wiring.Component):
                          residual1.eq(self.i.payload.residual), relu1.eq(self.i.payload.relu)]
 
         # stage 2: round half to even, residual, clamp
-        one = Signal(64)
-        m.d.comb += one.eq(1 << shift1)
-        mask = one - 1
-        half = one >> 1
         lo = Mux(relu1, 0, -128)
         with m.If(adv):
             m.d.sync += self.o.valid.eq(v1)
             for i in range(R):
-                p = Signal(signed(64), name=f"p{i}")
-                m.d.comb += p.eq(prod[i])
-                q = Signal(signed(64), name=f"q{i}")
-                m.d.comb += q.eq(p >> shift1)
-                rem = (p.as_unsigned() & mask)[:64]
-                up = (shift1 != 0) & ((rem > half) | ((rem == half) & q[0]))
                 t = Signal(signed(50), name=f"t{i}")     # |q| < 2**48, plus rounding and residual
-                m.d.comb += t.eq(q + up + Mux(residual1, res1[i], 0))
+                m.d.comb += t.eq(rne_shift(m, prod[i], shift1, f"rq{i}")
+                                 + Mux(residual1, res1[i], 0))
                 m.d.sync += self.o.payload[i].eq(Mux(t > 127, 127, Mux(t < lo, lo, t)))
         m.d.comb += self.idle.eq(~v1 & ~self.o.valid)
         return m

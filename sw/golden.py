@@ -16,7 +16,8 @@ from hw.isa import (INSN_BYTES, QUEUE_OF, Buffer, Engine, ErrorCode, IsaError, O
 from .executor import place_program
 from .program import MemoryImage, Program
 
-__all__ = ["Machine", "rne_shift", "requant", "check_insn", "TOKEN_MAX"]
+__all__ = ["Machine", "rne_shift", "requant", "check_insn", "TOKEN_MAX", "lut_tables",
+           "lut_matmul", "matmul_channels"]
 
 TOKEN_MAX = 255     # dependency-token counters are 8 bits wide
 
@@ -38,6 +39,47 @@ def requant(acc, mult, shift, residual=None, relu=False):
     if residual is not None:
         q = q + residual.astype(np.int64)
     return np.clip(q, 0 if relu else -128, 127).astype(np.int8)
+
+
+def lut_tables(a):
+    """The LUT engine's stored tables: ``a [..., 4]`` int -> ``h [..., 8]`` with
+    ``h[u] = -a0 + sum_{t=1..3} (bit t-1 of u ? +a_t : -a_t)`` (the other 8 of the 16 signed
+    sums are their negations: ``T[15 - idx] = -T[idx]``)."""
+    a = np.asarray(a, np.int64)
+    u = np.arange(8)
+    sign = np.stack([-np.ones(8, np.int64)] + [2 * ((u >> t) & 1) - 1 for t in range(3)], -1)
+    return a @ sign.T
+
+
+def lut_matmul(act, entries, wbits, odd):
+    """The LUT engine's arithmetic, as the hardware does it: ``act [k, rows]`` int8,
+    ``entries [k//4 * wbits, cols]`` int8 weight-plane entries -> int64 ``[2*cols, rows]``.
+
+    For group g and plane p each channel's 4-bit index n selects ``h[n >> 1]``, negated when
+    ``n & 1``; planes are weighted by 2**p; the {0,1} -> {-1,+1} reinterpretation leaves
+    ``S = sum_k (2u - (2**wbits - 1)) a_k``, which is the result on the odd grid and
+    ``(S - sum_k a_k) / 2`` on the two's-complement offset grid.
+    """
+    k, rows = act.shape
+    groups = k // 4
+    h = lut_tables(np.asarray(act, np.int64).reshape(groups, 4, rows).transpose(0, 2, 1))
+    raw = np.asarray(entries).view(np.uint8).reshape(groups, wbits, -1)
+    nib = np.stack([raw & 15, raw >> 4], -1).reshape(groups, wbits, -1).astype(np.int64)
+    sel, neg = nib >> 1, nib & 1                                     # [g, p, ch]
+    gi = np.arange(groups)[:, None, None, None]
+    ri = np.arange(rows)[None, None, None, :]
+    v = h[gi, ri, sel[..., None]]                                    # [g, p, ch, rows]
+    v = np.where(neg[..., None] == 1, -v, v)
+    s = (v * (1 << np.arange(wbits))[None, :, None, None]).sum((0, 1))   # [ch, rows]
+    if odd:
+        return s
+    bias = np.asarray(act, np.int64).sum(0)                          # sum_k a_k per token
+    return (s - bias[None, :]) >> 1
+
+
+def matmul_channels(cfg, engine):
+    """Output channels (accumulator entries) one MATMUL writes on ``engine``."""
+    return cfg.lut_cols if engine == Engine.LUT else cfg.cols
 
 
 _LOADABLE = (Buffer.ACT, Buffer.WGT, Buffer.SCALE)
@@ -66,11 +108,26 @@ def check_insn(cfg: AccelConfig, d: dict, queue: Queue):
         if last > cfg.dram_bytes:
             return ErrorCode.DRAM_RANGE
     elif op == Opcode.MATMUL:
-        if d["engine"] != Engine.SYSTOLIC or d["k"] == 0:
+        eng, k, wbits = d["engine"], d["k"], d["wbits"]
+        if not isinstance(eng, Engine) or eng.name.lower() not in cfg.engines or k == 0:
             return ErrorCode.ILLEGAL_FIELD
-        if (d["act_addr"] + d["k"] > cfg.act_depth or d["wgt_addr"] + d["k"] > cfg.wgt_depth
-                or d["acc_addr"] + cfg.cols > cfg.acc_depth):
+        if d["scaled"] and not cfg.group_scale:
+            return ErrorCode.ILLEGAL_FIELD
+        if eng == Engine.SYSTOLIC:
+            if wbits or d["odd"]:
+                return ErrorCode.ILLEGAL_FIELD
+            w_entries = k
+        else:
+            if wbits not in cfg.lut_wbits or k % 4:
+                return ErrorCode.ILLEGAL_FIELD
+            w_entries = k // 4 * wbits
+        ch = matmul_channels(cfg, eng)
+        if (d["act_addr"] + k > cfg.act_depth or d["wgt_addr"] + w_entries > cfg.wgt_depth
+                or d["acc_addr"] + ch > cfg.acc_depth
+                or (d["scaled"] and d["scale_addr"] + ch > cfg.scale_depth * cfg.scale_lanes)):
             return ErrorCode.SP_RANGE
+        if eng == Engine.LUT and d["act_addr"] % 4:
+            return ErrorCode.MISALIGNED
     elif op == Opcode.REQUANT:
         n = d["count"]
         if n == 0:
@@ -198,15 +255,24 @@ class Machine:
                 self.dram[idx] = sp[d["sp_addr"]:d["sp_addr"] + rows].view(np.uint8)
                 self.counters["bytes_written"] += rows * eb
         elif op == Opcode.MATMUL:
-            k = d["k"]
-            a = self.act[d["act_addr"]:d["act_addr"] + k].astype(np.int64)   # [k, rows]
-            w = self.wgt[d["wgt_addr"]:d["wgt_addr"] + k].astype(np.int64)   # [k, cols]
-            prod = w.T @ a                                                   # [cols, rows]
-            dst = slice(d["acc_addr"], d["acc_addr"] + cfg.cols)
+            k, eng = d["k"], d["engine"]
+            ch = matmul_channels(cfg, eng)
+            a = self.act[d["act_addr"]:d["act_addr"] + k]                    # [k, rows]
+            if eng == Engine.LUT:
+                w = self.wgt[d["wgt_addr"]:d["wgt_addr"] + k // 4 * d["wbits"]]
+                prod = _wrap32(lut_matmul(a, w, d["wbits"], d["odd"]))       # [ch, rows]
+            else:
+                w = self.wgt[d["wgt_addr"]:d["wgt_addr"] + k].astype(np.int64)   # [k, cols]
+                prod = _wrap32(w.T @ a.astype(np.int64))                     # [ch, rows]
+            if d["scaled"]:
+                m = self.scale.reshape(-1)[d["scale_addr"]:d["scale_addr"] + ch]
+                prod = _wrap32(rne_shift(prod.astype(np.int64) * m.astype(np.int64)[:, None],
+                                         d["shift"]))
+            dst = slice(d["acc_addr"], d["acc_addr"] + ch)
             if d["accumulate"]:
-                prod = prod + self.acc[dst]
+                prod = prod.astype(np.int64) + self.acc[dst]
             self.acc[dst] = _wrap32(prod)
-            self.counters["macs"] += k * cfg.rows * cfg.cols
+            self.counters["macs"] += k * cfg.rows * ch
         elif op == Opcode.REQUANT:
             n = d["count"]
             acc = self.acc[d["acc_addr"]:d["acc_addr"] + n]

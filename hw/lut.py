@@ -1,0 +1,195 @@
+"""LUT tensor core engine: low-bit weights x int8 activations by table lookup.
+
+Two stream components (docs/lut.md has the arithmetic):
+
+* ``LutPrecompute`` turns each group of 4 int8 activations (per token) into the 8 stored
+  entries of its symmetric table of signed sums, exactly (11 bits), and holds the table
+  while the weight bit planes of that group stream past.
+* ``LutArray`` is an elongated ``rows x cols`` tile (K = 4 per step): per step every cell
+  looks up its channel's 4-bit index in its token's table (negating on index bit 0), scales
+  by 2**plane and accumulates; a row accumulator keeps the activation sum for the bias of
+  the {0,1} -> {-1,+1} reinterpretation. Results drain one channel per cycle, like the
+  systolic array's, while the next MATMUL streams in. No multipliers.
+"""
+
+from amaranth import Module, Signal, Mux, Array, Cat, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .systolic import column_layout
+
+__all__ = ["LutPrecompute", "LutArray", "TABLE_BITS", "ACC_BITS", "table_layout",
+           "lut_step_layout", "precompute_in_layout"]
+
+TABLE_BITS = 11     # a signed sum of 4 int8 lies in [-512, 512]
+ACC_BITS = 28       # |sum_k a_k (2u - 2**b + 1)| <= 65535 * 128 * 15 < 2**27
+BIAS_BITS = 25      # |sum_k a_k| <= 65535 * 128 < 2**23
+
+
+def table_layout(rows):
+    return data.ArrayLayout(data.ArrayLayout(signed(TABLE_BITS), 8), rows)
+
+
+def _step_fields(ch, tag_bits):
+    return {
+        "nib": data.ArrayLayout(4, ch),     # per channel: 4-bit (inverted) table index
+        "plane": 2,                         # bit plane of this step (weight 2**plane)
+        "newgroup": 1,                      # first plane of a 4-feature group
+        "first": 1, "last": 1,              # first / last step of the MATMUL
+        "odd": 1,                           # odd weight grid: no bias term
+        "steps": 16,                        # steps in this MATMUL (read on ``first``)
+        "tag": tag_bits,                    # carried to the drained columns
+    }
+
+
+def precompute_in_layout(rows, ch, tag_bits):
+    return data.StructLayout({"act": data.ArrayLayout(data.ArrayLayout(signed(8), rows), 4),
+                              **_step_fields(ch, tag_bits)})
+
+
+def lut_step_layout(rows, ch, tag_bits):
+    return data.StructLayout({"table": table_layout(rows), **_step_fields(ch, tag_bits)})
+
+
+class LutPrecompute(wiring.Component):
+    """One register stage: on a ``newgroup`` step, ``table[i][u] = -a0 + sum_{t=1..3}
+    (bit t-1 of u ? a_t : -a_t)`` for token i from features ``act[0..3][i]``; on the other
+    planes of the group the table is held. Everything else passes through."""
+
+    def __init__(self, *, rows, ch, tag_bits):
+        self._rows, self._ch, self._tag = rows, ch, tag_bits
+        super().__init__({
+            "i": In(stream.Signature(precompute_in_layout(rows, ch, tag_bits))),
+            "o": Out(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i.payload, self.o.payload
+        adv = ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(adv)
+        with m.If(adv):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+        with m.If(adv & self.i.valid):
+            for name in ("nib", "plane", "newgroup", "first", "last", "odd", "steps", "tag"):
+                m.d.sync += getattr(o, name).eq(getattr(i, name))
+            with m.If(i.newgroup):
+                for r in range(self._rows):
+                    a0, a1, a2, a3 = (i.act[t][r] for t in range(4))
+                    # shared partial sums: (-a0 -+ a1) and (+-a2 +-a3)
+                    lo = [Signal(signed(10), name=f"lo{r}_{b}") for b in range(2)]
+                    s, d = Signal(signed(9), name=f"s{r}"), Signal(signed(9), name=f"d{r}")
+                    m.d.comb += [lo[0].eq(-a0 - a1), lo[1].eq(a1 - a0),
+                                 s.eq(a2 + a3), d.eq(a2 - a3)]
+                    hi = [-s, d, -d, s]     # index by (bit 2, bit 1) of u: signs of a3, a2
+                    for u in range(8):
+                        m.d.sync += o.table[r][u].eq(lo[u & 1] + hi[u >> 1])
+        return m
+
+
+class LutArray(wiring.Component):
+    """``rows x ch`` LUT cells and their result drain.
+
+    Input: one step per cycle (a table per token, a 4-bit index per channel, the plane).
+    Cell (i, j) adds ``(n[0] ? -1 : 1) * (table[i][n >> 1] << plane)``, ``n`` the index of
+    channel j; on ``last`` it latches ``S`` (and the row its activation sum ``A``). Drained
+    column j carries, per token, ``S`` (odd grid) or ``(S - A) / 2``, sign-extended to 32 bits.
+
+    A new MATMUL (a ``first`` step) is accepted only if every earlier result will have left
+    the drain before this one's results are latched (``steps`` cycles later at the earliest).
+    """
+
+    GAP = 1     # idle cycles between two drains (as the systolic array)
+
+    def __init__(self, *, rows, ch, tag_bits):
+        self._rows, self._ch, self._tag = rows, ch, tag_bits
+        super().__init__({
+            "i": In(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
+            "o": Out(stream.Signature(column_layout(rows, tag_bits), always_ready=True)),
+            "idle": Out(1),
+            "pending": Out(1), "pending_tag": Out(tag_bits),
+            "active": Out(1), "active_tag": Out(tag_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, N = self._rows, self._ch
+        p = self.i.payload
+        go = self.i.valid & self.i.ready
+
+        res = [[None] * N for _ in range(R)]
+        bias_res = []
+        for r in range(R):
+            # the token's table, pre-shifted by the plane once for the whole row
+            tbl = Array(Signal(signed(TABLE_BITS + 3), name=f"tbl{r}_{u}") for u in range(8))
+            for u in range(8):
+                m.d.comb += tbl[u].eq(p.table[r][u] << p.plane)
+            bias = Signal(signed(BIAS_BITS), name=f"bias{r}")
+            bias_r = Signal(signed(BIAS_BITS), name=f"bias{r}_res")
+            bias_sum = Signal(signed(BIAS_BITS), name=f"bias{r}_sum")
+            # sum_k a_k = -sum_groups table[0] (table[0] = -(a0 + a1 + a2 + a3))
+            m.d.comb += bias_sum.eq(Mux(p.first, 0, bias) - Mux(p.newgroup, p.table[r][0], 0))
+            with m.If(go):
+                m.d.sync += bias.eq(bias_sum)
+                with m.If(p.last):
+                    m.d.sync += bias_r.eq(bias_sum)
+            bias_res.append(bias_r)
+            for j in range(N):
+                n = p.nib[j]
+                acc = Signal(signed(ACC_BITS), name=f"cell{r}_{j}_acc")
+                out = Signal(signed(ACC_BITS), name=f"cell{r}_{j}_res")
+                v = Signal(signed(TABLE_BITS + 3), name=f"cell{r}_{j}_v")
+                total = Signal(signed(ACC_BITS), name=f"cell{r}_{j}_sum")
+                m.d.comb += v.eq(tbl[n[1:4]])
+                # conditional negation as one's complement plus carry-in: one adder
+                inv = Cat(*([n[0]] * (TABLE_BITS + 3))).as_signed()
+                m.d.comb += total.eq(Mux(p.first, 0, acc) + (v ^ inv) + n[0])
+                with m.If(go):
+                    m.d.sync += acc.eq(total)
+                    with m.If(p.last):
+                        m.d.sync += out.eq(total)
+                res[r][j] = out
+
+        # drain: a pending job (latched, waiting for the drain) and an active one
+        pend_valid, act_valid = Signal(), Signal()
+        pend_tag, act_tag = Signal(self._tag), Signal(self._tag)
+        pend_odd, act_odd = Signal(), Signal()
+        act_col = Signal(range(N))
+        gap = Signal(range(self.GAP + 1))
+        promote = pend_valid & ~act_valid & (gap == 0)
+        with m.If(gap != 0):
+            m.d.sync += gap.eq(gap - 1)
+        with m.If(act_valid):
+            with m.If(act_col == N - 1):
+                m.d.sync += [act_valid.eq(0), gap.eq(self.GAP)]
+            with m.Else():
+                m.d.sync += act_col.eq(act_col + 1)
+        with m.If(promote):
+            m.d.sync += [act_valid.eq(1), act_col.eq(0), act_tag.eq(pend_tag),
+                         act_odd.eq(pend_odd), pend_valid.eq(0)]
+        with m.If(go & p.last):
+            m.d.sync += [pend_valid.eq(1), pend_tag.eq(p.tag), pend_odd.eq(p.odd)]
+
+        # cycles until every latched result has been drained
+        left = Signal(18)
+        m.d.comb += left.eq(Mux(act_valid, N - act_col, 0) + gap
+                            + Mux(pend_valid, N + self.GAP, 0))
+        m.d.comb += self.i.ready.eq(~p.first | (left + 2 <= p.steps))
+
+        cols = Array(Cat(*(res[r][j] for r in range(R))) for j in range(N))
+        sel = cols[act_col]
+        for r in range(R):
+            s = sel.word_select(r, ACC_BITS).as_signed()
+            unbiased = Signal(signed(ACC_BITS + 1), name=f"drain{r}_unbiased")
+            m.d.comb += unbiased.eq(s - bias_res[r])
+            m.d.comb += self.o.payload.data[r].eq(Mux(act_odd, s, unbiased >> 1))
+        m.d.comb += [
+            self.o.valid.eq(act_valid),
+            self.o.payload.col.eq(act_col),
+            self.o.payload.last.eq(act_col == N - 1),
+            self.o.payload.tag.eq(act_tag),
+            self.idle.eq(~pend_valid & ~act_valid & (gap == 0)),
+            self.pending.eq(pend_valid), self.pending_tag.eq(pend_tag),
+            self.active.eq(act_valid), self.active_tag.eq(act_tag),
+        ]
+        return m
