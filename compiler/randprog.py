@@ -1,8 +1,9 @@
 """Seeded random programs that are legal and race-free, for RTL-vs-golden verification.
 
-Each program is a chain of matmul jobs with random shapes (K any size, partial output tiles),
+Each program is a chain of matmul jobs on random engines (systolic int8, or the LUT engine
+with random weight widths and grids) with random shapes (K any size, partial output tiles),
 random pipelining (serial or double-buffered), random splitting of loads and of K into
-accumulating MATMULs, random requant options (shift, relu, residual), raw-accumulator and/or
+accumulating MATMULs, random per-MATMUL group scales, random requant options (shift, relu, residual), raw-accumulator and/or
 int8 stores, and dependency tokens relayed through random SYNCs. Alongside it comes an
 independent oracle: the exact integer results computed straight from the job's operands.
 """
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.isa import Buffer, Queue
-from sw.golden import requant
+from hw.isa import Buffer, Engine, Queue
+from sw.golden import requant, rne_shift
 from sw.program import MemoryImage, Program
 from .asm import Assembler, mask
+from .lutpack import pack_planes, weight_range
 
 __all__ = ["random_program", "RandomProgram"]
 
@@ -38,18 +40,21 @@ def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
     slots = int(rng.integers(1, 3))
     # scratchpad plan: per slot an act input region, a weight region, a residual region,
     # an output region and an accumulator tile
-    max_k = max_k or max(1, min(3 * R + 5, (config.act_depth - 4 * C) // (2 * slots),
+    CH = config.lut_cols if config.has_lut else C      # widest MATMUL output tile
+    max_k = max_k or max(1, min(3 * R + 5, (config.act_depth - 4 * CH) // (2 * slots) - 3,
                                 config.wgt_depth // slots))
-    act_in = [s * max_k for s in range(slots)]
-    act_res = [slots * max_k + s * C for s in range(slots)]
-    act_out = [slots * max_k + slots * C + s * C for s in range(slots)]
+    span = (max_k + 3) // 4 * 4                        # LUT activations are 4-aligned
+    act_in = [s * span for s in range(slots)]
+    act_res = [slots * span + s * CH for s in range(slots)]
+    act_out = [slots * span + slots * CH + s * CH for s in range(slots)]
     wgt_in = [s * max_k for s in range(slots)]
-    acc_t = [s * C for s in range(slots)]
-    assert act_out[-1] + C <= config.act_depth and slots * C <= config.acc_depth
+    acc_t = [s * CH for s in range(slots)]
+    assert act_out[-1] + CH <= config.act_depth and slots * CH <= config.acc_depth
+    engines = [e for e in (Engine.SYSTOLIC, Engine.LUT) if e.name.lower() in config.engines]
 
     mem = MemoryImage(bytearray())
     asm = Assembler(config)
-    n_scales = min(config.scale_depth * lanes, 4 * C)
+    n_scales = min(config.scale_depth * lanes, 4 * CH)
     scales = rng.integers(-(1 << 15), 1 << 15, n_scales).astype(np.int16)
     small = rng.random(n_scales) < 0.7                 # mostly realistic multipliers
     scales[small] = rng.integers(1, 1 << 12, int(small.sum()))
@@ -60,20 +65,37 @@ def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
     desc = [f"slots={slots}"]
     for j in range(njobs):
         s = j % slots
-        k = int(rng.integers(1, max_k + 1))
-        ncols = int(rng.integers(1, C + 1))            # partial output tile on store
+        eng = engines[int(rng.integers(0, len(engines)))]
+        lut = eng == Engine.LUT and max_k >= 4
+        eng = Engine.LUT if lut else Engine.SYSTOLIC
+        if not lut and "systolic" not in config.engines:
+            continue
+        ch = CH if lut else C
+        k = 4 * int(rng.integers(1, max_k // 4 + 1)) if lut else int(rng.integers(1, max_k + 1))
+        ncols = int(rng.integers(1, ch + 1))           # partial output tile on store
         a = rng.integers(-128, 128, (k, R), dtype=np.int8)
-        w = rng.integers(-128, 128, (k, C), dtype=np.int8)
-        res = rng.integers(-128, 128, (C, R), dtype=np.int8)
+        res = rng.integers(-128, 128, (ch, R), dtype=np.int8)
+        wbits, odd = 0, False
+        if lut:
+            wbits = int(rng.choice(config.lut_wbits))
+            odd = bool(rng.random() < 0.5)
+            lo, hi = weight_range(wbits, odd)
+            w = rng.integers(lo, hi + 1, (k, ch))
+            if odd:
+                w = np.where(w % 2 == 0, w + 1, w)
+            w_rows = pack_planes(w, wbits, odd).view(np.int8)   # [k // 4 * wbits, C]
+        else:
+            w = rng.integers(-128, 128, (k, C), dtype=np.int8)
+            w_rows = w
         # rows padded to a random multiple of the bus width: strided DMA
         pad_a = R + B * int(rng.integers(0, 3))
         pad_w = C + B * int(rng.integers(0, 3))
         a_addr = mem.write(f"a{j}", a, row_stride=pad_a)
-        w_addr = mem.write(f"w{j}", w, row_stride=pad_w)
+        w_addr = mem.write(f"w{j}", w_rows, row_stride=pad_w)
         use_res = bool(rng.random() < 0.4)
         relu = bool(rng.random() < 0.3)
         shift = int(rng.integers(0, 24))
-        scale_off = int(rng.integers(0, n_scales - C + 1))
+        scale_off = int(rng.integers(0, n_scales - ch + 1))
         store_act = bool(rng.random() < 0.8)
         store_acc = (not store_act) or bool(rng.random() < 0.4)
         if use_res:
@@ -89,9 +111,9 @@ def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
                       (Buffer.ACT, act_in[s] + h, a_addr + h * pad_a, k - h, pad_a)]
         else:
             loads.append((Buffer.ACT, act_in[s], a_addr, k, pad_a))
-        loads.append((Buffer.WGT, wgt_in[s], w_addr, k, pad_w))
+        loads.append((Buffer.WGT, wgt_in[s], w_addr, len(w_rows), pad_w))
         if use_res:
-            loads.append((Buffer.ACT, act_res[s], r_addr, C, R))
+            loads.append((Buffer.ACT, act_res[s], r_addr, ch, R))
         rng.shuffle(loads)
         for i, (buf, sp, addr, rows, stride) in enumerate(loads):
             wait = mask(Cq) if (i == 0 and j >= slots) else 0
@@ -100,18 +122,35 @@ def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
                      comment=f"job {j} load {buf.name.lower()}")
 
         # --- compute: K split into accumulating MATMULs, then REQUANT -------------------
-        cuts = sorted(set(int(x) for x in rng.integers(1, k, int(rng.integers(0, 3))))) if k > 1 else []
+        unit = 4 if lut else 1
+        n_units = k // unit
+        cuts = sorted(set(unit * int(x) for x in rng.integers(1, n_units, int(rng.integers(0, 3)))
+                          )) if n_units > 1 else []
         bounds = [0] + cuts + [k]
+        scaled = config.group_scale and bool(rng.random() < 0.4)
+        acc = np.zeros((ch, R), np.int64)
+        parts = []
         for i in range(len(bounds) - 1):
             k0, k1 = bounds[i], bounds[i + 1]
             wait = mask(L) if i == 0 else 0
             if i == 0 and j >= slots:
                 wait |= mask(S)                         # the store of job j-slots is done
-            asm.matmul(act_in[s] + k0, wgt_in[s] + k0, acc_t[s], k1 - k0, accumulate=i > 0,
-                       wait=wait,
+            g_addr = int(rng.integers(0, n_scales - ch + 1)) if scaled else 0
+            g_shift = int(rng.integers(0, 20)) if scaled else 0
+            w_off = k0 // 4 * wbits if lut else k0
+            asm.matmul(act_in[s] + k0, wgt_in[s] + w_off, acc_t[s], k1 - k0, accumulate=i > 0,
+                       wait=wait, engine=eng, wbits=wbits, odd=odd, scaled=scaled,
+                       shift=g_shift, scale_addr=g_addr,
                        comment=f"job {j} k[{k0}:{k1}]")
+            # independent oracle: the exact integer product of this K slice
+            part = _wrap32(w[k0:k1].astype(np.int64).T @ a[k0:k1].astype(np.int64))
+            if scaled:
+                part = _wrap32(rne_shift(part.astype(np.int64)
+                                         * scales[g_addr:g_addr + ch, None], g_shift))
+            acc = _wrap32(acc.astype(np.int64) + part)
+            parts.append(f"{k1 - k0}" + (f"*m@{g_addr}>>{g_shift}" if scaled else ""))
         relay = bool(rng.random() < 0.3)
-        asm.requant(acc_t[s], act_out[s], scale_off, C, shift,
+        asm.requant(acc_t[s], act_out[s], scale_off, ch, shift,
                     res_addr=act_res[s] if use_res else None, relu=relu,
                     release=mask(L) | (0 if relay else mask(S)), comment=f"job {j}")
         if relay:
@@ -132,15 +171,17 @@ def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
                       release=mask(Cq) if i == len(stores) - 1 else 0,
                       comment=f"job {j} store {buf.name.lower()}")
 
-        # independent oracle
-        acc = (w.astype(np.int64).T @ a.astype(np.int64))                 # [C, R]
-        acc = ((acc + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
         if store_acc:
             expected[f"acc{j}"] = acc[:ncols]
         if store_act:
-            q = requant(acc, scales[scale_off:scale_off + C], shift,
+            q = requant(acc, scales[scale_off:scale_off + ch], shift,
                         res if use_res else None, relu)
             expected[f"out{j}"] = q[:ncols]
-        desc.append(f"job{j}: k={k} cols={ncols} split={len(bounds) - 1} res={use_res} "
+        eng_s = f"lut w{wbits}{'odd' if odd else ''}" if lut else "systolic"
+        desc.append(f"job{j}: {eng_s} k={k} cols={ncols} parts={'+'.join(parts)} res={use_res} "
                     f"relu={relu} shift={shift} relay={relay}")
     return RandomProgram(asm.program(), mem, expected, "; ".join(desc))
+
+
+def _wrap32(x):
+    return ((np.asarray(x, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)

@@ -174,7 +174,7 @@ class LutArray(wiring.Component):
         left = Signal(18)
         m.d.comb += left.eq(Mux(act_valid, N - act_col, 0) + gap
                             + Mux(pend_valid, N + self.GAP, 0))
-        m.d.comb += self.i.ready.eq(~p.first | (left + 2 <= p.steps))
+        m.d.comb += self.i.ready.eq(~p.first | (left == 0) | (left + 2 <= p.steps))
 
         cols = Array(Cat(*(res[r][j] for r in range(R))) for j in range(N))
         sel = cols[act_col]
