@@ -15,10 +15,16 @@ import numpy as np
 import torch
 import torch.fx
 
-from .lower import CompileError, lower_linear
-from .quantize import act_scale, quantize_act, quantize_weight, requant_params
+from hw.isa import Engine
+from .lower import CompileError, Target, lower_linear, pad_to
+from .quantize import (act_scale, quantize_act, quantize_groups, quantize_weight,
+                       requant_params, weight_format)
 
-__all__ = ["capture", "compile_model", "CompiledModel", "CompileError"]
+__all__ = ["capture", "compile_model", "CompiledModel", "CompileError", "lower_layer",
+           "GROUP_BITS"]
+
+#: Group multipliers keep this many fractional bits relative to a channel's largest scale.
+GROUP_BITS = 14
 
 _LINEAR = torch.ops.aten.linear.default
 
@@ -116,9 +122,56 @@ class CompiledModel:
         return out, report
 
 
-def compile_model(module, calib_inputs, config, *, progress=None) -> CompiledModel:
+def lower_layer(config, name, m, w, x_absmax, y_absmax, fmt="int8", *, group=128,
+                pad_groups=True):
+    """Quantize float ``w [N, K]`` in weight format ``fmt`` and lower it for ``m`` rows with
+    static activation ranges; the engine follows from the format (Target.engine_for).
+
+    LUT formats are group-quantized along K (``group`` features per scale; the last group
+    may be short unless ``pad_groups`` is False, which makes a non-dividing group an error).
+    """
+    fmt = weight_format(getattr(fmt, "name", fmt))
+    engine = Target(config).engine_for(fmt)
+    sx, sy = act_scale(x_absmax), act_scale(y_absmax)
+    n, k = w.shape
+    if engine == Engine.SYSTOLIC:
+        wq, sw = quantize_weight(w)
+        mult, shift = requant_params(sx * sw / sy)
+        return lower_linear(config, name, m, wq, mult, shift, x_scale=sx,
+                            y_scale=np.full(n, sy))
+    group = pad_to(k, 4) if group is None else int(group)
+    if group <= 0 or group % 4:
+        raise CompileError(f"{name}: group size {group} must be a positive multiple of 4 "
+                           f"(the LUT engine's table group)")
+    if k % group and not pad_groups:
+        raise CompileError(f"{name}: group size {group} does not divide K={k} and group "
+                           f"padding is off")
+    q, s = quantize_groups(w, fmt, group)
+    kp = pad_to(k, 4)
+    if s.shape[1] == 1:
+        mult, shift = requant_params(sx * s[:, 0] / sy)
+        gmult, gshift, grp = None, 0, None
+    else:
+        sref = np.abs(s).max(1)
+        gmult = np.rint(s / sref[:, None] * (1 << GROUP_BITS)).astype(np.int16)
+        qmax = (1 << fmt.wbits) - 1 if fmt.odd else 1 << (fmt.wbits - 1)
+        bound = kp * 128 * qmax * (1 << GROUP_BITS)          # worst-case |accumulator|
+        gshift = max(0, int(np.ceil(np.log2(bound / 2.0 ** 30))))
+        mult, shift = requant_params(sx * sref * 2.0 ** (gshift - GROUP_BITS) / sy)
+        grp = group
+    return lower_linear(config, name, m, q, mult, shift, x_scale=sx, y_scale=np.full(n, sy),
+                        engine=engine, wbits=fmt.wbits, odd=fmt.odd, group=grp, gmult=gmult,
+                        gshift=gshift)
+
+
+def compile_model(module, calib_inputs, config, *, wformat="int8", group=128,
+                  pad_groups=True, progress=None) -> CompiledModel:
     """Capture ``module`` on ``calib_inputs[0]``, calibrate on all of them, compile every
-    linear layer for ``config``."""
+    linear layer for ``config``.
+
+    ``wformat`` is a weight format name (int8, w1..w4, ternary) or a dict from layer name
+    to format with ``"*"`` as the default: the per-layer choice of engine follows from it.
+    """
     gm = capture(module, calib_inputs[0])
     stats = {}
 
@@ -136,13 +189,16 @@ def compile_model(module, calib_inputs, config, *, progress=None) -> CompiledMod
             _Hooked(gm, record).run(*inp)
     if not stats:
         raise CompileError("the model has no linear layers to put on the accelerator")
+    formats = wformat if isinstance(wformat, dict) else {"*": wformat}
     kernels = {}
     for name, s in stats.items():
-        wq, sw = quantize_weight(s["w"])
-        sx, sy = act_scale(s["x"]), act_scale(s["y"])
-        mult, shift = requant_params(sx * sw / sy)
+        fmt = formats.get(name, formats.get("*", "int8"))
+        n, k = s["w"].shape
         if progress:
-            progress(f"lowering {name} ({s['m']}x{wq.shape[1]}x{wq.shape[0]})")
-        kernels[name] = lower_linear(config, name, s["m"], wq, mult, shift, x_scale=sx,
-                                     y_scale=np.full(wq.shape[0], sy))
+            progress(f"lowering {name} ({s['m']}x{k}x{n}, {fmt})")
+        try:
+            kernels[name] = lower_layer(config, name, s["m"], s["w"], s["x"], s["y"], fmt,
+                                        group=group, pad_groups=pad_groups)
+        except ValueError as e:         # an unknown format name
+            raise CompileError(f"{name}: {e}") from None
     return CompiledModel(gm, kernels, config, list(stats))

@@ -3,8 +3,10 @@ double-buffering, and the program + memory image.
 
 Layouts in external memory (all int8 unless said, rows padded so every row is whole bus
 beats): activations feature-major ``X^T [K, Mp]`` (Mp = M rounded up to the array rows),
-weights ``W [K, Np]`` (Np = N rounded up to the array columns), per-channel int16
-multipliers ``[Np]``, outputs ``Y^T [Np, Mp]`` -- the next layer's input layout.
+per-channel int16 multipliers ``[Np]``, outputs ``Y^T [Np, Mp]`` -- the next layer's input
+layout (Np = N rounded up to the engine's tile). Weights: systolic ``W [K, Np]`` int8; LUT
+bit-plane entries ``[Kp // 4 * wbits, Np // 2]`` (Kp = K rounded up to 4; see
+compiler.lutpack) and, when grouped, int16 group multipliers ``[Np // tile, groups, tile]``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from hw.isa import Buffer, Engine, Opcode, buffer_entry_bytes
 from sw.program import MemoryImage, Program
+from .lutpack import pack_planes
 from .schedule import Scheduler
 
 __all__ = ["LinearKernel", "lower_linear", "CompileError", "Target", "pad_to"]
@@ -33,23 +36,38 @@ class Target:
 
     Lowering choices read as data: which engine runs which weight format.
     """
-    ENGINE_FOR_FORMAT = {"int8": Engine.SYSTOLIC}
+    ENGINE_FOR_FORMAT = {"int8": Engine.SYSTOLIC, "w1": Engine.LUT, "w2": Engine.LUT,
+                         "w3": Engine.LUT, "w4": Engine.LUT, "ternary": Engine.LUT}
 
     def __init__(self, config):
         self.config = config
         self.tile_m, self.tile_n = config.rows, config.cols
 
     def engine_for(self, fmt):
-        try:
-            return self.ENGINE_FOR_FORMAT[fmt]
-        except KeyError:
-            raise CompileError(f"weight format {fmt!r} has no engine on {self.config.name!r}; "
-                               f"supported: {', '.join(self.ENGINE_FOR_FORMAT)}") from None
+        """The engine for weight format ``fmt`` (a name or a WeightFormat), checked against
+        what this configuration builds."""
+        from .quantize import weight_format
+        f = weight_format(getattr(fmt, "name", fmt))
+        eng = self.ENGINE_FOR_FORMAT[f.name]
+        if eng.name.lower() not in self.config.engines:
+            raise CompileError(f"weight format {f.name!r} needs the {eng.name.lower()} engine; "
+                               f"config {self.config.name!r} has engines "
+                               f"{', '.join(self.config.engines)}")
+        if eng == Engine.LUT and f.wbits not in self.config.lut_wbits:
+            raise CompileError(f"weight format {f.name!r} needs {f.wbits}-bit weights; config "
+                               f"{self.config.name!r} enables lut_wbits "
+                               f"{list(self.config.lut_wbits)}")
+        return eng
 
-    def linear_cost(self, m, k, n):
-        """Ideal cycles on the array (compute bound) for an M x K x N linear."""
+    def channels(self, engine):
+        return self.config.lut_cols if engine == Engine.LUT else self.config.cols
+
+    def linear_cost(self, m, k, n, engine=Engine.SYSTOLIC, wbits=8):
+        """Ideal cycles on the engine (compute bound) for an M x K x N linear."""
         c = self.config
-        return pad_to(m, c.rows) // c.rows * pad_to(n, c.cols) // c.cols * k
+        tn = self.channels(engine)
+        steps = pad_to(k, 4) // 4 * wbits if engine == Engine.LUT else k
+        return pad_to(m, c.rows) // c.rows * pad_to(n, tn) // tn * steps
 
 
 class _Emit:
@@ -73,13 +91,19 @@ class _Emit:
                     reads=[(buf, sp, sp + rows)], writes=[self._span(buf, addr, rows, stride)],
                     comment=comment)
 
-    def matmul(self, act, wgt, acc, k, accumulate, engine, comment=""):
-        reads = [(Buffer.ACT, act, act + k), (Buffer.WGT, wgt, wgt + k)]
+    def matmul(self, act, wgt, acc, k, accumulate, *, engine, channels, w_entries, wbits=0,
+               odd=False, scale=None, shift=0, comment=""):
+        """``scale``: the int16 lane index of the group multipliers (a scaled MATMUL)."""
+        lanes = self.cfg.scale_lanes
+        reads = [(Buffer.ACT, act, act + k), (Buffer.WGT, wgt, wgt + w_entries)]
         if accumulate:
-            reads.append((Buffer.ACC, acc, acc + self.cfg.cols))
+            reads.append((Buffer.ACC, acc, acc + channels))
+        if scale is not None:
+            reads.append((Buffer.SCALE, scale // lanes, (scale + channels + lanes - 1) // lanes))
         self.s.emit(Opcode.MATMUL, act_addr=act, wgt_addr=wgt, acc_addr=acc, k=k,
-                    accumulate=int(accumulate), engine=engine, reads=reads,
-                    writes=[(Buffer.ACC, acc, acc + self.cfg.cols)], comment=comment)
+                    accumulate=int(accumulate), engine=engine, wbits=wbits, odd=int(odd),
+                    scaled=int(scale is not None), scale_addr=scale or 0, shift=shift,
+                    reads=reads, writes=[(Buffer.ACC, acc, acc + channels)], comment=comment)
 
     def requant(self, acc, out, scale, count, shift, res, relu, comment=""):
         lanes = self.cfg.scale_lanes
@@ -118,60 +142,103 @@ class LinearKernel:
         return memory.read("y")[:self.n, :self.m].T.copy()
 
 
-def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.0,
-                 y_scale=None, engine=Engine.SYSTOLIC) -> LinearKernel:
-    """Compile ``Y = requant(X @ W^T)`` for ``X [m, K]`` int8 and ``w_int8 [N, K]`` (torch
-    layout) with per-channel int16 ``mult`` and one ``shift``."""
+def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0,
+                 y_scale=None, engine=Engine.SYSTOLIC, wbits=0, odd=False, group=None,
+                 gmult=None, gshift=0) -> LinearKernel:
+    """Compile ``Y = requant(X @ W^T)`` for ``X [m, K]`` int8 and integer ``w_int [N, K]``
+    (torch layout) with per-channel int16 ``mult`` and one ``shift``.
+
+    Systolic: int8 weights. LUT: weights on the ``wbits`` grid (``odd`` or two's
+    complement); with ``group`` < K the K axis is cut into groups (the last may be short)
+    whose partial sums are scaled by int16 ``gmult [N, groups]`` >> ``gshift`` on their way
+    into the accumulators (the MATMUL's scaled drain)."""
     cfg = config
     R, C, B = cfg.rows, cfg.cols, cfg.bus_bytes
-    n, k = w_int8.shape
-    mp, np_ = pad_to(m, R), pad_to(n, C)
+    lut = engine == Engine.LUT
+    n, k = w_int.shape
+    if k == 0 or n == 0 or m == 0:
+        raise CompileError(f"{name}: empty layer (M={m}, K={k}, N={n})")
+    if m > 65535 or k > 65535:
+        raise CompileError(f"{name}: M={m}, K={k} exceed the 16-bit instruction fields")
+    tn = cfg.lut_cols if lut else C                     # output channels per MATMUL
+    kp = pad_to(k, 4) if lut else k                     # LUT: K padded with zero activations
+    grouped = lut and group is not None and group < kp
+    if grouped and (group <= 0 or group % 4):
+        raise CompileError(f"{name}: group size {group} must be a positive multiple of 4 "
+                           f"(the LUT engine's table group)")
+    unit = group if grouped else (4 if lut else 1)      # K chunks are whole units
+
+    def w_entries(kk):
+        return kk // 4 * wbits if lut else kk
+
+    mp, np_ = pad_to(m, R), pad_to(n, tn)
     lanes = cfg.scale_lanes
-    scale_entries = pad_to(np_, lanes) // lanes
+    mult_lanes = pad_to(np_, lanes)
+    scale_entries = mult_lanes // lanes
     if scale_entries > cfg.scale_depth:
         raise CompileError(f"{name}: {n} output channels need {scale_entries} scale entries; "
                            f"{cfg.name!r} has scale_depth={cfg.scale_depth}")
-    if m > 65535 or k > 65535:
-        raise CompileError(f"{name}: M={m}, K={k} exceed the 16-bit instruction fields")
-    if k == 0 or n == 0 or m == 0:
-        raise CompileError(f"{name}: empty layer (M={m}, K={k}, N={n})")
 
     # scratchpad plan. Resident case (X^T of a row tile fits): a group of `g` row tiles
     # keeps its X^T on chip and each weight chunk, loaded once, serves the whole group, so
     # weights are fetched once per group instead of once per row tile.
-    mt, nt = mp // R, np_ // C
-    x_cap = cfg.act_depth - 2 * C                       # keep room for 2 output tiles
-    resident = k <= x_cap
+    mt, nt = mp // R, np_ // tn
+    x_cap = cfg.act_depth - 2 * tn                      # keep room for 2 output tiles
+    resident = kp <= x_cap
+
     def balanced(limit):        # equal K chunks: a short last chunk would stall the pipeline
-        return -(-k // -(-k // limit))
-    kc = balanced(cfg.wgt_depth // 2)
+        units, per = -(-kp // unit), max(1, limit // unit)
+        if limit < unit:
+            return 0
+        return -(-units // -(-units // per)) * unit
+    w_limit = cfg.wgt_depth // 2 // wbits * 4 if lut else cfg.wgt_depth // 2
+    if grouped:                 # the chunk's group multipliers share the scale memory
+        free = cfg.scale_depth * lanes - mult_lanes
+        w_limit = min(w_limit, free // 2 // tn * group)
+    kc = balanced(w_limit)
     if resident:
-        g = max(1, min(mt, x_cap // k, cfg.acc_depth // (2 * C)))
-        x_slots = 2 if 2 * g * k <= x_cap else 1
-        x_size = g * k
+        g = max(1, min(mt, x_cap // kp, cfg.acc_depth // (2 * tn)))
+        x_slots = 2 if 2 * g * kp <= x_cap else 1
+        x_size = g * kp
     else:                       # K too long for the activations: stream X^T in chunks too
         g = 1
-        kc = balanced(min(cfg.wgt_depth // 2, x_cap // 2))
+        kc = balanced(min(w_limit, x_cap // 2 // 4 * 4))
         x_slots, x_size = 2, kc
-    if kc < 1 or 2 * C > cfg.acc_depth:
-        raise CompileError(f"{name}: {cfg.name!r} scratchpads are too small for one tile")
+    if kc < 1 or 2 * tn > cfg.acc_depth:
+        raise CompileError(f"{name}: {cfg.name!r} scratchpads are too small for one tile"
+                           + (f" with group size {group}" if grouped else ""))
     # output tiles rotate through as many regions as fit (at least 2, up to 2 per row tile
     # of the group), so REQUANT rarely waits for a STORE to drain a region
-    n_out = max(2, min(2 * g, (cfg.act_depth - x_slots * x_size) // C))
-    act_out = [x_slots * x_size + i * C for i in range(n_out)]
+    n_out = max(2, min(2 * g, (cfg.act_depth - x_slots * x_size) // tn))
+    act_out = [x_slots * x_size + i * tn for i in range(n_out)]
     # up to 4 weight buffers: a chunk's buffer is free only once the MATMUL reading it has
     # drained, so a third and fourth buffer keep the loads running ahead
-    n_w = max(2, min(4, cfg.wgt_depth // kc))
-    wgt_slot = [i * kc for i in range(n_w)]
+    n_w = max(2, min(4, cfg.wgt_depth // w_entries(kc)))
+    if grouped:
+        n_w = max(2, min(n_w, (cfg.scale_depth * lanes - mult_lanes) // (kc // group * tn)))
+    wgt_slot = [i * w_entries(kc) for i in range(n_w)]
+    gs_lanes = kc // group * tn if grouped else 0
+    gs_slot = [mult_lanes + i * gs_lanes for i in range(n_w)]
 
     mem = MemoryImage(bytearray())
-    w_t = np.zeros((k, np_), np.int8)
-    w_t[:, :n] = w_int8.T
-    mult_p = np.zeros(pad_to(np_, lanes), np.int16)
+    if lut:
+        wfull = np.full((kp, np_), 1 if odd else 0, np.int64)   # pads meet zero activations
+        wfull[:k, :n] = np.asarray(w_int).T
+        w_rows = pack_planes(wfull, wbits, odd)                  # [kp // 4 * wbits, np_ // 2]
+    else:
+        w_rows = np.zeros((k, np_), np.int8)
+        w_rows[:, :n] = np.asarray(w_int).T
+    w_stride = w_rows.shape[1]
+    mult_p = np.zeros(mult_lanes, np.int16)
     mult_p[:n] = mult
-    a_w = mem.write("w", w_t)
+    a_w = mem.write("w", w_rows)
     a_s = mem.write("mult", mult_p)
-    a_x = mem.reserve("x", (k, mp), np.int8, row_stride=mp)
+    if grouped:
+        ng = -(-kp // group)
+        gm = np.zeros((np_, ng), np.int16)
+        gm[:n] = gmult
+        a_g = mem.write("gmult", gm.reshape(nt, tn, ng).transpose(0, 2, 1).reshape(-1))
+    a_x = mem.reserve("x", (kp, mp), np.int8, row_stride=mp)
     a_y = mem.reserve("y", (np_, mp), np.int8, row_stride=mp)
 
     e = _Emit(cfg)
@@ -180,35 +247,45 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
     chunk = 0       # weight chunks so far (weight slot parity)
     tile = 0        # output tiles so far (output region parity)
     for gi, m0 in enumerate(range(0, mt, g)):
-        group = list(range(m0, min(mt, m0 + g)))
+        group_rows = list(range(m0, min(mt, m0 + g)))
         x_base = (gi % x_slots) * x_size
         for ni in range(nt):
-            acc_base = (ni % 2) * g * C     # this N tile's accumulators, one per row tile
-            for k0 in range(0, k, kc):
-                kk = min(kc, k - k0)
+            acc_base = (ni % 2) * g * tn    # this N tile's accumulators, one per row tile
+            for k0 in range(0, kp, kc):
+                kk = min(kc, kp - k0)
                 loads, comps = [], []
                 if resident and ni == 0 and k0 == 0:
-                    for j, mi in enumerate(group):
-                        loads.append((Buffer.ACT, x_base + j * k, a_x + mi * R, k, mp,
+                    for j, mi in enumerate(group_rows):
+                        loads.append((Buffer.ACT, x_base + j * kp, a_x + mi * R, kp, mp,
                                       f"{name} x rows {mi * R}:{mi * R + R}"))
                 if not resident:
                     loads.append((Buffer.ACT, (chunk % 2) * x_size, a_x + k0 * mp + m0 * R,
                                   kk, mp, f"{name} x k {k0}:{k0 + kk}"))
-                ws = wgt_slot[chunk % n_w]
-                loads.append((Buffer.WGT, ws, a_w + k0 * np_ + ni * C, kk, np_,
-                              f"{name} w n {ni * C} k {k0}"))
-                for j, mi in enumerate(group):
-                    a_off = x_base + j * k + k0 if resident else (chunk % 2) * x_size
-                    comps.append(("mm", a_off, ws, acc_base + j * C, kk, k0 > 0,
-                                  f"{name} m {mi * R} n {ni * C} k {k0}:{k0 + kk}"))
-                if k0 + kk == k:
-                    for j, mi in enumerate(group):
+                slot = chunk % n_w
+                ws = wgt_slot[slot]
+                loads.append((Buffer.WGT, ws, a_w + w_entries(k0) * w_stride + ni * C,
+                              w_entries(kk), w_stride, f"{name} w n {ni * tn} k {k0}"))
+                segs = [(s0, min(group, kp - s0)) for s0 in range(k0, k0 + kk, group)] \
+                    if grouped else [(k0, kk)]
+                if grouped:
+                    gaddr = a_g + 2 * (ni * ng * tn + k0 // group * tn)
+                    loads.append((Buffer.SCALE, gs_slot[slot] // lanes, gaddr,
+                                  len(segs) * tn // lanes, B, f"{name} group scales"))
+                for j, mi in enumerate(group_rows):
+                    a_off = x_base + j * kp + k0 if resident else (chunk % 2) * x_size
+                    for si, (s0, sk) in enumerate(segs):
+                        comps.append(("mm", a_off + s0 - k0, ws + w_entries(s0 - k0),
+                                      acc_base + j * tn, sk, s0 > 0,
+                                      gs_slot[slot] + si * tn if grouped else None,
+                                      f"{name} m {mi * R} n {ni * tn} k {s0}:{s0 + sk}"))
+                if k0 + kk == kp:
+                    for j, mi in enumerate(group_rows):
                         out = act_out[tile % n_out]
                         tile += 1
-                        comps.append(("rq", acc_base + j * C, out, ni * C, C, shift, None, relu,
-                                      f"{name} tile"))
-                        comps.append(("st", Buffer.ACT, out, a_y + ni * C * mp + mi * R, C, mp,
-                                      f"{name} y n {ni * C} m {mi * R}"))
+                        comps.append(("rq", acc_base + j * tn, out, ni * tn, tn, shift, None,
+                                      relu, f"{name} tile"))
+                        comps.append(("st", Buffer.ACT, out, a_y + ni * tn * mp + mi * R, tn,
+                                      mp, f"{name} y n {ni * tn} m {mi * R}"))
                 steps.append((loads, comps))
                 chunk += 1
 
@@ -219,7 +296,10 @@ def lower_linear(config, name, m, w_int8, mult, shift, *, relu=False, x_scale=1.
     def emit_comps(comps):
         for c in comps:
             if c[0] == "mm":
-                e.matmul(*c[1:6], engine=engine, comment=c[6])
+                _, act, wgt, acc, kk, accum, sc, comment = c
+                e.matmul(act, wgt, acc, kk, accum, engine=engine, channels=tn,
+                         w_entries=w_entries(kk), wbits=wbits if lut else 0, odd=odd,
+                         scale=sc, shift=gshift if sc is not None else 0, comment=comment)
             elif c[0] == "rq":
                 e.requant(*c[1:8], comment=c[8])
             else:

@@ -1,11 +1,14 @@
-"""Int8 quantization: per-output-channel weights, static per-tensor activations, requant
-multipliers."""
+"""Quantization: int8 per-output-channel weights, low-bit group-quantized weights (W1-W4,
+ternary) for the LUT engine, static per-tensor int8 activations, requant multipliers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["quantize_weight", "act_scale", "quantize_act", "requant_params"]
+__all__ = ["quantize_weight", "act_scale", "quantize_act", "requant_params", "WeightFormat",
+           "FORMATS", "weight_format", "quantize_groups"]
 
 
 def quantize_weight(w):
@@ -40,3 +43,67 @@ def requant_params(real_mult):
     shift = max(0, min(63, shift))
     mult = np.clip(np.rint(real_mult * 2.0 ** shift), -32768, 32767).astype(np.int16)
     return mult, shift
+
+
+# --- low-bit weights for the LUT engine -----------------------------------------------------
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """How a layer's weights are stored: ``int8`` (systolic engine, per channel) or a
+    low-bit group-quantized format for the LUT engine."""
+    name: str
+    wbits: int = 8
+    odd: bool = False       # symmetric odd grid {+-1, +-3, ...} (no zero level)
+
+    @property
+    def lut(self):
+        return self.wbits <= 4
+
+
+#: w1: binary +-1 (odd grid, absmean scale); w2..w4: two's-complement grid with a
+#: signed-absmax scale (llama.cpp Q4_0 style); ternary: {-1, 0, 1} with an absmean scale
+#: (BitNet b1.58), run as 2 bit planes.
+FORMATS = {
+    "int8": WeightFormat("int8"),
+    "w1": WeightFormat("w1", 1, odd=True),
+    "w2": WeightFormat("w2", 2),
+    "w3": WeightFormat("w3", 3),
+    "w4": WeightFormat("w4", 4),
+    "ternary": WeightFormat("ternary", 2),
+}
+
+
+def weight_format(name):
+    try:
+        return FORMATS[str(name)]
+    except KeyError:
+        raise ValueError(f"unknown weight format {name!r}; choose from "
+                         f"{', '.join(FORMATS)}") from None
+
+
+def quantize_groups(w, fmt: WeightFormat, group):
+    """Group-quantize ``w [N, K]`` along K in groups of ``group`` (the last may be short).
+
+    Returns ``(q [N, K] int8, scales [N, G] float64)`` with ``w ~= q * scales[:, k // group]``.
+    """
+    w = np.asarray(w, np.float64)
+    n, k = w.shape
+    ng = -(-k // group)
+    pad = np.zeros((n, ng * group))
+    pad[:, :k] = w
+    wg = pad.reshape(n, ng, group)
+    valid = (np.arange(ng * group) < k).reshape(ng, group)[None]
+    cnt = valid.sum(-1)
+    if fmt.name == "w1" or fmt.name == "ternary":
+        s = np.abs(wg).sum(-1) / cnt                      # absmean
+        s = np.where(s > 0, s, 1.0)
+        r = wg / s[..., None]
+        q = np.where(r >= 0, 1, -1) if fmt.name == "w1" else np.clip(np.rint(r), -1, 1)
+    else:
+        lo = -(1 << (fmt.wbits - 1))
+        idx = np.abs(wg).argmax(-1)
+        big = np.take_along_axis(wg, idx[..., None], -1)[..., 0]    # signed absmax
+        s = np.where(big != 0, big / lo, 1.0)
+        q = np.clip(np.rint(wg / s[..., None]), lo, -lo - 1)
+    q = np.where(valid, q, 0 if not fmt.odd else 1).reshape(n, ng * group)[:, :k]
+    return q.astype(np.int8), s

@@ -33,7 +33,10 @@ class RandomProgram:
     description: str = ""
 
 
-def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
+def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=None,
+                   ternary=False) -> RandomProgram:
+    """``engines`` restricts the engines jobs draw from; ``wbits`` fixes the LUT weight
+    width; ``ternary`` draws LUT weights from {-1, 0, 1} (2 planes)."""
     rng = np.random.default_rng(seed)
     R, C, B = config.rows, config.cols, config.bus_bytes
     lanes = config.scale_lanes
@@ -41,8 +44,8 @@ def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
     # scratchpad plan: per slot an act input region, a weight region, a residual region,
     # an output region and an accumulator tile
     CH = config.lut_cols if config.has_lut else C      # widest MATMUL output tile
-    max_k = max_k or max(1, min(3 * R + 5, (config.act_depth - 4 * CH) // (2 * slots) - 3,
-                                config.wgt_depth // slots))
+    max_k = max(1, min(max_k or 3 * R + 5, (config.act_depth - 4 * CH) // (2 * slots) - 3,
+                       config.wgt_depth // slots))
     span = (max_k + 3) // 4 * 4                        # LUT activations are 4-aligned
     act_in = [s * span for s in range(slots)]
     act_res = [slots * span + s * CH for s in range(slots)]
@@ -50,7 +53,9 @@ def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
     wgt_in = [s * max_k for s in range(slots)]
     acc_t = [s * CH for s in range(slots)]
     assert act_out[-1] + CH <= config.act_depth and slots * CH <= config.acc_depth
-    engines = [e for e in (Engine.SYSTOLIC, Engine.LUT) if e.name.lower() in config.engines]
+    engines = [e for e in (engines or (Engine.SYSTOLIC, Engine.LUT))
+               if e.name.lower() in config.engines]
+    force_wbits = 2 if ternary else wbits
 
     mem = MemoryImage(bytearray())
     asm = Assembler(config)
@@ -77,9 +82,9 @@ def random_program(config, seed, *, max_jobs=4, max_k=None) -> RandomProgram:
         res = rng.integers(-128, 128, (ch, R), dtype=np.int8)
         wbits, odd = 0, False
         if lut:
-            wbits = int(rng.choice(config.lut_wbits))
-            odd = bool(rng.random() < 0.5)
-            lo, hi = weight_range(wbits, odd)
+            wbits = force_wbits or int(rng.choice(config.lut_wbits))
+            odd = bool(rng.random() < 0.5) and not ternary
+            lo, hi = (-1, 1) if ternary else weight_range(wbits, odd)
             w = rng.integers(lo, hi + 1, (k, ch))
             if odd:
                 w = np.where(w % 2 == 0, w + 1, w)

@@ -10,10 +10,12 @@ from hw.config import AccelConfig, load_config  # noqa: E402
 
 
 def rect_config():
-    """A non-square array with multi-beat entries: exercises what tiny cannot."""
+    """A non-square array with multi-beat entries and only some LUT weight widths:
+    exercises what tiny cannot."""
     return AccelConfig(name="rect", rows=8, cols=4, bus_bytes=4, act_depth=256, wgt_depth=128,
                        acc_depth=32, scale_depth=32, queue_depth=2, dram_bytes=1 << 20,
-                       mem_bytes_per_cycle=3, mem_latency=5, clock_mhz=100)
+                       mem_bytes_per_cycle=3, mem_latency=5, clock_mhz=100,
+                       engines=("systolic", "lut"), lut_wbits=(1, 2, 4))
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pytest
 from compiler.asm import Assembler, mask
 from hw.config import load_config
 from hw import isa
-from hw.isa import Buffer, ErrorCode, Opcode, Queue as Q
+from hw.isa import Buffer, Engine, ErrorCode, Opcode, Queue as Q
 from sw.golden import Machine
 from sw.program import MemoryImage, Program
 
@@ -28,6 +28,7 @@ def prog(cfg, *words):
 def CASES(cfg):
     R, C = cfg.rows, cfg.cols
     E = isa.encode
+    LUT = Engine.LUT
     return {
         "illegal opcode": (ErrorCode.ILLEGAL_OPCODE, prog(cfg, 7)),
         "own queue in wait": (ErrorCode.ILLEGAL_FIELD,
@@ -63,6 +64,26 @@ def CASES(cfg):
         "residual overlap": (ErrorCode.OVERLAP,
                              prog(cfg, E(Opcode.REQUANT, count=4, out_addr=10, res_addr=12,
                                          residual=1))),
+        # the LUT engine
+        "lut k not a multiple of 4": (ErrorCode.ILLEGAL_FIELD,
+                                      prog(cfg, E(Opcode.MATMUL, engine=LUT, wbits=2, k=6))),
+        "lut wbits 0": (ErrorCode.ILLEGAL_FIELD, prog(cfg, E(Opcode.MATMUL, engine=LUT, k=4))),
+        "lut wbits 5": (ErrorCode.ILLEGAL_FIELD,
+                        prog(cfg, E(Opcode.MATMUL, engine=LUT, wbits=5, k=4))),
+        "systolic with wbits": (ErrorCode.ILLEGAL_FIELD, prog(cfg, E(Opcode.MATMUL, wbits=2, k=4))),
+        "systolic with odd grid": (ErrorCode.ILLEGAL_FIELD, prog(cfg, E(Opcode.MATMUL, odd=1, k=4))),
+        "lut weights past end": (ErrorCode.SP_RANGE,
+                                 prog(cfg, E(Opcode.MATMUL, engine=LUT, wbits=2, k=8,
+                                             wgt_addr=cfg.wgt_depth - 3))),
+        "lut acc past end": (ErrorCode.SP_RANGE,
+                             prog(cfg, E(Opcode.MATMUL, engine=LUT, wbits=1, k=4,
+                                         acc_addr=cfg.acc_depth - 2 * C + 1))),
+        "group scales past end": (ErrorCode.SP_RANGE,
+                                  prog(cfg, E(Opcode.MATMUL, k=4, scaled=1,
+                                              scale_addr=cfg.scale_depth * cfg.scale_lanes - C + 1))),
+        "lut activations misaligned": (ErrorCode.MISALIGNED,
+                                       prog(cfg, E(Opcode.MATMUL, engine=LUT, wbits=2, k=4,
+                                                   act_addr=2))),
         "deadlock": (ErrorCode.DEADLOCK,
                      prog(cfg, E(Opcode.LOAD, buf=Buffer.ACT, rows=1, stride=R),
                           E(Opcode.MATMUL, k=1, wait=mask(Q.STORE)))),
