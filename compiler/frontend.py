@@ -94,6 +94,7 @@ class CompiledModel:
                 raise RuntimeError(f"{name}: accelerator error {st['error']}")
             yq = kern.read_output(out_mem)
             entry = {"name": name, "m": kern.m, "k": kern.k, "n": kern.n, "macs": kern.macs,
+                     "engine": kern.engine.name.lower(), "wbits": kern.wbits, "peak": kern.peak,
                      "cycles": st.get("cycles"), "wall_s": wall,
                      "array_macs": st.get("macs")}
             if check is not None:
@@ -107,6 +108,7 @@ class CompiledModel:
             report["cycles"] += st.get("cycles") or 0
             report["sim_cycles"] += st.get("sim_cycles") or st.get("cycles") or 0
             report["macs"] += kern.macs
+            report["peak_cycles"] = report.get("peak_cycles", 0.0) + kern.macs / kern.peak
             report["padded_macs"] += st.get("macs") or 0
             report["sim_wall_s"] += wall
             if progress:

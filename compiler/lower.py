@@ -129,6 +129,9 @@ class LinearKernel:
     x_scale: float          # X_int8 = round(X / x_scale)
     y_scale: np.ndarray     # per output channel: Y = Y_int8 * y_scale
     macs: int
+    engine: Engine = Engine.SYSTOLIC
+    wbits: int = 8
+    peak: float = 0.0       # the engine's peak weight-MACs per cycle at this weight width
 
     def write_input(self, memory: MemoryImage, x_int8):
         """Place an int8 activation [M, K] as X^T [K, Mp] into ``memory`` (in place)."""
@@ -319,4 +322,6 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
     emit_comps(deferred)
     prog = e.s.program()
     y_scale = np.ones(n) if y_scale is None else np.asarray(y_scale, np.float64)
-    return LinearKernel(name, m, k, n, prog, mem, x_scale, y_scale, m * k * n)
+    peak = cfg.lut_peak_macs_per_cycle(wbits) if lut else cfg.peak_macs_per_cycle
+    return LinearKernel(name, m, k, n, prog, mem, x_scale, y_scale, m * k * n, engine,
+                        wbits if lut else 8, peak)

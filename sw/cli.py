@@ -56,6 +56,10 @@ def cmd_demo(args):
     shape = args.shape or ("smollm2-135m" if cfg.rows >= 16 else "toy")
     if shape not in SHAPES:
         raise UserError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
+    if args.engine == "systolic" and args.wbits is not None:
+        raise UserError("--wbits selects low-bit weights for the LUT engine: add --engine lut")
+    wformat = "int8" if args.engine == "systolic" else (
+        "ternary" if args.wbits == "ternary" else f"w{args.wbits or 2}")
     quiet = args.json
     log = (lambda m: None) if quiet else _say
     blk = make_block(shape, seed=args.seed)
@@ -64,10 +68,12 @@ def cmd_demo(args):
     x = torch.randn(args.tokens, blk.s.hidden, generator=g)
     log(f"[demo] decoder block {shape} (hidden {blk.s.hidden}, inter {blk.s.inter}, heads "
         f"{blk.s.heads}/{blk.s.kv_heads}), {args.tokens} tokens, config {cfg.name!r} "
-        f"({cfg.rows}x{cfg.cols} array)")
+        f"({cfg.rows}x{cfg.cols} array), weights {wformat}"
+        + (f" in groups of {args.group_size} on the LUT engine" if wformat != "int8" else ""))
     runner = _executor("verilator", cfg, quiet=quiet)
     t0 = time.perf_counter()
-    cm = compile_model(blk, calib, cfg, progress=lambda m: log(f"[compile] {m}"))
+    cm = compile_model(blk, calib, cfg, wformat=wformat, group=args.group_size,
+                       progress=lambda m: log(f"[compile] {m}"))
     log(f"[compile] {len(cm.kernels)} linear layers, "
         f"{sum(len(k.program) for k in cm.kernels.values())} instructions in "
         f"{time.perf_counter() - t0:.1f}s")
@@ -76,15 +82,17 @@ def cmd_demo(args):
         ref = blk(x)
     err = float((out - ref).abs().max())
     cycles = rep["cycles"]
+    util = rep["peak_cycles"] / cycles if cycles else 0.0
     result = {
-        "config": cfg.name, "shape": shape, "tokens": args.tokens,
+        "config": cfg.name, "shape": shape, "tokens": args.tokens, "weights": wformat,
+        "engine": args.engine,
         "bit_exact": not rep["mismatches"],
         "mismatches": rep["mismatches"],
         "cycles": cycles,
         "macs": rep["macs"],
         "macs_per_cycle": rep["macs"] / cycles if cycles else 0.0,
-        "peak_macs_per_cycle": cfg.peak_macs_per_cycle,
-        "utilization": rep["macs"] / (cycles * cfg.peak_macs_per_cycle) if cycles else 0.0,
+        "peak_macs_per_cycle": rep["macs"] / rep["peak_cycles"] if cycles else 0.0,
+        "utilization": util,
         "sim_cycles_per_s": rep["sim_cycles"] / rep["sim_wall_s"] if rep["sim_wall_s"] else 0.0,
         "max_abs_err_vs_float": err,
         "max_abs_float": float(ref.abs().max()),
@@ -95,13 +103,13 @@ def cmd_demo(args):
     else:
         print(f"\n{'layer':<20}{'M x K x N':>20}{'cycles':>12}{'util':>8}{'bit-exact':>11}")
         for k in rep["kernels"]:
-            u = k["macs"] / (k["cycles"] * cfg.peak_macs_per_cycle)
+            u = k["macs"] / (k["cycles"] * k["peak"])
             print(f"{k['name'].removesuffix('.weight'):<20}{k['m']:>6} x{k['k']:>6} x{k['n']:>6}"
                   f"{k['cycles']:>12}{u:>8.1%}{str(k.get('bit_exact')):>11}")
         print(f"\nbit-exact RTL vs golden : {result['bit_exact']}")
         print(f"cycles                  : {cycles}")
         print(f"MACs / cycle            : {result['macs_per_cycle']:.1f} of "
-              f"{cfg.peak_macs_per_cycle} peak ({result['utilization']:.1%})")
+              f"{result['peak_macs_per_cycle']:.0f} peak ({result['utilization']:.1%})")
         print(f"simulation speed        : {result['sim_cycles_per_s'] / 1e3:.0f}k cycles/s")
         print(f"max |int8 - float torch|: {err:.4f} (outputs up to {result['max_abs_float']:.2f})")
     return 0 if result["bit_exact"] else EXIT_MISMATCH
@@ -219,6 +227,12 @@ def build_parser():
     d.add_argument("--tokens", type=int, default=16)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true")
+    d.add_argument("--engine", choices=["systolic", "lut"], default="systolic",
+                   help="engine for the linear layers (lut: low-bit weights by table lookup)")
+    d.add_argument("--wbits", choices=["1", "2", "3", "4", "ternary"],
+                   help="LUT engine weight width (default 2)")
+    d.add_argument("--group-size", type=int, default=128,
+                   help="LUT weights: input features per group scale (default 128)")
     d.set_defaults(fn=cmd_demo)
     v = sub.add_parser("verilog", help="write the accelerator's Verilog")
     v.add_argument("--config", required=True)

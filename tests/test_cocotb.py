@@ -47,3 +47,19 @@ def test_accelerator_with_backpressure(seed):
     from hw.config import load_config
     _run(Accelerator(load_config("tiny")), "accel", "tb_top",
          {"config": "tiny", "seeds": [seed, seed + 10, seed + 20], "stall": 0.4}, seed)
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_lut_precompute(seed):
+    from hw.lut import LutPrecompute
+    _run(LutPrecompute(rows=3, ch=6, tag_bits=12), "lut_pre", "tb_lut",
+         {"rows": 3, "ch": 6, "tag_bits": 12, "steps": 200, "stall": 0.3,
+          "backpressure": 0.4}, seed, testcase="precompute")
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_lut_array(seed):
+    from hw.lut import LutArray
+    _run(LutArray(rows=3, ch=6, tag_bits=12), "lut_array", "tb_lut",
+         {"rows": 3, "ch": 6, "tag_bits": 12, "jobs": 14, "stall": 0.3}, seed,
+         testcase="lut_array")
