@@ -22,8 +22,16 @@ __all__ = ["LutPrecompute", "LutArray", "TABLE_BITS", "ACC_BITS", "table_layout"
            "lut_step_layout", "precompute_in_layout"]
 
 TABLE_BITS = 11     # a signed sum of 4 int8 lies in [-512, 512]
-ACC_BITS = 28       # |sum_k a_k (2u - 2**b + 1)| <= 65535 * 128 * 15 < 2**27
 BIAS_BITS = 25      # |sum_k a_k| <= 65535 * 128 < 2**23
+
+
+def acc_bits(max_wbits):
+    """Cell accumulator width: ``|S| = |sum_k a_k (2u - 2**b + 1)| <= 65535 * 128 *
+    (2**b - 1)`` for any MATMUL (k < 2**16), so S is exact, never wrapped."""
+    return (65535 * 128 * ((1 << max_wbits) - 1)).bit_length() + 1
+
+
+ACC_BITS = acc_bits(4)
 
 
 def table_layout(rows):
@@ -101,8 +109,9 @@ class LutArray(wiring.Component):
 
     GAP = 1     # idle cycles between two drains (as the systolic array)
 
-    def __init__(self, *, rows, ch, tag_bits):
+    def __init__(self, *, rows, ch, tag_bits, max_wbits=4):
         self._rows, self._ch, self._tag = rows, ch, tag_bits
+        self._wbits = max_wbits     # planes up to 2**(max_wbits-1); sizes shifts and sums
         super().__init__({
             "i": In(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
             "o": Out(stream.Signature(column_layout(rows, tag_bits), always_ready=True)),
@@ -116,14 +125,24 @@ class LutArray(wiring.Component):
         R, N = self._rows, self._ch
         p = self.i.payload
         go = self.i.valid & self.i.ready
+        A = acc_bits(self._wbits)
+        T = TABLE_BITS + self._wbits - 1                  # a table entry times 2**plane
+        plane = p.plane[:(self._wbits - 1).bit_length()]
 
+        # per channel, once: table index (3 bits) and negate flag
+        sel = [Signal(3, name=f"sel{j}") for j in range(N)]
+        neg = [Signal(name=f"neg{j}") for j in range(N)]
+        for j in range(N):
+            m.d.comb += [sel[j].eq(p.nib[j][1:4]), neg[j].eq(p.nib[j][0])]
+        first = Signal()
+        m.d.comb += first.eq(p.first)
         res = [[None] * N for _ in range(R)]
         bias_res = []
         for r in range(R):
             # the token's table, pre-shifted by the plane once for the whole row
-            tbl = Array(Signal(signed(TABLE_BITS + 3), name=f"tbl{r}_{u}") for u in range(8))
+            tbl = Array(Signal(signed(T), name=f"tbl{r}_{u}") for u in range(8))
             for u in range(8):
-                m.d.comb += tbl[u].eq(p.table[r][u] << p.plane)
+                m.d.comb += tbl[u].eq(p.table[r][u] << plane)
             bias = Signal(signed(BIAS_BITS), name=f"bias{r}")
             bias_r = Signal(signed(BIAS_BITS), name=f"bias{r}_res")
             bias_sum = Signal(signed(BIAS_BITS), name=f"bias{r}_sum")
@@ -135,15 +154,14 @@ class LutArray(wiring.Component):
                     m.d.sync += bias_r.eq(bias_sum)
             bias_res.append(bias_r)
             for j in range(N):
-                n = p.nib[j]
-                acc = Signal(signed(ACC_BITS), name=f"cell{r}_{j}_acc")
-                out = Signal(signed(ACC_BITS), name=f"cell{r}_{j}_res")
-                v = Signal(signed(TABLE_BITS + 3), name=f"cell{r}_{j}_v")
-                total = Signal(signed(ACC_BITS), name=f"cell{r}_{j}_sum")
-                m.d.comb += v.eq(tbl[n[1:4]])
+                acc = Signal(signed(A), name=f"cell{r}_{j}_acc")
+                out = Signal(signed(A), name=f"cell{r}_{j}_res")
+                v = Signal(signed(T), name=f"cell{r}_{j}_v")
+                total = Signal(signed(A), name=f"cell{r}_{j}_sum")
+                m.d.comb += v.eq(tbl[sel[j]])
                 # conditional negation as one's complement plus carry-in: one adder
-                inv = Cat(*([n[0]] * (TABLE_BITS + 3))).as_signed()
-                m.d.comb += total.eq(Mux(p.first, 0, acc) + (v ^ inv) + n[0])
+                inv = Cat(*([neg[j]] * T)).as_signed()
+                m.d.comb += total.eq(Mux(first, 0, acc) + (v ^ inv) + neg[j])
                 with m.If(go):
                     m.d.sync += acc.eq(total)
                     with m.If(p.last):
@@ -177,10 +195,10 @@ class LutArray(wiring.Component):
         m.d.comb += self.i.ready.eq(~p.first | (left == 0) | (left + 2 <= p.steps))
 
         cols = Array(Cat(*(res[r][j] for r in range(R))) for j in range(N))
-        sel = cols[act_col]
+        column = cols[act_col]
         for r in range(R):
-            s = sel.word_select(r, ACC_BITS).as_signed()
-            unbiased = Signal(signed(ACC_BITS + 1), name=f"drain{r}_unbiased")
+            s = column.word_select(r, A).as_signed()
+            unbiased = Signal(signed(A + 1), name=f"drain{r}_unbiased")
             m.d.comb += unbiased.eq(s - bias_res[r])
             m.d.comb += self.o.payload.data[r].eq(Mux(act_odd, s, unbiased >> 1))
         m.d.comb += [

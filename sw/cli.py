@@ -52,7 +52,7 @@ def cmd_demo(args):
     from compiler.models import SHAPES, make_block
     from sw.golden import Machine
 
-    cfg = _config(args.config)
+    cfg = _config(args.config or ("lut" if args.engine == "lut" else "default"))
     shape = args.shape or ("smollm2-135m" if cfg.rows >= 16 else "toy")
     if shape not in SHAPES:
         raise UserError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
@@ -222,7 +222,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog="llmaccel", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="compile the decoder block, run it on Verilator, check it")
-    d.add_argument("--config", default="default")
+    d.add_argument("--config", help="configuration (default: 'default', or 'lut' with "
+                   "--engine lut)")
     d.add_argument("--shape", help="block shape (smollm2-135m, llama2-7b, toy, ...)")
     d.add_argument("--tokens", type=int, default=16)
     d.add_argument("--seed", type=int, default=0)
