@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from .systolic import column_layout
 
-__all__ = ["LutPrecompute", "LutArray", "TABLE_BITS", "ACC_BITS", "table_layout",
+__all__ = ["LutPrecompute", "LutArray", "LutEngine", "TABLE_BITS", "ACC_BITS", "table_layout",
            "lut_step_layout", "precompute_in_layout"]
 
 TABLE_BITS = 11     # a signed sum of 4 int8 lies in [-512, 512]
@@ -100,7 +100,8 @@ class LutArray(wiring.Component):
 
     Input: one step per cycle (a table per token, a 4-bit index per channel, the plane).
     Cell (i, j) adds ``(n[0] ? -1 : 1) * (table[i][n >> 1] << plane)``, ``n`` the index of
-    channel j; on ``last`` it latches ``S`` (and the row its activation sum ``A``). Drained
+    channel j; on ``last`` it latches ``S`` (and the row its activation sum ``A``) and
+    restarts from zero (so ``first`` only matters to the drain rule below). Drained
     column j carries, per token, ``S`` (odd grid) or ``(S - A) / 2``, sign-extended to 32 bits.
 
     A new MATMUL (a ``first`` step) is accepted only if every earlier result will have left
@@ -134,8 +135,6 @@ class LutArray(wiring.Component):
         neg = [Signal(name=f"neg{j}") for j in range(N)]
         for j in range(N):
             m.d.comb += [sel[j].eq(p.nib[j][1:4]), neg[j].eq(p.nib[j][0])]
-        first = Signal()
-        m.d.comb += first.eq(p.first)
         res = [[None] * N for _ in range(R)]
         bias_res = []
         for r in range(R):
@@ -147,11 +146,11 @@ class LutArray(wiring.Component):
             bias_r = Signal(signed(BIAS_BITS), name=f"bias{r}_res")
             bias_sum = Signal(signed(BIAS_BITS), name=f"bias{r}_sum")
             # sum_k a_k = -sum_groups table[0] (table[0] = -(a0 + a1 + a2 + a3))
-            m.d.comb += bias_sum.eq(Mux(p.first, 0, bias) - Mux(p.newgroup, p.table[r][0], 0))
-            with m.If(go):
+            m.d.comb += bias_sum.eq(bias - Mux(p.newgroup, p.table[r][0], 0))
+            with m.If(go & p.last):
+                m.d.sync += [bias.eq(0), bias_r.eq(bias_sum)]
+            with m.Elif(go):
                 m.d.sync += bias.eq(bias_sum)
-                with m.If(p.last):
-                    m.d.sync += bias_r.eq(bias_sum)
             bias_res.append(bias_r)
             for j in range(N):
                 acc = Signal(signed(A), name=f"cell{r}_{j}_acc")
@@ -161,11 +160,13 @@ class LutArray(wiring.Component):
                 m.d.comb += v.eq(tbl[sel[j]])
                 # conditional negation as one's complement plus carry-in: one adder
                 inv = Cat(*([neg[j]] * T)).as_signed()
-                m.d.comb += total.eq(Mux(first, 0, acc) + (v ^ inv) + neg[j])
-                with m.If(go):
+                m.d.comb += total.eq(acc + (v ^ inv) + neg[j])
+                # the accumulator restarts from 0 after the last step: a synchronous reset
+                # with priority over the enable, which FPGA flops have for free
+                with m.If(go & p.last):
+                    m.d.sync += [acc.eq(0), out.eq(total)]
+                with m.Elif(go):
                     m.d.sync += acc.eq(total)
-                    with m.If(p.last):
-                        m.d.sync += out.eq(total)
                 res[r][j] = out
 
         # drain: a pending job (latched, waiting for the drain) and an active one
@@ -210,4 +211,28 @@ class LutArray(wiring.Component):
             self.pending.eq(pend_valid), self.pending_tag.eq(pend_tag),
             self.active.eq(act_valid), self.active_tag.eq(act_tag),
         ]
+        return m
+
+
+class LutEngine(wiring.Component):
+    """The whole engine as one component: precompute unit feeding the LUT array (for unit
+    tests and synthesis reports)."""
+
+    def __init__(self, *, rows, ch, tag_bits, max_wbits=4):
+        self._args = dict(rows=rows, ch=ch, tag_bits=tag_bits)
+        self._wbits = max_wbits
+        super().__init__({
+            "i": In(stream.Signature(precompute_in_layout(rows, ch, tag_bits))),
+            "o": Out(stream.Signature(column_layout(rows, tag_bits), always_ready=True)),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pre = pre = LutPrecompute(**self._args)
+        m.submodules.array = arr = LutArray(**self._args, max_wbits=self._wbits)
+        wiring.connect(m, wiring.flipped(self.i), pre.i)
+        wiring.connect(m, pre.o, arr.i)
+        wiring.connect(m, arr.o, wiring.flipped(self.o))
+        m.d.comb += self.idle.eq(arr.idle & ~pre.o.valid)
         return m

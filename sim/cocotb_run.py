@@ -13,22 +13,11 @@ from pathlib import Path
 
 from .build import cached_build, cpu_id, verilator_env
 
+from hw.synth import component_verilog
+
 __all__ = ["run_testbench", "component_verilog"]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def component_verilog(component, name):
-    """Verilog of a component as a top level; constant members (the ``ready`` of an
-    always-ready stream) are not ports."""
-    from amaranth.back import verilog
-    from amaranth.hdl import Signal, Value
-    ports = {}
-    for path, _member, value in component.signature.flatten(component):
-        v = Value.cast(value)
-        if isinstance(v, Signal):
-            ports["__".join(map(str, path))] = v
-    return verilog.convert(component, name=name, ports=list(ports.values()), emit_src=False)
 
 
 def run_testbench(verilog: str, toplevel: str, test_module: str, test_dir, *, params=None,

