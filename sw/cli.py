@@ -131,14 +131,15 @@ def cmd_compile(args):
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if args.linear:
-        from compiler.lower import lower_linear
+        from compiler.frontend import lower_layer
         m, k, n = args.linear
         rng = np.random.default_rng(args.seed)
-        w = rng.integers(-127, 128, (n, k), dtype=np.int8)
-        mult = rng.integers(1 << 13, 1 << 15, n).astype(np.int16)
-        kern = lower_linear(cfg, "linear", m, w, mult, 20)
-        x = rng.integers(-127, 128, (m, k), dtype=np.int8)
-        kern.write_input(kern.memory, x)
+        w = rng.normal(size=(n, k)) / np.sqrt(k)
+        x = rng.normal(size=(m, k))
+        kern = lower_layer(cfg, "linear", m, w, float(np.abs(x).max()), 4.0, args.weights,
+                           group=args.group_size)
+        kern.write_input(kern.memory, np.clip(np.rint(x / kern.x_scale), -127, 127)
+                         .astype(np.int8))
         kernels = {"linear": kern}
     else:
         from compiler.frontend import compile_model
@@ -147,7 +148,8 @@ def cmd_compile(args):
                          seed=args.seed)
         g = torch.Generator().manual_seed(args.seed + 1)
         calib = [(torch.randn(args.tokens, blk.s.hidden, generator=g),) for _ in range(3)]
-        kernels = compile_model(blk, calib, cfg, progress=_say).kernels
+        kernels = compile_model(blk, calib, cfg, wformat=args.weights, group=args.group_size,
+                                progress=_say).kernels
     manifest = {"config": cfg.name, "config_hash": cfg.hash.hex(), "kernels": []}
     for name, kern in kernels.items():
         stem = name.removesuffix(".weight").replace(".", "_")
@@ -155,7 +157,8 @@ def cmd_compile(args):
         kern.memory.save(out / f"{stem}.mem.npz")
         manifest["kernels"].append({"name": name, "program": f"{stem}.prog",
                                     "memory": f"{stem}.mem.npz", "m": kern.m, "k": kern.k,
-                                    "n": kern.n, "instructions": len(kern.program)})
+                                    "n": kern.n, "instructions": len(kern.program),
+                                    "engine": kern.engine.name.lower(), "wbits": kern.wbits})
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _say(f"wrote {len(kernels)} program(s) to {out}/ (manifest.json)")
     return 0
@@ -246,6 +249,11 @@ def build_parser():
     c.add_argument("--linear", type=int, nargs=3, metavar=("M", "K", "N"),
                    help="compile one random int8 linear layer instead")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--weights", default="int8",
+                   choices=["int8", "w1", "w2", "w3", "w4", "ternary"],
+                   help="weight format: int8 (systolic engine) or low-bit (LUT engine)")
+    c.add_argument("--group-size", type=int, default=128,
+                   help="low-bit weights: input features per group scale")
     c.add_argument("-o", "--output", required=True, help="output directory")
     c.set_defaults(fn=cmd_compile)
     r = sub.add_parser("run", help="run a program on an executor")

@@ -114,3 +114,39 @@ def test_demo_json_subprocess():
     assert res["bit_exact"] is True
     assert 0 < res["utilization"] <= 1
     assert res["max_abs_err_vs_float"] < 0.05 * res["max_abs_float"]
+
+
+def test_demo_lut_engine(capsys):
+    """`demo --engine lut --wbits 2`: every linear layer on the LUT engine, bit-exact."""
+    code, out, err = run_cli(capsys, "demo", "--config", "tiny", "--tokens", "3", "--engine",
+                             "lut", "--wbits", "2", "--group-size", "16", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["bit_exact"] is True and res["weights"] == "w2"
+    assert {layer["engine"] for layer in res["layers"]} == {"lut"}
+    assert all(layer["peak"] == 4 * 8 * 4 / 2 for layer in res["layers"])
+    assert 0 < res["utilization"] <= 1
+    # 2-bit random weights are coarse, but the block must still track float torch
+    assert res["max_abs_err_vs_float"] < 0.5 * res["max_abs_float"]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["demo", "--config", "tiny", "--wbits", "2"], "--engine lut"),
+    (["compile", "--config", "ice40", "--linear", "2", "40", "8", "--weights", "w2"],
+     "needs the lut engine"),
+    (["compile", "--config", "tiny", "--linear", "2", "40", "8", "--weights", "w2",
+      "--group-size", "6"], "multiple of 4"),
+])
+def test_lut_user_errors(capsys, tmp_path, args, msg):
+    code, _, err = run_cli(capsys, *args, *([] if args[0] == "demo" else ["-o", str(tmp_path)]))
+    assert code != 0 and msg in one_clear_line(err)
+
+
+def test_compile_lowbit_linear_runs_bit_exact(capsys, tmp_path):
+    assert main(["compile", "--config", "tiny", "--linear", "3", "50", "13", "--weights",
+                 "ternary", "--group-size", "16", "-o", str(tmp_path)]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["kernels"][0]["engine"] == "lut"
+    code, out, _ = run_cli(capsys, "run", str(tmp_path / "linear.prog"), "--config", "tiny",
+                           "--check", "--json")
+    assert code == 0 and json.loads(out)["bit_exact"] is True
