@@ -1,7 +1,9 @@
 """`make bench`: every benchmark, side by side in one run (JSON in results/, tables printed)."""
 
-from . import sim_throughput, utilization
+from . import lut_cycles, lut_resources, sim_throughput, utilization
 
 if __name__ == "__main__":
     utilization.run()
     sim_throughput.run()
+    lut_cycles.run()
+    lut_resources.run()

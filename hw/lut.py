@@ -16,6 +16,7 @@ from amaranth import Module, Signal, Mux, Array, Cat, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .drain import ColumnDrain, drain_members
 from .systolic import column_layout
 
 __all__ = ["LutPrecompute", "LutArray", "LutEngine", "TABLE_BITS", "ACC_BITS", "table_layout",
@@ -122,10 +123,7 @@ class LutArray(wiring.Component):
         self._select = select
         super().__init__({
             "i": In(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
-            "o": Out(stream.Signature(column_layout(rows, tag_bits), always_ready=True)),
-            "idle": Out(1),
-            "pending": Out(1), "pending_tag": Out(tag_bits),
-            "active": Out(1), "active_tag": Out(tag_bits),
+            **drain_members(column_layout(rows, tag_bits), tag_bits),
         })
 
     def elaborate(self, platform):
@@ -183,48 +181,27 @@ class LutArray(wiring.Component):
                     m.d.sync += acc.eq(total)
                 res[r][j] = out
 
-        # drain: a pending job (latched, waiting for the drain) and an active one
-        pend_valid, act_valid = Signal(), Signal()
-        pend_tag, act_tag = Signal(self._tag), Signal(self._tag)
-        pend_odd, act_odd = Signal(), Signal()
-        act_col = Signal(range(N))
-        gap = Signal(range(self.GAP + 1))
-        promote = pend_valid & ~act_valid & (gap == 0)
-        with m.If(gap != 0):
-            m.d.sync += gap.eq(gap - 1)
-        with m.If(act_valid):
-            with m.If(act_col == N - 1):
-                m.d.sync += [act_valid.eq(0), gap.eq(self.GAP)]
-            with m.Else():
-                m.d.sync += act_col.eq(act_col + 1)
-        with m.If(promote):
-            m.d.sync += [act_valid.eq(1), act_col.eq(0), act_tag.eq(pend_tag),
-                         act_odd.eq(pend_odd), pend_valid.eq(0)]
-        with m.If(go & p.last):
-            m.d.sync += [pend_valid.eq(1), pend_tag.eq(p.tag), pend_odd.eq(p.odd)]
+        # drain: a pending job (latched, waiting for the drain) and an active one; the
+        # grid (odd) rides along as an extra tag bit
+        drain = ColumnDrain(m, ncols=N, tag_bits=self._tag + 1, gap=self.GAP)
+        drain.create(go & p.last, Cat(p.tag, p.odd))
+        act_odd = drain.act_tag[-1]
 
         # cycles until every latched result has been drained
         left = Signal(18)
-        m.d.comb += left.eq(Mux(act_valid, N - act_col, 0) + gap
-                            + Mux(pend_valid, N + self.GAP, 0))
+        m.d.comb += left.eq(drain.busy_left() - Mux(drain.act_valid, self.GAP, 0)
+                            + Mux(drain.pend_valid, N + self.GAP, 0))
         m.d.comb += self.i.ready.eq(~p.first | (left == 0) | (left + 2 <= p.steps))
 
         cols = Array(Cat(*(res[r][j] for r in range(R))) for j in range(N))
-        column = cols[act_col]
+        column = cols[drain.act_col]
+        data = Signal(32 * R)
         for r in range(R):
             s = column.word_select(r, A).as_signed()
             unbiased = Signal(signed(A + 1), name=f"drain{r}_unbiased")
             m.d.comb += unbiased.eq(s - bias_res[r])
-            m.d.comb += self.o.payload.data[r].eq(Mux(act_odd, s, unbiased >> 1))
-        m.d.comb += [
-            self.o.valid.eq(act_valid),
-            self.o.payload.col.eq(act_col),
-            self.o.payload.last.eq(act_col == N - 1),
-            self.o.payload.tag.eq(act_tag),
-            self.idle.eq(~pend_valid & ~act_valid & (gap == 0)),
-            self.pending.eq(pend_valid), self.pending_tag.eq(pend_tag),
-            self.active.eq(act_valid), self.active_tag.eq(act_tag),
-        ]
+            m.d.comb += data.word_select(r, 32).eq(Mux(act_odd, s, unbiased >> 1))
+        drain.connect(self, data, self._tag)
         return m
 
 

@@ -2,7 +2,9 @@
 
 from amaranth import Module, Signal, Mux, Array, Cat, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
+
+from .drain import ColumnDrain, drain_members
 
 __all__ = ["SystolicArray", "step_layout", "column_layout"]
 
@@ -46,11 +48,7 @@ class SystolicArray(wiring.Component):
         self._rows, self._cols, self._tag = rows, cols, tag_bits
         super().__init__({
             "i": In(stream.Signature(step_layout(rows, cols, tag_bits))),
-            "o": Out(stream.Signature(column_layout(rows, tag_bits), always_ready=True)),
-            "idle": Out(1),
-            # drains not finished yet (so a reader can wait only for the ones it needs)
-            "pending": Out(1), "pending_tag": Out(tag_bits),
-            "active": Out(1), "active_tag": Out(tag_bits),
+            **drain_members(column_layout(rows, tag_bits), tag_bits),
         })
 
     def elaborate(self, platform):
@@ -101,50 +99,19 @@ class SystolicArray(wiring.Component):
                 b_down[j] = b_r
 
         # drain: a pending job (waiting for the last step to reach every PE) and an active one
-        pend_valid = Signal()
-        pend_cnt = Signal(range(R + 1))
-        pend_tag = Signal(self._tag)
-        act_valid = Signal()
-        act_col = Signal(range(C))
-        act_tag = Signal(self._tag)
-        gap = Signal(range(self.GAP + 1))
-
-        promote = pend_valid & (pend_cnt == 0) & ~act_valid & (gap == 0)
-        with m.If(pend_valid & (pend_cnt != 0)):
-            m.d.sync += pend_cnt.eq(pend_cnt - 1)
-        with m.If(gap != 0):
-            m.d.sync += gap.eq(gap - 1)
-        with m.If(act_valid):
-            with m.If(act_col == C - 1):
-                m.d.sync += [act_valid.eq(0), gap.eq(self.GAP)]
-            with m.Else():
-                m.d.sync += act_col.eq(act_col + 1)
-        with m.If(promote):
-            m.d.sync += [act_valid.eq(1), act_col.eq(0), act_tag.eq(pend_tag),
-                         pend_valid.eq(0)]
-        create = go & p.last
-        with m.If(create):
-            # res(i, j) of this job is complete R + 1 + j cycles after its last step.
-            m.d.sync += [pend_valid.eq(1), pend_cnt.eq(R - 1), pend_tag.eq(p.tag)]
+        drain = ColumnDrain(m, ncols=C, tag_bits=self._tag, gap=self.GAP, max_wait=R)
+        # res(i, j) of this job is complete R + 1 + j cycles after its last step.
+        drain.create(go & p.last, p.tag, wait=R - 1)
 
         # Accept a new MATMUL only if the pending drain (if any) starts in fewer than k
         # cycles (with a safety margin of 2): its first column must leave before the new
         # MATMUL's last step reaches row 0.
         remaining = Signal(16)
-        busy_left = Mux(act_valid, C - act_col + self.GAP, gap)
-        m.d.comb += remaining.eq(Mux(pend_cnt > busy_left, pend_cnt, busy_left))
-        safe = ~pend_valid | (remaining + 3 <= p.k)
+        busy_left = drain.busy_left()
+        m.d.comb += remaining.eq(Mux(drain.pend_cnt > busy_left, drain.pend_cnt, busy_left))
+        safe = ~drain.pend_valid | (remaining + 3 <= p.k)
         m.d.comb += self.i.ready.eq(~p.first | safe)
 
         cols = Array(Cat(*(res[i][j] for i in range(R))) for j in range(C))
-        m.d.comb += [
-            self.o.valid.eq(act_valid),
-            self.o.payload.data.eq(cols[act_col]),
-            self.o.payload.col.eq(act_col),
-            self.o.payload.last.eq(act_col == C - 1),
-            self.o.payload.tag.eq(act_tag),
-            self.idle.eq(~pend_valid & ~act_valid & (gap == 0)),
-            self.pending.eq(pend_valid), self.pending_tag.eq(pend_tag),
-            self.active.eq(act_valid), self.active_tag.eq(act_tag),
-        ]
+        drain.connect(self, cols[drain.act_col], self._tag)
         return m
