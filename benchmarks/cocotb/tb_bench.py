@@ -13,8 +13,9 @@ from collections import deque
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
+
+from sim.cocotb_reset import clock_and_reset
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 
@@ -23,13 +24,7 @@ P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 async def throughput(dut):
     bb, lat = P["bus_bytes"], P["latency"]
     mem = bytearray(np.load(P["image"]).tobytes())
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.start.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+    await clock_and_reset(dut, start=0)
     dut.prog_addr.value = P["prog_addr"]
     dut.start.value = 1
     await RisingEdge(dut.clk)

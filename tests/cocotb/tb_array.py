@@ -6,11 +6,11 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 from amaranth.lib import data
 
 from hw.systolic import column_layout, step_layout
+from sim.cocotb_reset import clock_and_reset
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 R, C, TAG = P["rows"], P["cols"], 20
@@ -45,12 +45,7 @@ async def random_matmuls_with_stalls(dut):
     seed = P["seed"]
     rnd = random.Random(seed)
     rng = np.random.default_rng(seed)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await clock_and_reset(dut, settle=False, i__valid=0)
 
     jobs = []
     for t in range(P["jobs"]):

@@ -7,12 +7,13 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
+
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.config import load_config
 from hw.isa import Buffer, ErrorCode, Opcode, encode
 from sim.cocotb_bus import BusMemory
+from sim.cocotb_reset import clock_and_reset
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 CFG = load_config(P["config"])
@@ -21,14 +22,7 @@ EB = {Buffer.ACT: CFG.act_entry_bytes, Buffer.WGT: CFG.wgt_entry_bytes,
 
 
 async def reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.insn__valid.value = 0
-    dut.avail.value = 0b111
-    dut.halt.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await clock_and_reset(dut, settle=False, insn__valid=0, avail=0b111, halt=0)
 
 
 async def issue(dut, word):

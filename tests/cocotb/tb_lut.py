@@ -7,12 +7,12 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from compiler.lutpack import pack_planes, weight_range
 from hw.lut import lut_step_layout, precompute_in_layout
 from hw.systolic import column_layout
+from sim.cocotb_reset import clock_and_reset
 from sw.golden import lut_tables
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
@@ -28,13 +28,7 @@ def unpack(layout, word):
 
 
 async def reset(dut):
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+    await clock_and_reset(dut, i__valid=0)
 
 
 def job_steps(rng, rnd, tag):

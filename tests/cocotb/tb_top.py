@@ -6,7 +6,6 @@ import json
 import os
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from compiler.randprog import random_program
@@ -14,6 +13,7 @@ from hw.config import load_config
 from sw.executor import place_program
 from sw.golden import Machine
 from sim.cocotb_bus import BusMemory
+from sim.cocotb_reset import clock_and_reset
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 
@@ -25,14 +25,8 @@ async def random_program_with_backpressure(dut):
         rp = random_program(cfg, seed, max_jobs=3)
         dram, prog_addr = place_program(cfg, rp.program, rp.memory)
         mem = bytearray(dram.tobytes())
-        clock = cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        dut.rst.value = 1
-        dut.start.value = 0
         model = BusMemory(dut, "bus", mem, cfg.bus_bytes, seed, stall=P["stall"])
-        for _ in range(3):
-            await RisingEdge(dut.clk)
-        dut.rst.value = 0
-        await RisingEdge(dut.clk)
+        clock = await clock_and_reset(dut, start=0)
         served = cocotb.start_soon(model.run())
         dut.prog_addr.value = prog_addr
         dut.start.value = 1
