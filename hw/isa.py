@@ -101,8 +101,8 @@ class MatmulInsn(data.Struct):
     ``odd`` must be 0.
 
     LUT: ``2 * cols`` channels; ``k`` and ``act_addr`` multiples of 4; weights of ``wbits``
-    (1..4) bits stored as bit planes: entry ``wgt_addr + (k // 4) * wbits + p`` holds plane
-    ``p`` of features ``4 * (k // 4) .. + 3``, a 4-bit (inverted) table index per channel
+    (1..4) bits stored as bit planes: entry ``wgt_addr + g * wbits + p`` holds plane ``p``
+    of features ``4g .. 4g + 3``, a 4-bit (inverted) table index per channel
     (docs/lut.md). The integer weight is ``u - 2**(wbits-1)`` (``odd`` = 0) or
     ``2*u - (2**wbits - 1)`` (``odd`` = 1, the symmetric odd grid), ``u`` the unsigned value
     of the planes.

@@ -146,3 +146,16 @@ def test_config_checks():
         AccelConfig(engines=("lut", "bitserial"))
     with pytest.raises(ConfigError, match="act_depth"):
         AccelConfig(act_depth=18)
+
+
+def test_rtl_rejects_a_width_the_config_does_not_enable(rect, rect_rtl):
+    """rect enables W1 and W2 only: a W3 or W4 MATMUL is ILLEGAL_FIELD, never run."""
+    from hw.isa import encode, ErrorCode
+    from sw.program import MemoryImage, Program
+    for wbits in (3, 4):
+        p = Program([encode(Opcode.MATMUL, engine=Engine.LUT, wbits=wbits, k=4),
+                     encode(Opcode.END)], rect.hash)
+        mem = MemoryImage(bytearray(256))
+        _, gs = Machine(rect).run(p, mem)
+        _, vs = rect_rtl.run(p, mem, max_cycles=10_000)
+        assert gs["error"] == vs["error"] == ErrorCode.ILLEGAL_FIELD.name
