@@ -59,11 +59,14 @@ def run(config="lut", ms=(1, 128)):
                         "engine": kern.engine.name.lower(), "cycles": cyc, "macs": macs,
                         "peak": kern.peak, "util": macs / (cyc * kern.peak),
                         "macs_per_cycle": macs / cyc, "bytes_read": st["bytes_read"],
+                        "bus_util": (st["bytes_read"] + st["bytes_written"] + st["fetch_bytes"])
+                        / (cyc * fast.bytes_per_cycle),
                         "bit_exact": out.data == ref.data, "sim_cycles_per_s": cyc / wall,
                     })
                     r = rows[-1]
                     print(f"  {model:11s} {name:13s} M={m:<4d} {fmt:8s} {cyc:>9d} cycles "
                           f"{r['macs_per_cycle']:7.1f} MAC/c  util {r['util']:6.1%}  "
+                          f"bus {r['bus_util']:6.1%}  "
                           f"exact {r['bit_exact']}", flush=True)
     # speed-up of each LUT format over the systolic run of the same layer and M
     base = {(r["model"], r["layer"], r["m"]): r["cycles"] for r in rows
@@ -74,10 +77,13 @@ def run(config="lut", ms=(1, 128)):
     print(f"\nLUT vs systolic, config {cfg.name!r} ({fast.bytes_per_cycle} B/cycle memory), "
           f"first {N_SLICE} output channels")
     print(table(["model", "layer", "M", "weights", "engine", "cycles", "MAC/cycle", "peak",
-                 "util", "vs int8", "exact"],
+                 "util", "bus", "vs int8", "exact"],
                 [[r["model"], r["layer"], r["m"], r["weights"], r["engine"], r["cycles"],
                   f"{r['macs_per_cycle']:.1f}", f"{r['peak']:.0f}", f"{r['util']:.1%}",
-                  f"{r['speedup_vs_systolic']:.2f}x", r["bit_exact"]] for r in rows]))
+                  f"{r['bus_util']:.1%}", f"{r['speedup_vs_systolic']:.2f}x", r["bit_exact"]]
+                 for r in rows]))
+    print("util: weight-MACs per cycle over the engine's peak at that width (M = 1 is memory "
+          "bound: see bus, the share of memory cycles moving data)")
     print(f"-> {path}")
     return rows
 
