@@ -17,11 +17,10 @@ import numpy as np
 
 from .common import save, table
 
+# Layers with the same K behave the same on the first N_SLICE channels: one row each.
 SHAPES = {
-    "llama2-7b": [("q/k/v/o_proj", 4096, 4096), ("gate/up_proj", 4096, 11008),
-                  ("down_proj", 11008, 4096)],
-    "bitnet-2b4t": [("q/o_proj", 2560, 2560), ("k/v_proj", 2560, 640),
-                    ("gate/up_proj", 2560, 6912), ("down_proj", 6912, 2560)],
+    "llama2-7b": [("q/k/v/o,gate/up", 4096, 4096), ("down_proj", 11008, 4096)],
+    "bitnet-2b4t": [("q/k/v/o,gate/up", 2560, 2560), ("down_proj", 6912, 2560)],
 }
 FORMATS = {"llama2-7b": [("int8", None), ("w2", 128), ("w4", 128)],
            "bitnet-2b4t": [("int8", None), ("ternary", None)]}

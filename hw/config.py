@@ -76,10 +76,6 @@ class AccelConfig:
     lut_wbits : list of int
         Weight widths (bit planes) the LUT engine accepts; a MATMUL asking for another width
         raises ILLEGAL_FIELD.
-    lut_select : str
-        How a LUT cell selects its table entry: ``mux`` (an 8:1 mux; best on LUT6 fabrics
-        such as Xilinx 7-series) or ``onehot`` (AND-OR over an index decoded once per
-        channel; best on LUT4 fabrics such as ECP5 and iCE40). Same results either way.
     """
 
     name: str = "custom"
@@ -97,7 +93,6 @@ class AccelConfig:
     clock_mhz: int = 150
     engines: tuple = field(default=("systolic",))
     lut_wbits: tuple = field(default=LUT_WBITS)
-    lut_select: str = "mux"
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -133,9 +128,7 @@ class AccelConfig:
                 f"{where}: lut_wbits must be a non-empty list from {list(LUT_WBITS)}, "
                 f"not {list(self.lut_wbits)!r}")
         object.__setattr__(self, "lut_wbits", tuple(sorted(set(raw))))
-        if self.lut_select not in ("mux", "onehot"):
-            raise ConfigError(f"{where}: lut_select must be 'mux' or 'onehot', "
-                              f"not {self.lut_select!r}")
+
         if self.act_depth % LUT_GROUP:
             raise ConfigError(f"{where}: act_depth must be a multiple of {LUT_GROUP} "
                               f"(the activation scratchpad has {LUT_GROUP} banks), "

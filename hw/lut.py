@@ -111,16 +111,9 @@ class LutArray(wiring.Component):
 
     GAP = 1     # idle cycles between two drains (as the systolic array)
 
-    SELECTS = ("mux", "onehot")
-
-    def __init__(self, *, rows, ch, tag_bits, max_wbits=4, select="mux"):
+    def __init__(self, *, rows, ch, tag_bits, max_wbits=4):
         self._rows, self._ch, self._tag = rows, ch, tag_bits
         self._wbits = max_wbits     # planes up to 2**(max_wbits-1); sizes shifts and sums
-        if select not in self.SELECTS:
-            raise ValueError(f"select must be one of {self.SELECTS}, not {select!r}")
-        # how a cell selects its table entry: an 8:1 mux (best on LUT6 fabrics), or an
-        # AND-OR over a one-hot index decoded once per channel (best on LUT4 fabrics)
-        self._select = select
         super().__init__({
             "i": In(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
             **drain_members(column_layout(rows, tag_bits), tag_bits),
@@ -138,10 +131,8 @@ class LutArray(wiring.Component):
         # per channel, once: table index (3 bits) and negate flag
         sel = [Signal(3, name=f"sel{j}") for j in range(N)]
         neg = [Signal(name=f"neg{j}") for j in range(N)]
-        onehot = [Signal(8, name=f"onehot{j}") for j in range(N)]
         for j in range(N):
-            m.d.comb += [sel[j].eq(p.nib[j][1:4]), neg[j].eq(p.nib[j][0]),
-                         onehot[j].eq(1 << sel[j])]
+            m.d.comb += [sel[j].eq(p.nib[j][1:4]), neg[j].eq(p.nib[j][0])]
         res = [[None] * N for _ in range(R)]
         bias_res = []
         for r in range(R):
@@ -164,12 +155,7 @@ class LutArray(wiring.Component):
                 out = Signal(signed(A), name=f"cell{r}_{j}_res")
                 v = Signal(signed(T), name=f"cell{r}_{j}_v")
                 total = Signal(signed(A), name=f"cell{r}_{j}_sum")
-                if self._select == "mux":
-                    m.d.comb += v.eq(tbl[sel[j]])
-                else:
-                    terms = [tbl[u] & Cat(*([onehot[j][u]] * T)) for u in range(8)]
-                    m.d.comb += v.eq(terms[0] | terms[1] | terms[2] | terms[3] | terms[4]
-                                     | terms[5] | terms[6] | terms[7])
+                m.d.comb += v.eq(tbl[sel[j]])
                 # conditional negation as one's complement plus carry-in: one adder
                 inv = Cat(*([neg[j]] * T)).as_signed()
                 m.d.comb += total.eq(acc + (v ^ inv) + neg[j])
@@ -209,9 +195,9 @@ class LutEngine(wiring.Component):
     """The whole engine as one component: precompute unit feeding the LUT array (for unit
     tests and synthesis reports)."""
 
-    def __init__(self, *, rows, ch, tag_bits, max_wbits=4, select="mux"):
+    def __init__(self, *, rows, ch, tag_bits, max_wbits=4):
         self._args = dict(rows=rows, ch=ch, tag_bits=tag_bits)
-        self._wbits, self._select = max_wbits, select
+        self._wbits = max_wbits
         super().__init__({
             "i": In(stream.Signature(precompute_in_layout(rows, ch, tag_bits))),
             "o": Out(stream.Signature(column_layout(rows, tag_bits), always_ready=True)),
@@ -221,8 +207,7 @@ class LutEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.pre = pre = LutPrecompute(**self._args)
-        m.submodules.array = arr = LutArray(**self._args, max_wbits=self._wbits,
-                                            select=self._select)
+        m.submodules.array = arr = LutArray(**self._args, max_wbits=self._wbits)
         wiring.connect(m, wiring.flipped(self.i), pre.i)
         wiring.connect(m, pre.o, arr.i)
         wiring.connect(m, arr.o, wiring.flipped(self.o))

