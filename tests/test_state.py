@@ -33,7 +33,14 @@ def test_state_enumeration(tiny, tiny_rtl):
             e = elems[f"compute.array.pe{i}_{j}_acc"]
             assert (e.width, e.depth) == (32, 1)
             assert e.structure == "compute.array"
-    assert (elems["act_mem"].width, elems["act_mem"].depth) == (8 * R, tiny.act_depth)
+    for b in range(4):          # the activation scratchpad's four banks
+        assert (elems[f"act_bank{b}"].width, elems[f"act_bank{b}"].depth) == \
+            (8 * R, tiny.act_depth // 4)
+    # the LUT engine's cells and table are state too
+    assert (elems["compute.lut_array.cell0_0_acc"].width) == 28
+    assert elems["compute.lut_array.cell0_0_acc"].structure == "compute.lut_array"
+    assert "compute.lut_pre.o__payload" in elems or any(
+        n.startswith("compute.lut_pre.") for n in elems)
     assert (elems["acc_mem"].width, elems["acc_mem"].depth) == (32 * R, tiny.acc_depth)
     assert (elems["wgt_mem"].depth, elems["scale_mem"].depth) == (tiny.wgt_depth, tiny.scale_depth)
     assert "tok_load_compute" in elems and "cnt_cycles" in elems
@@ -45,7 +52,7 @@ def test_state_enumeration(tiny, tiny_rtl):
 
 def test_peek_poke(tiny, tiny_rtl):
     elems = {e.name: e for e in tiny_rtl.state_elements()}
-    act = elems["act_mem"]
+    act = elems["act_bank1"]
     tiny_rtl.poke(act, 0xDEADBEEF, index=17)
     assert tiny_rtl.peek(act, 17) == 0xDEADBEEF & ((1 << act.width) - 1)
     tiny_rtl.flip(act, 3, index=17)
