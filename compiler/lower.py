@@ -266,15 +266,26 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
     e.load(Buffer.SCALE, 0, a_s, scale_entries, B, comment=f"{name} scales")
     chunk = 0       # weight chunks so far (weight slot parity)
     tile = 0        # output tiles so far (output region parity)
-    for gi, m0 in enumerate(range(0, mt, g)):
+    # With one activation slot, the next row group's X^T is reloaded chunk by chunk during
+    # this group's last N tile, each chunk as soon as the MATMULs reading it are done.
+    progressive = resident and x_slots == 1
+    starts = list(range(0, mt, g))
+    acc_parity = 0
+    for gi, m0 in enumerate(starts):
         group_rows = list(range(m0, min(mt, m0 + g)))
+        next_rows = list(range(starts[gi + 1], min(mt, starts[gi + 1] + g))) \
+            if gi + 1 < len(starts) else []
         x_base = (gi % x_slots) * x_size
         for ni in range(nt):
-            acc_base = (ni % 2) * g * tn    # this N tile's accumulators, one per row tile
+            # this N tile's accumulators, one per row tile; alternating over consecutive N
+            # tiles across row groups too (a tile's REQUANT is emitted after the next
+            # tile's first MATMULs)
+            acc_base = (acc_parity % 2) * g * tn
+            acc_parity += 1
             for k0 in range(0, kp, kc):
                 kk = min(kc, kp - k0)
                 loads, comps = [], []
-                if resident and ni == 0 and k0 == 0:
+                if resident and ni == 0 and k0 == 0 and not (progressive and gi > 0):
                     for j, mi in enumerate(group_rows):
                         loads.append((Buffer.ACT, x_base + j * kp, a_x + mi * R, kp, mp,
                                       f"{name} x rows {mi * R}:{mi * R + R}"))
@@ -306,7 +317,12 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
                                       relu, f"{name} tile"))
                         comps.append(("st", Buffer.ACT, out, a_y + ni * tn * mp + mi * R, tn,
                                       mp, f"{name} y n {ni * tn} m {mi * R}"))
-                steps.append((loads, comps))
+                post = []
+                if progressive and ni == nt - 1:
+                    for j, mi in enumerate(next_rows):
+                        post.append((Buffer.ACT, j * kp + k0, a_x + k0 * mp + mi * R, kk, mp,
+                                     f"{name} x rows {mi * R}:{mi * R + R} k {k0} (early)"))
+                steps.append((loads, comps, post))
                 chunk += 1
 
     def emit_loads(loads):
@@ -328,13 +344,14 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
     # Software pipelining: a tile's REQUANT and STORE are emitted after the next step's
     # MATMULs, so the array streams the next tile while this one drains and requantizes.
     deferred = []
-    for i, (loads, comps) in enumerate(steps):
+    for i, (loads, comps, post) in enumerate(steps):
         if i == 0:
             emit_loads(loads)
         if i + 1 < len(steps):
             emit_loads(steps[i + 1][0])
         emit_comps([c for c in comps if c[0] == "mm"])
         emit_comps(deferred)
+        emit_loads(post)        # after the MATMULs that still read what they overwrite
         deferred = [c for c in comps if c[0] != "mm"]
     emit_comps(deferred)
     prog = e.s.program()

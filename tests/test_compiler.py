@@ -23,8 +23,10 @@ def _linear_case(cfg, m, k, n, seed):
     return kern, mem, exp
 
 
+# (9, 300, 6) and (13, 250, 9): several row groups through one activation slot, the next
+# group's X^T reloaded chunk by chunk during the last N tile
 SHAPES = [(1, 1, 1), (1, 37, 5), (4, 4, 4), (5, 9, 7), (16, 100, 13), (3, 130, 9),
-          (9, 600, 6), (2, 300, 40)]
+          (9, 600, 6), (2, 300, 40), (9, 300, 6), (13, 250, 9)]
 
 
 @pytest.mark.parametrize("m,k,n", SHAPES)
@@ -35,7 +37,7 @@ def test_linear_golden_exact(tiny, m, k, n):
     np.testing.assert_array_equal(kern.read_output(out), exp, err_msg=f"{m}x{k}x{n}")
 
 
-@pytest.mark.parametrize("m,k,n", [(5, 9, 7), (3, 130, 9), (9, 600, 6)])
+@pytest.mark.parametrize("m,k,n", [(5, 9, 7), (3, 130, 9), (9, 600, 6), (9, 300, 6)])
 def test_linear_rtl_exact(tiny, tiny_rtl, m, k, n):
     kern, mem, exp = _linear_case(tiny, m, k, n, seed=7 + m)
     out, st = tiny_rtl.run(kern.program, mem)
@@ -82,3 +84,54 @@ def test_unsupported_model_is_a_clear_error(tiny):
             return x * 2
     with pytest.raises(CompileError, match=r"no linear layers"):
         compile_model(NoLinear(), [(torch.randn(2, 3),)], tiny)
+
+
+def _lut_case(cfg, m, k, n, wbits, odd, group, seed):
+    """A LUT-engine linear with integer weights on the grid and random group multipliers,
+    and its exact result computed directly (sum of rounded, scaled group products)."""
+    from compiler.lutpack import weight_range
+    from hw.isa import Engine
+    from sw.golden import rne_shift
+    rng = np.random.default_rng(seed)
+    lo, hi = weight_range(wbits, odd)
+    w = rng.integers(lo, hi + 1, (n, k))
+    if odd:
+        w = np.where(w % 2 == 0, w + 1, w)
+    x = rng.integers(-127, 128, (m, k), dtype=np.int8)
+    mult = rng.integers(1 << 10, 1 << 14, n).astype(np.int16)
+    shift = int(rng.integers(8, 16))
+    kp = -(-k // 4) * 4
+    groups = -(-kp // group) if group else 1
+    gmult = rng.integers(1, 1 << 14, (n, groups)).astype(np.int16) if groups > 1 else None
+    gshift = 6
+    kern = lower_linear(cfg, "lut", m, w, mult, shift, engine=Engine.LUT, wbits=wbits,
+                        odd=odd, group=group if groups > 1 else None, gmult=gmult,
+                        gshift=gshift)
+    mem = kern.memory.copy()
+    kern.write_input(mem, x)
+    acc = np.zeros((m, n), np.int64)
+    for gi in range(groups):
+        sl = slice(gi * group, min(k, (gi + 1) * group)) if groups > 1 else slice(0, k)
+        part = x[:, sl].astype(np.int64) @ w[:, sl].T
+        acc += rne_shift(part * gmult[:, gi], gshift) if groups > 1 else part
+    return kern, mem, requant(acc.T, mult, shift).T
+
+
+def test_random_shapes_golden_exact(tiny):
+    """Random shapes, both engines, golden model against the exact result: tiling, row
+    groups, activation reloads, accumulator alternation and group scales."""
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        m, k, n = (int(rng.integers(1, 20)), int(rng.integers(1, 420)),
+                   int(rng.integers(1, 30)))
+        if seed % 2:
+            kern, mem, exp = _linear_case(tiny, m, k, n, seed)
+        else:
+            wbits = int(rng.integers(1, 5))
+            group = [None, 16, 64][seed % 3]
+            kern, mem, exp = _lut_case(tiny, m, k, n, wbits, bool(rng.random() < 0.5),
+                                       group, seed)
+        out, st = Machine(tiny).run(kern.program, mem)
+        assert st["error"] is None, f"seed={seed} {m}x{k}x{n}"
+        np.testing.assert_array_equal(kern.read_output(out), exp,
+                                      err_msg=f"seed={seed} {m}x{k}x{n}")

@@ -86,7 +86,7 @@ def test_rtl_rect_config_subset_of_widths(rect, rect_rtl):
 
 @pytest.mark.parametrize("fmt,group,shape", [
     ("w1", 8, (3, 64, 9)), ("w2", 16, (5, 40, 11)), ("w3", 32, (2, 100, 17)),
-    ("w4", None, (4, 30, 8)), ("ternary", 12, (6, 50, 13)),
+    ("w4", None, (4, 30, 8)), ("ternary", 12, (6, 50, 13)), ("w2", 64, (9, 300, 11)),
 ])
 def test_compiled_lowbit_layer(tiny, tiny_rtl, fmt, group, shape):
     """A quantized layer compiled for the LUT engine (shapes off the tile, a short last
