@@ -60,17 +60,23 @@ class Front:
                     m.d.sync += [insn.eq(port.insn.payload), state.eq(self.CHECK)]
             with m.Case(self.CHECK):
                 m.d.comb += port.error.eq(err)
-                m.d.sync += state.eq(self.WAIT)
                 with m.If(err != ErrorCode.NONE):
                     m.d.sync += state.eq(self.HALT)
+                with m.Elif(tokens_ok & self.extra_ready):      # no WAIT cycle if ready
+                    m.d.comb += [port.take.eq(hdr.wait), self.start.eq(1)]
+                    m.d.sync += state.eq(self.RUN)
+                with m.Else():
+                    m.d.sync += state.eq(self.WAIT)
             with m.Case(self.WAIT):
                 with m.If(tokens_ok & self.extra_ready):
                     m.d.comb += [port.take.eq(hdr.wait), self.start.eq(1)]
                     m.d.sync += state.eq(self.RUN)
             with m.Case(self.RUN):
                 with m.If(self.finish):
-                    m.d.comb += self.give.eq(hdr.release)
+                    m.d.comb += [self.give.eq(hdr.release), port.insn.ready.eq(1)]
                     m.d.sync += state.eq(self.IDLE)
+                    with m.If(port.insn.valid):     # the next instruction, without IDLE
+                        m.d.sync += [insn.eq(port.insn.payload), state.eq(self.CHECK)]
         with m.If(port.halt):
             m.d.sync += state.eq(self.HALT)
         self.blocked = (((state == self.IDLE) & ~port.insn.valid)

@@ -96,7 +96,9 @@ def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -
             raise SynthError(f"yosys {family} synthesis of {top} timed out") from None
         if r.returncode != 0 or not stat.exists():
             tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-            raise SynthError(f"yosys {family} synthesis of {top} failed: {' / '.join(tail)}")
+            why = " / ".join(tail) or (f"killed by signal {-r.returncode} (out of memory?)"
+                                       if r.returncode < 0 else f"exit status {r.returncode}")
+            raise SynthError(f"yosys {family} synthesis of {top} failed: {why}")
         text = stat.read_text()
         data = json.loads(text[text.index("{"):])
     cells = data["design"]["num_cells_by_type"]
