@@ -159,3 +159,19 @@ def test_rtl_rejects_a_width_the_config_does_not_enable(rect, rect_rtl):
         _, gs = Machine(rect).run(p, mem)
         _, vs = rect_rtl.run(p, mem, max_cycles=10_000)
         assert gs["error"] == vs["error"] == ErrorCode.ILLEGAL_FIELD.name
+
+
+def test_lut_only_configuration(tiny):
+    """A configuration with the LUT engine alone (W2 only): LUT programs run bit-exact, a
+    systolic MATMUL is ILLEGAL_FIELD."""
+    from hw.isa import encode, ErrorCode
+    from sim.fast import FastRunner
+    from sw.program import MemoryImage, Program
+    cfg = tiny.replace(name="tiny-lut-only", engines=("lut",), lut_wbits=(2,))
+    rtl = FastRunner(cfg, quiet=True)
+    for seed in range(6):
+        check_program(cfg, rtl, 7000 + seed, engines=[Engine.LUT])
+    p = Program([encode(Opcode.MATMUL, k=4), encode(Opcode.END)], cfg.hash)
+    _, gs = Machine(cfg).run(p, MemoryImage(bytearray(256)))
+    _, vs = rtl.run(p, MemoryImage(bytearray(256)), max_cycles=10_000)
+    assert gs["error"] == vs["error"] == ErrorCode.ILLEGAL_FIELD.name
