@@ -15,7 +15,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from sim.cocotb_reset import clock_and_reset
+from sim.cocotb_common import clock_and_reset
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 

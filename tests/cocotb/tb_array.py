@@ -7,37 +7,17 @@ import random
 import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
-from amaranth.lib import data
 
 from hw.systolic import column_layout, step_layout
-from sim.cocotb_reset import clock_and_reset
+from sim.cocotb_common import clock_and_reset, collect_tiles
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 R, C, TAG = P["rows"], P["cols"], 20
 
 
 def pack(layout, values):
-    word = 0
-    for name, f in data.Layout.cast(layout):
-        v = values[name]
-        if isinstance(f.shape, data.ArrayLayout):
-            w = f.shape.elem_shape.width if hasattr(f.shape.elem_shape, "width") else 8
-            for i, x in enumerate(v):
-                word |= (int(x) & ((1 << w) - 1)) << (f.offset + i * w)
-        else:
-            word |= int(v) << f.offset
-    return word
-
-
-def unpack_column(word):
-    out = {}
-    for name, f in data.Layout.cast(column_layout(R, TAG)):
-        if name == "data":
-            out[name] = [((word >> (f.offset + 32 * i)) & 0xFFFFFFFF) for i in range(R)]
-            out[name] = [x - (1 << 32) if x >> 31 else x for x in out[name]]
-        else:
-            out[name] = (word >> f.offset) & ((1 << f.width) - 1)
-    return out
+    return layout.const({k: (v.tolist() if hasattr(v, "tolist") else v)
+                         for k, v in values.items()}).as_value().value
 
 
 @cocotb.test()
@@ -55,19 +35,7 @@ async def random_matmuls_with_stalls(dut):
         jobs.append((k, a, b, t))
     got = []
 
-    async def monitor():
-        cols = []
-        while True:
-            await RisingEdge(dut.clk)
-            await ReadOnly()
-            if dut.o__valid.value:
-                c = unpack_column(int(dut.o__payload.value))
-                cols.append(c)
-                if c["last"]:
-                    got.append((c["tag"], np.array([x["data"] for x in cols]).T))
-                    cols = []
-
-    cocotb.start_soon(monitor())
+    cocotb.start_soon(collect_tiles(dut, column_layout(R, TAG), got))
     for k, a, b, tag in jobs:
         s = 0
         while s < k:

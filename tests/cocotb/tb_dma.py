@@ -13,7 +13,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from hw.config import load_config
 from hw.isa import Buffer, ErrorCode, Opcode, encode
 from sim.cocotb_bus import BusMemory
-from sim.cocotb_reset import clock_and_reset
+from sim.cocotb_common import clock_and_reset
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 CFG = load_config(P["config"])

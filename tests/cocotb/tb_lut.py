@@ -12,7 +12,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from compiler.lutpack import pack_planes, weight_range
 from hw.lut import lut_step_layout, precompute_in_layout
 from hw.systolic import column_layout
-from sim.cocotb_reset import clock_and_reset
+from sim.cocotb_common import clock_and_reset, collect_tiles
 from sw.golden import lut_tables
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
@@ -118,19 +118,7 @@ async def lut_array(dut):
     got = []
     col_l = column_layout(R, TAG)
 
-    async def monitor():
-        cols = []
-        while True:
-            await RisingEdge(dut.clk)
-            await ReadOnly()
-            if dut.o__valid.value:
-                c = unpack(col_l, dut.o__payload.value)
-                cols.append([int(x) for x in c["data"]])
-                if c["last"]:
-                    got.append((int(c["tag"]), np.array(cols).T))
-                    cols = []
-
-    cocotb.start_soon(monitor())
+    cocotb.start_soon(collect_tiles(dut, col_l, got))
     layout = lut_step_layout(R, N, TAG)
     for steps, _ in jobs:
         await drive(dut, [{k: v for k, v in s.items() if k != "act"} for s in steps], layout,

@@ -13,7 +13,7 @@ from hw.config import load_config
 from sw.executor import place_program
 from sw.golden import Machine
 from sim.cocotb_bus import BusMemory
-from sim.cocotb_reset import clock_and_reset
+from sim.cocotb_common import clock_and_reset
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 

@@ -1,0 +1,39 @@
+"""What the cocotb testbenches share: clock and reset, and a monitor for an engine's drain."""
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+__all__ = ["clock_and_reset", "collect_tiles"]
+
+
+async def clock_and_reset(dut, cycles=3, settle=True, **idle):
+    """Start a 100 MHz clock on ``dut.clk``, hold ``rst`` for ``cycles`` with the named
+    inputs at their idle values, release it, and (``settle``) wait one more edge so the
+    first driven cycle is after reset. Returns the clock task."""
+    clock = cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for name, value in idle.items():
+        getattr(dut, name).value = value
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    if settle:
+        await RisingEdge(dut.clk)
+    return clock
+
+
+async def collect_tiles(dut, layout, got):
+    """Monitor an engine's drain (``o``, always ready, one output channel per cycle in
+    ``layout``): append ``(tag, tile [rows, channels])`` to ``got`` per drained tile."""
+    cols = []
+    while True:
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        if dut.o__valid.value:
+            c = layout.from_bits(int(dut.o__payload.value))
+            cols.append([int(x) for x in c["data"]])
+            if c["last"]:
+                got.append((int(c["tag"]), np.array(cols).T))
+                cols = []
