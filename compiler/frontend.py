@@ -139,8 +139,10 @@ def lower_layer(config, name, m, w, x_absmax, y_absmax, fmt="int8", *, group=128
     if engine == Engine.SYSTOLIC:
         wq, sw = quantize_weight(w)
         mult, shift = requant_params(sx * sw / sy)
-        return lower_linear(config, name, m, wq, mult, shift, x_scale=sx,
+        kern = lower_linear(config, name, m, wq, mult, shift, x_scale=sx,
                             y_scale=np.full(n, sy))
+        kern.w_dequant = wq.astype(np.float64) * sw[:, None]
+        return kern
     group = pad_to(k, 4) if group is None else int(group)
     if group <= 0 or group % 4:
         raise CompileError(f"{name}: group size {group} must be a positive multiple of 4 "
@@ -161,9 +163,11 @@ def lower_layer(config, name, m, w, x_absmax, y_absmax, fmt="int8", *, group=128
         gshift = max(0, int(np.ceil(np.log2(bound / 2.0 ** 30))))
         mult, shift = requant_params(sx * sref * 2.0 ** (gshift - GROUP_BITS) / sy)
         grp = group
-    return lower_linear(config, name, m, q, mult, shift, x_scale=sx, y_scale=np.full(n, sy),
+    kern = lower_linear(config, name, m, q, mult, shift, x_scale=sx, y_scale=np.full(n, sy),
                         engine=engine, wbits=fmt.wbits, odd=fmt.odd, group=grp, gmult=gmult,
                         gshift=gshift)
+    kern.w_dequant = q.astype(np.float64) * np.repeat(s, group, 1)[:, :k]
+    return kern
 
 
 def compile_model(module, calib_inputs, config, *, wformat="int8", group=128,

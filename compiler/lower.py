@@ -132,6 +132,7 @@ class LinearKernel:
     engine: Engine = Engine.SYSTOLIC
     wbits: int = 8
     peak: float = 0.0       # the engine's peak weight-MACs per cycle at this weight width
+    w_dequant: np.ndarray = None    # float [N, K]: the weights the kernel really multiplies by
 
     def write_input(self, memory: MemoryImage, x_int8):
         """Place an int8 activation [M, K] as X^T [K, Mp] into ``memory`` (in place)."""

@@ -126,8 +126,10 @@ def test_demo_lut_engine(capsys):
     assert {layer["engine"] for layer in res["layers"]} == {"lut"}
     assert all(layer["peak"] == 4 * 8 * 4 / 2 for layer in res["layers"])
     assert 0 < res["utilization"] <= 1
-    # 2-bit random weights are coarse, but the block must still track float torch
+    # 2-bit random weights are coarse, but the block must still track float torch, and
+    # closely the float block that uses the same quantized weights
     assert res["max_abs_err_vs_float"] < 0.5 * res["max_abs_float"]
+    assert res["max_abs_err_vs_float_quantized_weights"] < 0.05 * res["max_abs_float"]
 
 
 @pytest.mark.parametrize("args,msg", [
