@@ -225,7 +225,10 @@ def cmd_configs(args):
     from hw.config import load_config, preset_names
     for n in preset_names():
         c = load_config(n)
-        print(f"{n:<10} {c.rows}x{c.cols} array, {c.bus_bytes * 8}-bit bus, "
+        lut = (f" + LUT engine {c.rows}x{c.lut_cols}x4 W{','.join(map(str, c.lut_wbits))}"
+               if c.has_lut else "")
+        sys_ = f"{c.rows}x{c.cols} array" if "systolic" in c.engines else "no systolic array"
+        print(f"{n:<10} {sys_}{lut}, {c.bus_bytes * 8}-bit bus, "
               f"act {c.act_depth * c.act_entry_bytes // 1024} KiB, "
               f"wgt {c.wgt_depth * c.wgt_entry_bytes // 1024} KiB, "
               f"acc {c.acc_depth * c.acc_entry_bytes // 1024} KiB, hash {c.hash.hex()}")
