@@ -29,6 +29,7 @@ N_SLICE = 512
 
 def run(config="lut", ms=(1, 128)):
     from compiler.frontend import lower_layer
+    from compiler.quantize import quantize_act
     from hw.config import load_config
     from sim.fast import FastRunner
     from sw.golden import Machine
@@ -44,8 +45,7 @@ def run(config="lut", ms=(1, 128)):
                 x = rng.normal(size=(m, k))
                 for fmt, group in FORMATS[model]:
                     kern = lower_layer(cfg, name, m, w, np.abs(x).max(), 4.0, fmt, group=group)
-                    xq = np.clip(np.rint(x / kern.x_scale), -127, 127).astype(np.int8)
-                    kern.write_input(kern.memory, xq)
+                    kern.write_input(kern.memory, quantize_act(x, kern.x_scale))
                     t0 = time.perf_counter()
                     out, st = fast.run(kern.program, kern.memory)
                     wall = time.perf_counter() - t0

@@ -26,34 +26,26 @@ FAMILIES = ("ecp5", "xc7")
 
 
 def _job(spec):
+    """Synthesize one engine; a failed synthesis is a result too."""
     from hw.lut import LutEngine
-    from hw.synth import component_verilog, synthesize
+    from hw.synth import SynthError, component_verilog, synthesize
     from hw.systolic import SystolicArray
-    kind, family, arg = spec
+    kind, family, wbits = spec
+    extra = {}
+    if kind == "systolic":
+        comp = SystolicArray(rows=8, cols=16)
+    elif kind == "mul8":
+        comp = _Mul8()
+    else:
+        extra["rows"] = PEAK * wbits // (4 * LUT_COLS)
+        comp = LutEngine(rows=extra["rows"], ch=LUT_COLS, tag_bits=20, max_wbits=wbits)
     t0 = time.perf_counter()
     try:
-        return spec, {**_synth(kind, family, arg, synthesize, component_verilog, LutEngine,
-                               SystolicArray), "seconds": time.perf_counter() - t0}
-    except Exception as e:          # a failed synthesis is a result too
+        r = synthesize(component_verilog(comp, kind), kind, family, dsp=kind != "mul8")
+    except SynthError as e:
         return spec, {"error": str(e), "seconds": time.perf_counter() - t0}
-
-
-def _synth(kind, family, arg, synthesize, component_verilog, LutEngine, SystolicArray):
-    if kind == "systolic":
-        comp, top = SystolicArray(rows=8, cols=16), "systolic"
-        r = synthesize(component_verilog(comp, top), top, family)
-    elif kind == "mul8":
-        comp, top = _Mul8(), "mul8"
-        r = synthesize(component_verilog(comp, top), top, family, dsp=False)
-    else:
-        wbits = arg
-        rows = PEAK * wbits // (4 * LUT_COLS)
-        comp = LutEngine(rows=rows, ch=LUT_COLS, tag_bits=20, max_wbits=wbits)
-        top = "lut"
-        r = synthesize(component_verilog(comp, top), top, family)
-        r["rows"] = rows
     r.pop("cells")
-    return r
+    return spec, {**r, **extra, "seconds": time.perf_counter() - t0}
 
 
 def _Mul8():

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.isa import Buffer, Engine, Opcode, buffer_entry_bytes
+from hw.isa import (Buffer, Engine, Opcode, buffer_entry_bytes, matmul_channels,
+                    matmul_weight_entries)
 from sw.program import MemoryImage, Program
 from .lutpack import pack_planes
 from .schedule import Scheduler
@@ -32,7 +33,7 @@ def pad_to(x, m):
 
 
 class Target:
-    """What the compiler knows about a configuration: tiles, buffers, engines, peak.
+    """What the compiler knows about a configuration's engines.
 
     Lowering choices read as data: which engine runs which weight format.
     """
@@ -41,7 +42,6 @@ class Target:
 
     def __init__(self, config):
         self.config = config
-        self.tile_m, self.tile_n = config.rows, config.cols
 
     def engine_for(self, fmt):
         """The engine for weight format ``fmt`` (a name or a WeightFormat), checked against
@@ -58,16 +58,6 @@ class Target:
                                f"{self.config.name!r} enables lut_wbits "
                                f"{list(self.config.lut_wbits)}")
         return eng
-
-    def channels(self, engine):
-        return self.config.lut_cols if engine == Engine.LUT else self.config.cols
-
-    def linear_cost(self, m, k, n, engine=Engine.SYSTOLIC, wbits=8):
-        """Ideal cycles on the engine (compute bound) for an M x K x N linear."""
-        c = self.config
-        tn = self.channels(engine)
-        steps = pad_to(k, 4) // 4 * wbits if engine == Engine.LUT else k
-        return pad_to(m, c.rows) // c.rows * pad_to(n, tn) // tn * steps
 
 
 class _Emit:
@@ -164,7 +154,7 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
         raise CompileError(f"{name}: empty layer (M={m}, K={k}, N={n})")
     if m > 65535 or k > 65535:
         raise CompileError(f"{name}: M={m}, K={k} exceed the 16-bit instruction fields")
-    tn = cfg.lut_cols if lut else C                     # output channels per MATMUL
+    tn = matmul_channels(cfg, engine)                   # output channels per MATMUL
     kp = pad_to(k, 4) if lut else k                     # LUT: K padded with zero activations
     grouped = lut and group is not None and group < kp
     if grouped and (group <= 0 or group % 4):
@@ -172,8 +162,8 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
                            f"(the LUT engine's table group)")
     unit = group if grouped else (4 if lut else 1)      # K chunks are whole units
 
-    def w_entries(kk):
-        return kk // 4 * wbits if lut else kk
+    def w_entries(kk):          # weight entries, and engine steps, for kk features
+        return matmul_weight_entries(engine, kk, wbits)
 
     mp, np_ = pad_to(m, R), pad_to(n, tn)
     lanes = cfg.scale_lanes
@@ -207,7 +197,7 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
         # model (max of engine and memory time, plus the stalls) picks one.
         g_max = max(1, min(mt, x_cap // kp, cfg.acc_depth // (2 * tn)))
         g_two = min(g_max, x_cap // (2 * kp))
-        steps = w_entries(kp) if lut else kp           # engine cycles per (row, N) tile
+        steps = w_entries(kp)                          # engine cycles per (row, N) tile
         bw = cfg.mem_bytes_per_cycle
 
         def cost(g, slots):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["weight_range", "to_codes", "pack_planes", "unpack_planes"]
+__all__ = ["weight_range", "random_weights", "to_codes", "pack_planes", "unpack_planes"]
 
 
 def weight_range(wbits, odd):
@@ -20,6 +20,13 @@ def weight_range(wbits, odd):
         top = (1 << wbits) - 1
         return -top, top
     return -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
+
+
+def random_weights(rng, shape, wbits, odd):
+    """Uniform random integer weights on a grid (on the odd grid, even draws move up by 1)."""
+    lo, hi = weight_range(wbits, odd)
+    w = rng.integers(lo, hi + 1, shape)
+    return np.where(w % 2 == 0, w + 1, w) if odd else w
 
 
 def to_codes(w_int, wbits, odd):

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.isa import Buffer, Engine, Queue
-from sw.golden import requant, rne_shift
+from sw.golden import requant, rne_shift, wrap32
 from sw.program import MemoryImage, Program
 from .asm import Assembler, mask
-from .lutpack import pack_planes, weight_range
+from .lutpack import pack_planes, random_weights
 
 __all__ = ["random_program", "RandomProgram"]
 
@@ -84,10 +84,8 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
         if lut:
             wbits = force_wbits or int(rng.choice(config.lut_wbits))
             odd = bool(rng.random() < 0.5) and not ternary
-            lo, hi = (-1, 1) if ternary else weight_range(wbits, odd)
-            w = rng.integers(lo, hi + 1, (k, ch))
-            if odd:
-                w = np.where(w % 2 == 0, w + 1, w)
+            w = rng.integers(-1, 2, (k, ch)) if ternary else \
+                random_weights(rng, (k, ch), wbits, odd)
             w_rows = pack_planes(w, wbits, odd).view(np.int8)   # [k // 4 * wbits, C]
         else:
             w = rng.integers(-128, 128, (k, C), dtype=np.int8)
@@ -148,11 +146,11 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
                        shift=g_shift, scale_addr=g_addr,
                        comment=f"job {j} k[{k0}:{k1}]")
             # independent oracle: the exact integer product of this K slice
-            part = _wrap32(w[k0:k1].astype(np.int64).T @ a[k0:k1].astype(np.int64))
+            part = wrap32(w[k0:k1].astype(np.int64).T @ a[k0:k1].astype(np.int64))
             if scaled:
-                part = _wrap32(rne_shift(part.astype(np.int64)
+                part = wrap32(rne_shift(part.astype(np.int64)
                                          * scales[g_addr:g_addr + ch, None], g_shift))
-            acc = _wrap32(acc.astype(np.int64) + part)
+            acc = wrap32(acc.astype(np.int64) + part)
             parts.append(f"{k1 - k0}" + (f"*m@{g_addr}>>{g_shift}" if scaled else ""))
         relay = bool(rng.random() < 0.3)
         asm.requant(acc_t[s], act_out[s], scale_off, ch, shift,
@@ -186,7 +184,3 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
         desc.append(f"job{j}: {eng_s} k={k} cols={ncols} parts={'+'.join(parts)} res={use_res} "
                     f"relu={relu} shift={shift} relay={relay}")
     return RandomProgram(asm.program(), mem, expected, "; ".join(desc))
-
-
-def _wrap32(x):
-    return ((np.asarray(x, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)

@@ -258,8 +258,7 @@ class Compute(wiring.Component):
         rq_done = requanting & (n_out == rqi.count)
 
         # shared read ports
-        m.d.comb += [self.acc_rq.addr.eq(rqi.acc_addr + n), self.acc_rq.en.eq(q_issue),
-]
+        m.d.comb += [self.acc_rq.addr.eq(rqi.acc_addr + n), self.acc_rq.en.eq(q_issue)]
         with m.If(requanting):
             m.d.comb += [self.act_rd.addr.eq(rqi.res_addr + n), self.act_rd.en.eq(q_issue)]
         with m.Elif(lut_mode):

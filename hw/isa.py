@@ -19,7 +19,8 @@ __all__ = [
     "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "Opcode", "Queue", "Engine", "Buffer",
     "Header", "DmaInsn", "MatmulInsn", "RequantInsn", "SyncInsn", "EndInsn",
     "FORMATS", "QUEUE_OF", "ErrorCode", "Counter", "encode", "decode", "disasm",
-    "IsaError", "view", "buffer_entry_bytes", "buffer_depth",
+    "IsaError", "view", "buffer_entry_bytes", "buffer_depth", "matmul_channels",
+    "matmul_weight_entries",
 ]
 
 ISA_VERSION = 2
@@ -67,6 +68,17 @@ def buffer_depth(cfg):
     """Entries of each buffer in configuration ``cfg``."""
     return {Buffer.ACT: cfg.act_depth, Buffer.WGT: cfg.wgt_depth,
             Buffer.ACC: cfg.acc_depth, Buffer.SCALE: cfg.scale_depth}
+
+
+def matmul_channels(cfg, engine):
+    """Output channels (accumulator entries) one MATMUL on ``engine`` writes."""
+    return cfg.lut_cols if engine == Engine.LUT else cfg.cols
+
+
+def matmul_weight_entries(engine, k, wbits):
+    """Weight-scratchpad entries a MATMUL of ``k`` features reads (also its engine steps):
+    one per feature on the systolic array, ``wbits`` planes per 4 features on the LUT."""
+    return k // 4 * wbits if engine == Engine.LUT else k
 
 
 class Header(data.Struct):

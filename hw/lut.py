@@ -175,7 +175,7 @@ class LutArray(wiring.Component):
 
         # cycles until every latched result has been drained
         left = Signal(18)
-        m.d.comb += left.eq(drain.busy_left() - Mux(drain.act_valid, self.GAP, 0)
+        m.d.comb += left.eq(Mux(drain.act_valid, N - drain.act_col, drain.gap)
                             + Mux(drain.pend_valid, N + self.GAP, 0))
         m.d.comb += self.i.ready.eq(~p.first | (left == 0) | (left + 2 <= p.steps))
 

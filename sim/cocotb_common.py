@@ -1,11 +1,19 @@
-"""What the cocotb testbenches share: clock and reset, and a monitor for an engine's drain."""
+"""What the cocotb testbenches share: clock and reset, payload packing, and a monitor for an
+engine's drain."""
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["clock_and_reset", "collect_tiles"]
+__all__ = ["clock_and_reset", "collect_tiles", "pack"]
+
+
+def pack(layout, values):
+    """An amaranth layout's bits for ``values`` (a dict of numbers, lists or numpy arrays),
+    as the integer to drive onto a port."""
+    return layout.const({k: (v.tolist() if hasattr(v, "tolist") else v)
+                         for k, v in values.items()}).as_value().value
 
 
 async def clock_and_reset(dut, cycles=3, settle=True, **idle):

@@ -143,14 +143,14 @@ def cmd_compile(args):
     out.mkdir(parents=True, exist_ok=True)
     if args.linear:
         from compiler.frontend import lower_layer
+        from compiler.quantize import quantize_act
         m, k, n = args.linear
         rng = np.random.default_rng(args.seed)
         w = rng.normal(size=(n, k)) / np.sqrt(k)
         x = rng.normal(size=(m, k))
         kern = lower_layer(cfg, "linear", m, w, float(np.abs(x).max()), 4.0, args.weights,
                            group=args.group_size)
-        kern.write_input(kern.memory, np.clip(np.rint(x / kern.x_scale), -127, 127)
-                         .astype(np.int8))
+        kern.write_input(kern.memory, quantize_act(x, kern.x_scale))
         kernels = {"linear": kern}
     else:
         from compiler.frontend import compile_model

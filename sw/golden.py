@@ -12,12 +12,13 @@ import numpy as np
 
 from hw.config import AccelConfig
 from hw.isa import (INSN_BYTES, QUEUE_OF, Buffer, Engine, ErrorCode, IsaError, Opcode, Queue,
-                    buffer_depth, buffer_entry_bytes, decode)
+                    buffer_depth, buffer_entry_bytes, decode, matmul_channels,
+                    matmul_weight_entries)
 from .executor import place_program
 from .program import MemoryImage, Program
 
-__all__ = ["Machine", "rne_shift", "requant", "check_insn", "TOKEN_MAX", "lut_tables",
-           "lut_matmul", "matmul_channels"]
+__all__ = ["Machine", "rne_shift", "requant", "wrap32", "check_insn", "TOKEN_MAX", "lut_tables",
+           "lut_matmul"]
 
 TOKEN_MAX = 255     # dependency-token counters are 8 bits wide
 
@@ -77,11 +78,6 @@ def lut_matmul(act, entries, wbits, odd):
     return (s - bias[None, :]) >> 1
 
 
-def matmul_channels(cfg, engine):
-    """Output channels (accumulator entries) one MATMUL writes on ``engine``."""
-    return cfg.lut_cols if engine == Engine.LUT else cfg.cols
-
-
 _LOADABLE = (Buffer.ACT, Buffer.WGT, Buffer.SCALE)
 _STORABLE = (Buffer.ACT, Buffer.ACC)
 
@@ -116,11 +112,9 @@ def check_insn(cfg: AccelConfig, d: dict, queue: Queue):
         if eng == Engine.SYSTOLIC:
             if wbits or d["odd"]:
                 return ErrorCode.ILLEGAL_FIELD
-            w_entries = k
-        else:
-            if wbits not in cfg.lut_wbits or k % 4:
-                return ErrorCode.ILLEGAL_FIELD
-            w_entries = k // 4 * wbits
+        elif wbits not in cfg.lut_wbits or k % 4:
+            return ErrorCode.ILLEGAL_FIELD
+        w_entries = matmul_weight_entries(eng, k, wbits)
         ch = matmul_channels(cfg, eng)
         if (d["act_addr"] + k > cfg.act_depth or d["wgt_addr"] + w_entries > cfg.wgt_depth
                 or d["acc_addr"] + ch > cfg.acc_depth
@@ -259,19 +253,20 @@ class Machine:
             ch = matmul_channels(cfg, eng)
             a = self.act[d["act_addr"]:d["act_addr"] + k]                    # [k, rows]
             if eng == Engine.LUT:
-                w = self.wgt[d["wgt_addr"]:d["wgt_addr"] + k // 4 * d["wbits"]]
-                prod = _wrap32(lut_matmul(a, w, d["wbits"], d["odd"]))       # [ch, rows]
+                w = self.wgt[d["wgt_addr"]:d["wgt_addr"]
+                             + matmul_weight_entries(eng, k, d["wbits"])]
+                prod = wrap32(lut_matmul(a, w, d["wbits"], d["odd"]))       # [ch, rows]
             else:
                 w = self.wgt[d["wgt_addr"]:d["wgt_addr"] + k].astype(np.int64)   # [k, cols]
-                prod = _wrap32(w.T @ a.astype(np.int64))                     # [ch, rows]
+                prod = wrap32(w.T @ a.astype(np.int64))                     # [ch, rows]
             if d["scaled"]:
                 m = self.scale.reshape(-1)[d["scale_addr"]:d["scale_addr"] + ch]
-                prod = _wrap32(rne_shift(prod.astype(np.int64) * m.astype(np.int64)[:, None],
+                prod = wrap32(rne_shift(prod.astype(np.int64) * m.astype(np.int64)[:, None],
                                          d["shift"]))
             dst = slice(d["acc_addr"], d["acc_addr"] + ch)
             if d["accumulate"]:
                 prod = prod.astype(np.int64) + self.acc[dst]
-            self.acc[dst] = _wrap32(prod)
+            self.acc[dst] = wrap32(prod)
             self.counters["macs"] += k * cfg.rows * ch
         elif op == Opcode.REQUANT:
             n = d["count"]
@@ -283,5 +278,5 @@ class Machine:
         # SYNC: waits and releases only
 
 
-def _wrap32(x):
+def wrap32(x):
     return ((np.asarray(x, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)

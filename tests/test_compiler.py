@@ -89,14 +89,11 @@ def test_unsupported_model_is_a_clear_error(tiny):
 def _lut_case(cfg, m, k, n, wbits, odd, group, seed):
     """A LUT-engine linear with integer weights on the grid and random group multipliers,
     and its exact result computed directly (sum of rounded, scaled group products)."""
-    from compiler.lutpack import weight_range
+    from compiler.lutpack import random_weights
     from hw.isa import Engine
     from sw.golden import rne_shift
     rng = np.random.default_rng(seed)
-    lo, hi = weight_range(wbits, odd)
-    w = rng.integers(lo, hi + 1, (n, k))
-    if odd:
-        w = np.where(w % 2 == 0, w + 1, w)
+    w = random_weights(rng, (n, k), wbits, odd)
     x = rng.integers(-127, 128, (m, k), dtype=np.int8)
     mult = rng.integers(1 << 10, 1 << 14, n).astype(np.int16)
     shift = int(rng.integers(8, 16))

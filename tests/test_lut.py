@@ -6,7 +6,7 @@ import pytest
 
 from compiler.frontend import lower_layer
 from compiler.lower import CompileError, Target
-from compiler.lutpack import pack_planes, unpack_planes, weight_range
+from compiler.lutpack import pack_planes, random_weights, unpack_planes, weight_range
 from compiler.quantize import quantize_act, quantize_groups, weight_format
 from compiler.randprog import random_program
 from hw.config import AccelConfig, ConfigError
@@ -16,12 +16,6 @@ from sw.golden import Machine, lut_matmul, lut_tables
 from test_rtl_random import check_program
 
 WIDTHS = [1, 2, 3, 4, "ternary"]
-
-
-def _grid_weights(rng, shape, wbits, odd):
-    lo, hi = weight_range(wbits, odd)
-    w = rng.integers(lo, hi + 1, shape)
-    return np.where(w % 2 == 0, w + 1, w) if odd else w
 
 
 def test_tables_are_the_signed_sums():
@@ -42,7 +36,7 @@ def test_golden_lut_arithmetic_is_the_exact_product(wbits, odd):
         rng = np.random.default_rng(seed)
         k, n, rows = 4 * int(rng.integers(1, 40)), 2 * int(rng.integers(1, 20)), int(
             rng.integers(1, 9))
-        w = _grid_weights(rng, (k, n), wbits, odd)
+        w = random_weights(rng, (k, n), wbits, odd)
         a = rng.integers(-128, 128, (k, rows)).astype(np.int8)
         packed = pack_planes(w, wbits, odd)
         np.testing.assert_array_equal(unpack_planes(packed, wbits, odd), w)

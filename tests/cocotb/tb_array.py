@@ -9,15 +9,10 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.systolic import column_layout, step_layout
-from sim.cocotb_common import clock_and_reset, collect_tiles
+from sim.cocotb_common import clock_and_reset, collect_tiles, pack
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 R, C, TAG = P["rows"], P["cols"], 20
-
-
-def pack(layout, values):
-    return layout.const({k: (v.tolist() if hasattr(v, "tolist") else v)
-                         for k, v in values.items()}).as_value().value
 
 
 @cocotb.test()

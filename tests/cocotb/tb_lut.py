@@ -9,18 +9,14 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from compiler.lutpack import pack_planes, weight_range
+from compiler.lutpack import pack_planes, random_weights
 from hw.lut import lut_step_layout, precompute_in_layout
 from hw.systolic import column_layout
-from sim.cocotb_common import clock_and_reset, collect_tiles
+from sim.cocotb_common import clock_and_reset, collect_tiles, pack
 from sw.golden import lut_tables
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 R, N, TAG = P["rows"], P["ch"], P["tag_bits"]
-
-
-def pack(layout, values):
-    return layout.const(values).as_value().value
 
 
 def unpack(layout, word):
@@ -36,10 +32,7 @@ def job_steps(rng, rnd, tag):
     wbits = rnd.choice([1, 2, 3, 4])
     odd = rnd.random() < 0.5
     groups = rnd.choice([1, 2, rnd.randint(1, 30)])
-    lo, hi = weight_range(wbits, odd)
-    w = rng.integers(lo, hi + 1, (4 * groups, N))
-    if odd:
-        w = np.where(w % 2 == 0, w + 1, w)
+    w = random_weights(rng, (4 * groups, N), wbits, odd)
     a = rng.integers(-128, 128, (4 * groups, R))
     planes = pack_planes(w, wbits, odd)                       # [groups * wbits, N / 2]
     tables = lut_tables(a.reshape(groups, 4, R).transpose(0, 2, 1))   # [g, R, 8]
