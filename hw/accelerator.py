@@ -11,6 +11,7 @@ from .compute import Compute
 from .config import AccelConfig
 from .dma import DmaLoad, DmaStore
 from .fetch import Fetch
+from .protect import ParityMemory
 from .isa import view, INSN_BITS, Buffer, Counter, ErrorCode, Opcode, Queue, SyncInsn, Header
 
 __all__ = ["Accelerator", "TOKEN_BITS"]
@@ -135,14 +136,15 @@ class Accelerator(wiring.Component):
         # --- scratchpads ------------------------------------------------------------------
         # Activations live in 4 banks (entry e in bank e % 4, row e // 4) so the LUT engine
         # reads a whole 4-feature group per cycle; everyone else sees one flat scratchpad.
-        banks = [Memory(shape=8 * R, depth=cfg.act_depth // 4, init=[]) for _ in range(4)]
-        for b, mem in enumerate(banks):
-            m.submodules[f"act_bank{b}"] = mem
-        wgt = Memory(shape=8 * C, depth=cfg.wgt_depth, init=[])
-        acc = Memory(shape=32 * R, depth=cfg.acc_depth, init=[])
-        scale = Memory(shape=8 * cfg.bus_bytes, depth=cfg.scale_depth, init=[])
-        m.submodules.wgt_mem = wgt
-        m.submodules.acc_mem, m.submodules.scale_mem = acc, scale
+        par = set(cfg.parity)
+        banks = [ParityMemory(m, Memory(shape=8 * R, depth=cfg.act_depth // 4, init=[]),
+                              f"act_bank{b}", "act" in par) for b in range(4)]
+        wgt = ParityMemory(m, Memory(shape=8 * C, depth=cfg.wgt_depth, init=[]), "wgt_mem",
+                           "wgt" in par)
+        acc = ParityMemory(m, Memory(shape=32 * R, depth=cfg.acc_depth, init=[]), "acc_mem",
+                           "acc" in par)
+        scale = ParityMemory(m, Memory(shape=8 * cfg.bus_bytes, depth=cfg.scale_depth, init=[]),
+                             "scale_mem", "scale" in par)
 
         def connect_rd(port, rp):
             m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data.eq(rp.data)]
@@ -192,6 +194,7 @@ class Accelerator(wiring.Component):
                      store.rd_data.eq(Mux(store.rd_buf == Buffer.ACC, st_acc.data, st_act))]
 
         # --- completion, deadlock and errors ----------------------------------------------
+        parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()
         q_empty = Cat(*(~f.r_rdy for f in qfifo)).all()
         all_idle = Cat(*(~x.busy for x in execs)).all() & comp.drain_idle
         finished = running & stopped & q_empty & all_idle & fetch.idle
@@ -205,7 +208,8 @@ class Accelerator(wiring.Component):
         new_err = Signal(ErrorCode)
         sources = [(dispatch_err != ErrorCode.NONE, dispatch_err)] + \
                   [(x.error != ErrorCode.NONE, x.error) for x in execs] + \
-                  [(tok_err, ErrorCode.TOKEN_OVERFLOW), (stuck_cnt == 3, ErrorCode.DEADLOCK)]
+                  [(tok_err, ErrorCode.TOKEN_OVERFLOW), (stuck_cnt == 3, ErrorCode.DEADLOCK),
+                   (parity_err, ErrorCode.PARITY), (comp.fault, ErrorCode.RESIDUE)]
         for cond, code in reversed(sources):
             with m.If(cond):
                 m.d.comb += new_err.eq(code)

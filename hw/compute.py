@@ -62,6 +62,7 @@ class Compute(wiring.Component):
             "lut_group": Out(1),     # ... and it was the group's first plane
             "requant_busy": Out(1),
             "drain_idle": Out(1),
+            "fault": Out(1),         # a protection check failed (residue accumulators)
         })
         super().__init__(members)
 
@@ -74,7 +75,9 @@ class Compute(wiring.Component):
         has_sys, has_lut = "systolic" in cfg.engines, cfg.has_lut
         m.submodules.requant = rq = RequantUnit(rows=R)
         if has_sys:
-            m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS)
+            m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS,
+                                                       residue=cfg.acc_check == "residue")
+            m.d.comb += self.fault.eq(array.fault)
         if has_lut:
             m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS)
             m.submodules.lut_array = lut = LutArray(rows=R, ch=N, tag_bits=TAG_BITS,

@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "LUT_WBITS", "LUT_GROUP", "load_config", "preset_names"]
+__all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "LUT_WBITS", "LUT_GROUP", "ACC_CHECKS", "load_config", "preset_names"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -18,6 +18,9 @@ ENGINES = ("systolic", "lut")
 
 #: Weight widths the LUT engine can run (ternary runs as 2-bit planes).
 LUT_WBITS = (1, 2, 3, 4)
+#: Accumulator protections (AccelConfig.acc_check).
+ACC_CHECKS = ("none", "residue")
+
 #: Activations per LUT table group (the table has 2**G / 2 stored entries).
 LUT_GROUP = 4
 
@@ -76,6 +79,12 @@ class AccelConfig:
     lut_wbits : list of int
         Weight widths (bit planes) the LUT engine accepts; a MATMUL asking for another width
         raises ILLEGAL_FIELD.
+    parity : list of str
+        Scratchpads (from ``act``, ``wgt``, ``acc``, ``scale``) with a parity bit per entry,
+        checked on every read (error PARITY). See hw/protect.py.
+    acc_check : str
+        ``none`` or ``residue``: the systolic accumulators carry a mod-3 residue checked as
+        results leave the array (error RESIDUE).
     """
 
     name: str = "custom"
@@ -93,6 +102,8 @@ class AccelConfig:
     clock_mhz: int = 150
     engines: tuple = field(default=("systolic",))
     lut_wbits: tuple = field(default=LUT_WBITS)
+    parity: tuple = field(default=())
+    acc_check: str = "none"
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -129,6 +140,15 @@ class AccelConfig:
                 f"not {list(self.lut_wbits)!r}")
         object.__setattr__(self, "lut_wbits", tuple(sorted(set(raw))))
 
+        from .protect import SCRATCHPADS
+        raw = self.parity
+        if not (isinstance(raw, (list, tuple)) and all(p in SCRATCHPADS for p in raw)):
+            raise ConfigError(f"{where}: parity must be a list from {list(SCRATCHPADS)}, "
+                              f"not {raw!r}")
+        object.__setattr__(self, "parity", tuple(p for p in SCRATCHPADS if p in raw))
+        if self.acc_check not in ACC_CHECKS:
+            raise ConfigError(f"{where}: acc_check must be one of {list(ACC_CHECKS)}, "
+                              f"not {self.acc_check!r}")
         if self.act_depth % LUT_GROUP:
             raise ConfigError(f"{where}: act_depth must be a multiple of {LUT_GROUP} "
                               f"(the activation scratchpad has {LUT_GROUP} banks), "
@@ -187,6 +207,7 @@ class AccelConfig:
         d = dataclasses.asdict(self)
         d["engines"] = list(self.engines)
         d["lut_wbits"] = list(self.lut_wbits)
+        d["parity"] = list(self.parity)
         return d
 
     @property
@@ -199,6 +220,10 @@ class AccelConfig:
         d = self.to_dict()
         for k in ("name", "mem_bytes_per_cycle", "mem_latency", "clock_mhz"):
             d.pop(k)
+        if not self.parity:         # unprotected configs keep the hash they always had
+            d.pop("parity")
+        if self.acc_check == "none":
+            d.pop("acc_check")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:8]
 
     def replace(self, **changes):

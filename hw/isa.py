@@ -200,6 +200,9 @@ class ErrorCode(enum.Enum, shape=4):
     TOKEN_OVERFLOW = 7      # a dependency-token counter overflowed
     DEADLOCK = 8            # every queue waits for a token nobody can give
     FETCH_RANGE = 9         # the program runs off the end of memory without END
+    PARITY = 10             # a scratchpad entry read back with bad parity (AccelConfig.parity)
+    RESIDUE = 11            # an accumulator result disagrees with its mod-3 residue
+                            # (AccelConfig.acc_check = "residue")
 
 
 class Counter(enum.Enum, shape=4):

@@ -2,9 +2,10 @@
 
 from amaranth import Module, Signal, Mux, Array, Cat, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from .drain import ColumnDrain, drain_members
+from .protect import mod3
 
 __all__ = ["SystolicArray", "step_layout", "column_layout"]
 
@@ -44,11 +45,14 @@ class SystolicArray(wiring.Component):
 
     GAP = 1     # idle cycles between two drains (lets the accumulate read-modify-write settle)
 
-    def __init__(self, *, rows, cols, tag_bits=20):
+    def __init__(self, *, rows, cols, tag_bits=20, residue=False):
         self._rows, self._cols, self._tag = rows, cols, tag_bits
+        self._residue = residue
         super().__init__({
             "i": In(stream.Signature(step_layout(rows, cols, tag_bits))),
             **drain_members(column_layout(rows, tag_bits), tag_bits),
+            # a drained result disagrees with its mod-3 residue (hw/protect.py)
+            "fault": Out(1),
         })
 
     def elaborate(self, platform):
@@ -75,12 +79,19 @@ class SystolicArray(wiring.Component):
         row_in = [(delay(s_a[i], i, f"ska{i}"), delay(s_first, i, f"skf{i}"),
                    delay(s_last, i, f"skl{i}")) for i in range(R)]
         col_in = [delay(s_b[j], j, f"skb{j}") for j in range(C)]
+        chk = self._residue
+        if chk:     # operand residues travel beside the operands, skewed the same way
+            row_r = [delay(mod3(m, s_a[i], f"in_ra{i}"), i, f"skra{i}") for i in range(R)]
+            col_r = [delay(mod3(m, s_b[j], f"in_rb{j}"), j, f"skrb{j}") for j in range(C)]
+            rres = [[None] * C for _ in range(R)]
+            rb_down = list(col_r)
 
         # PE grid
         res = [[None] * C for _ in range(R)]
         b_down = list(col_in)
         for i in range(R):
             a, f, l = row_in[i]
+            ra = row_r[i] if chk else None
             for j in range(C):
                 b = b_down[j]
                 acc = Signal(signed(32), name=f"pe{i}_{j}_acc")
@@ -95,6 +106,19 @@ class SystolicArray(wiring.Component):
                 with m.If(l):
                     m.d.sync += r.eq(total)
                 res[i][j] = r
+                if chk:
+                    rb = rb_down[j]
+                    racc = Signal(2, name=f"pe{i}_{j}_racc")
+                    rr = Signal(2, name=f"pe{i}_{j}_rres")
+                    ra_r = Signal(2, name=f"pe{i}_{j}_ra")
+                    rb_r = Signal(2, name=f"pe{i}_{j}_rb")
+                    rtot = Signal(2, name=f"pe{i}_{j}_rsum")
+                    m.d.comb += rtot.eq((Mux(f, 0, racc) + (ra * rb) % 3) % 3)
+                    m.d.sync += [racc.eq(rtot), ra_r.eq(ra), rb_r.eq(rb)]
+                    with m.If(l):
+                        m.d.sync += rr.eq(rtot)
+                    rres[i][j] = rr
+                    ra, rb_down[j] = ra_r, rb_r
                 a, f, l = a_r, f_r, l_r
                 b_down[j] = b_r
 
@@ -114,4 +138,10 @@ class SystolicArray(wiring.Component):
 
         cols = Array(Cat(*(res[i][j] for i in range(R))) for j in range(C))
         drain.connect(self, cols[drain.act_col], self._tag)
+        if chk:     # every result leaving the array is checked against its residue
+            rcols = Array(Cat(*(rres[i][j] for i in range(R))) for j in range(C))
+            sel_r = rcols[drain.act_col]
+            bad = [mod3(m, self.o.payload.data[i], f"out_r{i}") != sel_r[2 * i:2 * i + 2]
+                   for i in range(R)]
+            m.d.comb += self.fault.eq(drain.act_valid & Cat(*bad).any())
         return m
