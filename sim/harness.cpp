@@ -63,6 +63,15 @@ struct VarRef {
     int entsize;
 };
 
+// A stuck-at: bits of one variable entry forced (and-mask, then or-mask) after every clock
+// edge until `until` (exclusive); UINT64_MAX means permanent.
+struct Force {
+    int var;
+    int index;
+    std::vector<uint8_t> and_mask, or_mask;
+    uint64_t until;
+};
+
 struct Sim {
     VerilatedContext ctx;
     Vllmaccel_top* top;
@@ -75,6 +84,8 @@ struct Sim {
     std::vector<VarRef> vars;
     uint64_t mem_bytes_moved = 0;
     bool in_reset = false;
+    std::vector<Force> forces;
+    std::vector<uint8_t> scratch;      // state_equal's serialisation buffer
 
     Sim() {
         ctx.debug(0);
@@ -97,6 +108,17 @@ struct Sim {
         }
     }
     ~Sim() { top->final(); delete top; }
+
+    void apply_forces() {
+        for (size_t i = 0; i < forces.size();) {
+            Force& f = forces[i];
+            if (cycle >= f.until) { forces.erase(forces.begin() + i); continue; }
+            VarRef& v = vars[f.var];
+            uint8_t* p = (uint8_t*)v.datap + (size_t)f.index * v.entsize;
+            for (int b = 0; b < v.entsize; ++b) p[b] = (p[b] & f.and_mask[b]) | f.or_mask[b];
+            ++i;
+        }
+    }
 
     void set_inputs() {
         // request side: accept while the bandwidth credit covers a beat and the response
@@ -145,6 +167,7 @@ struct Sim {
         }
         top->clk = 1;
         top->eval();
+        if (!forces.empty()) apply_forces();
         if (req_fire) resp.push_back(r);
         if (resp_fire) resp.pop_front();
         ++cycle;
@@ -300,8 +323,57 @@ void sim_restore(void* h, const uint8_t* buf) {
         size_t n = (size_t)v.depth * v.entsize;
         memcpy(v.datap, buf, n); buf += n;
     }
+    s->forces.clear();
     s->top->eval();
 }
+
+// Whether the whole state (memory model, DRAM, every variable) equals a snapshot: a faulty
+// run whose state is back to the golden run's is masked from then on.
+int sim_state_equal(void* h, const uint8_t* buf) {
+    Sim* s = S(h);
+    uint64_t n = sim_snapshot_size(h);
+    s->scratch.resize(n);
+    sim_snapshot(h, s->scratch.data());
+    return memcmp(s->scratch.data(), buf, n) == 0;
+}
+
+// How many of the variables flagged in `include` (one byte per variable) differ from the
+// snapshot `buf` (taken from the same model): the faults still latent in the design.
+int sim_vars_differ(void* h, const uint8_t* buf, const uint8_t* include) {
+    Sim* s = S(h);
+    uint64_t nr;
+    memcpy(&nr, buf + 16, 8);
+    const uint8_t* p = buf + 24 + nr * sizeof(Resp) + s->dram.size();
+    int count = 0;
+    for (size_t i = 0; i < s->vars.size(); ++i) {
+        const VarRef& v = s->vars[i];
+        size_t n = (size_t)v.depth * v.entsize;
+        if (include[i] && memcmp(v.datap, p, n) != 0) ++count;
+        p += n;
+    }
+    return count;
+}
+
+// Force bits of variable `i` entry `index`: value = (value & and_mask) | or_mask, now and
+// after every clock edge for `duration` cycles (0: permanent).
+int sim_force(void* h, int i, int index, const uint8_t* and_mask, const uint8_t* or_mask,
+              uint64_t duration) {
+    Sim* s = S(h);
+    if (i < 0 || i >= (int)s->vars.size()) return -1;
+    const VarRef& v = s->vars[i];
+    if (index < 0 || index >= v.depth) return -1;
+    Force f;
+    f.var = i;
+    f.index = index;
+    f.and_mask.assign(and_mask, and_mask + v.entsize);
+    f.or_mask.assign(or_mask, or_mask + v.entsize);
+    f.until = duration ? s->cycle + duration : UINT64_MAX;
+    s->forces.push_back(f);
+    s->apply_forces();
+    return 0;
+}
+
+void sim_release_all(void* h) { S(h)->forces.clear(); }
 
 }  // extern "C"
 

@@ -1,0 +1,154 @@
+"""One worker's injector: the Verilated model loaded once, a golden run with periodic
+snapshots, then faults injected one after another and classified.
+
+Per fault: restore the nearest snapshot at or before the fault's cycle, run up to it, inject,
+then run on; at every later snapshot cycle compare the whole state with the golden run's
+(same cycle): equal means masked from then on, so the run stops there. Otherwise the run ends
+at ``done`` or at the watchdog:
+
+* DUE -- the error flag was raised, or the watchdog caught a hang;
+* SDC -- outputs (the whole memory image) differ and no error was raised;
+* masked -- outputs bit-identical; ``latent`` if the design's state (counters aside) still
+  differs from the golden run's at the end (a fault left behind, undetected).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .models import Fault, inject
+from .sites import fault_sites
+
+__all__ = ["Injector", "GoldenKernel"]
+
+OUTCOMES = ("masked", "sdc", "due")
+
+
+class GoldenKernel:
+    def __init__(self, prog_addr, start_cycle, end_cycle, snaps, final_snap, final_mem):
+        self.prog_addr, self.start_cycle, self.end_cycle = prog_addr, start_cycle, end_cycle
+        self.snaps = snaps                  # [(cycle, bytes)], ascending
+        self.snap_cycles = np.array([c for c, _ in snaps])
+        self.final_snap, self.final_mem = final_snap, final_mem
+
+    @property
+    def cycles(self):
+        """Cycles a fault can hit: [start_cycle, end_cycle)."""
+        return self.end_cycle - self.start_cycle
+
+
+class Injector:
+    """Parameters
+    ----------
+    config : AccelConfig
+    workload : Workload
+    snapshot_every : cycles between golden snapshots (default: from ``snapshot_budget``)
+    snapshot_budget : bytes all snapshots of all kernels may take
+    structures : only these structures are fault sites (default: all)
+    """
+
+    def __init__(self, config, workload, *, snapshot_every=None, snapshot_budget=256 << 20,
+                 structures=None, quiet=True):
+        from sim.fast import FastRunner
+        self.config, self.workload = config, workload
+        self.rtl = FastRunner(config, quiet=quiet)
+        self.sites = fault_sites(self.rtl, structures)
+        self.elements = {e.name: e for s in self.sites.values() for e in s.elements}
+        # latent check: every variable that is state, except the performance counters
+        all_state = {e.var_index: s for s, st in fault_sites(self.rtl).items()
+                     for e in st.elements}
+        self._latent_mask = bytes(int(all_state.get(i, "counters") != "counters")
+                                  for i in range(len(self.rtl.variables())))
+        self.golden = self._golden_runs(snapshot_every, snapshot_budget)
+
+    # --- golden run ----------------------------------------------------------------------
+    def _golden_runs(self, every, budget):
+        rtl = self.rtl
+        ends = []
+        for k in self.workload.kernels:          # first pass: lengths, and a sanity check
+            _, st = rtl.run(k.program, k.memory)
+            if st["error"]:
+                raise RuntimeError(f"workload kernel {k.name}: the golden run stopped with "
+                                   f"{st['error']}")
+            ends.append(st["sim_cycles"])
+        snap_size = len(rtl.snapshot())
+        total = sum(ends)
+        if every is None:
+            n_snaps = max(len(ends), budget // snap_size)
+            every = max(32, -(-total // n_snaps))
+        self.snapshot_every = every
+        out = []
+        for k in self.workload.kernels:
+            addr = rtl.load(k.program, k.memory)
+            rtl.start(addr)
+            start = rtl.cycle
+            snaps = []
+            while True:
+                snaps.append((rtl.cycle, rtl.snapshot()))
+                if rtl.step(every):
+                    break
+            out.append(GoldenKernel(addr, start, rtl.cycle, snaps, rtl.snapshot(),
+                                    rtl.read_memory(k.memory).data))
+        return out
+
+    # --- one fault -----------------------------------------------------------------------
+    def run_fault(self, f: Fault) -> dict:
+        rtl, g = self.rtl, self.golden[f.kernel]
+        elem = self.elements[f.element]
+        j = int(np.searchsorted(g.snap_cycles, f.cycle, side="right")) - 1
+        rtl.restore(g.snaps[j][1])
+        if f.cycle > rtl.cycle:
+            rtl.step(f.cycle - rtl.cycle)
+        inject(rtl, elem, f)
+        forced_until = (None if f.model in ("flip", "mbu") else
+                        (f.cycle + f.duration if f.duration else float("inf")))
+        budget_end = f.cycle + 2 * g.cycles + 1000      # the watchdog
+        res = {"converged": None}
+        done = False
+        j += 1
+        while not done:
+            nxt = int(g.snap_cycles[j]) if j < len(g.snaps) else budget_end
+            nxt = min(nxt, budget_end)
+            done = rtl.step(nxt - rtl.cycle)
+            if done or rtl.cycle >= budget_end:
+                break
+            if j < len(g.snaps) and rtl.cycle == g.snap_cycles[j] and \
+                    (forced_until is None or rtl.cycle >= forced_until) and \
+                    rtl.state_equals(g.snaps[j][1]):
+                res.update(outcome="masked", error=None, latent=0, converged=rtl.cycle,
+                           end_cycle=g.end_cycle, out_bytes=0)
+                return res
+            j += 1
+        res["end_cycle"] = rtl.cycle
+        if not done:
+            res.update(outcome="due", error="WATCHDOG", latent=0, out_bytes=0)
+            return res
+        st = rtl.stats()
+        if st["error"]:
+            res.update(outcome="due", error=st["error"], latent=0, out_bytes=0)
+            return res
+        k = self.workload.kernels[f.kernel]
+        out = rtl.read_memory(k.memory)
+        diff = np.frombuffer(out.data, np.uint8) != np.frombuffer(g.final_mem, np.uint8)
+        n_bad = int(diff.sum())
+        if not n_bad:
+            rtl.release_all()
+            latent = int(rtl.vars_differ(g.final_snap, self._latent_mask) > 0)
+            res.update(outcome="masked", error=None, latent=latent, out_bytes=0)
+            return res
+        res.update(outcome="sdc", error=None, latent=0, out_bytes=n_bad)
+        if self.workload.effect is not None:
+            res.update(self.workload.effect(f.kernel, out))
+        return res
+
+    def run_batch(self, items):
+        """``items``: [(fault id, Fault)] -> [(fault id, result dict)]."""
+        out = []
+        for fid, f in items:
+            t0 = time.perf_counter()
+            r = self.run_fault(f)
+            r["wall_ms"] = 1e3 * (time.perf_counter() - t0)
+            out.append((fid, r))
+        return out
