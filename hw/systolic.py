@@ -113,7 +113,10 @@ class SystolicArray(wiring.Component):
                     ra_r = Signal(2, name=f"pe{i}_{j}_ra")
                     rb_r = Signal(2, name=f"pe{i}_{j}_rb")
                     rtot = Signal(2, name=f"pe{i}_{j}_rsum")
-                    m.d.comb += rtot.eq((Mux(f, 0, racc) + (ra * rb) % 3) % 3)
+                    # (ra * rb) mod 3 for residues in {0, 1, 2}: 0 if either is 0, else
+                    # 1 when equal (1*1, 2*2=4), 2 when not -- a 4-input function, no multiplier
+                    rprod = Mux((ra == 0) | (rb == 0), 0, Mux(ra == rb, 1, 2))
+                    m.d.comb += rtot.eq((Mux(f, 0, racc) + rprod) % 3)
                     m.d.sync += [racc.eq(rtot), ra_r.eq(ra), rb_r.eq(rb)]
                     with m.If(l):
                         m.d.sync += rr.eq(rtot)

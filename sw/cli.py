@@ -285,6 +285,8 @@ def build_parser():
     da.set_defaults(fn=cmd_disasm)
     cf = sub.add_parser("configs", help="list the preset configurations")
     cf.set_defaults(fn=cmd_configs)
+    from sw.faults_cli import add_parser as add_faults
+    add_faults(sub)
     return p
 
 

@@ -19,7 +19,7 @@ class Fault:
     cycle: int          # injected when the run has reached this cycle (1 = start)
     structure: str
     element: str        # hierarchical state element name
-    index: int          # entry (memories), 0 for flops
+    entry: int          # entry (memories), 0 for flops
     bit: int            # lowest affected bit
     model: str
     nbits: int = 1
@@ -65,6 +65,6 @@ def parse_model(text):
 def inject(runner, elem, f: Fault):
     """Apply ``f`` to ``runner`` (a FastRunner) at its current cycle."""
     if f.model in ("flip", "mbu"):
-        runner.poke(elem, runner.peek(elem, f.index) ^ f.mask, f.index)
+        runner.poke(elem, runner.peek(elem, f.entry) ^ f.mask, f.entry)
     else:
-        runner.force(elem, f.mask, f.mask if f.model == "stuck1" else 0, f.index, f.duration)
+        runner.force(elem, f.mask, f.mask if f.model == "stuck1" else 0, f.entry, f.duration)
