@@ -19,8 +19,7 @@ __all__ = ["main"]
 EXIT_USER, EXIT_MISMATCH, EXIT_ACCEL = 2, 3, 4
 
 
-class UserError(Exception):
-    pass
+from sw.errors import UserError  # noqa: E402
 
 
 def _say(msg):

@@ -10,7 +10,7 @@ __all__ = ["add_parser"]
 
 
 def _user_error(msg):
-    from sw.cli import UserError
+    from sw.errors import UserError
     return UserError(msg)
 
 

@@ -36,7 +36,8 @@ def wilson(k, n, confidence=0.95):
     d = 1 + t * t / n
     c = (p + t * t / (2 * n)) / d
     h = t * math.sqrt(p * (1 - p) / n + t * t / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
+    lo, hi = max(0.0, c - h), min(1.0, c + h)
+    return (0.0 if k <= 0 else lo), (1.0 if k >= n else hi)
 
 
 def allocate(populations: dict, n_total: int, minimum=30) -> dict:
