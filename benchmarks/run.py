@@ -1,9 +1,10 @@
 """`make bench`: every benchmark, side by side in one run (JSON in results/, tables printed)."""
 
-from . import lut_cycles, lut_resources, sim_throughput, utilization
+from . import fault_rate, lut_cycles, lut_resources, sim_throughput, utilization
 
 if __name__ == "__main__":
     utilization.run()
     sim_throughput.run()
     lut_cycles.run()
     lut_resources.run()
+    fault_rate.run()

@@ -151,7 +151,8 @@ class _Progress:
         for _, r in batch:
             self.counts[r["outcome"]] += 1
         now = time.perf_counter()
-        if self.quiet or (now - self.last < 0.5 and self.done < self.total):
+        tty = getattr(self.out, "isatty", lambda: False)()
+        if self.quiet or (now - self.last < (0.5 if tty else 15) and self.done < self.total):
             return
         self.last = now
         rate = (self.done - self.start_done) / max(now - self.t0, 1e-9)
@@ -162,10 +163,11 @@ class _Progress:
         print(f"\r[faults] |{'#' * fill}{'.' * (width - fill)}| {self.done}/{self.total} "
               f"{rate:6.1f}/s ETA {int(eta // 60)}m{int(eta % 60):02d}s  "
               f"masked {self.counts['masked'] / n:.1%} SDC {self.counts['sdc'] / n:.1%} "
-              f"DUE {self.counts['due'] / n:.1%}", end="", file=self.out, flush=True)
+              f"DUE {self.counts['due'] / n:.1%}", end="" if tty else "\n", file=self.out,
+              flush=True)
 
     def finish(self):
-        if not self.quiet:
+        if not self.quiet and getattr(self.out, "isatty", lambda: False)():
             print(file=self.out, flush=True)
 
 
