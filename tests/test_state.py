@@ -3,26 +3,15 @@ snapshot/restore, and a real injected upset changing exactly what it should."""
 
 import numpy as np
 
-from compiler.asm import Assembler, mask
-from hw.isa import Buffer, Queue as Q
 from sw.golden import Machine
-from sw.program import MemoryImage
 
 
 def _long_matmul(cfg, k=200, seed=0):
-    rng = np.random.default_rng(seed)
-    R, C = cfg.rows, cfg.cols
-    a = rng.integers(-128, 128, (k, R), dtype=np.int8)
-    w = rng.integers(-128, 128, (k, C), dtype=np.int8)
-    mem = MemoryImage(bytearray())
-    aa, wa = mem.write("a", a), mem.write("w", w)
-    oa = mem.reserve("acc", (C, R), np.int32, row_stride=4 * R)
-    asm = Assembler(cfg)
-    asm.load(Buffer.ACT, 0, aa, k, R)
-    asm.load(Buffer.WGT, 0, wa, k, C, release=mask(Q.COMPUTE))
-    asm.matmul(0, 0, 0, k, wait=mask(Q.LOAD), release=mask(Q.STORE))
-    asm.store(Buffer.ACC, 0, oa, C, 4 * R, wait=mask(Q.COMPUTE))
-    return asm.program(), mem
+    """One MATMUL of ``k`` steps with its loads and store (the fault campaigns' ``matmul``
+    workload): returns (program, memory)."""
+    from sim.faults.workload import matmul_workload
+    kern = matmul_workload(cfg, seed=seed, k=k).kernels[0]
+    return kern.program, kern.memory
 
 
 def test_state_enumeration(tiny, tiny_rtl):
