@@ -85,8 +85,15 @@ def _make_injector(spec: CampaignSpec, snapshot_every=None):
                     structures=list(spec.structures) or None)
 
 
+def _one_thread():
+    # workers are one per core: torch's own thread pool would only oversubscribe them
+    import torch
+    torch.set_num_threads(1)
+
+
 def _pool_init(spec, snapshot_every):
     global _INJ
+    _one_thread()
     _INJ = _make_injector(spec, snapshot_every)
 
 
@@ -284,6 +291,7 @@ def _run_ray(spec, info, batches, db, prog, address, workers):
     @ray.remote
     class Worker:
         def __init__(self, spec, every):
+            _one_thread()
             self.inj = _make_injector(spec, every)
 
         def run(self, b):
