@@ -32,13 +32,15 @@ def run(config="tiny", n_cocotb=12):
     per_core = 1e3 / np.mean(walls)
 
     # the same faults (flip-flop flips, spread over the kernels) on the cocotb injector
+    # (one injector gives the flops' names, the kernels and their golden results)
+    from sim.faults.campaign import _make_injector
+    inj = _make_injector(spec)
     rng = np.random.default_rng(0)
-    from sim.fast import FastRunner
-    plain = {e.name for e in FastRunner(spec.accel_config(), quiet=True).state_elements()
-             if e.depth == 1 and re.fullmatch(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*", e.name)}
+    plain = {n for n, e in inj.elements.items()
+             if e.depth == 1 and re.fullmatch(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*", n)}
     flops = [r for r in rows if r["model"] == "flip" and r["element"] in plain]
     pick = [flops[i] for i in rng.choice(len(flops), n_cocotb, replace=False)]
-    coco = _cocotb(spec, pick)
+    coco = _cocotb(inj, pick)
     agree = sum(a == r["outcome"] for a, r in zip(coco["outcomes"], pick))
     coco_rate = len(pick) / coco["seconds"]
     result = {
@@ -67,21 +69,19 @@ def run(config="tiny", n_cocotb=12):
     return result
 
 
-def _cocotb(spec, faults):
+def _cocotb(inj, faults):
     import hw
     from sim.cocotb_run import run_testbench
-    from sim.faults.campaign import _make_injector
-    from sw.executor import place_program
-    inj = _make_injector(spec)
+    from sw.executor import program_image
     cfg = inj.config
     with tempfile.TemporaryDirectory() as d:
         kernels = []
         for i, (k, g) in enumerate(zip(inj.workload.kernels, inj.golden)):
-            dram, prog_addr = place_program(cfg, k.program, k.memory)
-            end = prog_addr + len(k.program) * 16
-            np.save(Path(d) / f"k{i}.npy", dram[:end])
+            image, prog_addr = program_image(cfg, k.program, k.memory)
+            np.save(Path(d) / f"k{i}.npy", image)
             np.save(Path(d) / f"g{i}.npy", np.frombuffer(g.final_mem, np.uint8))
-            kernels.append({"image": str(Path(d) / f"k{i}.npy"), "golden": str(Path(d) / f"g{i}.npy"),
+            kernels.append({"image": str(Path(d) / f"k{i}.npy"),
+                            "golden": str(Path(d) / f"g{i}.npy"),
                             "prog_addr": prog_addr, "cycles": g.cycles})
         out = Path(d) / "out.json"
         params = {"bus_bytes": cfg.bus_bytes, "latency": cfg.mem_latency,

@@ -71,12 +71,11 @@ def run(config="default", shape=(16, 576, 576)):
 def _cocotb(cfg, prog, mem):
     import hw
     from sim.cocotb_run import run_testbench
-    from sw.executor import place_program
-    dram, prog_addr = place_program(cfg, prog, mem)
-    end = prog_addr + len(prog) * 16
+    from sw.executor import program_image
+    image, prog_addr = program_image(cfg, prog, mem)
     with tempfile.TemporaryDirectory() as d:
         img = Path(d) / "image.npy"
-        np.save(img, dram[:end])
+        np.save(img, image)
         out = Path(d) / "out.json"
         params = {"bus_bytes": cfg.bus_bytes, "latency": cfg.mem_latency, "image": str(img),
                   "prog_addr": prog_addr, "out": str(out)}

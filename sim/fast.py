@@ -18,7 +18,7 @@ import numpy as np
 
 from hw.config import AccelConfig
 from hw.isa import Counter, ErrorCode
-from sw.executor import place_program
+from sw.executor import place_program, program_image
 from sw.program import MemoryImage, Program
 from .build import cached_build, cpu_id, run_logged, verilator_env, verilator_root
 from .state import StateElement, flops_by_module, state_elements
@@ -300,10 +300,9 @@ class FastRunner:
     def run_bare(self, program: Program, memory: MemoryImage):
         """Run the same program on the bare C++ loop executable (benchmark reference)."""
         import tempfile, json
-        dram, prog_addr = place_program(self.config, program, memory)
-        end = prog_addr + len(program) * 16
+        image, prog_addr = program_image(self.config, program, memory)
         with tempfile.NamedTemporaryFile(suffix=".bin") as f:
-            f.write(dram[:end].tobytes())
+            f.write(image.tobytes())
             f.flush()
             out = subprocess.run([str(self.build_dir / "bare"), f.name, str(self.config.dram_bytes),
                                   str(prog_addr), str(float(self.bytes_per_cycle)),

@@ -14,7 +14,7 @@ import numpy as np
 from hw.isa import INSN_BYTES
 from .program import MemoryImage, Program, ProgramError
 
-__all__ = ["Executor", "place_program"]
+__all__ = ["Executor", "place_program", "program_image"]
 
 
 class Executor(Protocol):
@@ -41,3 +41,10 @@ def place_program(config, program: Program, memory: MemoryImage):
     dram[:memory.size] = np.frombuffer(bytes(memory.data), np.uint8)
     dram[prog_addr:end] = np.frombuffer(program.body(), np.uint8)
     return dram, prog_addr
+
+
+def program_image(config, program: Program, memory: MemoryImage):
+    """``place_program`` cut to the bytes in use (data image and program): what a runner
+    outside this process loads. Returns ``(image, prog_addr)``."""
+    dram, prog_addr = place_program(config, program, memory)
+    return dram[:prog_addr + len(program) * INSN_BYTES], prog_addr
