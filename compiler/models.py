@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["BlockShape", "SHAPES", "DecoderBlock", "make_block"]
+__all__ = ["BlockShape", "SHAPES", "DecoderBlock", "make_block", "demo_shape", "demo_inputs"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,17 @@ def make_block(shape="smollm2-135m", seed=0) -> DecoderBlock:
             else:
                 p.copy_(0.02 * torch.randn(p.shape, generator=g))
     return blk.eval()
+
+
+def demo_shape(config):
+    """The block shape the demo uses on ``config``: SmolLM2-135M's on a 16-row or larger
+    array, the toy shape on the small test arrays."""
+    return "smollm2-135m" if config.rows >= 16 else "toy"
+
+
+def demo_inputs(blk, tokens, seed=0):
+    """The demo's seeded inputs for ``blk``: three calibration inputs and the test input,
+    each ``tokens x hidden``."""
+    g = torch.Generator().manual_seed(seed + 1)
+    calib = [(torch.randn(tokens, blk.s.hidden, generator=g),) for _ in range(3)]
+    return calib, torch.randn(tokens, blk.s.hidden, generator=g)

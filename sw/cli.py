@@ -48,11 +48,11 @@ def _executor(name, config, quiet=False):
 def cmd_demo(args):
     import torch
     from compiler.frontend import compile_model
-    from compiler.models import SHAPES, make_block
+    from compiler.models import SHAPES, demo_inputs, demo_shape, make_block
     from sw.golden import Machine
 
     cfg = _config(args.config or ("lut" if args.engine == "lut" else "default"))
-    shape = args.shape or ("smollm2-135m" if cfg.rows >= 16 else "toy")
+    shape = args.shape or demo_shape(cfg)
     if shape not in SHAPES:
         raise UserError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
     if args.engine == "systolic" and args.wbits is not None:
@@ -62,9 +62,7 @@ def cmd_demo(args):
     quiet = args.json
     log = (lambda m: None) if quiet else _say
     blk = make_block(shape, seed=args.seed)
-    g = torch.Generator().manual_seed(args.seed + 1)
-    calib = [(torch.randn(args.tokens, blk.s.hidden, generator=g),) for _ in range(3)]
-    x = torch.randn(args.tokens, blk.s.hidden, generator=g)
+    calib, x = demo_inputs(blk, args.tokens, args.seed)
     log(f"[demo] decoder block {shape} (hidden {blk.s.hidden}, inter {blk.s.inter}, heads "
         f"{blk.s.heads}/{blk.s.kv_heads}), {args.tokens} tokens, config {cfg.name!r} "
         f"({cfg.rows}x{cfg.cols} array), weights {wformat}"
@@ -136,7 +134,6 @@ def cmd_verilog(args):
 
 def cmd_compile(args):
     import numpy as np
-    import torch
     cfg = _config(args.config)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,11 +150,9 @@ def cmd_compile(args):
         kernels = {"linear": kern}
     else:
         from compiler.frontend import compile_model
-        from compiler.models import make_block
-        blk = make_block(args.shape or ("smollm2-135m" if cfg.rows >= 16 else "toy"),
-                         seed=args.seed)
-        g = torch.Generator().manual_seed(args.seed + 1)
-        calib = [(torch.randn(args.tokens, blk.s.hidden, generator=g),) for _ in range(3)]
+        from compiler.models import demo_inputs, demo_shape, make_block
+        blk = make_block(args.shape or demo_shape(cfg), seed=args.seed)
+        calib, _ = demo_inputs(blk, args.tokens, args.seed)
         kernels = compile_model(blk, calib, cfg, wformat=args.weights, group=args.group_size,
                                 progress=_say).kernels
     manifest = {"config": cfg.name, "config_hash": cfg.hash.hex(), "kernels": []}

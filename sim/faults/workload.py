@@ -60,14 +60,12 @@ def demo_workload(config, seed=0, tokens=16):
     (argmax of a fixed seeded unembedding, 512 entries, of each token's output)."""
     import torch
     from compiler.frontend import compile_model
-    from compiler.models import make_block
+    from compiler.models import demo_inputs, demo_shape, make_block
     from sw.golden import Machine
 
-    shape = "smollm2-135m" if config.rows >= 16 else "toy"
+    shape = demo_shape(config)
     blk = make_block(shape, seed=seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    calib = [(torch.randn(tokens, blk.s.hidden, generator=g),) for _ in range(3)]
-    x = torch.randn(tokens, blk.s.hidden, generator=g)
+    calib, x = demo_inputs(blk, tokens, seed)
     cm = compile_model(blk, calib, config)
     rec = _Recorder(Machine(config))
     y_ref, _ = cm.run((x,), rec)
