@@ -12,7 +12,7 @@
   single-bit error (a change by 2**i, never a multiple of 3) is detected.
 """
 
-from amaranth import Signal, Cat, Const, Mux
+from amaranth import Signal, Cat, Const
 from amaranth.lib.memory import Memory
 
 __all__ = ["ParityMemory", "mod3", "SCRATCHPADS"]

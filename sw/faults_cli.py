@@ -62,7 +62,7 @@ def cmd_run(args):
     except (CampaignError, DBError, ValueError) as e:
         raise _user_error(str(e)) from None
     if args.json:
-        print(json.dumps(_jsonable(s)))
+        print(json.dumps(s, default=str))
     else:
         r = s["this_run"]
         if r["injections"]:
@@ -70,10 +70,6 @@ def cmd_run(args):
                   f"({r['per_s']:.1f}/s)", file=sys.stderr)
         print(table(s))
     return 0
-
-
-def _jsonable(s):
-    return json.loads(json.dumps({k: v for k, v in s.items()}, default=str))
 
 
 def cmd_report(args):
@@ -95,7 +91,7 @@ def cmd_report(args):
         out = args.output or str(Path(args.db).with_suffix(".html"))
         Path(out).write_text(html_report(s, plan))
         if args.json:
-            print(json.dumps(_jsonable({**s, "plan": plan, "report": out})))
+            print(json.dumps({**s, "plan": plan, "report": out}, default=str))
         else:
             print(table(s))
             print(f"report: {out}", file=sys.stderr)
@@ -114,7 +110,6 @@ def cmd_plan(args):
         if spec["protect"]:
             raise _user_error(f"{args.db} is a campaign on an already protected design; plan "
                               "from a campaign on the unprotected one")
-        cfg = None
         from hw.config import load_config
         cfg = load_config(spec["config"])
         names = [n for n in PROTECTIONS if PROTECTIONS[n][0] in s["structures"]]

@@ -223,18 +223,17 @@ def run_campaign(spec: CampaignSpec, db_path, *, workers=None, ray_address=None,
         t0 = time.perf_counter()
         batches = list(_batches(pending, batch))
         workers = workers or os.cpu_count() or 1
-        if not pending:
-            pass
-        elif ray_address:
-            _run_ray(spec, info, batches, db, prog, ray_address, workers)
-        elif workers == 1:
-            inj = inj or _make_injector(spec, info["snapshot_every"])
-            for b in batches:
-                res = inj.run_batch(b)
-                db.add_results(res)
-                prog.update(res)
-        else:
-            _run_pool(spec, info, batches, db, prog, workers)
+        if pending:
+            if ray_address:
+                _run_ray(spec, info, batches, db, prog, ray_address, workers)
+            elif workers == 1:
+                inj = inj or _make_injector(spec, info["snapshot_every"])
+                for b in batches:
+                    res = inj.run_batch(b)
+                    db.add_results(res)
+                    prog.update(res)
+            else:
+                _run_pool(spec, info, batches, db, prog, workers)
         prog.finish()
         wall = time.perf_counter() - t0
         if pending:
@@ -322,13 +321,15 @@ def _run_ray(spec, info, batches, db, prog, address, workers):
 def summarize(db: CampaignDB, fit_per_bit=None):
     spec = db.meta("spec")
     info = db.meta("info") or {}
-    fit = fit_per_bit if fit_per_bit is not None else spec.get("fit_per_bit", 1e-3)
+    fit = fit_per_bit if fit_per_bit is not None else CampaignSpec.fit_per_bit
     conf = spec["confidence"]
-    rows = db.joined()
-    strata = db.strata()
+    done_by = {}
+    for r in db.joined():
+        if r["outcome"] is not None:
+            done_by.setdefault(r["structure"], []).append(r)
     per = {}
-    for h, st in strata.items():
-        rs = [r for r in rows if r["structure"] == h and r["outcome"] is not None]
+    for h, st in db.strata().items():
+        rs = done_by.get(h, [])
         n = len(rs)
         k = {o: sum(r["outcome"] == o for r in rs) for o in ("masked", "sdc", "due")}
         lat = sum(bool(r["latent"]) for r in rs)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from .models import Fault, inject
-from .sites import fault_sites
+from .sites import fault_sites, select_structures
 
 __all__ = ["Injector", "GoldenKernel"]
 
@@ -54,11 +54,11 @@ class Injector:
         from sim.fast import FastRunner
         self.config, self.workload = config, workload
         self.rtl = FastRunner(config, quiet=quiet)
-        self.sites = fault_sites(self.rtl, structures)
+        every = fault_sites(self.rtl)
+        self.sites = select_structures(every, structures)
         self.elements = {e.name: e for s in self.sites.values() for e in s.elements}
         # latent check: every variable that is state, except the performance counters
-        all_state = {e.var_index: s for s, st in fault_sites(self.rtl).items()
-                     for e in st.elements}
+        all_state = {e.var_index: s for s, st in every.items() for e in st.elements}
         self._latent_mask = bytes(int(all_state.get(i, "counters") != "counters")
                                   for i in range(len(self.rtl.variables())))
         self.golden = self._golden_runs(snapshot_every, snapshot_budget)

@@ -62,10 +62,10 @@ def plan_protection(summary, rows, areas, asil="D"):
     for r in range(len(usable) + 1):
         for combo in itertools.combinations(usable, r):
             covered = {PROTECTIONS[n][0] for n in combo}
-            sdc = sum(fit * e["bits"] * e["avf_sdc"][0] * (1 - single[h] if h in covered else 1)
-                      for h, e in per.items())
-            sdc_hi = sum(fit * e["bits"] * e["avf_sdc"][2] * (1 - single[h] if h in covered else 1)
-                         for h, e in per.items())
+            # FIT_SDC left, from the AVF estimate (0) and its interval's upper end (2)
+            sdc, sdc_hi = (sum(fit * e["bits"] * e["avf_sdc"][i]
+                               * (1 - single[h] if h in covered else 1) for h, e in per.items())
+                           for i in (0, 2))
             points.append({"label": ", ".join(combo) or "none", "protect": list(combo),
                            "area_overhead": max(0.0, sum(over[n] for n in combo)),
                            "spfm": 1 - sdc / raw, "spfm_pessimistic": 1 - sdc_hi / raw})

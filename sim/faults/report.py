@@ -37,12 +37,8 @@ def table(s) -> str:
     return "\n".join(lines)
 
 
-def _rows(db):
-    return db.joined()
-
-
 def export_csv(db, path):
-    rows = _rows(db)
+    rows = db.joined()
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["id"])
         w.writeheader()
@@ -57,7 +53,7 @@ def export_parquet(db, path):
     except ImportError:
         raise RuntimeError("Parquet export needs pyarrow: pip install 'llmaccel[faults]'") \
             from None
-    rows = _rows(db)
+    rows = db.joined()
     pq.write_table(pa.Table.from_pylist(rows), path)
     return len(rows)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["STRUCTURE_RULES", "Structure", "fault_sites", "structure_of"]
+__all__ = ["STRUCTURE_RULES", "Structure", "fault_sites", "select_structures", "structure_of"]
 
 #: (pattern on the hierarchical element name, structure); the first match wins.
 STRUCTURE_RULES = [
@@ -68,22 +68,24 @@ def _read_regs(verilog):
     return out
 
 
-def fault_sites(runner, structures=None) -> dict[str, Structure]:
-    """Structures of ``runner``'s design (a FastRunner), in a stable order.
-
-    ``structures`` keeps only the named ones (unknown names are an error).
-    """
+def fault_sites(runner) -> dict[str, Structure]:
+    """Structures of ``runner``'s design (a FastRunner), in a stable order."""
     from sim.fast import TOP
     regs = _read_regs((runner.build_dir / f"{TOP}.v").read_text())
     out: dict[str, Structure] = {}
     for e in sorted(runner.state_elements(), key=lambda e: e.name):
         s = structure_of(e.name, regs)
         out.setdefault(s, Structure(s)).elements.append(e)
-    out = dict(sorted(out.items()))
-    if structures:
-        unknown = sorted(set(structures) - set(out))
-        if unknown:
-            raise ValueError(f"unknown structure {unknown[0]!r}; this design has "
-                             f"{', '.join(out)}")
-        out = {k: v for k, v in out.items() if k in structures}
-    return out
+    return dict(sorted(out.items()))
+
+
+def select_structures(sites, structures=None) -> dict[str, Structure]:
+    """Only the named ``structures`` of ``sites`` (all when none are named); an unknown name
+    is an error."""
+    if not structures:
+        return sites
+    unknown = sorted(set(structures) - set(sites))
+    if unknown:
+        raise ValueError(f"unknown structure {unknown[0]!r}; this design has "
+                         f"{', '.join(sites)}")
+    return {k: v for k, v in sites.items() if k in structures}
