@@ -307,57 +307,64 @@ void sim_snapshot(void* h, uint8_t* buf) {
     }
 }
 
+// Where the parts of a snapshot buffer are (the layout above), for the readers below.
+struct SnapParts {
+    uint64_t nr;
+    const uint8_t *resp, *dram, *vars;
+    SnapParts(const Sim* s, const uint8_t* buf) {
+        memcpy(&nr, buf + 16, 8);
+        resp = buf + 24;
+        dram = resp + nr * sizeof(Resp);
+        vars = dram + s->dram.size();
+    }
+};
+
 void sim_restore(void* h, const uint8_t* buf) {
     Sim* s = S(h);
-    uint64_t nr;
-    memcpy(&s->cycle, buf, 8); buf += 8;
-    memcpy(&s->credit, buf, 8); buf += 8;
-    memcpy(&nr, buf, 8); buf += 8;
+    SnapParts sp(s, buf);
+    memcpy(&s->cycle, buf, 8);
+    memcpy(&s->credit, buf + 8, 8);
     s->resp.clear();
-    for (uint64_t i = 0; i < nr; ++i) {
-        Resp r; memcpy(&r, buf, sizeof(Resp)); buf += sizeof(Resp); s->resp.push_back(r);
+    for (uint64_t i = 0; i < sp.nr; ++i) {
+        Resp r; memcpy(&r, sp.resp + i * sizeof(Resp), sizeof(Resp)); s->resp.push_back(r);
     }
-    memcpy(s->dram.data(), buf, s->dram.size()); buf += s->dram.size();
+    memcpy(s->dram.data(), sp.dram, s->dram.size());
+    const uint8_t* p = sp.vars;
     for (auto& v : s->vars) {
         size_t n = (size_t)v.depth * v.entsize;
-        memcpy(v.datap, buf, n); buf += n;
+        memcpy(v.datap, p, n); p += n;
     }
     s->forces.clear();
     s->top->eval();
 }
 
 // Whether the whole state (memory model, DRAM, every variable) equals a snapshot: a faulty
-// run whose state is back to the golden run's is masked from then on.
+// run whose state is back to the golden run's is masked from then on. Compared in place,
+// cheapest parts first.
 int sim_state_equal(void* h, const uint8_t* buf) {
-    // compared in place, piece by piece, cheapest first (no copy of the state)
     Sim* s = S(h);
-    uint64_t nr;
-    if (memcmp(&s->cycle, buf, 8) != 0) return 0;
-    memcpy(&nr, buf + 16, 8);
-    if (nr != s->resp.size()) return 0;
-    const uint8_t* p = buf + 24;
+    SnapParts sp(s, buf);
+    if (memcmp(&s->cycle, buf, 8) != 0 || sp.nr != s->resp.size()) return 0;
+    const uint8_t* p = sp.resp;
     for (auto& r : s->resp) {
         if (memcmp(&r, p, sizeof(Resp)) != 0) return 0;
         p += sizeof(Resp);
     }
-    const uint8_t* dram = p;
-    p += s->dram.size();
+    p = sp.vars;
     for (auto& v : s->vars) {
         size_t n = (size_t)v.depth * v.entsize;
         if (memcmp(v.datap, p, n) != 0) return 0;
         p += n;
     }
     if (memcmp(&s->credit, buf + 8, 8) != 0) return 0;
-    return memcmp(s->dram.data(), dram, s->dram.size()) == 0;
+    return memcmp(s->dram.data(), sp.dram, s->dram.size()) == 0;
 }
 
 // How many of the variables flagged in `include` (one byte per variable) differ from the
 // snapshot `buf` (taken from the same model): the faults still latent in the design.
 int sim_vars_differ(void* h, const uint8_t* buf, const uint8_t* include) {
     Sim* s = S(h);
-    uint64_t nr;
-    memcpy(&nr, buf + 16, 8);
-    const uint8_t* p = buf + 24 + nr * sizeof(Resp) + s->dram.size();
+    const uint8_t* p = SnapParts(s, buf).vars;
     int count = 0;
     for (size_t i = 0; i < s->vars.size(); ++i) {
         const VarRef& v = s->vars[i];
