@@ -1,0 +1,258 @@
+"""The board side of the UART host link: parses request frames, checks their CRC, executes
+them against the board memory and the accelerator, and sends the reply frame.
+
+The protocol is defined in boards/protocol.py. A request is buffered whole (payload in a
+small block RAM) and executed only once its CRC checks. A frame that stops arriving
+mid-way is dropped after ``idle_cycles`` without a byte; an over-long one is discarded up to
+the next idle gap and answered with BAD_LEN.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import crc, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.isa import Counter, ErrorCode
+from .memory import link_mem_signature
+from .protocol import (CRC, HEADER_BYTES, MAX_PAYLOAD, SOF_REP, SOF_REQ, Cmd, Status,
+                       info_bytes, status_bytes)
+
+__all__ = ["Link"]
+
+
+class Link(wiring.Component):
+    """Ports: ``rx``/``tx`` byte streams (from/to the UART), ``mem`` (board memory port),
+    accelerator control (``acc_rst``, ``start``, ``prog_addr``), status inputs and the
+    counter read port (``csr_addr``/``csr_data``)."""
+
+    def __init__(self, config, *, clock_hz, idle_cycles, addr_bits):
+        self.config = config
+        self._clock_hz, self._idle = clock_hz, idle_cycles
+        super().__init__({
+            "rx": In(stream.Signature(8, always_ready=True)),
+            "tx": Out(stream.Signature(8)),
+            "mem": Out(link_mem_signature(config.bus_bytes, addr_bits)),
+            "acc_rst": Out(1), "start": Out(1), "prog_addr": Out(32),
+            "running": In(1), "done": In(1), "error": In(1), "error_code": In(ErrorCode),
+            "csr_addr": Out(4), "csr_data": In(64),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        bb = cfg.bus_bytes
+        shift = (bb - 1).bit_length()
+        rx, tx = self.rx, self.tx
+        byte = rx.payload
+
+        m.submodules.rx_crc = rx_crc = crc.Processor(CRC)
+        m.submodules.tx_crc = tx_crc = crc.Processor(CRC)
+        m.submodules.buf = buf = Memory(shape=8, depth=MAX_PAYLOAD, init=[])
+        bw, br = buf.write_port(), buf.read_port()
+
+        cmd, seq = Signal(8), Signal(8)
+        length = Signal(16)
+        idx = Signal(16)            # byte index within the current section
+        p_addr = Signal(32)         # payload bytes 0..3
+        p_count = Signal(16)        # payload bytes 4..5
+        status = Signal(8)
+        rep_len = Signal(16)
+        word = Signal(8 * bb)
+        out_byte = Signal(8)
+        last_seq = Signal(8)
+        started = Signal()
+        idle = Signal(range(self._idle + 1))
+
+        with m.If(rx.valid):
+            m.d.sync += idle.eq(0)
+        with m.Elif(idle != self._idle):
+            m.d.sync += idle.eq(idle + 1)
+        timed_out = ~rx.valid & (idle == self._idle)
+
+        m.d.comb += [rx_crc.data.eq(byte), tx_crc.data.eq(tx.payload),
+                     bw.addr.eq(idx), bw.data.eq(byte)]
+
+        data_bytes = (length - 4)[:16]
+        in_range = (p_addr + Mux(cmd == Cmd.READ, p_count, data_bytes)) <= cfg.dram_bytes
+        aligned = (p_addr[:shift] == 0) & (data_bytes[:shift] == 0) if shift else Const(1)
+
+        info = Array(Const(b, 8) for b in info_bytes(cfg, self._clock_hz))
+        # reply payload byte `idx`, valid the cycle after R_FETCH drove the addresses
+        rd_addr = p_addr + idx
+        m.d.comb += self.csr_addr.eq((idx - 2) >> 3)
+        stat_byte = Mux(idx == 0, Cat(self.running, self.done, self.error),
+                        Mux(idx == 1, self.error_code.as_value(),
+                            self.csr_data.word_select((idx - 2)[:3], 8)))
+        prog_addr = Signal(32)
+        m.d.comb += self.prog_addr.eq(prog_addr)
+
+        def reply(st, n=0):
+            m.d.sync += [status.eq(st), rep_len.eq(n), idx.eq(0)]
+            m.next = "R_HDR"
+
+        with m.FSM():
+            with m.State("HUNT"):
+                m.d.comb += [rx_crc.start.eq(1), rx_crc.valid.eq(rx.valid & (byte == SOF_REQ))]
+                with m.If(rx.valid & (byte == SOF_REQ)):
+                    m.d.sync += idx.eq(0)
+                    m.next = "HEAD"
+            with m.State("HEAD"):
+                m.d.comb += rx_crc.valid.eq(rx.valid)
+                with m.If(rx.valid):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.Switch(idx):
+                        with m.Case(0):
+                            m.d.sync += cmd.eq(byte)
+                        with m.Case(1):
+                            m.d.sync += seq.eq(byte)
+                        with m.Case(2):
+                            m.d.sync += length[:8].eq(byte)
+                        with m.Case(3):
+                            m.d.sync += [length[8:].eq(byte), idx.eq(0)]
+                            n = Cat(length[:8], byte)
+                            with m.If(n > MAX_PAYLOAD):
+                                m.next = "DISCARD"
+                            with m.Elif(n == 0):
+                                m.next = "TRAIL"
+                            with m.Else():
+                                m.next = "PAY"
+                with m.Elif(timed_out):
+                    m.next = "HUNT"
+            with m.State("PAY"):
+                m.d.comb += [rx_crc.valid.eq(rx.valid), bw.en.eq(rx.valid)]
+                with m.If(rx.valid):
+                    with m.If(idx < 4):
+                        m.d.sync += p_addr.eq(Cat(p_addr[8:], byte))
+                    with m.Elif(idx < 6):
+                        m.d.sync += p_count.eq(Cat(p_count[8:], byte))
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx + 1 == length):
+                        m.d.sync += idx.eq(0)
+                        m.next = "TRAIL"
+                with m.Elif(timed_out):
+                    m.next = "HUNT"
+            with m.State("TRAIL"):
+                m.d.comb += rx_crc.valid.eq(rx.valid)
+                with m.If(rx.valid):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == 1):
+                        m.next = "CHECK"
+                with m.Elif(timed_out):
+                    m.next = "HUNT"
+            with m.State("DISCARD"):
+                with m.If(timed_out):
+                    reply(Status.BAD_LEN)
+            with m.State("CHECK"):
+                with m.If(~rx_crc.match_detected):
+                    reply(Status.BAD_CRC)
+                with m.Else():
+                    with m.Switch(cmd):
+                        with m.Case(Cmd.INFO):
+                            with m.If(length != 0):
+                                reply(Status.BAD_LEN)
+                            with m.Else():
+                                reply(Status.OK, len(info))
+                        with m.Case(Cmd.STATUS):
+                            with m.If(length != 0):
+                                reply(Status.BAD_LEN)
+                            with m.Else():
+                                reply(Status.OK, status_bytes())
+                        with m.Case(Cmd.START):
+                            with m.If(length != 4):
+                                reply(Status.BAD_LEN)
+                            with m.Elif(started & (seq == last_seq)):
+                                reply(Status.OK)        # a retry: already started
+                            with m.Else():
+                                m.d.comb += self.acc_rst.eq(1)
+                                m.d.sync += [prog_addr.eq(p_addr), last_seq.eq(seq),
+                                             started.eq(1)]
+                                m.next = "GO"
+                        with m.Case(Cmd.WRITE):
+                            with m.If((length <= 4)):
+                                reply(Status.BAD_LEN)
+                            with m.Elif(~aligned | ~in_range):
+                                reply(Status.BAD_ADDR)
+                            with m.Elif(self.running):
+                                reply(Status.BUSY)
+                            with m.Else():
+                                m.d.sync += idx.eq(4)
+                                m.next = "W_READ"
+                        with m.Case(Cmd.READ):
+                            with m.If(length != 6):
+                                reply(Status.BAD_LEN)
+                            with m.Elif((p_count == 0) | (p_count > MAX_PAYLOAD) | ~in_range):
+                                reply(Status.BAD_ADDR)
+                            with m.Elif(self.running):
+                                reply(Status.BUSY)
+                            with m.Else():
+                                reply(Status.OK, p_count)
+                        with m.Default():
+                            reply(Status.BAD_CMD)
+            with m.State("GO"):
+                m.d.comb += self.start.eq(1)
+                reply(Status.OK)
+
+            # --- WRITE: buffered payload -> memory words (little-endian) ---------------------
+            with m.State("W_READ"):
+                m.d.comb += [br.addr.eq(idx), br.en.eq(1)]
+                m.next = "W_SHIFT"
+            with m.State("W_SHIFT"):
+                m.d.sync += [word.eq(Cat(word[8:], br.data)), idx.eq(idx + 1)]
+                with m.If(((idx - 4) & (bb - 1)) == bb - 1):
+                    m.next = "W_WRITE"
+                with m.Else():
+                    m.next = "W_READ"
+            with m.State("W_WRITE"):
+                m.d.comb += [self.mem.en.eq(1), self.mem.we.eq(1), self.mem.wdata.eq(word),
+                             self.mem.addr.eq((p_addr + idx - 4 - bb) >> shift)]
+                with m.If(idx == length):
+                    reply(Status.OK)
+                with m.Else():
+                    m.next = "W_READ"
+
+            # --- the reply frame ---------------------------------------------------------------
+            n_out = Mux(status == Status.OK, rep_len, 0)
+            head = Array([Const(SOF_REP, 8), status, seq, n_out[:8], n_out[8:]])
+            with m.State("R_HDR"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(head[idx[:3]]),
+                             tx_crc.start.eq(idx == 0), tx_crc.valid.eq(tx.ready)]
+                with m.If(tx.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == HEADER_BYTES - 1):
+                        m.d.sync += idx.eq(0)
+                        with m.If(n_out == 0):
+                            m.next = "R_CRCWAIT"
+                        with m.Else():
+                            m.next = "R_FETCH"
+            with m.State("R_FETCH"):
+                m.d.comb += [self.mem.en.eq(cmd == Cmd.READ), self.mem.addr.eq(rd_addr >> shift)]
+                m.next = "R_LATCH"
+            with m.State("R_LATCH"):
+                with m.Switch(cmd):
+                    with m.Case(Cmd.READ):
+                        m.d.sync += out_byte.eq(self.mem.rdata.word_select(rd_addr[:shift], 8)
+                                                if shift else self.mem.rdata)
+                    with m.Case(Cmd.STATUS):
+                        m.d.sync += out_byte.eq(stat_byte)
+                    with m.Default():
+                        m.d.sync += out_byte.eq(info[idx])
+                m.next = "R_SEND"
+            with m.State("R_SEND"):
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(out_byte), tx_crc.valid.eq(tx.ready)]
+                with m.If(tx.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx + 1 == n_out):
+                        m.d.sync += idx.eq(0)
+                        m.next = "R_CRCWAIT"
+                    with m.Else():
+                        m.next = "R_FETCH"
+            with m.State("R_CRCWAIT"):          # the CRC register takes the last byte
+                m.next = "R_CRC"
+            with m.State("R_CRC"):
+                m.d.comb += [tx.valid.eq(1),
+                             tx.payload.eq(Mux(idx == 0, tx_crc.crc[8:], tx_crc.crc[:8]))]
+                with m.If(tx.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == 1):
+                        m.next = "HUNT"
+        return m

