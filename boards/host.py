@@ -66,6 +66,7 @@ class Link:
         return 10.0 / float(self.port.baudrate)
 
     def transact(self, cmd: Cmd, payload: bytes = b"", reply_max: int = 0) -> bytes:
+        what = cmd.name if isinstance(cmd, Cmd) else f"command {cmd:#x}"
         self.seq = (self.seq + 1) & 0xFF
         frame = encode(SOF_REQ, cmd, self.seq, payload)
         wait = (len(frame) + HEADER_BYTES + reply_max + TRAILER_BYTES) * self._byte_time()
@@ -107,9 +108,9 @@ class Link:
                     name = Status(status).name
                 except ValueError:
                     name = f"status {status}"
-                raise LinkError(f"the board refused {cmd.name}: {name}")
+                raise LinkError(f"the board refused {what}: {name}")
             return body
-        raise LinkError(f"no valid reply to {cmd.name} after {self.retries + 1} attempts "
+        raise LinkError(f"no valid reply to {what} after {self.retries + 1} attempts "
                         f"(last: {why}) on {getattr(self.port, 'port', self.port)}; is the "
                         f"board running an llmaccel bitstream at {self.port.baudrate:g} baud?")
 

@@ -60,7 +60,7 @@ class Link(wiring.Component):
         word = Signal(8 * bb)
         out_byte = Signal(8)
         last_seq = Signal(8)
-        started = Signal()
+        started = Signal()          # the last command executed was START with last_seq
         idle = Signal(range(self._idle + 1))
 
         with m.If(rx.valid):
@@ -146,6 +146,8 @@ class Link(wiring.Component):
                 with m.If(~rx_crc.match_detected):
                     reply(Status.BAD_CRC)
                 with m.Else():
+                    # only a START repeated back to back (a retry) is recognised as one
+                    m.d.sync += started.eq(0)
                     with m.Switch(cmd):
                         with m.Case(Cmd.INFO):
                             with m.If(length != 0):

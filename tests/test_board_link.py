@@ -1,0 +1,162 @@
+"""The UART host link end to end, without a board: the host runtime (boards.host) talks to
+the Verilated board top (accelerator + on-chip memory + link RTL) through a simulated UART.
+"""
+
+import struct
+
+import numpy as np
+import pytest
+
+from boards.host import BoardExecutor, Link, LinkError
+from boards.protocol import SOF_REQ, Cmd, encode
+from boards.sim import BoardSim, SimSerial
+from compiler.randprog import random_program
+from hw.config import load_config
+from sw.golden import Machine
+
+COUNTERS = ("insns", "macs", "bytes_read", "bytes_written")
+# simulated link timing: replies come within a few byte times; the board drops a half
+# frame after 64 idle byte times, so waiting 2x that resynchronises
+FAST = {"slack": 0.0005, "resync": 0.0005}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config("ice40")
+
+
+@pytest.fixture(scope="module")
+def board(cfg):
+    b = BoardSim(cfg, quiet=True)
+    yield b
+    b.close()
+
+
+def run_checked(cfg, ex, seed):
+    rp = random_program(cfg, seed)
+    gm, gs = Machine(cfg).run(rp.program, rp.memory)
+    bm, bs = ex.run(rp.program, rp.memory)
+    ctx = f"seed={seed}: {rp.description}"
+    assert gs["error"] is None and bs["error"] is None, f"{ctx}: {gs['error']} / {bs['error']}"
+    for name, exact in rp.expected.items():
+        np.testing.assert_array_equal(bm.read(name), exact, err_msg=f"board vs oracle, {ctx}")
+    assert bm.data == gm.data, f"final memory differs from the golden model, {ctx}"
+    for c in COUNTERS:
+        assert bs[c] == gs[c], f"counter {c}: golden {gs[c]} board {bs[c]}, {ctx}"
+    assert bs["cycles"] > 0
+    return bs
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_board_runs_programs_bit_exact(cfg, board, seed):
+    ex = BoardExecutor(cfg, SimSerial(board), **FAST)
+    info = ex.check()
+    assert info["dram_bytes"] == cfg.dram_bytes and info["bus_bytes"] == cfg.bus_bytes
+    st = run_checked(cfg, ex, seed)
+    assert st["link_retries"] == 0
+
+
+@pytest.mark.parametrize("direction", ["to_board", "from_board", "both", "drop"])
+def test_link_recovers_from_corrupted_frames(cfg, board, direction):
+    """Bytes corrupted or dropped on the wire: the CRC catches it, the host retries, the
+    result is still bit-exact and nothing was written twice or to the wrong place."""
+    seed = 11
+    hits = set(range(7, 20000, 701))    # sparser than the longest frame (267 bytes)
+
+    def flip(i, b):
+        return b ^ (1 << (i % 8)) if i in hits else b
+
+    def drop(i, b):
+        return None if i in hits else b
+    hooks = {"to_board": {"corrupt_tx": flip}, "from_board": {"corrupt_rx": flip},
+             "both": {"corrupt_tx": flip, "corrupt_rx": flip},
+             "drop": {"corrupt_tx": drop}}[direction]
+    ex = BoardExecutor(cfg, SimSerial(board, **hooks), retries=6, **FAST)
+    st = run_checked(cfg, ex, seed)
+    assert st["link_retries"] > 0, "the faults never hit a frame"
+
+
+def test_link_gives_up_with_a_clear_error(cfg, board):
+    """A line that corrupts everything: a clear LinkError after the retries, no hang."""
+    ex = BoardExecutor(cfg, SimSerial(board, corrupt_tx=lambda i, b: b ^ 0x10), retries=2,
+                       **FAST)
+    with pytest.raises(LinkError, match=r"no valid reply to INFO after 3 attempts"):
+        ex.check()
+
+
+class DeadPort:
+    """A serial port with nothing on the other end."""
+    baudrate = 1_000_000
+    port = "/dev/null-board"
+    timeout = 0.0
+
+    def write(self, data):
+        return len(data)
+
+    def read(self, n):
+        return b""
+
+    def reset_input_buffer(self):
+        pass
+
+
+def test_no_board_times_out_clearly(cfg):
+    ex = BoardExecutor(cfg, DeadPort(), retries=1, slack=0.001, resync=0.001)
+    with pytest.raises(LinkError, match=r"no reply \(timeout\).*/dev/null-board"):
+        ex.check()
+
+
+def test_board_for_another_config_is_refused(cfg, board):
+    other = load_config("tiny")
+    ex = BoardExecutor(other, SimSerial(board), **FAST)
+    with pytest.raises(LinkError, match="another configuration"):
+        ex.check()
+
+
+def test_board_refuses_bad_requests(cfg, board):
+    link = Link(SimSerial(board), **FAST)
+    with pytest.raises(LinkError, match="BAD_ADDR"):          # beyond the memory
+        link.write(cfg.dram_bytes - 4, b"\0" * 8)
+    with pytest.raises(LinkError, match="BAD_ADDR"):          # misaligned
+        link.write(2, b"\0" * 4)
+    with pytest.raises(LinkError, match="BAD_ADDR"):
+        link.read(cfg.dram_bytes - 2, 4)
+    with pytest.raises(LinkError, match="BAD_CMD"):
+        link.transact(0x7E)
+    with pytest.raises(LinkError, match="BAD_LEN"):           # START without its address
+        link.transact(Cmd.START, b"\0")
+    # memory survives the refused requests; reads and writes round trip at any alignment
+    data = bytes(range(256)) * 2
+    link.write(1024, data)
+    assert link.read(1024, len(data)) == data
+    assert link.read(1027, 5) == data[3:8]
+
+
+def test_retried_start_does_not_restart(cfg, board):
+    """The same START (same seq) twice in a row -- a retry after a lost reply -- runs the
+    program once: the second one is acknowledged without resetting the accelerator."""
+    rp = random_program(cfg, 3)
+    ex = BoardExecutor(cfg, SimSerial(board), **FAST)
+    ex.run(rp.program, rp.memory)
+    port, lib, h = ex.link.port, board.lib, board.h
+    from sw.executor import program_image
+    _, prog_addr = program_image(cfg, rp.program, rp.memory)
+    start = encode(SOF_REQ, Cmd.START, 200, struct.pack("<I", prog_addr))
+    port.write(start)
+    port.timeout = 0.01
+    assert port.read(7)[1] == 0
+    while not board.leds()["done"]:
+        lib.board_run(h, 1, 1 << 62)
+    port.write(start)                   # the retry
+    while lib.board_available(h) < 7:
+        lib.board_run(h, 1, 1 << 62)
+        assert board.leds()["done"], "a retried START restarted the program"
+    assert port.read(7)[1] == 0
+    ex.link.status()
+    # a new START after another command does restart it, even with the same seq
+    port.write(start)
+    restarted = False
+    while lib.board_available(h) < 7:
+        lib.board_run(h, 1, 1 << 62)
+        restarted |= not board.leds()["done"]
+    assert restarted and port.read(7)[1] == 0
