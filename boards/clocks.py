@@ -7,10 +7,12 @@ from __future__ import annotations
 from amaranth import ClockSignal, Const, Instance, Signal
 from amaranth.lib import io
 
+from sw.errors import UserError
+
 __all__ = ["ice40_pll", "ecp5_pll", "xc7_mmcm", "ClockError", "make_clock", "achieved_clock"]
 
 
-class ClockError(ValueError):
+class ClockError(UserError):
     pass
 
 

@@ -28,7 +28,7 @@ def link_mem_signature(bus_bytes, addr_bits):
 
 def _uses_spram(platform, config):
     family = getattr(platform, "family", None) if platform is not None else None
-    return (family == "ice40" and getattr(platform, "device", "").startswith("iCE40UP")
+    return (str(family).lower() == "ice40" and getattr(platform, "device", "").startswith("iCE40UP")
             and config.bus_bytes == 4 and config.dram_bytes % (4 * SPRAM_WORDS) == 0
             and config.dram_bytes // (4 * SPRAM_WORDS) <= 2)
 
@@ -97,7 +97,8 @@ class BoardMemory(wiring.Component):
                 m.submodules[f"spram{b}_{h}"] = Instance(
                     "SB_SPRAM256KA",
                     i_ADDRESS=addr[:14], i_DATAIN=wdata[16 * h:16 * h + 16],
-                    i_MASKWREN=0b1111, i_WREN=we, i_CHIPSELECT=cs, i_CLOCK=ClockSignal("sync"), i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
+                    i_MASKWREN=0b1111, i_WREN=we, i_CHIPSELECT=cs,
+                    i_CLOCK=ClockSignal("sync"), i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
                     o_DATAOUT=dout)
                 halves.append(dout)
             outs.append(Cat(*halves))

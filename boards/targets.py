@@ -109,7 +109,7 @@ class BuildResult:
                 "bitstream": str(self.bitstream) if self.bitstream else None,
                 "bitstream_bytes": self.bitstream.stat().st_size if self.bitstream else 0,
                 "clock_mhz": self.clock_mhz, "fmax_mhz": self.fmax_mhz,
-                "timing_met": self.timing_met, "utilization": self.utilization,
+                "timing_met": None if self.vendor else self.timing_met, "utilization": self.utilization,
                 "build_s": round(self.build_s, 1)}
 
 
@@ -150,16 +150,12 @@ def _n_clocks(log):
     return max(1, len(re.findall(r"Max frequency for clock", last[-1]))) if last else 1
 
 
-def _clock_mhz(config, clock_mhz):
-    return float(clock_mhz if clock_mhz is not None else config.clock_mhz)
-
-
 def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
           progress=None) -> BuildResult:
     """Build ``config`` for ``board`` in ``out_dir``: a bitstream (open flows) or the vendor
     project (Xilinx). Raises FitError when it does not fit; timing is reported, not raised."""
     say = progress or (lambda msg: None)
-    clock = _clock_mhz(config, clock_mhz)
+    clock = float(clock_mhz if clock_mhz is not None else config.clock_mhz)
     platform = board.make_platform()
     top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
     out_dir = Path(out_dir)
@@ -223,11 +219,11 @@ def program(board: Board, bitstream: Path, *, dry_run=False):
                         f"`llmaccel bitstream --board {board.name}`")
     exe = shutil.which(board.programmer)
     cmd = [board.programmer, *(a.format(bitstream=bitstream) for a in board.program_args)]
+    if dry_run:
+        return cmd
     if exe is None:
         raise UserError(f"no programmer found for {board.title}: {board.install_hint}, "
                         f"then run: {' '.join(cmd)}")
-    if dry_run:
-        return cmd
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -31,7 +31,17 @@ def _config(name):
     return load_config(name)
 
 
-def _executor(name, config, quiet=False):
+def _executor(name, config, quiet=False, port=None, baud=None):
+    if name == "board":
+        from boards.host import BoardExecutor
+        if not port:
+            raise UserError("--executor board needs --port (the board's serial device)")
+        return BoardExecutor(config, port, baud=baud or 1_000_000)
+    if name == "board-sim":
+        from boards.host import BoardExecutor
+        from boards.sim import BoardSim, SimSerial
+        return BoardExecutor(config, SimSerial(BoardSim(config, quiet=quiet)), slack=0.001,
+                             resync=0.001)
     if name == "golden":
         from sw.golden import Machine
         return Machine(config)
@@ -41,7 +51,8 @@ def _executor(name, config, quiet=False):
     if name == "pyverilator":
         from sim.interactive import InteractiveRunner
         return InteractiveRunner(config, quiet=quiet)
-    raise UserError(f"unknown executor {name!r}; choose golden, verilator or pyverilator")
+    raise UserError(f"unknown executor {name!r}; choose golden, verilator, pyverilator, board "
+                    f"or board-sim")
 
 
 # --- demo ------------------------------------------------------------------------------------
@@ -187,7 +198,7 @@ def cmd_run(args):
     if not Path(mem_path).exists():
         raise UserError(f"{mem_path}: no such memory image (give --memory)")
     mem = MemoryImage.load(mem_path)
-    ex = _executor(args.executor, cfg, quiet=args.json)
+    ex = _executor(args.executor, cfg, quiet=args.json, port=args.port, baud=args.baud)
     out, st = ex.run(prog, mem)
     result = {"executor": args.executor, "stats": st}
     if args.check and args.executor != "golden":
@@ -268,7 +279,11 @@ def build_parser():
     r.add_argument("program")
     r.add_argument("--memory", help="memory image (.mem.npz); default: beside the program")
     r.add_argument("--config", default="default")
-    r.add_argument("--executor", default="verilator")
+    r.add_argument("--executor", default="verilator",
+                   help="golden, verilator, pyverilator, board (a board on --port) or "
+                   "board-sim (the board top simulated behind a UART)")
+    r.add_argument("--port", help="serial device of the board (--executor board)")
+    r.add_argument("--baud", type=int, help="baud rate of the board link (default 1000000)")
     r.add_argument("--check", action="store_true", help="compare with the golden model")
     r.add_argument("-o", "--output", help="write the final memory image here")
     r.add_argument("--json", action="store_true")
@@ -281,6 +296,8 @@ def build_parser():
     cf.set_defaults(fn=cmd_configs)
     from sw.faults_cli import add_parser as add_faults
     add_faults(sub)
+    from boards.cli import add_parsers as add_boards
+    add_boards(sub)
     return p
 
 
