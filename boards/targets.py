@@ -139,21 +139,16 @@ def parse_report(family, nextpnr_log: str, yosys_log: str = "") -> tuple[dict, f
         util["lut"] = {"used": cells.get("SB_LUT4", 0), "available": avail}
         util["ff"] = {"used": sum(n for c, n in cells.items() if c.startswith("SB_DFF")),
                       "available": avail}
-    fmax = re.findall(r"Max frequency for clock +'[^']*': ([\d.]+) MHz", nextpnr_log)
-    return util, (min(float(f) for f in fmax[-_n_clocks(nextpnr_log):]) if fmax else None)
-
-
-def _n_clocks(log):
-    """How many 'Max frequency' lines the final (post-route) timing report has."""
-    blocks = re.split(r"Info: (?:Routing|Running signoff|Program finished)", log)
-    last = [b for b in blocks if "Max frequency for clock" in b]
-    return max(1, len(re.findall(r"Max frequency for clock", last[-1]))) if last else 1
+    # the last report per clock is the post-route one; the slowest clock bounds the design
+    last = dict(re.findall(r"Max frequency for clock +'([^']*)': ([\d.]+) MHz", nextpnr_log))
+    return util, (min(float(f) for f in last.values()) if last else None)
 
 
 def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
-          progress=None) -> BuildResult:
+          progress=None, files_only=False) -> BuildResult:
     """Build ``config`` for ``board`` in ``out_dir``: a bitstream (open flows) or the vendor
-    project (Xilinx). Raises FitError when it does not fit; timing is reported, not raised."""
+    project (Xilinx). Raises FitError when it does not fit; timing is reported, not raised.
+    ``files_only`` writes the design, constraints and build script without running a tool."""
     say = progress or (lambda msg: None)
     clock = float(clock_mhz if clock_mhz is not None else config.clock_mhz)
     platform = board.make_platform()
@@ -168,10 +163,10 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         kw = {"nextpnr_opts": "--timing-allow-fail"}
     say(f"elaborating {config.name} for {board.title}")
     plan = platform.build(top, name="top", build_dir=str(out_dir), do_build=False, **kw)
-    if board.flow == "vendor":
+    if board.flow == "vendor" or files_only:
         plan.extract(str(out_dir))
         return BuildResult(board.name, config.name, out_dir, None, top.clock_hz / 1e6, None, {},
-                           time.monotonic() - t0, vendor=True)
+                           time.monotonic() - t0, vendor=board.flow == "vendor")
     say("synthesis (yosys), place and route (nextpnr) and packing; the first run compiles "
         "the WebAssembly tools (~1 min)")
     env = {**os.environ, **tool_env()}

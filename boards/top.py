@@ -8,7 +8,8 @@ platform build (boards/targets.py).
 
 from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.hdl import ResetInserter
-from amaranth.lib import wiring
+from amaranth.build import ResourceError
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -91,13 +92,16 @@ class BoardTop(Elaboratable):
         _clk, locked = self.target.clock(m, platform, self.clock_hz)
         m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.uart_rx_buf = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
         for i, sig in enumerate((core.led_running, core.led_done, core.led_error)):
             try:
-                led = platform.request("led", i)
-            except Exception:       # noqa: BLE001  (fewer LEDs than signals)
+                led = platform.request("led", i, dir="-")
+            except ResourceError:       # fewer LEDs than signals
                 break
-            m.d.comb += led.o.eq(sig)
+            m.submodules[f"led{i}_buf"] = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(sig)
         return m
 
