@@ -50,8 +50,15 @@ class Front:
         self.extra_ready = Signal(init=1)
         self.give = Signal(3)       # the unit forwards this (or'ed with its own) to port.give
         own = 1 << queue
-        err = first_error(m, [((hdr.wait | hdr.release) & own, ErrorCode.ILLEGAL_FIELD)]
-                          + list(checks(insn)))
+        # The checks run on the instruction as it enters the slot and their verdict is
+        # registered with it: CHECK only reads a register (the address arithmetic of the
+        # checks is then off the path into the error, token and state logic).
+        nxt = view(Header, port.insn.payload)
+        err_next = first_error(m, [((nxt.wait | nxt.release) & own, ErrorCode.ILLEGAL_FIELD)]
+                               + list(checks(port.insn.payload)))
+        err = Signal(ErrorCode)
+        with m.If(port.insn.valid & port.insn.ready):
+            m.d.sync += err.eq(err_next)
         tokens_ok = (hdr.wait & ~port.avail) == 0
         with m.Switch(state):
             with m.Case(self.IDLE):
