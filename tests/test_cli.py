@@ -152,3 +152,40 @@ def test_compile_lowbit_linear_runs_bit_exact(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "run", str(tmp_path / "linear.prog"), "--config", "tiny",
                            "--check", "--json")
     assert code == 0 and json.loads(out)["bit_exact"] is True
+
+
+def test_run_on_the_simulated_board(capsys, tmp_path):
+    """`llmaccel run --executor board-sim`: a compiled linear layer over the simulated UART
+    link, bit-exact against the golden model."""
+    assert main(["compile", "--config", "ice40", "--linear", "6", "20", "7", "-o",
+                 str(tmp_path)]) == 0
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "run", str(tmp_path / "linear.prog"), "--config", "ice40",
+                             "--executor", "board-sim", "--check", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["bit_exact"] is True and res["stats"]["executor"] == "board"
+    assert res["stats"]["error"] is None and res["stats"]["link_frames"] > 2
+
+
+def test_board_commands_errors(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "bitstream", "--board", "de10", "--config", "ice40")
+    assert code == 2 and "unknown board 'de10'" in one_clear_line(err)
+    code, out, err = run_cli(capsys, "program", "--board", "icebreaker", "--bitstream",
+                             str(tmp_path / "none.bin"))
+    assert code == 2 and "does not exist" in one_clear_line(err)
+    code, out, err = run_cli(capsys, "run", "x.prog", "--config", "ice40", "--executor",
+                             "board")
+    assert code == 2
+    code, out, err = run_cli(capsys, "bitstream", "--board", "ulx3s-85f", "--config", "ice40",
+                             "--clock-mhz", "3", "-o", str(tmp_path / "b"))
+    assert code == 2 and "baud rate" in one_clear_line(err)
+
+
+def test_vendor_project(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "bitstream", "--board", "arty-a7-100", "--config",
+                             "ice40", "-o", str(tmp_path), "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["timing_met"] is None and "Vivado" in d["note"]
+    assert (tmp_path / "top.tcl").exists() and (tmp_path / "top.xdc").exists()
