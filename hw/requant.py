@@ -4,12 +4,13 @@ from amaranth import Module, Signal, Mux, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RequantUnit", "requant_in_layout", "rne_shift"]
+__all__ = ["RequantUnit", "requant_in_layout", "rne_shift", "rne_parts"]
 
 
-def rne_shift(m, p, shift, name):
-    """Comb: signed ``p / 2**shift`` rounded half to even, exactly (``shift`` <= 63), as
-    ``sw.golden.rne_shift``. Returns a value one bit wider than ``p``."""
+def rne_parts(m, p, shift, name):
+    """Comb: ``(q, up)`` with ``q = p >> shift`` (floor) and ``up`` the round-half-to-even
+    increment, so that ``q + up`` is ``sw.golden.rne_shift(p, shift)`` (``shift`` <= 63).
+    A pipeline may register the two between the shift and the add."""
     p64 = Signal(signed(64), name=f"{name}_p")
     q = Signal(signed(64), name=f"{name}_q")
     one = Signal(64, name=f"{name}_one")
@@ -17,7 +18,14 @@ def rne_shift(m, p, shift, name):
     rem = (p64.as_unsigned() & (one - 1))[:64]
     half = one >> 1
     up = (shift != 0) & ((rem > half) | ((rem == half) & q[0]))
-    return q[:len(p) + 1].as_signed() + up
+    return q[:len(p) + 1].as_signed(), up
+
+
+def rne_shift(m, p, shift, name):
+    """Comb: signed ``p / 2**shift`` rounded half to even, exactly (``shift`` <= 63), as
+    ``sw.golden.rne_shift``. Returns a value one bit wider than ``p``."""
+    q, up = rne_parts(m, p, shift, name)
+    return q + up
 
 
 def requant_in_layout(rows):
@@ -32,7 +40,8 @@ def requant_in_layout(rows):
 
 
 class RequantUnit(wiring.Component):
-    """Two-stage pipeline over ``rows`` lanes: one accumulator entry per cycle.
+    """Three-stage pipeline over ``rows`` lanes: one accumulator entry per cycle (products;
+    shift and rounding decision; round, residual and clamp).
 
     ``q = clamp(rne(acc * mult, shift) + (res if residual), relu ? 0 : -128, 127)``, exactly
     as ``sw.golden.requant``.
@@ -64,14 +73,25 @@ class RequantUnit(wiring.Component):
             m.d.sync += [res1.eq(self.i.payload.res), shift1.eq(self.i.payload.shift),
                          residual1.eq(self.i.payload.residual), relu1.eq(self.i.payload.relu)]
 
-        # stage 2: round half to even, residual, clamp
-        lo = Mux(relu1, 0, -128)
+        # stage 2: shift, and whether rounding half to even goes up
+        v2 = Signal()
+        q2 = [Signal(signed(49), name=f"q{i}") for i in range(R)]
+        up2 = Signal(R)
+        res2 = Signal(data.ArrayLayout(signed(8), R))
+        residual2, relu2 = Signal(), Signal()
         with m.If(adv):
-            m.d.sync += self.o.valid.eq(v1)
+            m.d.sync += [v2.eq(v1), res2.eq(res1), residual2.eq(residual1), relu2.eq(relu1)]
+            for i in range(R):
+                q, up = rne_parts(m, prod[i], shift1, f"rq{i}")
+                m.d.sync += [q2[i].eq(q), up2[i].eq(up)]
+
+        # stage 3: round, residual, clamp
+        lo = Mux(relu2, 0, -128)
+        with m.If(adv):
+            m.d.sync += self.o.valid.eq(v2)
             for i in range(R):
                 t = Signal(signed(50), name=f"t{i}")     # |q| < 2**48, plus rounding and residual
-                m.d.comb += t.eq(rne_shift(m, prod[i], shift1, f"rq{i}")
-                                 + Mux(residual1, res1[i], 0))
+                m.d.comb += t.eq(q2[i] + up2[i] + Mux(residual2, res2[i], 0))
                 m.d.sync += self.o.payload[i].eq(Mux(t > 127, 127, Mux(t < lo, lo, t)))
-        m.d.comb += self.idle.eq(~v1 & ~self.o.valid)
+        m.d.comb += self.idle.eq(~v1 & ~v2 & ~self.o.valid)
         return m
