@@ -41,7 +41,11 @@ class _Dma(wiring.Component):
         cfg = self._cfg
         eb, depths = buffer_entry_bytes(cfg), buffer_depth(cfg)
 
-        def checks(insn):
+        def span(insn):             # registered first: the multiply is off the check path
+            d = view(DmaInsn, insn)
+            return [(d.rows - 1) * d.stride]
+
+        def checks(insn, pre):
             d = view(DmaInsn, insn)
             is_dma = d.opcode != Opcode.SYNC
             legal = Const(0, 1)
@@ -50,14 +54,14 @@ class _Dma(wiring.Component):
             depth = _table(d.buf, depths, self.allowed, 17)
             ebytes = _table(d.buf, eb, self.allowed, 8)
             lowmask = cfg.bus_bytes - 1
-            last = d.dram_addr + (d.rows - 1) * d.stride + ebytes
+            last = d.dram_addr + pre[0] + ebytes
             return [
                 (is_dma & (~legal | (d.rows == 0)), ErrorCode.ILLEGAL_FIELD),
                 (is_dma & (d.sp_addr + d.rows > depth), ErrorCode.SP_RANGE),
                 (is_dma & (((d.dram_addr | d.stride) & lowmask) != 0), ErrorCode.MISALIGNED),
                 (is_dma & (last > cfg.dram_bytes), ErrorCode.DRAM_RANGE),
             ]
-        front = Front(m, self, queue=self.queue.value, checks=checks)
+        front = Front(m, self, queue=self.queue.value, checks=checks, pre=span)
         d = view(DmaInsn, front.insn)
         beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, 8)
         return front, d, beats

@@ -38,11 +38,18 @@ def first_error(m, checks):
 class Front:
     """The shared FSM front end. The unit drives ``finish`` in state RUN (and may set
     ``extra_ready`` to hold WAIT), and forwards ``give`` to its port; ``start`` pulses when
-    RUN is entered."""
-    IDLE, CHECK, WAIT, RUN, HALT = range(5)
+    RUN is entered.
 
-    def __init__(self, m: Module, port, *, queue, checks):
-        self.state = state = Signal(range(5))
+    ``checks(insn)`` lists ``(condition, ErrorCode)``; they run on the instruction as it
+    enters the slot and their verdict is registered with it. A unit whose checks need
+    costly arithmetic gives ``pre(insn) -> [values]``: those are registered as the
+    instruction enters, ``checks(insn, pre_values)`` then runs on registers in CHECK, and
+    the verdict is acted on one cycle later (CHECK2), so no path holds both the arithmetic
+    and the comparison."""
+    IDLE, CHECK, WAIT, RUN, HALT, CHECK2 = range(6)
+
+    def __init__(self, m: Module, port, *, queue, checks, pre=None):
+        self.state = state = Signal(range(6))
         self.insn = insn = Signal(INSN_BITS)
         self.hdr = hdr = view(Header, insn)
         self.start = Signal()
@@ -53,19 +60,34 @@ class Front:
         # The checks run on the instruction as it enters the slot and their verdict is
         # registered with it: CHECK only reads a register (the address arithmetic of the
         # checks is then off the path into the error, token and state logic).
-        nxt = view(Header, port.insn.payload)
-        err_next = first_error(m, [((nxt.wait | nxt.release) & own, ErrorCode.ILLEGAL_FIELD)]
-                               + list(checks(port.insn.payload)))
+        loading = port.insn.valid & port.insn.ready
         err = Signal(ErrorCode)
-        with m.If(port.insn.valid & port.insn.ready):
-            m.d.sync += err.eq(err_next)
+        if pre is None:
+            nxt = view(Header, port.insn.payload)
+            err_next = first_error(m, [((nxt.wait | nxt.release) & own,
+                                        ErrorCode.ILLEGAL_FIELD)]
+                                   + list(checks(port.insn.payload)))
+            with m.If(loading):
+                m.d.sync += err.eq(err_next)
+            decide = self.CHECK
+        else:
+            values = pre(port.insn.payload)
+            regs = [Signal(v.shape(), name=f"pre{i}") for i, v in enumerate(values)]
+            with m.If(loading):
+                m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
+            err_next = first_error(m, [((hdr.wait | hdr.release) & own,
+                                        ErrorCode.ILLEGAL_FIELD)]
+                                   + list(checks(insn, regs)))
+            with m.If(state == self.CHECK):
+                m.d.sync += [err.eq(err_next), state.eq(self.CHECK2)]
+            decide = self.CHECK2
         tokens_ok = (hdr.wait & ~port.avail) == 0
         with m.Switch(state):
             with m.Case(self.IDLE):
                 m.d.comb += port.insn.ready.eq(1)
                 with m.If(port.insn.valid):
                     m.d.sync += [insn.eq(port.insn.payload), state.eq(self.CHECK)]
-            with m.Case(self.CHECK):
+            with m.Case(decide):
                 m.d.comb += port.error.eq(err)
                 with m.If(err != ErrorCode.NONE):
                     m.d.sync += state.eq(self.HALT)
