@@ -176,12 +176,14 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     env = {**os.environ, **tool_env()}
     old = dict(os.environ)
     os.environ.update(env)
+    watch = _Watcher(out_dir, say)
     try:
         plan.execute_local(str(out_dir))
         failed = None
     except subprocess.CalledProcessError as e:
         failed = e
     finally:
+        watch.stop()
         os.environ.clear()
         os.environ.update(old)
     nlog = _read(out_dir / "top.tim")
@@ -199,6 +201,37 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     return BuildResult(board.name, config.name, out_dir, bit if bit.exists() else None,
                        top.clock_hz / 1e6,
                        fmax, util, time.monotonic() - t0)
+
+
+class _Watcher:
+    """Reports the flow's phase every few seconds from the tools' logs (they run quietly)."""
+    PHASES = (("top.rpt", "Executing SYNTH", "synthesis (yosys)"),
+              ("top.tim", "Info: Packing", "packing (nextpnr)"),
+              ("top.tim", "Info: Running main analytical placer", "placing"),
+              ("top.tim", "Info: Routing globals", "routing"),
+              ("top.tim", "Program finished", "writing the bitstream"))
+
+    def __init__(self, out_dir, say, every=10.0):
+        import threading
+        self.out_dir, self.say, self.every = Path(out_dir), say, every
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        last = None
+        while not self.done.wait(self.every):
+            phase = "starting the tools"
+            for log, marker, name in self.PHASES:
+                if marker in _read(self.out_dir / log):
+                    phase = name
+            if phase != last:
+                self.say(phase)
+                last = phase
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
 
 
 def _read(p: Path):
