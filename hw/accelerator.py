@@ -118,13 +118,16 @@ class Accelerator(wiring.Component):
         m.d.comb += fetch.stop.eq(stopped | halted)
 
         # --- dependency tokens ------------------------------------------------------------
+        # A given token lands the cycle after its instruction completes (the strobe is
+        # registered: completion logic and the counter's adder are not one path).
         tok_err = Signal()
         for p in Queue:
             for q in Queue:
                 if p == q:
                     continue
                 t = Signal(TOKEN_BITS, name=f"tok_{p.name.lower()}_{q.name.lower()}")
-                inc = execs[p.value].give[q.value]
+                inc = Signal(name=f"{t.name}_give")
+                m.d.sync += inc.eq(execs[p.value].give[q.value])
                 dec = execs[q.value].take[p.value]
                 nxt = Signal(TOKEN_BITS + 1, name=f"{t.name}_next")
                 m.d.comb += nxt.eq(t + inc - dec)
