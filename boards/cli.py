@@ -67,6 +67,26 @@ def cmd_program(args):
     return 0
 
 
+def cmd_board_sim(args):
+    import time
+    from hw.config import load_config
+    from .sim import BoardSim, PtyBoard
+    cfg = load_config(args.config)
+    pty = PtyBoard(BoardSim(cfg)).start()
+    print(f"simulated {cfg.name} board on {pty.path} (any baud rate); for example\n"
+          f"  llmaccel run PROGRAM --config {cfg.name} --executor board --port {pty.path}\n"
+          f"Ctrl-C stops it.", flush=True)
+    try:
+        while args.seconds is None or args.seconds > 0:
+            time.sleep(0.2)
+            if args.seconds is not None:
+                args.seconds -= 0.2
+    except KeyboardInterrupt:
+        pass
+    pty.stop()
+    return 0
+
+
 def add_parsers(sub):
     from .targets import BOARDS
     b = sub.add_parser("bitstream", help="build a bitstream (or a vendor project) for a board")
@@ -86,3 +106,8 @@ def add_parsers(sub):
                    "bitstream` build of --board/--config)")
     p.add_argument("--dry-run", action="store_true", help="print the programmer command only")
     p.set_defaults(fn=cmd_program)
+    s = sub.add_parser("board-sim", help="serve a simulated board (Verilated board top) on a "
+                       "pseudo-terminal, for host software without a board")
+    s.add_argument("--config", required=True)
+    s.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    s.set_defaults(fn=cmd_board_sim)

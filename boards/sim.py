@@ -11,13 +11,12 @@ recovery.
 from __future__ import annotations
 
 import ctypes
-import random
 from pathlib import Path
 
 from sim.build import cached_build, cpu_id, run_logged, verilator_env, verilator_root
 from .top import BoardCore
 
-__all__ = ["BoardSim", "SimSerial", "build_board_model", "SIM_DIVISOR"]
+__all__ = ["BoardSim", "SimSerial", "PtyBoard", "build_board_model", "SIM_DIVISOR"]
 
 HARNESS = Path(__file__).resolve().parent / "board_harness.cpp"
 TOP = "board"
@@ -181,11 +180,51 @@ class SimSerial:
         self.is_open = False
 
 
-def flip_one_byte(every=None, *, seed=0, direction_len=None):
-    """A corrupt hook flipping one random bit of the byte at each index in ``every``."""
-    rng = random.Random(seed)
-    marks = set(every or ())
+class PtyBoard:
+    """A simulated board behind a pseudo-terminal: host software opens ``path`` with pyserial
+    (any baud rate) exactly as it would open a real board's port. The simulation advances
+    while bytes are in flight or the accelerator runs, and sleeps otherwise."""
 
-    def hook(i, b):
-        return b ^ (1 << rng.randrange(8)) if i in marks else b
-    return hook
+    def __init__(self, board: BoardSim, chunk=20000):
+        import os
+        import threading
+        import tty
+        self.board, self.chunk = board, chunk
+        self.master, slave = os.openpty()
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        self._slave = slave
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _serve(self):
+        import os
+        import select
+        lib, h = self.board.lib, self.board.h
+        buf = ctypes.create_string_buffer(65536)
+        while not self._stop.is_set():
+            busy = lib.board_sending(h) or self.board.leds()["running"]
+            r, _, _ = select.select([self.master], [], [], 0 if busy else 0.02)
+            if r:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    break
+                lib.board_send(h, data, len(data))
+                busy = True
+            if busy:
+                lib.board_run(h, self.chunk, 1 << 62)
+            n = lib.board_recv(h, buf, len(buf))
+            if n:
+                os.write(self.master, buf.raw[:n])
+
+    def stop(self):
+        import os
+        self._stop.set()
+        self.thread.join()
+        os.close(self.master)
+        os.close(self._slave)

@@ -160,3 +160,17 @@ def test_retried_start_does_not_restart(cfg, board):
         lib.board_run(h, 1, 1 << 62)
         restarted |= not board.leds()["done"]
     assert restarted and port.read(7)[1] == 0
+
+
+def test_real_pyserial_over_a_pty(cfg, board):
+    """The host runtime opens a pseudo-terminal with pyserial, as it would a board's USB
+    serial port; the simulated board answers on the other end."""
+    from boards.sim import PtyBoard
+    pty = PtyBoard(board).start()
+    try:
+        ex = BoardExecutor(cfg, pty.path, baud=115200, slack=0.5, resync=0.05)
+        assert ex.link.port.port == pty.path
+        run_checked(cfg, ex, 5)
+        ex.link.port.close()
+    finally:
+        pty.stop()
