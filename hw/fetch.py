@@ -45,10 +45,16 @@ class Fetch(wiring.Component):
         inflight = Signal(range(depth + 1))
         asm = Signal(INSN_BITS)
 
-        with m.If(self.start & ~running):
-            m.d.sync += [pc.eq(self.addr), running.eq(1)]
+        # whether pc's instruction lies inside memory, registered alongside pc
+        in_range = Signal()
 
-        in_range = pc + INSN_BYTES <= self._dram
+        def set_pc(value):
+            m.d.sync += [pc.eq(value), in_range.eq(value + INSN_BYTES <= self._dram)]
+
+        with m.If(self.start & ~running):
+            set_pc(self.addr)
+            m.d.sync += running.eq(1)
+
         space = (fifo.level + inflight) < depth
         first = beat == 0
         req = self.bus.req
@@ -62,11 +68,12 @@ class Fetch(wiring.Component):
             m.d.comb += started.eq(first)
             if beats > 1:
                 with m.If(beat == beats - 1):
-                    m.d.sync += [beat.eq(0), pc.eq(pc + INSN_BYTES)]
+                    m.d.sync += beat.eq(0)
+                    set_pc(pc + INSN_BYTES)
                 with m.Else():
                     m.d.sync += beat.eq(beat + 1)
             else:
-                m.d.sync += pc.eq(pc + INSN_BYTES)
+                set_pc(pc + INSN_BYTES)
 
         resp = self.bus.resp
         m.d.comb += resp.ready.eq(1)
