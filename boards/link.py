@@ -12,7 +12,7 @@ from amaranth.lib import crc, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.isa import Counter, ErrorCode
+from hw.isa import ErrorCode
 from .memory import link_mem_signature
 from .protocol import (CRC, HEADER_BYTES, MAX_PAYLOAD, SOF_REP, SOF_REQ, Cmd, Status,
                        info_bytes, status_bytes)

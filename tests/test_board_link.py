@@ -4,7 +4,6 @@ the Verilated board top (accelerator + on-chip memory + link RTL) through a simu
 
 import struct
 
-import numpy as np
 import pytest
 
 from boards.host import BoardExecutor, Link, LinkError
@@ -12,9 +11,8 @@ from boards.protocol import SOF_REQ, Cmd, encode
 from boards.sim import BoardSim, SimSerial
 from compiler.randprog import random_program
 from hw.config import load_config
-from sw.golden import Machine
+from test_rtl_random import check_program
 
-COUNTERS = ("insns", "macs", "bytes_read", "bytes_written")
 # simulated link timing: replies come within a few byte times; the board drops a half
 # frame after 64 idle byte times, so waiting 2x that resynchronises
 FAST = {"slack": 0.0005, "resync": 0.0005}
@@ -33,18 +31,8 @@ def board(cfg):
 
 
 def run_checked(cfg, ex, seed):
-    rp = random_program(cfg, seed)
-    gm, gs = Machine(cfg).run(rp.program, rp.memory)
-    bm, bs = ex.run(rp.program, rp.memory)
-    ctx = f"seed={seed}: {rp.description}"
-    assert gs["error"] is None and bs["error"] is None, f"{ctx}: {gs['error']} / {bs['error']}"
-    for name, exact in rp.expected.items():
-        np.testing.assert_array_equal(bm.read(name), exact, err_msg=f"board vs oracle, {ctx}")
-    assert bm.data == gm.data, f"final memory differs from the golden model, {ctx}"
-    for c in COUNTERS:
-        assert bs[c] == gs[c], f"counter {c}: golden {gs[c]} board {bs[c]}, {ctx}"
-    assert bs["cycles"] > 0
-    return bs
+    """A seeded random program on the board vs the golden model and the integer oracle."""
+    return check_program(cfg, ex, seed)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -9,10 +9,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
-from sim.faults.campaign import CampaignSpec, run_campaign, plan_faults, summarize
+from sim.faults.campaign import CampaignSpec, run_campaign, plan_faults
 from sim.faults.db import CampaignDB
 from sim.faults.models import Fault, fault_id, parse_model
 from sim.faults.stats import sample_size, wilson, allocate, stratified, safety_metrics

@@ -8,7 +8,6 @@ from compiler.frontend import lower_layer
 from compiler.lower import CompileError, Target
 from compiler.lutpack import pack_planes, random_weights, unpack_planes, weight_range
 from compiler.quantize import quantize_act, quantize_groups, weight_format
-from compiler.randprog import random_program
 from hw.config import AccelConfig, ConfigError
 from hw.isa import Engine, Opcode, decode
 from sw.golden import Machine, lut_matmul, lut_tables

@@ -10,6 +10,8 @@ COUNTERS = ("insns", "macs", "bytes_read", "bytes_written")
 
 
 def check_program(cfg, rtl, seed, **kw):
+    """Run a seeded random program on the executor ``rtl``; check it against the golden
+    model and the integer oracle. Returns the executor's stats."""
     rp = random_program(cfg, seed, **kw)
     gm, gs = Machine(cfg).run(rp.program, rp.memory)
     vm, vs = rtl.run(rp.program, rp.memory)
@@ -23,6 +25,7 @@ def check_program(cfg, rtl, seed, **kw):
         assert gs[c] == vs[c], f"counter {c}: golden {gs[c]} RTL {vs[c]}, {ctx}"
     lut_macs = vs["macs"] - vs["array_busy"] * cfg.rows * cfg.cols
     assert vs["cycles"] > 0 and lut_macs >= 0 and (lut_macs == 0) == (vs.get("lut_busy", 0) == 0)
+    return vs
 
 
 @pytest.mark.parametrize("seed", range(60))
