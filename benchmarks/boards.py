@@ -38,11 +38,7 @@ def _one(config_name, board_name, target):
         try:
             res = build(board, cfg, out_dir=d)
         except FitError as e:
-            from boards.targets import parse_report
-            from pathlib import Path
-            util, _ = parse_report(board.family, (Path(d) / "top.tim").read_text(),
-                                   (Path(d) / "top.rpt").read_text())
-            row.update(fits=False, utilization=util, error=str(e).split(" (logs")[0],
+            row.update(fits=False, utilization=e.utilization, error=str(e).split(" (logs")[0],
                        build_s=round(time.monotonic() - t0, 1), fmax_mhz=None, gops=0.0,
                        clock_mhz=cfg.clock_mhz, met=False)
             return row

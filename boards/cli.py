@@ -22,14 +22,20 @@ def _pct(u):
 def cmd_bitstream(args):
     from hw.config import load_config
     from sim.build import Progress
-    from .targets import build, get_board
+    from .targets import FitError, build, get_board
     board = get_board(args.board)
     cfg = load_config(args.config)
     out = Path(args.output or f"build/boards/{board.name}-{cfg.name}")
     progress = Progress(f"bitstream {board.name}", quiet=args.json)
-    res = build(board, cfg, out_dir=out, clock_mhz=args.clock_mhz, baud=args.baud,
-                progress=progress)
-    d = res.to_dict()
+    try:
+        res = build(board, cfg, out_dir=out, clock_mhz=args.clock_mhz, baud=args.baud,
+                    progress=progress)
+    except FitError as e:
+        if args.json:       # the numbers, machine-readable, besides the one-line error
+            print(json.dumps({"board": board.name, "config": cfg.name, "fits": False,
+                              "utilization": e.utilization, "error": str(e)}))
+        raise
+    d = {**res.to_dict(), "fits": True}
     if res.vendor:
         d["note"] = (f"vendor flow: run {out}/build_top.sh with Vivado on PATH to make "
                      f"{board.bitstream}")

