@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from boards.clocks import ClockError, ecp5_pll, ice40_pll, xc7_mmcm
-from boards.targets import BOARDS, FitError, build, get_board, parse_report
+from boards.targets import BOARDS, build, get_board, parse_report
 from compiler.randprog import random_program
 from hw.config import load_config
 from sw.errors import UserError
