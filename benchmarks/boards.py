@@ -29,6 +29,7 @@ def peak_macs(cfg):
 def _one(config_name, board_name, target):
     from boards.targets import BOARDS, FitError, build
     from hw.config import load_config
+    from sw.errors import UserError
     cfg = load_config(config_name)
     board = BOARDS[board_name]
     t0 = time.monotonic()
@@ -37,9 +38,10 @@ def _one(config_name, board_name, target):
     with tempfile.TemporaryDirectory(prefix="llmaccel-bench-") as d:
         try:
             res = build(board, cfg, out_dir=d)
-        except FitError as e:
-            row.update(fits=False, utilization=e.utilization, error=str(e).split(" (logs")[0],
-                       build_s=round(time.monotonic() - t0, 1), fmax_mhz=None, gops=0.0,
+        except UserError as e:         # a failed build is a result too
+            fit = isinstance(e, FitError)
+            row.update(fits=False if fit else None, utilization=getattr(e, "utilization", {}),
+                       error=str(e).split(" (logs")[0], build_s=round(time.monotonic() - t0, 1), fmax_mhz=None, gops=0.0,
                        clock_mhz=cfg.clock_mhz, met=False)
             return row
     clock = res.clock_mhz
@@ -65,7 +67,8 @@ def run(pairs=PAIRS):
     print("\nBoard builds (real bitstreams from the PyPI tools; whole board top)")
     print(table(["config", "board", "MACs/cyc", "fits", "LUT", "FF", "BRAM", "DSP",
                  "Fmax MHz", "target MHz", "met", "GOP/s", "build s"],
-                [[r["config"], r["board"], r["macs_per_cycle"], "yes" if r["fits"] else "NO",
+                [[r["config"], r["board"], r["macs_per_cycle"],
+                  {True: "yes", False: "NO", None: "failed"}[r["fits"]],
                   _u(r, "lut"), _u(r, "ff"), _u(r, "bram"), _u(r, "dsp"),
                   r["fmax_mhz"] if r["fmax_mhz"] else "-",
                   r["target_mhz"] or r["clock_mhz"], "yes" if r["met"] else "no", r["gops"],

@@ -177,19 +177,20 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
                            time.monotonic() - t0, vendor=board.flow == "vendor")
     say("synthesis (yosys), place and route (nextpnr) and packing; the first run compiles "
         "the WebAssembly tools (~1 min)")
-    env = {**os.environ, **tool_env()}
-    old = dict(os.environ)
-    os.environ.update(env)
-    watch = _Watcher(out_dir, say)
-    try:
-        plan.execute_local(str(out_dir))
-        failed = None
-    except subprocess.CalledProcessError as e:
-        failed = e
-    finally:
-        watch.stop()
-        os.environ.clear()
-        os.environ.update(old)
+    failed = _execute(plan, out_dir, say)
+    if failed is not None and _abc9_crashed(out_dir):
+        # The WebAssembly build of Yosys' ABC9 aborts on some netlists (an assertion in
+        # rtlil.cc) and synth_ecp5 has no switch to avoid it; classic ABC maps the same
+        # netlist. Say so, and build again: synth_ecp5 up to its LUT mapping, abc, the rest.
+        say("yosys' ABC9 crashed on this netlist (a known YoWASP issue); retrying with "
+            "classic ABC for the LUT mapping")
+        kw["synth_opts"] = (kw.get("synth_opts", "") + " -run begin:map_luts").strip()
+        kw["script_after_synth"] = ("techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
+                                    "synth_ecp5 -top top -run map_cells:")
+        top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
+        plan = board.make_platform().build(top, name="top", build_dir=str(out_dir),
+                                           do_build=False, **kw)
+        failed = _execute(plan, out_dir, say)
     nlog = _read(out_dir / "top.tim")
     ylog = _read(out_dir / "top.rpt")
     util, fmax = parse_report(board.family, nlog, ylog)
@@ -205,6 +206,31 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     return BuildResult(board.name, config.name, out_dir, bit if bit.exists() else None,
                        top.clock_hz / 1e6,
                        fmax, util, time.monotonic() - t0)
+
+
+def _execute(plan, out_dir, say):
+    """Run the flow's script with the YoWASP tools; the CalledProcessError if it failed."""
+    for stale in ("top.tim", "top.rpt", "top.bin", "top.bit"):
+        (Path(out_dir) / stale).unlink(missing_ok=True)
+    old = dict(os.environ)
+    os.environ.update(tool_env())
+    watch = _Watcher(out_dir, say)
+    try:
+        plan.execute_local(str(out_dir))
+        return None
+    except subprocess.CalledProcessError as e:
+        return e
+    finally:
+        watch.stop()
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def _abc9_crashed(out_dir):
+    """Yosys stopped on an assertion inside its ABC9 mapping steps (before nextpnr ran)."""
+    tail = _read(Path(out_dir) / "top.rpt")[-4000:]
+    return (not (Path(out_dir) / "top.tim").exists() and "Executing ABC9" in tail
+            and "ERROR: Assert" in tail)
 
 
 class _Watcher:
