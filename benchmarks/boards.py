@@ -44,12 +44,13 @@ def _one(config_name, board_name, target):
                        error=str(e).split(" (logs")[0], build_s=round(time.monotonic() - t0, 1), fmax_mhz=None, gops=0.0,
                        clock_mhz=cfg.clock_mhz, met=False)
             return row
-    clock = res.clock_mhz
-    run_mhz = min(res.fmax_mhz or 0.0, clock)
-    row.update(fits=True, utilization=res.utilization, fmax_mhz=res.fmax_mhz, clock_mhz=clock,
-               build_s=round(res.build_s, 1), bitstream_bytes=res.to_dict()["bitstream_bytes"],
-               gops=round(2 * peak_macs(cfg) * run_mhz / 1000, 2),
-               met=(res.fmax_mhz or 0) >= (target or clock))
+        clock = res.clock_mhz
+        run_mhz = min(res.fmax_mhz or 0.0, clock)
+        row.update(fits=True, utilization=res.utilization, fmax_mhz=res.fmax_mhz,
+                   clock_mhz=clock, build_s=round(res.build_s, 1),
+                   bitstream_bytes=res.to_dict()["bitstream_bytes"],
+                   gops=round(2 * peak_macs(cfg) * run_mhz / 1000, 2),
+                   met=(res.fmax_mhz or 0) >= (target or clock))
     return row
 
 
@@ -63,7 +64,7 @@ def run(pairs=PAIRS):
     for cfg, board, target in pairs:
         print(f"[boards] building {cfg} for {board} ...", file=sys.stderr, flush=True)
         rows.append(_one(cfg, board, target))
-    save("boards", {"rows": rows})
+        save("boards", {"rows": rows})          # after each build: hours are not lost
     print("\nBoard builds (real bitstreams from the PyPI tools; whole board top)")
     print(table(["config", "board", "MACs/cyc", "fits", "LUT", "FF", "BRAM", "DSP",
                  "Fmax MHz", "target MHz", "met", "GOP/s", "build s"],
