@@ -168,7 +168,9 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     if board.family == "ice40":
         kw = {"synth_opts": "-dsp" if dsp else "", "nextpnr_opts": "--timing-allow-fail"}
     elif board.family == "ecp5":
-        kw = {"synth_opts": "" if dsp else "-nodsp", "nextpnr_opts": "--timing-allow-fail"}
+        # router2 copes with congested designs (the LUT engine's wide muxes) far faster
+        kw = {"synth_opts": "" if dsp else "-nodsp",
+              "nextpnr_opts": "--timing-allow-fail --router router2"}
     say(f"elaborating {config.name} for {board.title}")
     plan = platform.build(top, name="top", build_dir=str(out_dir), do_build=False, **kw)
     if board.flow == "vendor" or files_only:
