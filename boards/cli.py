@@ -82,11 +82,10 @@ def cmd_board_sim(args):
     print(f"simulated {cfg.name} board on {pty.path} (any baud rate); for example\n"
           f"  llmaccel run PROGRAM --config {cfg.name} --executor board --port {pty.path}\n"
           f"Ctrl-C stops it.", flush=True)
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
     try:
-        while args.seconds is None or args.seconds > 0:
+        while deadline is None or time.monotonic() < deadline:
             time.sleep(0.2)
-            if args.seconds is not None:
-                args.seconds -= 0.2
     except KeyboardInterrupt:
         pass
     pty.stop()

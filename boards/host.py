@@ -19,9 +19,9 @@ from hw.isa import Counter, ErrorCode
 from sw.errors import UserError
 from sw.executor import program_image
 from sw.program import MemoryImage, Program
-from .protocol import (HEADER_BYTES, INFO_MAGIC, LINK_VERSION, MAX_PAYLOAD, SOF_REP, SOF_REQ,
-                       TRAILER_BYTES, Cmd, Flags, Status, crc16, decode_header, encode,
-                       parse_info)
+from .protocol import (HEADER_BYTES, INFO_BYTES, INFO_MAGIC, LINK_VERSION, MAX_PAYLOAD, SOF_REP,
+                       SOF_REQ, TRAILER_BYTES, Cmd, Flags, Status, crc16, decode_header,
+                       encode, parse_info, status_bytes)
 
 __all__ = ["Link", "LinkError", "BoardExecutor", "open_port"]
 
@@ -122,7 +122,6 @@ class Link:
 
     # --- commands -------------------------------------------------------------------------
     def info(self) -> dict:
-        from .protocol import INFO_BYTES
         return parse_info(self.transact(Cmd.INFO, reply_max=INFO_BYTES))
 
     def write(self, addr: int, data: bytes):
@@ -143,7 +142,6 @@ class Link:
         self.transact(Cmd.START, struct.pack("<I", prog_addr))
 
     def status(self) -> dict:
-        from .protocol import status_bytes
         body = self.transact(Cmd.STATUS, reply_max=status_bytes())
         if len(body) != status_bytes():
             raise LinkError(f"STATUS reply of {len(body)} bytes, expected {status_bytes()}")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
-from sim.build import cached_build, cpu_id, run_logged, verilator_env, verilator_root
+from sim.build import (cached_build, cpu_id, load_library, run_logged, verilate_model,
+                       verilator_env)
+from sim.fast import CXXFLAGS, VERILATOR_FLAGS
 from .top import BoardCore
 
 __all__ = ["BoardSim", "SimSerial", "PtyBoard", "build_board_model", "SIM_DIVISOR"]
@@ -22,9 +24,6 @@ HARNESS = Path(__file__).resolve().parent / "board_harness.cpp"
 TOP = "board"
 #: Clock cycles per UART bit in simulation (a real board runs at 1 Mbaud or so)
 SIM_DIVISOR = 4
-FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wno-fatal",
-         "-Wno-lint", "-Wno-style", "--output-split", "20000"]
-CXXFLAGS = ["-O2", "-march=native", "-std=c++17", "-fPIC"]
 
 _SIGS = {
     "board_new": ([ctypes.c_int], ctypes.c_void_p),
@@ -46,29 +45,19 @@ def board_verilog(config, clock_hz, divisor, idle):
 
 
 def _build(tmp: Path, progress, verilog: str):
-    env = verilator_env()
-    root = verilator_root()
     (tmp / f"{TOP}.v").write_text(verilog)
     log = tmp / "build.log"
-    progress("verilating the board top")
-    run_logged(["perl", str(root / "bin" / "verilator"), "--cc", f"{TOP}.v", "--top-module",
-                TOP, "-Mdir", "obj", *FLAGS, "-CFLAGS", "-std=c++17 -fPIC"],
-               cwd=tmp, env=env, log=log)
-    total = len(list((tmp / "obj").glob("*.cpp"))) + 3
-    run_logged(["make", "-j2", "-C", "obj", "-f", f"V{TOP}.mk", f"libV{TOP}.a",
-                "libverilated.a", f"OPT_FAST={' '.join(CXXFLAGS)}", "OPT_SLOW=-O0",
-                "OPT_GLOBAL=-O2"],
-               cwd=tmp, env=env, log=log, progress=progress, count_pattern="-c ", total=total)
+    inc, libs = verilate_model(tmp, progress, sources=[f"{TOP}.v"], top=TOP,
+                               flags=VERILATOR_FLAGS, cxxflags=CXXFLAGS, log=log)
     progress("linking the board library")
-    run_logged(["g++", *CXXFLAGS, f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}",
-                "-Iobj", str(HARNESS), "-shared", "-o", "libboard.so", f"obj/libV{TOP}.a",
-                "obj/libverilated.a", "-pthread", "-latomic"], cwd=tmp, env=env, log=log)
+    run_logged(["g++", *CXXFLAGS, *inc, str(HARNESS), "-shared", "-o", "libboard.so", *libs],
+               cwd=tmp, env=verilator_env(), log=log)
 
 
 def build_board_model(config, *, clock_hz, divisor=SIM_DIVISOR, idle=None, quiet=False):
     idle = idle or 64 * 10 * divisor
     verilog = board_verilog(config, clock_hz, divisor, idle)
-    key = [verilog, " ".join(FLAGS + CXXFLAGS), cpu_id(), HARNESS.read_bytes()]
+    key = [verilog, " ".join(VERILATOR_FLAGS + CXXFLAGS), cpu_id(), HARNESS.read_bytes()]
     return cached_build("board", key, lambda tmp, progress: _build(tmp, progress, verilog),
                         quiet=quiet)
 
@@ -83,10 +72,7 @@ class BoardSim:
         self.idle = idle or 64 * 10 * divisor
         d = build_board_model(config, clock_hz=self.clock_hz, divisor=divisor, idle=self.idle,
                               quiet=quiet)
-        self.lib = ctypes.CDLL(str(d / "libboard.so"))
-        for fn, (args, res) in _SIGS.items():
-            f = getattr(self.lib, fn)
-            f.argtypes, f.restype = args, res
+        self.lib = load_library(d / "libboard.so", _SIGS)
         self.h = self.lib.board_new(divisor)
 
     @property

@@ -114,8 +114,8 @@ class BuildResult:
                 "bitstream": str(self.bitstream) if self.bitstream else None,
                 "bitstream_bytes": self.bitstream.stat().st_size if self.bitstream else 0,
                 "clock_mhz": self.clock_mhz, "fmax_mhz": self.fmax_mhz,
-                "timing_met": None if self.vendor else self.timing_met, "utilization": self.utilization,
-                "build_s": round(self.build_s, 1)}
+                "timing_met": None if self.vendor else self.timing_met,
+                "utilization": self.utilization, "build_s": round(self.build_s, 1)}
 
 
 # nextpnr's names for the resources people compare
@@ -156,8 +156,6 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     ``files_only`` writes the design, constraints and build script without running a tool."""
     say = progress or (lambda msg: None)
     clock = float(clock_mhz if clock_mhz is not None else config.clock_mhz)
-    platform = board.make_platform()
-    top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -171,8 +169,14 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         # router2 copes with congested designs (the LUT engine's wide muxes) far faster
         kw = {"synth_opts": "" if dsp else "-nodsp",
               "nextpnr_opts": "--timing-allow-fail --router router2"}
+
+    def prepare():          # a platform prepares one design once: a fresh one per plan
+        top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
+        plan = board.make_platform().build(top, name="top", build_dir=str(out_dir),
+                                           do_build=False, **kw)
+        return top, plan
     say(f"elaborating {config.name} for {board.title}")
-    plan = platform.build(top, name="top", build_dir=str(out_dir), do_build=False, **kw)
+    top, plan = prepare()
     if board.flow == "vendor" or files_only:
         plan.extract(str(out_dir))
         return BuildResult(board.name, config.name, out_dir, None, top.clock_hz / 1e6, None, {},
@@ -189,9 +193,7 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         kw["synth_opts"] = (kw.get("synth_opts", "") + " -run begin:map_luts").strip()
         kw["script_after_synth"] = ("techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
                                     "synth_ecp5 -top top -run map_cells:")
-        top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
-        plan = board.make_platform().build(top, name="top", build_dir=str(out_dir),
-                                           do_build=False, **kw)
+        top, plan = prepare()
         failed = _execute(plan, out_dir, say)
     nlog = _read(out_dir / "top.tim")
     ylog = _read(out_dir / "top.rpt")
@@ -206,26 +208,21 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         raise UserError(f"bitstream build for {board.name} failed: {last} (logs in {out_dir})")
     bit = out_dir / board.bitstream
     return BuildResult(board.name, config.name, out_dir, bit if bit.exists() else None,
-                       top.clock_hz / 1e6,
-                       fmax, util, time.monotonic() - t0)
+                       top.clock_hz / 1e6, fmax, util, time.monotonic() - t0)
 
 
 def _execute(plan, out_dir, say):
     """Run the flow's script with the YoWASP tools; the CalledProcessError if it failed."""
     for stale in ("top.tim", "top.rpt", "top.bin", "top.bit"):
         (Path(out_dir) / stale).unlink(missing_ok=True)
-    old = dict(os.environ)
-    os.environ.update(tool_env())
     watch = _Watcher(out_dir, say)
     try:
-        plan.execute_local(str(out_dir))
+        plan.execute_local(str(out_dir), env={**os.environ, **tool_env()})
         return None
     except subprocess.CalledProcessError as e:
         return e
     finally:
         watch.stop()
-        os.environ.clear()
-        os.environ.update(old)
 
 
 def _abc9_crashed(out_dir):

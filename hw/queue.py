@@ -57,16 +57,15 @@ class Front:
         self.extra_ready = Signal(init=1)
         self.give = Signal(3)       # the unit forwards this (or'ed with its own) to port.give
         own = 1 << queue
-        # The checks run on the instruction as it enters the slot and their verdict is
-        # registered with it: CHECK only reads a register (the address arithmetic of the
-        # checks is then off the path into the error, token and state logic).
+
+        def verdict(word, *pre_values):
+            h = view(Header, word)
+            return first_error(m, [((h.wait | h.release) & own, ErrorCode.ILLEGAL_FIELD)]
+                               + list(checks(word, *pre_values)))
         loading = port.insn.valid & port.insn.ready
         err = Signal(ErrorCode)
         if pre is None:
-            nxt = view(Header, port.insn.payload)
-            err_next = first_error(m, [((nxt.wait | nxt.release) & own,
-                                        ErrorCode.ILLEGAL_FIELD)]
-                                   + list(checks(port.insn.payload)))
+            err_next = verdict(port.insn.payload)
             with m.If(loading):
                 m.d.sync += err.eq(err_next)
             decide = self.CHECK
@@ -75,9 +74,7 @@ class Front:
             regs = [Signal(v.shape(), name=f"pre{i}") for i, v in enumerate(values)]
             with m.If(loading):
                 m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
-            err_next = first_error(m, [((hdr.wait | hdr.release) & own,
-                                        ErrorCode.ILLEGAL_FIELD)]
-                                   + list(checks(insn, regs)))
+            err_next = verdict(insn, regs)
             with m.If(state == self.CHECK):
                 m.d.sync += [err.eq(err_next), state.eq(self.CHECK2)]
             decide = self.CHECK2

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 __all__ = ["verilator_env", "verilator_version", "build_dir_root", "cached_build", "BuildError",
-           "Progress", "cpu_id", "run_logged", "verilator_root"]
+           "Progress", "cpu_id", "run_logged", "verilator_root", "verilate_model",
+           "load_library"]
 
 
 class BuildError(RuntimeError):
@@ -133,3 +134,34 @@ def cached_build(kind: str, key_parts: list, builder, *, quiet=False) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def verilate_model(tmp: Path, progress, *, sources, top, flags, cxxflags, log):
+    """Verilate ``sources`` (top module ``top``, in ``tmp``) into ``tmp/obj`` and compile the
+    model's libraries. Returns ``(include_flags, libraries)`` for linking a harness."""
+    env = verilator_env()
+    root = verilator_root()
+    progress("verilating")
+    run_logged(["perl", str(root / "bin" / "verilator"), "--cc", *sources, "--top-module", top,
+                "-Mdir", "obj", *flags, "-CFLAGS", "-std=c++17 -fPIC"],
+               cwd=tmp, env=env, log=log)
+    total = len(list((tmp / "obj").glob("*.cpp"))) + 3
+    progress(f"compiling the model ({total - 3} C++ files)")
+    run_logged(["make", "-j2", "-C", "obj", "-f", f"V{top}.mk", f"libV{top}.a", "libverilated.a",
+                # the *Slow files only construct the model (and its symbol table): no -O2
+                # (at -O2, gcc needs many minutes for the symbol table of a 16x16 array)
+                f"OPT_FAST={' '.join(cxxflags)}", "OPT_SLOW=-O0", "OPT_GLOBAL=-O2"],
+               cwd=tmp, env=env, log=log, progress=progress, count_pattern="-c ", total=total)
+    inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}", "-Iobj"]
+    libs = [f"obj/libV{top}.a", "obj/libverilated.a", "-pthread", "-latomic"]
+    return inc, libs
+
+
+def load_library(path, signatures: dict):
+    """``ctypes.CDLL(path)`` with each function's ``(argtypes, restype)`` set."""
+    import ctypes
+    lib = ctypes.CDLL(str(path))
+    for fn, (args, res) in signatures.items():
+        f = getattr(lib, fn)
+        f.argtypes, f.restype = args, res
+    return lib

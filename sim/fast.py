@@ -20,7 +20,8 @@ from hw.config import AccelConfig
 from hw.isa import Counter, ErrorCode
 from sw.executor import place_program, program_image
 from sw.program import MemoryImage, Program
-from .build import cached_build, cpu_id, run_logged, verilator_env, verilator_root
+from .build import (cached_build, cpu_id, load_library, run_logged, verilate_model,
+                    verilator_env)
 from .state import StateElement, flops_by_module, state_elements
 
 __all__ = ["FastRunner", "build_model", "WatchdogError", "HARNESS", "VERILATOR_FLAGS"]
@@ -42,7 +43,6 @@ class WatchdogError(RuntimeError):
 
 def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int, cells=None):
     env = verilator_env()
-    root = verilator_root()
     (tmp / f"{TOP}.v").write_text(verilog)
     sources = [f"{TOP}.v"]
     if cells is None:
@@ -55,21 +55,8 @@ def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int, cells=None):
         (tmp / "cells.v").write_text(cells)
         sources.append("cells.v")
     log = tmp / "build.log"
-    progress("verilating")
-    run_logged(["perl", str(root / "bin" / "verilator"), "--cc", *sources,
-                "--top-module", TOP,
-                "-Mdir", "obj", *VERILATOR_FLAGS, "-CFLAGS", "-std=c++17 -fPIC"],
-               cwd=tmp, env=env, log=log)
-    total = len(list((tmp / "obj").glob("*.cpp"))) + 3
-    progress(f"compiling the model ({total - 3} C++ files)")
-    run_logged(["make", "-j2", "-C", "obj", "-f", f"V{TOP}.mk", f"libV{TOP}.a", "libverilated.a",
-                # the *Slow files only construct the model (and its symbol table): no -O2
-                # (at -O2, gcc needs many minutes for the symbol table of a 16x16 array)
-                f"OPT_FAST={' '.join(CXXFLAGS)}", "OPT_SLOW=-O0", "OPT_GLOBAL=-O2",
-                ],
-               cwd=tmp, env=env, log=log, progress=progress, count_pattern="-c ", total=total)
-    inc = [f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}", "-Iobj"]
-    libs = [f"obj/libV{TOP}.a", "obj/libverilated.a", "-pthread", "-latomic"]
+    inc, libs = verilate_model(tmp, progress, sources=sources, top=TOP, flags=VERILATOR_FLAGS,
+                               cxxflags=CXXFLAGS, log=log)
     common = ["g++", *CXXFLAGS, f"-DBUS_BYTES={bus_bytes}", *inc, str(HARNESS)]
     progress("linking the runner library")
     run_logged([*common, "-shared", "-o", "libsim.so", *libs], cwd=tmp, env=env, log=log)
@@ -171,10 +158,7 @@ class FastRunner:
         self.latency = latency or config.mem_latency
         self.max_cycles = max_cycles
         self.build_dir = build_model(config, netlist=netlist, quiet=quiet)
-        self.lib = ctypes.CDLL(str(self.build_dir / "libsim.so"))
-        for fn, (args, res) in _SIGS.items():
-            f = getattr(self.lib, fn)
-            f.argtypes, f.restype = args, res
+        self.lib = load_library(self.build_dir / "libsim.so", _SIGS)
         self.h = self.lib.sim_new()
         self.lib.sim_mem_config(self.h, config.dram_bytes, float(self.bytes_per_cycle),
                                 int(self.latency))

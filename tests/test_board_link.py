@@ -30,17 +30,12 @@ def board(cfg):
     b.close()
 
 
-def run_checked(cfg, ex, seed):
-    """A seeded random program on the board vs the golden model and the integer oracle."""
-    return check_program(cfg, ex, seed)
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_board_runs_programs_bit_exact(cfg, board, seed):
     ex = BoardExecutor(cfg, SimSerial(board), **FAST)
     info = ex.check()
     assert info["dram_bytes"] == cfg.dram_bytes and info["bus_bytes"] == cfg.bus_bytes
-    st = run_checked(cfg, ex, seed)
+    st = check_program(cfg, ex, seed)
     assert st["link_retries"] == 0
 
 
@@ -60,7 +55,7 @@ def test_link_recovers_from_corrupted_frames(cfg, board, direction):
              "both": {"corrupt_tx": flip, "corrupt_rx": flip},
              "drop": {"corrupt_tx": drop}}[direction]
     ex = BoardExecutor(cfg, SimSerial(board, **hooks), retries=6, **FAST)
-    st = run_checked(cfg, ex, seed)
+    st = check_program(cfg, ex, seed)
     assert st["link_retries"] > 0, "the faults never hit a frame"
 
 
@@ -158,7 +153,7 @@ def test_real_pyserial_over_a_pty(cfg, board):
     try:
         ex = BoardExecutor(cfg, pty.path, baud=115200, slack=0.5, resync=0.05)
         assert ex.link.port.port == pty.path
-        run_checked(cfg, ex, 5)
+        check_program(cfg, ex, 5)
         ex.link.port.close()
     finally:
         pty.stop()
