@@ -3,11 +3,13 @@ layers on an accelerator executor and everything else on the host in float.
 
 Any module that torch.export can capture works: every ``aten.linear`` becomes a compiled
 kernel (int8 weights per output channel, static int8 activations calibrated on sample
-inputs); the remaining graph runs on the host through an FX interpreter.
+inputs); the remaining graph runs on the host as the captured graph's own Python code, its
+linear calls rewritten to go through a hook (calibration and the accelerator both set it).
 """
 
 from __future__ import annotations
 
+import contextvars
 import time
 from dataclasses import dataclass, field
 
@@ -30,13 +32,20 @@ _LINEAR = torch.ops.aten.linear.default
 
 
 def capture(module, example_inputs):
-    """torch.export the module; return the unlifted graph module."""
+    """torch.export the module; return the unlifted graph module, each ``aten.linear``
+    rewritten to ``linear_hook(name, x, w, b)``."""
     try:
         ep = torch.export.export(module, tuple(example_inputs))
     except Exception as e:          # torch raises many types; the user needs one line
         raise CompileError(f"torch.export could not capture the model: "
                            f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
-    return ep.module()
+    gm = ep.module()
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target is _LINEAR:
+            node.target = linear_hook
+            node.args = (_linear_name(node), *node.args)
+    gm.recompile()
+    return gm
 
 
 def _linear_name(node):
@@ -44,20 +53,24 @@ def _linear_name(node):
     return w.target if w.op == "get_attr" else w.name
 
 
-class _Hooked(torch.fx.Interpreter):
-    def __init__(self, gm, on_linear):
-        super().__init__(gm)
-        self.on_linear = on_linear
-        self._node = None
+_HOOK = contextvars.ContextVar("linear_hook", default=None)
 
-    def run_node(self, n):
-        self._node = n
-        return super().run_node(n)
 
-    def call_function(self, target, args, kwargs):
-        if target is _LINEAR:
-            return self.on_linear(self._node, *args, **kwargs)
-        return super().call_function(target, args, kwargs)
+def linear_hook(name, x, w, b=None):
+    """A captured graph's linear layer: the running hook's result, or plain float."""
+    hook = _HOOK.get()
+    if hook is None:
+        return torch.nn.functional.linear(x, w, b)
+    return hook(name, x, w, b)
+
+
+def _run_hooked(gm, hook, inputs):
+    # forward() itself, not __call__: the export's input-shape check is the kernels' job
+    token = _HOOK.set(hook)
+    try:
+        return gm.forward(*inputs)
+    finally:
+        _HOOK.reset(token)
 
 
 @dataclass
@@ -77,8 +90,7 @@ class CompiledModel:
         report = {"kernels": [], "mismatches": [], "cycles": 0, "macs": 0,
                   "padded_macs": 0, "sim_wall_s": 0.0, "sim_cycles": 0}
 
-        def on_linear(node, x, w, b=None):
-            name = _linear_name(node)
+        def on_linear(name, x, w, b=None):
             kern = self.kernels[name]
             lead = x.shape[:-1]
             x2 = x.detach().reshape(-1, x.shape[-1]).numpy()
@@ -120,7 +132,7 @@ class CompiledModel:
             return y.reshape(*lead, kern.n)
 
         with torch.no_grad():
-            out = _Hooked(self.gm, on_linear).run(*inputs)
+            out = _run_hooked(self.gm, on_linear, inputs)
         return out, report
 
 
@@ -181,9 +193,8 @@ def compile_model(module, calib_inputs, config, *, wformat="int8", group=128,
     gm = capture(module, calib_inputs[0])
     stats = {}
 
-    def record(node, x, w, b=None):
+    def record(name, x, w, b=None):
         y = torch.nn.functional.linear(x, w, b)
-        name = _linear_name(node)
         s = stats.setdefault(name, {"x": 0.0, "y": 0.0, "w": w.detach().numpy().copy(),
                                     "m": int(np.prod(x.shape[:-1]))})
         s["x"] = max(s["x"], float(x.detach().abs().max()))
@@ -192,7 +203,7 @@ def compile_model(module, calib_inputs, config, *, wformat="int8", group=128,
 
     with torch.no_grad():
         for inp in calib_inputs:
-            _Hooked(gm, record).run(*inp)
+            _run_hooked(gm, record, inp)
     if not stats:
         raise CompileError("the model has no linear layers to put on the accelerator")
     formats = wformat if isinstance(wformat, dict) else {"*": wformat}

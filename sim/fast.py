@@ -22,7 +22,7 @@ from sw.executor import place_program, program_image
 from sw.program import MemoryImage, Program
 from .build import (cached_build, cpu_id, load_library, run_logged, verilate_model,
                     verilator_env)
-from .state import StateElement, flops_by_module, state_elements
+from .state import StateElement, flops_by_module, memory_ports, state_elements
 
 __all__ = ["FastRunner", "build_model", "WatchdogError", "HARNESS", "VERILATOR_FLAGS"]
 
@@ -34,7 +34,7 @@ VERILATOR_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast",
 # -march=native is safe: a build only ever runs on the machine (CPU model) that made it,
 # which is part of the cache key
 CXXFLAGS = ["-O3", "-march=native", "-std=c++17", "-fPIC"]
-RECIPE = "5"    # bump when _verilate changes in a way that changes the result
+RECIPE = "6"    # bump when _verilate changes in a way that changes the result
 
 
 class WatchdogError(RuntimeError):
@@ -46,8 +46,9 @@ def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int, cells=None):
     (tmp / f"{TOP}.v").write_text(verilog)
     sources = [f"{TOP}.v"]
     if cells is None:
-        # Only state (flops and memories) is made public: that is all fault injection needs,
-        # and it leaves Verilator free to optimise every combinational net away.
+        # Only state (flops and memories) and the memories' port enables and addresses are
+        # made public: that is all fault injection needs, and it leaves Verilator free to
+        # optimise every other combinational net away.
         (tmp / "state.vlt").write_text(_state_vlt(verilog))
         sources.append("state.vlt")
     else:
@@ -69,6 +70,12 @@ def _state_vlt(verilog):
     for module, names in sorted(flops_by_module(verilog).items()):
         for var in sorted(names):
             lines.append(f'public_flat_rw -module "{module}" -var "{var.lstrip(chr(92)).strip()}"')
+    nets = set()
+    for (module, _), ports in memory_ports(verilog).items():
+        for p in ports or ():
+            nets.update((module, n) for n in (p.en, p.addr) if n)
+    for module, var in sorted(nets):
+        lines.append(f'public_flat_rd -module "{module}" -var "{var.lstrip(chr(92)).strip()}"')
     return "\n".join(lines) + "\n"
 
 
@@ -116,6 +123,10 @@ _SIGS = {
     "sim_force": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
                    ctypes.c_void_p, ctypes.c_uint64], ctypes.c_int),
     "sim_release_all": ([ctypes.c_void_p], None),
+    "sim_trace_ports": ([ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 5, ctypes.c_int),
+    "sim_trace": ([ctypes.c_void_p, ctypes.c_int], None),
+    "sim_trace_count": ([ctypes.c_void_p], ctypes.c_uint64),
+    "sim_trace_take": ([ctypes.c_void_p] * 4, None),
 }
 
 
@@ -277,6 +288,53 @@ class FastRunner:
         or_m = (value & mask).to_bytes(v.entsize, "little")
         if self.lib.sim_force(self.h, v.index, index, and_m, or_m, duration) != 0:
             raise IndexError(f"{v.name}[{index}] out of range (depth {v.depth})")
+
+    def trace_ports(self) -> dict:
+        """Set up the memory-port trace: every port of every memory whose accesses all have
+        Amaranth's plain shape (sim/state.py, memory_ports). Returns ``{memory variable
+        index: depth}`` of the memories traced."""
+        byname = {v.name: v for v in self.variables()}
+        rows, kinds, traced = [], [], {}
+        verilog = (self.build_dir / f"{TOP}.v").read_text()
+        for (module, mem), ports in memory_ports(verilog).items():
+            scope = f"TOP.{module}."
+            mv = byname.get(scope + mem)
+            if ports is None or mv is None:
+                continue
+            mine = []
+            for p in ports:
+                en, ad = (byname.get(scope + p.en) if p.en else None), byname.get(scope + p.addr)
+                if ad is None or (p.en and en is None):
+                    mine = None
+                    break
+                mine.append(((-1 if en is None else en.index), ad.index, p.lo, p.width or 64,
+                             mv.depth, (mv.index, p.kind)))
+            if mine is None:
+                continue
+            traced[mv.index] = mv.depth
+            rows += [r[:5] for r in mine]
+            kinds += [r[5] for r in mine]
+        cols = [np.ascontiguousarray([r[i] for r in rows], np.int32) for i in range(5)]
+        if self.lib.sim_trace_ports(self.h, len(rows), *(c.ctypes.data for c in cols)) != 0:
+            raise RuntimeError("memory-port trace: a variable index out of range")
+        self._trace_kinds = kinds
+        return traced
+
+    def trace(self, on: bool):
+        """Start (clearing what was recorded) or stop recording memory-port accesses."""
+        self.lib.sim_trace(self.h, int(on))
+
+    def trace_events(self):
+        """-> (cycle, memory variable index, entry, kind) arrays of the accesses recorded;
+        kind is ``r`` (read), ``w`` (whole-word write) or ``p`` (part-word write)."""
+        n = int(self.lib.sim_trace_count(self.h))
+        cyc, port, ent = np.empty(n, np.uint64), np.empty(n, np.uint32), np.empty(n, np.uint32)
+        if n:
+            self.lib.sim_trace_take(self.h, cyc.ctypes.data, port.ctypes.data, ent.ctypes.data)
+        k = self._trace_kinds
+        mem = np.array([k[i][0] for i in range(len(k))], np.int64)[port] if n else port
+        kind = np.array([k[i][1] for i in range(len(k))])[port] if n else port.astype(str)
+        return cyc.astype(np.int64), mem, ent.astype(np.int64), kind
 
     def release_all(self):
         self.lib.sim_release_all(self.h)

@@ -72,6 +72,12 @@ struct Force {
     uint64_t until;
 };
 
+// A traced memory port: at each cycle whose enable (variable `en`, or always when -1) is
+// set, the entry its address selects (variable `addr`, bits lo..lo+width) is recorded.
+struct TPort {
+    int en, addr, lo, width, depth;
+};
+
 struct Sim {
     VerilatedContext ctx;
     Vllmaccel_top* top;
@@ -85,6 +91,10 @@ struct Sim {
     uint64_t mem_bytes_moved = 0;
     bool in_reset = false;
     std::vector<Force> forces;
+    std::vector<TPort> tports;
+    bool tracing = false;
+    std::vector<uint64_t> tcycle;
+    std::vector<uint32_t> tport, tentry;
 
     Sim() {
         ctx.debug(0);
@@ -119,6 +129,26 @@ struct Sim {
         }
     }
 
+    uint64_t value(int i) const {
+        const VarRef& v = vars[i];
+        uint64_t x = 0;
+        memcpy(&x, v.datap, v.entsize < 8 ? v.entsize : 8);
+        return x;
+    }
+
+    void record_ports() {
+        for (size_t p = 0; p < tports.size(); ++p) {
+            const TPort& t = tports[p];
+            if (t.en >= 0 && !(value(t.en) & 1)) continue;
+            uint64_t a = value(t.addr) >> t.lo;
+            if (t.width < 64) a &= (1ull << t.width) - 1;
+            if (a >= (uint64_t)t.depth) continue;
+            tcycle.push_back(cycle);
+            tport.push_back((uint32_t)p);
+            tentry.push_back((uint32_t)a);
+        }
+    }
+
     void set_inputs() {
         // request side: accept while the bandwidth credit covers a beat and the response
         // queue is not absurdly deep (the latency pipe)
@@ -138,6 +168,7 @@ struct Sim {
         set_inputs();
         top->clk = 0;
         top->eval();
+        if (tracing) record_ports();
         bool req_fire = top->REQ_VALID && top->REQ_READY;
         bool resp_fire = top->RESP_VALID && top->RESP_READY;
         Resp r;
@@ -238,6 +269,35 @@ int sim_run(void* h, uint64_t max_cycles) {
         s->tick();
     }
     return s->top->done ? 1 : 0;
+}
+
+// --- memory-port trace (which entry each port touches, cycle by cycle) --------------------
+int sim_trace_ports(void* h, int n, const int* en, const int* addr, const int* lo,
+                    const int* width, const int* depth) {
+    Sim* s = S(h);
+    s->tports.clear();
+    for (int i = 0; i < n; ++i) {
+        if (en[i] >= (int)s->vars.size() || addr[i] < 0 || addr[i] >= (int)s->vars.size())
+            return -1;
+        s->tports.push_back(TPort{en[i], addr[i], lo[i], width[i], depth[i]});
+    }
+    return 0;
+}
+
+void sim_trace(void* h, int on) {
+    Sim* s = S(h);
+    s->tracing = on != 0;
+    if (on) { s->tcycle.clear(); s->tport.clear(); s->tentry.clear(); }
+}
+
+uint64_t sim_trace_count(void* h) { return ((Sim*)h)->tcycle.size(); }
+
+void sim_trace_take(void* h, uint64_t* cycle, uint32_t* port, uint32_t* entry) {
+    Sim* s = S(h);
+    size_t n = s->tcycle.size();
+    memcpy(cycle, s->tcycle.data(), n * 8);
+    memcpy(port, s->tport.data(), n * 4);
+    memcpy(entry, s->tentry.data(), n * 4);
 }
 
 uint64_t sim_cycle(void* h) { return ((Sim*)h)->cycle; }

@@ -233,7 +233,7 @@ def run_campaign(spec: CampaignSpec, db_path, *, workers=None, ray_address=None,
                     db.add_results(res)
                     prog.update(res)
             else:
-                _run_pool(spec, info, batches, db, prog, workers)
+                _run_pool(spec, info, batches, db, prog, workers, inj)
         prog.finish()
         wall = time.perf_counter() - t0
         if pending:
@@ -248,24 +248,39 @@ def run_campaign(spec: CampaignSpec, db_path, *, workers=None, ray_address=None,
         db.close()
 
 
-def _run_pool(spec, info, batches, db, prog, workers):
+def _run_pool(spec, info, batches, db, prog, workers, inj=None):
+    """``workers - 1`` pool processes, and this process as the last worker (with the
+    planner's injector when there is one, else its own, built while the pool starts)."""
     import multiprocessing as mp
+    import torch
     from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
+    threads = torch.get_num_threads()
+    with ProcessPoolExecutor(workers - 1, mp_context=ctx, initializer=_pool_init,
                              initargs=(spec, info["snapshot_every"])) as ex:
         todo = list(reversed(batches))
         inflight = set()
+
+        def record(res):
+            db.add_results(res)
+            prog.update(res)
         try:
+            _one_thread()
+            while todo and len(inflight) < 2 * (workers - 1):
+                inflight.add(ex.submit(_pool_run, todo.pop()))
+            inj = inj or _make_injector(spec, info["snapshot_every"])
             while todo or inflight:
-                while todo and len(inflight) < 2 * workers:
+                while todo and len(inflight) < 2 * (workers - 1):
                     inflight.add(ex.submit(_pool_run, todo.pop()))
-                fin, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                if todo:
+                    record(inj.run_batch(todo.pop()))
+                    fin = {fu for fu in inflight if fu.done()}
+                    inflight -= fin
+                else:
+                    fin, inflight = wait(inflight, return_when=FIRST_COMPLETED)
                 for fu in fin:
-                    res = fu.result()
-                    db.add_results(res)
-                    prog.update(res)
+                    record(fu.result())
         except BrokenProcessPool:
             raise CampaignError("a campaign worker died (out of memory, or its model failed "
                                 "to build or load); results so far are saved, run the same "
@@ -274,6 +289,8 @@ def _run_pool(spec, info, batches, db, prog, workers):
             for fu in inflight:
                 fu.cancel()
             raise
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _run_ray(spec, info, batches, db, prog, address, workers):

@@ -10,6 +10,10 @@ at ``done`` or at the watchdog:
 * SDC -- outputs (the whole memory image) differ and no error was raised;
 * masked -- outputs bit-identical; ``latent`` if the design's state (counters aside) still
   differs from the golden run's at the end (a fault left behind, undetected).
+
+A flip in a memory entry needs no simulation when the golden run's memory-port trace says
+what happens to that entry next: overwritten whole before any read (masked), or never touched
+again (masked, latent). Only a read makes the fault live; then it is simulated as above.
 """
 
 from __future__ import annotations
@@ -26,9 +30,16 @@ __all__ = ["Injector", "GoldenKernel"]
 OUTCOMES = ("masked", "sdc", "due")
 
 
+_KIND = {"r": 0, "w": 1, "p": 2}     # a read sorts before a write in the same cycle
+_ENTRY_SHIFT = 42
+
+
 class GoldenKernel:
-    def __init__(self, prog_addr, start_cycle, end_cycle, snaps, final_snap, final_mem):
+    def __init__(self, prog_addr, start_cycle, end_cycle, snaps, final_snap, final_mem,
+                 accesses=None):
         self.prog_addr, self.start_cycle, self.end_cycle = prog_addr, start_cycle, end_cycle
+        # {memory variable index: sorted keys entry << 42 | cycle << 2 | kind}
+        self.accesses = accesses or {}
         self.snaps = snaps                  # [(cycle, bytes)], ascending
         self.snap_cycles = np.array([c for c, _ in snaps])
         self.final_snap, self.final_mem = final_snap, final_mem
@@ -50,10 +61,12 @@ class Injector:
     """
 
     def __init__(self, config, workload, *, snapshot_every=None, snapshot_budget=256 << 20,
-                 structures=None, quiet=True):
+                 structures=None, quiet=True, use_trace=True):
         from sim.fast import FastRunner
         self.config, self.workload = config, workload
         self.rtl = FastRunner(config, quiet=quiet)
+        self.use_trace = use_trace      # False: simulate every memory fault (tests compare)
+        self.traced = self.rtl.trace_ports() if use_trace else {}
         every = fault_sites(self.rtl)
         self.sites = select_structures(every, structures)
         self.elements = {e.name: e for s in self.sites.values() for e in s.elements}
@@ -82,6 +95,7 @@ class Injector:
         out = []
         for k in self.workload.kernels:
             addr = rtl.load(k.program, k.memory)
+            rtl.trace(bool(self.traced))
             rtl.start(addr)
             start = rtl.cycle
             snaps = []
@@ -89,14 +103,42 @@ class Injector:
                 snaps.append((rtl.cycle, rtl.snapshot()))
                 if rtl.step(every):
                     break
+            rtl.trace(False)
             out.append(GoldenKernel(addr, start, rtl.cycle, snaps, rtl.snapshot(),
-                                    rtl.read_memory(k.memory).data))
+                                    rtl.read_memory(k.memory).data, self._accesses()))
         return out
+
+    def _accesses(self):
+        if not self.traced:
+            return {}
+        cyc, mem, ent, kind = self.rtl.trace_events()
+        code = np.array([_KIND[k] for k in kind.tolist()], np.int64)
+        keys = (ent << _ENTRY_SHIFT) | (cyc << 2) | code
+        return {m: np.sort(keys[mem == m]) for m in self.traced}
+
+    def _next_access(self, g, elem, f):
+        """For a flip in a traced memory entry: ``("w", cycle)`` (overwritten before any
+        read), ``("none", None)`` (never touched again) or None (read, or part-written: run)."""
+        keys = g.accesses.get(elem.var_index) if self.use_trace else None
+        if keys is None or f.model not in ("flip", "mbu"):
+            return None
+        i = int(np.searchsorted(keys, (f.entry << _ENTRY_SHIFT) | (f.cycle << 2)))
+        if i == len(keys) or keys[i] >> _ENTRY_SHIFT != f.entry:
+            return "none", None
+        if keys[i] & 3 == _KIND["w"]:
+            return "w", int((keys[i] >> 2) & ((1 << (_ENTRY_SHIFT - 2)) - 1))
+        return None
 
     # --- one fault -----------------------------------------------------------------------
     def run_fault(self, f: Fault) -> dict:
         rtl, g = self.rtl, self.golden[f.kernel]
         elem = self.elements[f.element]
+        nxt = self._next_access(g, elem, f)
+        if nxt is not None:
+            untouched = nxt[0] == "none"
+            return {"outcome": "masked", "error": None, "out_bytes": 0,
+                    "latent": int(untouched and bool(self._latent_mask[elem.var_index])),
+                    "converged": nxt[1], "end_cycle": g.end_cycle}
         j = int(np.searchsorted(g.snap_cycles, f.cycle, side="right")) - 1
         rtl.restore(g.snaps[j][1])
         if f.cycle > rtl.cycle:
