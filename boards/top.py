@@ -14,6 +14,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from hw.accelerator import Accelerator
+from hw.bus import StreamSlice, req_layout, resp_layout
 from sw.errors import UserError
 from .link import Link
 from .memory import BoardMemory
@@ -55,7 +56,17 @@ class BoardCore(wiring.Component):
         m.submodules.acc = ResetInserter({"sync": link.acc_rst})(acc)
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
-        wiring.connect(m, acc.bus, mem.bus)
+        # register slices both ways between the accelerator and the memory: on a large FPGA
+        # the memory's block RAMs spread over the chip, and the accelerator's bus arbitration
+        # in front of their address pins was the critical path
+        rst = {"sync": link.acc_rst}
+        req, resp = StreamSlice(req_layout(cfg.bus_bytes)), StreamSlice(resp_layout(cfg.bus_bytes))
+        m.submodules.req_slice = ResetInserter(rst)(req)
+        m.submodules.resp_slice = ResetInserter(rst)(resp)
+        wiring.connect(m, acc.bus.req, req.i)
+        wiring.connect(m, req.o, mem.bus.req)
+        wiring.connect(m, mem.bus.resp, resp.i)
+        wiring.connect(m, resp.o, acc.bus.resp)
         wiring.connect(m, link.mem, mem.link)
         wiring.connect(m, urx.o, link.rx)
         wiring.connect(m, link.tx, utx.i)

@@ -4,12 +4,12 @@ Every request gets exactly one response (read data, or a write acknowledgement),
 in request order with the request's tag; masters tell their responses apart by tag.
 """
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["req_layout", "resp_layout", "bus_signature", "BusArbiter", "TAG_FETCH", "TAG_LOAD",
-           "TAG_STORE", "ADDR_BITS", "place_word"]
+__all__ = ["req_layout", "resp_layout", "bus_signature", "BusArbiter", "StreamSlice",
+           "TAG_FETCH", "TAG_LOAD", "TAG_STORE", "ADDR_BITS", "place_word"]
 
 ADDR_BITS = 32
 TAG_FETCH, TAG_LOAD, TAG_STORE = 0, 1, 2
@@ -85,4 +85,26 @@ class BusArbiter(wiring.Component):
                          masters[i].resp.valid.eq(self.bus.resp.valid & (tag == i))]
             with m.If(tag == i):
                 m.d.comb += self.bus.resp.ready.eq(masters[i].resp.ready)
+        return m
+
+
+class StreamSlice(wiring.Component):
+    """A register slice (skid buffer) for a stream: ``o``'s valid and payload and ``i``'s
+    ready all come from flops, so no combinational path crosses it; one cycle of latency,
+    full throughput."""
+
+    def __init__(self, layout):
+        self._layout = layout
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid, skid_valid = Signal(self._layout), Signal()
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(self.o.ready | ~self.o.valid):
+            m.d.sync += [self.o.valid.eq(self.i.valid | skid_valid),
+                         self.o.payload.eq(Mux(skid_valid, skid, self.i.payload)),
+                         skid_valid.eq(0)]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
         return m
