@@ -103,7 +103,9 @@ class BoardTop(Elaboratable):
         _clk, locked = self.target.clock(m, platform, self.clock_hz)
         m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        # every subsignal raw (some boards' UARTs also have dtr/rts pins we leave alone)
+        uart = platform.request("uart", 0, dir={sub.name: "-" for sub in
+                                                platform.lookup("uart", 0).ios})
         m.submodules.uart_rx_buf = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buf = tx = io.Buffer("o", uart.tx)
         m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
