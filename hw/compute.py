@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
 from .queue import Front, executor_members
-from .requant import RequantUnit, rne_shift
+from .requant import make_requant, rne_shift
 from .systolic import SystolicArray
 
 __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
@@ -73,7 +73,7 @@ class Compute(wiring.Component):
         lanes = cfg.scale_lanes
         lane_bits = lanes.bit_length() - 1
         has_sys, has_lut = "systolic" in cfg.engines, cfg.has_lut
-        m.submodules.requant = rq = RequantUnit(rows=R)
+        m.submodules.requant = rq = make_requant(cfg)
         if has_sys:
             m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS,
                                                        residue=cfg.acc_check == "residue")

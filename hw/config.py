@@ -82,6 +82,10 @@ class AccelConfig:
     parity : list of str
         Scratchpads (from ``act``, ``wgt``, ``acc``, ``scale``) with a parity bit per entry,
         checked on every read (error PARITY). See hw/protect.py.
+    requant_lanes : int
+        Lanes the requant unit computes in parallel; an accumulator entry (``rows`` values)
+        takes ``rows / requant_lanes`` beats. 0 (the default) means ``rows``: one entry per
+        cycle. Fewer lanes save multipliers and logic on small FPGAs.
     acc_check : str
         ``none`` or ``residue``: the systolic accumulators carry a mod-3 residue checked as
         results leave the array (error RESIDUE).
@@ -104,6 +108,7 @@ class AccelConfig:
     lut_wbits: tuple = field(default=LUT_WBITS)
     parity: tuple = field(default=())
     acc_check: str = "none"
+    requant_lanes: int = 0
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -146,6 +151,11 @@ class AccelConfig:
             raise ConfigError(f"{where}: parity must be a list from {list(SCRATCHPADS)}, "
                               f"not {raw!r}")
         object.__setattr__(self, "parity", tuple(p for p in SCRATCHPADS if p in raw))
+        rl = self.requant_lanes
+        if isinstance(rl, bool) or not isinstance(rl, int) or not (
+                rl == 0 or (1 <= rl <= self.rows and self.rows % rl == 0)):
+            raise ConfigError(f"{where}: requant_lanes must be 0 (one per row) or a divisor of "
+                              f"rows ({self.rows}), not {rl!r}")
         if self.acc_check not in ACC_CHECKS:
             raise ConfigError(f"{where}: acc_check must be one of {list(ACC_CHECKS)}, "
                               f"not {self.acc_check!r}")
@@ -224,6 +234,8 @@ class AccelConfig:
             d.pop("parity")
         if self.acc_check == "none":
             d.pop("acc_check")
+        if self.requant_lanes in (0, self.rows):    # the same hardware as before the option
+            d.pop("requant_lanes")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:8]
 
     def replace(self, **changes):

@@ -4,7 +4,8 @@ from amaranth import Module, Signal, Mux, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RequantUnit", "requant_in_layout", "rne_shift", "rne_parts"]
+__all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layout",
+           "rne_shift", "rne_parts"]
 
 
 def rne_parts(m, p, shift, name):
@@ -95,3 +96,64 @@ class RequantUnit(wiring.Component):
                 m.d.sync += self.o.payload[i].eq(Mux(t > 127, 127, Mux(t < lo, lo, t)))
         m.d.comb += self.idle.eq(~v1 & ~v2 & ~self.o.valid)
         return m
+
+
+class LaneSerialRequant(wiring.Component):
+    """The requant unit's interface over ``rows`` lanes, computed ``lanes`` at a time by a
+    ``RequantUnit(rows=lanes)``: an entry is taken whole, fed in ``rows / lanes`` beats, and
+    its results are gathered and given out whole (``rows / lanes + 1`` cycles per entry)."""
+
+    def __init__(self, *, rows, lanes):
+        assert rows % lanes == 0
+        self._rows, self._lanes = rows, lanes
+        super().__init__({
+            "i": In(stream.Signature(requant_in_layout(rows))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(8), rows))),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, L = self._rows, self._lanes
+        n = R // L
+        m.submodules.core = core = RequantUnit(rows=L)
+
+        held = Signal(requant_in_layout(R))
+        busy = Signal()
+        beat = Signal(range(n))
+        m.d.comb += self.i.ready.eq(~busy)
+        with m.If(self.i.valid & ~busy):
+            m.d.sync += [held.eq(self.i.payload), busy.eq(1), beat.eq(0)]
+        ci = core.i.payload
+        m.d.comb += [
+            core.i.valid.eq(busy),
+            ci.acc.as_value().eq(held.acc.as_value().word_select(beat, 32 * L)),
+            ci.res.as_value().eq(held.res.as_value().word_select(beat, 8 * L)),
+            ci.mult.eq(held.mult), ci.shift.eq(held.shift),
+            ci.residual.eq(held.residual), ci.relu.eq(held.relu),
+        ]
+        with m.If(core.i.valid & core.i.ready):
+            m.d.sync += beat.eq(beat + 1)
+            with m.If(beat == n - 1):
+                m.d.sync += [busy.eq(0), beat.eq(0)]
+
+        out = Signal(data.ArrayLayout(signed(8), R))
+        obeat = Signal(range(n))
+        m.d.comb += [core.o.ready.eq(~self.o.valid), self.o.payload.eq(out)]
+        with m.If(core.o.valid & core.o.ready):
+            m.d.sync += [out.as_value().word_select(obeat, 8 * L).eq(core.o.payload),
+                         obeat.eq(obeat + 1)]
+            with m.If(obeat == n - 1):
+                m.d.sync += [self.o.valid.eq(1), obeat.eq(0)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        m.d.comb += self.idle.eq(~busy & core.idle & ~self.o.valid & (obeat == 0))
+        return m
+
+
+def make_requant(config):
+    """The requant unit ``config`` asks for (all lanes at once, or ``requant_lanes``)."""
+    lanes = config.requant_lanes or config.rows
+    if lanes == config.rows:
+        return RequantUnit(rows=config.rows)
+    return LaneSerialRequant(rows=config.rows, lanes=lanes)

@@ -46,6 +46,20 @@ def test_random_programs_slow_memory(tiny, seed):
     check_program(tiny, slow, seed)
 
 
+_SERIAL = {}
+
+
+@pytest.mark.parametrize("base,lanes,seed", [("tiny", 1, s) for s in range(300, 310)]
+                         + [("rect", 2, s) for s in range(310, 316)])
+def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, seed):
+    """The lane-serial requant unit (requant_lanes < rows): same results, bit for bit."""
+    from sim.fast import FastRunner
+    cfg = {"tiny": tiny, "rect": rect}[base].replace(requant_lanes=lanes)
+    if cfg not in _SERIAL:
+        _SERIAL[cfg] = FastRunner(cfg, quiet=True)
+    check_program(cfg, _SERIAL[cfg], seed)
+
+
 def test_golden_many_seeds_against_oracle(tiny):
     for seed in range(1000, 1150):
         rp = random_program(tiny, seed)
