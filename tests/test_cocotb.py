@@ -63,3 +63,13 @@ def test_lut_array(seed):
     _run(LutArray(rows=3, ch=6, tag_bits=12), "lut_array", "tb_lut",
          {"rows": 3, "ch": 6, "tag_bits": 12, "jobs": 14, "stall": 0.3}, seed,
          testcase="lut_array")
+
+
+@pytest.mark.parametrize("lanes,seed", [(4, 11), (1, 12), (2, 13)])
+def test_requant_unit(lanes, seed):
+    """All four lanes at once, and lane-serial (one and two lanes), under stalls and
+    back-pressure, over every shift and full-scale operands."""
+    from hw.requant import LaneSerialRequant, RequantUnit
+    unit = RequantUnit(rows=4) if lanes == 4 else LaneSerialRequant(rows=4, lanes=lanes)
+    _run(unit, "requant", "tb_requant",
+         {"rows": 4, "n": 150, "stall": 0.3, "backpressure": 0.4}, seed)
