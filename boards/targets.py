@@ -234,30 +234,49 @@ def _abc9_crashed(out_dir):
 
 
 class _Watcher:
-    """Reports the flow's phase every few seconds from the tools' logs (they run quietly)."""
+    """Reports the flow's phase every few seconds from the tools' logs (they run quietly),
+    with the placer's and router's iteration (and overused wires) while they work."""
     PHASES = (("top.rpt", "Executing SYNTH", "synthesis (yosys)"),
               ("top.tim", "Info: Packing", "packing (nextpnr)"),
               ("top.tim", "Info: Running main analytical placer", "placing"),
               ("top.tim", "Info: Routing globals", "routing"),
               ("top.tim", "Program finished", "writing the bitstream"))
+    DETAIL = {"placing": re.compile(r"at (?:initial placer )?iter(?:ation)? #?(\d+)"),
+              "routing": re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")}
 
-    def __init__(self, out_dir, say, every=10.0):
+    def __init__(self, out_dir, say, every=10.0, detail_every=60.0):
         import threading
         self.out_dir, self.say, self.every = Path(out_dir), say, every
+        self.detail_every = detail_every
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
+    def status(self):
+        """(phase, detail) from the logs as they are now."""
+        logs = {}
+        phase, detail = "starting the tools", ""
+        for log, marker, name in self.PHASES:
+            text = logs.setdefault(log, _read(self.out_dir / log))
+            if marker in text:
+                phase = name
+        rx = self.DETAIL.get(phase)
+        hits = rx.findall(logs.get("top.tim", "")) if rx else []
+        if hits and phase == "placing":
+            detail = f"iteration {hits[-1]}"
+        elif hits:
+            detail = f"iteration {hits[-1][0]}, {int(hits[-1][1]):,} wires overused"
+        return phase, detail
+
     def _run(self):
-        last = None
+        last, last_detail, said = None, "", 0.0
         while not self.done.wait(self.every):
-            phase = "starting the tools"
-            for log, marker, name in self.PHASES:
-                if marker in _read(self.out_dir / log):
-                    phase = name
-            if phase != last:
-                self.say(phase)
-                last = phase
+            phase, detail = self.status()
+            now = time.monotonic()
+            if phase != last or (detail and detail != last_detail
+                                 and now - said >= self.detail_every):
+                self.say(f"{phase} ({detail})" if detail else phase)
+                last, last_detail, said = phase, detail, now
 
     def stop(self):
         self.done.set()
