@@ -133,10 +133,18 @@ class SystolicArray(wiring.Component):
         # Accept a new MATMUL only if the pending drain (if any) starts in fewer than k
         # cycles (with a safety margin of 2): its first column must leave before the new
         # MATMUL's last step reaches row 0.
+        # The bound is registered, so no path runs from the drain's counters through this
+        # comparison into the feeder: a cycle later the remaining time is at most what it
+        # is now (it never grows, except when a job is created: then the worst case), and
+        # a pending job then is at most one pending now or created now.
         remaining = Signal(16)
         busy_left = drain.busy_left()
         m.d.comb += remaining.eq(Mux(drain.pend_cnt > busy_left, drain.pend_cnt, busy_left))
-        safe = ~drain.pend_valid | (remaining + 3 <= p.k)
+        created = go & p.last
+        bound3, pend_r = Signal(16), Signal()
+        m.d.sync += [bound3.eq(Mux(created, max(R - 1, C + self.GAP), remaining) + 3),
+                     pend_r.eq(drain.pend_valid | created)]
+        safe = ~pend_r | (bound3 <= p.k)
         m.d.comb += self.i.ready.eq(~p.first | safe)
 
         cols = Array(Cat(*(res[i][j] for i in range(R))) for j in range(C))
