@@ -173,11 +173,18 @@ class LutArray(wiring.Component):
         drain.create(go & p.last, Cat(p.tag, p.odd))
         act_odd = drain.act_tag[-1]
 
-        # cycles until every latched result has been drained
+        # cycles until every latched result has been drained; registered as a bound, so no
+        # path runs from the drain's counters into the feeder: a cycle later it is at most
+        # what it is now (GAP <= 1), except when a job is created (then the worst case)
+        assert self.GAP <= 1
         left = Signal(18)
         m.d.comb += left.eq(Mux(drain.act_valid, N - drain.act_col, drain.gap)
                             + Mux(drain.pend_valid, N + self.GAP, 0))
-        m.d.comb += self.i.ready.eq(~p.first | (left == 0) | (left + 2 <= p.steps))
+        created = go & p.last
+        bound2, empty = Signal(18), Signal(init=1)
+        m.d.sync += [bound2.eq(Mux(created, 2 * N + self.GAP, left) + 2),
+                     empty.eq(~created & (left == 0))]
+        m.d.comb += self.i.ready.eq(~p.first | empty | (bound2 <= p.steps))
 
         cols = Array(Cat(*(res[r][j] for r in range(R))) for j in range(N))
         column = cols[drain.act_col]
