@@ -179,11 +179,10 @@ class Compute(wiring.Component):
         grp = Signal(14)
         f_valid, f_first, f_last, f_new = Signal(), Signal(), Signal(), Signal()
         f_plane = Signal(2)
-        # the first step issues in the cycle the MATMUL starts (counters read as 0 then)
-        feeding = (run | front.start) & (op == Opcode.MATMUL)
-        cur_step = Mux(front.start, 0, step)
-        cur_plane = Mux(front.start, 0, plane)
-        cur_grp = Mux(front.start, 0, grp)
+        # the first step issues in the MATMUL's first RUN cycle: the decision to start (tokens,
+        # hazards, the engines' readiness) reaches no read enable in the same cycle
+        feeding = run & (op == Opcode.MATMUL)
+        cur_step, cur_plane, cur_grp = step, plane, grp
         sys_ready = array.i.ready if has_sys else Const(0)
         lut_ready = pre.i.ready if has_lut else Const(0)
         tgt_ready = Mux(lut_mode, lut_ready, sys_ready)
