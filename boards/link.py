@@ -165,10 +165,9 @@ class Link(wiring.Component):
                             with m.Elif(started & (seq == last_seq)):
                                 reply(Status.OK)        # a retry: already started
                             with m.Else():
-                                m.d.comb += self.acc_rst.eq(1)
                                 m.d.sync += [prog_addr.eq(p_addr), last_seq.eq(seq),
                                              started.eq(1)]
-                                m.next = "GO"
+                                m.next = "RESET"
                         with m.Case(Cmd.WRITE):
                             with m.If((length <= 4)):
                                 reply(Status.BAD_LEN)
@@ -190,6 +189,11 @@ class Link(wiring.Component):
                                 reply(Status.OK, p_count)
                         with m.Default():
                             reply(Status.BAD_CMD)
+            with m.State("RESET"):
+                # the accelerator's reset comes from a flop: it fans out to every register
+                # of the accelerator, and the command decoding must not be in front of that
+                m.d.comb += self.acc_rst.eq(1)
+                m.next = "GO"
             with m.State("GO"):
                 m.d.comb += self.start.eq(1)
                 reply(Status.OK)
