@@ -178,7 +178,6 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     say(f"elaborating {config.name} for {board.title}")
     top, plan = prepare()
     if board.flow == "vendor" or files_only:
-        top._MustUse__silence = True        # the plan holds the elaborated design
         plan.extract(str(out_dir))
         return BuildResult(board.name, config.name, out_dir, None, top.clock_hz / 1e6, None, {},
                            time.monotonic() - t0, vendor=board.flow == "vendor")

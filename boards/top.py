@@ -89,11 +89,14 @@ class BoardTop(Elaboratable):
     def __init__(self, target, config, *, clock_hz, baud):
         from .clocks import achieved_clock
         self.target, self.config = target, config
-        f_in = target.make_platform().default_clk_frequency
-        self.clock_hz = int(achieved_clock(target.family, f_in, clock_hz))
-        clock_hz = self.clock_hz
-        self.core = BoardCore(config, clock_hz=clock_hz,
-                              divisor=uart_divisor(clock_hz, baud))
+        try:                # an unreachable clock or baud rate: no design to warn about
+            f_in = target.make_platform().default_clk_frequency
+            self.clock_hz = int(achieved_clock(target.family, f_in, clock_hz))
+            self.core = BoardCore(config, clock_hz=self.clock_hz,
+                                  divisor=uart_divisor(self.clock_hz, baud))
+        except Exception:
+            self._MustUse__silence = True
+            raise
 
     def elaborate(self, platform):
         m = Module()
