@@ -172,8 +172,9 @@ class Compute(wiring.Component):
         matmul_release = Mux(v2 & last2, rel2, 0)
 
         # --- MATMUL feeder: a shared step counter; LUT steps walk (group, plane) ----------
-        total = Signal(16)
-        m.d.comb += total.eq(Mux(lut_mode, (mm.k >> 2) * mm.wbits, mm.k))
+        total = Signal(16)      # steps of this MATMUL, registered as it starts
+        with m.If(front.start):
+            m.d.sync += total.eq(Mux(lut_mode, (mm.k >> 2) * mm.wbits, mm.k))
         step = Signal(16)
         plane = Signal(2)
         grp = Signal(14)
