@@ -18,6 +18,7 @@ from .common import save, table
 
 PAIRS = [("ice40", "icebreaker", 24.0), ("ice40", "ulx3s-85f", None),
          ("ulx3s", "ulx3s-85f", 100.0)]
+TIMEOUT_S = 30 * 60         # per build: a route that has not converged by then is reported
 
 
 def peak_macs(cfg):
@@ -27,7 +28,7 @@ def peak_macs(cfg):
 
 
 def _one(config_name, board_name, target):
-    from boards.targets import BOARDS, FitError, build
+    from boards.targets import BOARDS, BuildTimeout, FitError, build
     from hw.config import load_config
     from sw.errors import UserError
     cfg = load_config(config_name)
@@ -37,10 +38,12 @@ def _one(config_name, board_name, target):
            "macs_per_cycle": peak_macs(cfg)}
     with tempfile.TemporaryDirectory(prefix="llmaccel-bench-") as d:
         try:
-            res = build(board, cfg, out_dir=d)
+            res = build(board, cfg, out_dir=d, timeout_s=TIMEOUT_S,
+                        progress=lambda m: print(f"[boards]   {m}", file=sys.stderr, flush=True))
         except UserError as e:         # a failed build is a result too
             fit = isinstance(e, FitError)
             row.update(fits=False if fit else None, utilization=getattr(e, "utilization", {}),
+                       timed_out=isinstance(e, BuildTimeout),
                        error=str(e).split(" (logs")[0], build_s=round(time.monotonic() - t0, 1), fmax_mhz=None, gops=0.0,
                        clock_mhz=cfg.clock_mhz, met=False)
             return row
@@ -69,7 +72,8 @@ def run(pairs=PAIRS):
     print(table(["config", "board", "MACs/cyc", "fits", "LUT", "FF", "BRAM", "DSP",
                  "Fmax MHz", "target MHz", "met", "GOP/s", "build s"],
                 [[r["config"], r["board"], r["macs_per_cycle"],
-                  {True: "yes", False: "NO", None: "failed"}[r["fits"]],
+                  {True: "yes", False: "NO", None: "timeout" if r.get("timed_out")
+                   else "failed"}[r["fits"]],
                   _u(r, "lut"), _u(r, "ff"), _u(r, "bram"), _u(r, "dsp"),
                   r["fmax_mhz"] if r["fmax_mhz"] else "-",
                   r["target_mhz"] or r["clock_mhz"], "yes" if r["met"] else "no", r["gops"],

@@ -22,17 +22,19 @@ def _pct(u):
 def cmd_bitstream(args):
     from hw.config import load_config
     from sim.build import Progress
-    from .targets import FitError, build, get_board
+    from .targets import BuildTimeout, FitError, build, get_board
     board = get_board(args.board)
     cfg = load_config(args.config)
     out = Path(args.output or f"build/boards/{board.name}-{cfg.name}")
     progress = Progress(f"bitstream {board.name}", quiet=args.json)
     try:
         res = build(board, cfg, out_dir=out, clock_mhz=args.clock_mhz, baud=args.baud,
-                    progress=progress)
-    except FitError as e:
+                    progress=progress,
+                    timeout_s=None if args.timeout_min is None else 60 * args.timeout_min)
+    except (FitError, BuildTimeout) as e:
         if args.json:       # the numbers, machine-readable, besides the one-line error
-            print(json.dumps({"board": board.name, "config": cfg.name, "fits": False,
+            print(json.dumps({"board": board.name, "config": cfg.name,
+                              "fits": False if isinstance(e, FitError) else None,
                               "utilization": e.utilization, "error": str(e)}))
         raise
     d = {**res.to_dict(), "fits": True}
@@ -100,6 +102,8 @@ def add_parsers(sub):
     b.add_argument("--clock-mhz", type=float, help="override the config's clock_mhz")
     b.add_argument("--baud", type=int, help="UART baud rate (default 1000000)")
     b.add_argument("-o", "--output", help="build directory (default build/boards/BOARD-CONFIG)")
+    b.add_argument("--timeout-min", type=float, metavar="MIN",
+                   help="stop the tools after this many minutes (default: no limit)")
     b.add_argument("--allow-timing-failure", action="store_true",
                    help="exit 0 even when Fmax is below the requested clock")
     b.add_argument("--json", action="store_true")

@@ -21,7 +21,7 @@ from sw.errors import UserError
 from .top import BoardTop
 
 __all__ = ["Board", "BOARDS", "get_board", "build", "BuildResult", "parse_report", "tool_env",
-           "TimingError", "FitError"]
+           "TimingError", "FitError", "BuildTimeout"]
 
 
 class FitError(UserError):
@@ -34,6 +34,15 @@ class FitError(UserError):
 
 class TimingError(UserError):
     """The design fits but misses the requested clock."""
+
+
+class BuildTimeout(UserError):
+    """The tools did not finish within the time allowed; ``utilization`` is what nextpnr
+    had counted by then."""
+
+    def __init__(self, msg, utilization=None):
+        super().__init__(msg)
+        self.utilization = utilization or {}
 
 
 @dataclass(frozen=True)
@@ -150,9 +159,10 @@ def parse_report(family, nextpnr_log: str, yosys_log: str = "") -> tuple[dict, f
 
 
 def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
-          progress=None, files_only=False) -> BuildResult:
+          progress=None, files_only=False, timeout_s=None) -> BuildResult:
     """Build ``config`` for ``board`` in ``out_dir``: a bitstream (open flows) or the vendor
-    project (Xilinx). Raises FitError when it does not fit; timing is reported, not raised.
+    project (Xilinx). Raises FitError when it does not fit, BuildTimeout when the tools take
+    longer than ``timeout_s`` seconds (None: no limit); timing is reported, not raised.
     ``files_only`` writes the design, constraints and build script without running a tool."""
     say = progress or (lambda msg: None)
     clock = float(clock_mhz if clock_mhz is not None else config.clock_mhz)
@@ -183,7 +193,7 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
                            time.monotonic() - t0, vendor=board.flow == "vendor")
     say("synthesis (yosys), place and route (nextpnr) and packing; the first run compiles "
         "the WebAssembly tools (~1 min)")
-    failed = _execute(plan, out_dir, say)
+    failed = _execute(plan, out_dir, say, timeout_s)
     if failed is not None and _abc9_crashed(out_dir):
         # The WebAssembly build of Yosys' ABC9 aborts on some netlists (an assertion in
         # rtlil.cc) and synth_ecp5 has no switch to avoid it; classic ABC maps the same
@@ -194,10 +204,18 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         kw["script_after_synth"] = ("techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
                                     "synth_ecp5 -top top -run map_cells:")
         top, plan = prepare()
-        failed = _execute(plan, out_dir, say)
+        failed = _execute(plan, out_dir, say,
+                          None if timeout_s is None else timeout_s - (time.monotonic() - t0))
     nlog = _read(out_dir / "top.tim")
     ylog = _read(out_dir / "top.rpt")
     util, fmax = parse_report(board.family, nlog, ylog)
+    if isinstance(failed, subprocess.TimeoutExpired):
+        phase, detail = _Watcher.status_of(out_dir)
+        took = time.monotonic() - t0
+        took = f"{took / 60:.0f} min" if took >= 120 else f"{took:.0f} s"
+        raise BuildTimeout(f"bitstream build for {board.name} stopped after {took}, still "
+                           f"{phase}"
+                           + (f" ({detail})" if detail else "") + f" (logs in {out_dir})", util)
     over = [f"{k.upper()} {v['used']}/{v['available']}" for k, v in util.items()
             if v["used"] > v["available"]]
     if failed is not None or over:
@@ -211,16 +229,31 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
                        top.clock_hz / 1e6, fmax, util, time.monotonic() - t0)
 
 
-def _execute(plan, out_dir, say):
-    """Run the flow's script with the YoWASP tools; the CalledProcessError if it failed."""
+def _execute(plan, out_dir, say, timeout_s=None):
+    """Run the flow's script with the YoWASP tools; the CalledProcessError if it failed, the
+    TimeoutExpired if it ran out of time (the tools are then stopped)."""
+    import signal
     for stale in ("top.tim", "top.rpt", "top.bin", "top.bit"):
         (Path(out_dir) / stale).unlink(missing_ok=True)
+    build_dir = plan.extract(str(out_dir))
     watch = _Watcher(out_dir, say)
+    cmd = ["sh", f"{plan.script}.sh"]
     try:
-        plan.execute_local(str(out_dir), env={**os.environ, **tool_env()})
-        return None
-    except subprocess.CalledProcessError as e:
-        return e
+        # its own process group, so that a timeout (or Ctrl-C) stops every tool it started
+        proc = subprocess.Popen(cmd, cwd=build_dir, env={**os.environ, **tool_env()},
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout_s if timeout_s is None else max(1.0, timeout_s))
+        except BaseException as e:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            if isinstance(e, subprocess.TimeoutExpired):
+                return e
+            raise
+        return None if code == 0 else subprocess.CalledProcessError(code, cmd)
     finally:
         watch.stop()
 
@@ -253,13 +286,18 @@ class _Watcher:
 
     def status(self):
         """(phase, detail) from the logs as they are now."""
+        return self.status_of(self.out_dir)
+
+    @classmethod
+    def status_of(cls, out_dir):
+        out_dir = Path(out_dir)
         logs = {}
         phase, detail = "starting the tools", ""
-        for log, marker, name in self.PHASES:
-            text = logs.setdefault(log, _read(self.out_dir / log))
+        for log, marker, name in cls.PHASES:
+            text = logs.setdefault(log, _read(out_dir / log))
             if marker in text:
                 phase = name
-        rx = self.DETAIL.get(phase)
+        rx = cls.DETAIL.get(phase)
         hits = rx.findall(logs.get("top.tim", "")) if rx else []
         if hits and phase == "placing":
             detail = f"iteration {hits[-1]}"

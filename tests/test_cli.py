@@ -4,6 +4,7 @@ non-zero exit status, never a traceback."""
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,26 @@ def test_vendor_project(capsys, tmp_path):
     d = json.loads(out)
     assert d["timing_met"] is None and "Vivado" in d["note"]
     assert (tmp_path / "top.tcl").exists() and (tmp_path / "top.xdc").exists()
+
+
+def test_bitstream_time_limit(capsys, tmp_path):
+    """--timeout-min stops the tools (every process they started) with one clear line and
+    the phase they were in; with --json the numbers come too."""
+    import os
+    t0 = time.monotonic()
+    code, out, err = run_cli(capsys, "bitstream", "--board", "ulx3s-85f", "--config", "tiny",
+                             "--timeout-min", "0.1", "-o", str(tmp_path), "--json")
+    assert time.monotonic() - t0 < 60
+    assert code != 0
+    line = one_clear_line(err)
+    assert "stopped after" in line and "still" in line, line
+    assert json.loads(out)["fits"] is None
+    time.sleep(1)
+    left = []
+    for proc in Path("/proc").iterdir():         # nothing runs in the build directory any more
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == tmp_path:
+                left.append(proc.name)
+        except OSError:
+            pass
+    assert not left, f"tools still running in {tmp_path}: pids {left}"
