@@ -222,7 +222,8 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         if over or "no BELs remaining" in nlog or "Unable to place" in nlog:
             raise FitError(f"{config.name} does not fit {board.title}: "
                            f"{', '.join(over) or _last_error(nlog)} (logs in {out_dir})", util)
-        last = _last_error(nlog) or _last_error(ylog) or f"exit status {failed.returncode}"
+        last = (_last_error(nlog) or _last_error(ylog)
+                or _last_error(_read(out_dir / "tools.log")) or f"exit status {failed.returncode}")
         raise UserError(f"bitstream build for {board.name} failed: {last} (logs in {out_dir})")
     bit = out_dir / board.bitstream
     return BuildResult(board.name, config.name, out_dir, bit if bit.exists() else None,
@@ -233,15 +234,19 @@ def _execute(plan, out_dir, say, timeout_s=None):
     """Run the flow's script with the YoWASP tools; the CalledProcessError if it failed, the
     TimeoutExpired if it ran out of time (the tools are then stopped)."""
     import signal
-    for stale in ("top.tim", "top.rpt", "top.bin", "top.bit"):
+    for stale in ("top.tim", "top.rpt", "top.bin", "top.bit", "tools.log"):
         (Path(out_dir) / stale).unlink(missing_ok=True)
     build_dir = plan.extract(str(out_dir))
     watch = _Watcher(out_dir, say)
     cmd = ["sh", f"{plan.script}.sh"]
     try:
         # its own process group, so that a timeout (or Ctrl-C) stops every tool it started
+        # what the tools print besides their logs goes to tools.log: the user gets our one
+        # line (and --json a clean stdout)
+        out = open(Path(build_dir) / "tools.log", "wb")
         proc = subprocess.Popen(cmd, cwd=build_dir, env={**os.environ, **tool_env()},
-                                start_new_session=True)
+                                start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
         try:
             code = proc.wait(timeout=timeout_s if timeout_s is None else max(1.0, timeout_s))
         except BaseException as e:
