@@ -11,7 +11,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import FallingEdge, RisingEdge
 
 from inline_bus import run_program
 
@@ -39,9 +39,18 @@ async def _run_one(dut, kern, fault):
     await RisingEdge(dut.clk)
     target = _handle(dut, fault["element"])
 
+    async def flip_settled():
+        # mid-cycle, when the values have settled: read, flip, and the write is in place
+        # before the next rising edge (at the top of the loop's cycle, right after an edge,
+        # reads still show the previous cycle's values)
+        await FallingEdge(dut.clk)
+        target.value = int(target.value) ^ (1 << fault["bit"])
+
     def flip(cycle):
-        if cycle == fault["cycle"]:
-            target.value = int(target.value) ^ (1 << fault["bit"])
+        # the loop counts the start edge's cycle as 1 one edge earlier than the fast runner:
+        # the state the fast runner calls cycle c settles in the loop's cycle c + 1
+        if cycle == fault["cycle"] + 1:
+            cocotb.start_soon(flip_settled())
 
     _, done = await run_program(dut, mem, kern["prog_addr"], P["bus_bytes"], P["latency"],
                                 max_cycle=fault["cycle"] + 2 * kern["cycles"] + 1000,
