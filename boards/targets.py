@@ -240,7 +240,7 @@ def _execute(plan, out_dir, say, timeout_s=None):
     watch = _Watcher(out_dir, say)
     cmd = ["sh", f"{plan.script}.sh"]
     try:
-        # its own process group, so that a timeout (or Ctrl-C) stops every tool it started
+        # its own process group, so that a timeout (or Ctrl-C) stops every tool it started;
         # what the tools print besides their logs goes to tools.log: the user gets our one
         # line (and --json a clean stdout)
         out = open(Path(build_dir) / "tools.log", "wb")
@@ -289,12 +289,9 @@ class _Watcher:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def status(self):
-        """(phase, detail) from the logs as they are now."""
-        return self.status_of(self.out_dir)
-
     @classmethod
     def status_of(cls, out_dir):
+        """(phase, detail) from the logs in ``out_dir`` as they are now."""
         out_dir = Path(out_dir)
         logs = {}
         phase, detail = "starting the tools", ""
@@ -313,7 +310,7 @@ class _Watcher:
     def _run(self):
         last, last_detail, said = None, "", 0.0
         while not self.done.wait(self.every):
-            phase, detail = self.status()
+            phase, detail = self.status_of(self.out_dir)
             now = time.monotonic()
             if phase != last or (detail and detail != last_detail
                                  and now - said >= self.detail_every):

@@ -183,11 +183,10 @@ class Compute(wiring.Component):
         # the first step issues in the MATMUL's first RUN cycle: the decision to start (tokens,
         # hazards, the engines' readiness) reaches no read enable in the same cycle
         feeding = run & (op == Opcode.MATMUL)
-        cur_step, cur_plane, cur_grp = step, plane, grp
         sys_ready = array.i.ready if has_sys else Const(0)
         lut_ready = pre.i.ready if has_lut else Const(0)
         tgt_ready = Mux(lut_mode, lut_ready, sys_ready)
-        issue = feeding & (cur_step < total) & (~f_valid | tgt_ready)
+        issue = feeding & (step < total) & (~f_valid | tgt_ready)
         tag = Cat(mm.acc_addr, mm.accumulate, front.hdr.release, mm.scaled, mm.shift,
                   mm.scale_addr)
         if has_sys:
@@ -212,13 +211,13 @@ class Compute(wiring.Component):
                          self.lut_group.eq(lut.i.valid & lut.i.ready & lut.i.payload.newgroup)]
         if has_sys:
             m.d.comb += self.step.eq(array.i.valid & array.i.ready)
-        m.d.comb += [self.wgt_rd.addr.eq(mm.wgt_addr + cur_step), self.wgt_rd.en.eq(issue)]
-        plane_end = cur_plane == mm.wbits - 1
+        m.d.comb += [self.wgt_rd.addr.eq(mm.wgt_addr + step), self.wgt_rd.en.eq(issue)]
+        plane_end = plane == mm.wbits - 1
         with m.If(issue):
-            m.d.sync += [step.eq(cur_step + 1), f_valid.eq(1), f_first.eq(cur_step == 0),
-                         f_last.eq(cur_step == total - 1), f_plane.eq(cur_plane),
-                         f_new.eq(cur_plane == 0), plane.eq(Mux(plane_end, 0, cur_plane + 1)),
-                         grp.eq(cur_grp + plane_end)]
+            m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_first.eq(step == 0),
+                         f_last.eq(step == total - 1), f_plane.eq(plane),
+                         f_new.eq(plane == 0), plane.eq(Mux(plane_end, 0, plane + 1)),
+                         grp.eq(grp + plane_end)]
         with m.Else():
             with m.If(front.start):
                 m.d.sync += [step.eq(0), plane.eq(0), grp.eq(0)]
@@ -265,10 +264,10 @@ class Compute(wiring.Component):
         with m.If(requanting):
             m.d.comb += [self.act_rd.addr.eq(rqi.res_addr + n), self.act_rd.en.eq(q_issue)]
         with m.Elif(lut_mode):
-            m.d.comb += [self.act_rd.addr.eq((mm.act_addr >> 2) + cur_grp),
-                         self.act_rd.quad.eq(1), self.act_rd.en.eq(issue & (cur_plane == 0))]
+            m.d.comb += [self.act_rd.addr.eq((mm.act_addr >> 2) + grp),
+                         self.act_rd.quad.eq(1), self.act_rd.en.eq(issue & (plane == 0))]
         with m.Else():
-            m.d.comb += [self.act_rd.addr.eq(mm.act_addr + cur_step), self.act_rd.en.eq(issue)]
+            m.d.comb += [self.act_rd.addr.eq(mm.act_addr + step), self.act_rd.en.eq(issue)]
 
         # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.

@@ -40,6 +40,15 @@ def requant_in_layout(rows):
     })
 
 
+def requant_signature(rows):
+    """Both requant units' ports: an accumulator entry in, ``rows`` int8 out, ``idle``."""
+    return {
+        "i": In(stream.Signature(requant_in_layout(rows))),
+        "o": Out(stream.Signature(data.ArrayLayout(signed(8), rows))),
+        "idle": Out(1),
+    }
+
+
 class RequantUnit(wiring.Component):
     """Three-stage pipeline over ``rows`` lanes: one accumulator entry per cycle (products;
     shift and rounding decision; round, residual and clamp).
@@ -50,11 +59,7 @@ class RequantUnit(wiring.Component):
 
     def __init__(self, *, rows):
         self._rows = rows
-        super().__init__({
-            "i": In(stream.Signature(requant_in_layout(rows))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(8), rows))),
-            "idle": Out(1),
-        })
+        super().__init__(requant_signature(rows))
 
     def elaborate(self, platform):
         m = Module()
@@ -106,11 +111,7 @@ class LaneSerialRequant(wiring.Component):
     def __init__(self, *, rows, lanes):
         assert rows % lanes == 0
         self._rows, self._lanes = rows, lanes
-        super().__init__({
-            "i": In(stream.Signature(requant_in_layout(rows))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(8), rows))),
-            "idle": Out(1),
-        })
+        super().__init__(requant_signature(rows))
 
     def elaborate(self, platform):
         m = Module()

@@ -6,7 +6,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["clock_and_reset", "collect_tiles", "pack"]
+__all__ = ["clock_and_reset", "collect_tiles", "drive", "pack"]
 
 
 def pack(layout, values):
@@ -45,3 +45,20 @@ async def collect_tiles(dut, layout, got):
             if c["last"]:
                 got.append((int(c["tag"]), np.array(cols).T))
                 cols = []
+
+
+async def drive(dut, items, layout, stall, rnd):
+    """Offer ``items`` one by one on ``dut.i`` (payload packed in ``layout``), withholding
+    valid with probability ``stall`` each cycle (``rnd``: a random.Random); each item stays
+    until it is accepted. Leaves valid low."""
+    for it in items:
+        while True:
+            stalled = rnd.random() < stall
+            dut.i__valid.value = 0 if stalled else 1
+            dut.i__payload.value = pack(layout, it)
+            await ReadOnly()
+            fire = not stalled and bool(dut.i__ready.value)
+            await RisingEdge(dut.clk)
+            if fire:
+                break
+    dut.i__valid.value = 0

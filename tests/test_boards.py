@@ -159,20 +159,17 @@ def test_gate_level_netlist_is_bit_exact(ice40):
 def test_build_progress_reads_placer_and_router_iterations(tmp_path):
     """Long place-and-route runs say how far they are, from nextpnr's own log."""
     from boards.targets import _Watcher
-    w = _Watcher(tmp_path, lambda msg: None, every=1000)
-    try:
-        assert w.status() == ("starting the tools", "")
-        (tmp_path / "top.rpt").write_text("2. Executing SYNTH_ECP5 pass.\n")
-        assert w.status()[0] == "synthesis (yosys)"
-        log = ("Info: Packing IOs..\nInfo: Running main analytical placer.\n"
-               "Info:     at initial placer iter 0, wirelen = 26821\n"
-               "Info:     at iteration #7, type ALL: wirelen solved = 24592\n")
-        (tmp_path / "top.tim").write_text(log)
-        assert w.status() == ("placing", "iteration 7")
-        log += ("Info: Routing globals...\nInfo: Running router2...\n"
-                "Info:     iter=1 wires=900000 overused=110123 overuse=150000 archfail=NA\n"
-                "Info:     iter=2 wires=880000 overused=7012 overuse=9000 archfail=NA\n")
-        (tmp_path / "top.tim").write_text(log)
-        assert w.status() == ("routing", "iteration 2, 7,012 wires overused")
-    finally:
-        w.stop()
+    status = lambda: _Watcher.status_of(tmp_path)      # noqa: E731
+    assert status() == ("starting the tools", "")
+    (tmp_path / "top.rpt").write_text("2. Executing SYNTH_ECP5 pass.\n")
+    assert status()[0] == "synthesis (yosys)"
+    log = ("Info: Packing IOs..\nInfo: Running main analytical placer.\n"
+           "Info:     at initial placer iter 0, wirelen = 26821\n"
+           "Info:     at iteration #7, type ALL: wirelen solved = 24592\n")
+    (tmp_path / "top.tim").write_text(log)
+    assert status() == ("placing", "iteration 7")
+    log += ("Info: Routing globals...\nInfo: Running router2...\n"
+            "Info:     iter=1 wires=900000 overused=110123 overuse=150000 archfail=NA\n"
+            "Info:     iter=2 wires=880000 overused=7012 overuse=9000 archfail=NA\n")
+    (tmp_path / "top.tim").write_text(log)
+    assert status() == ("routing", "iteration 2, 7,012 wires overused")

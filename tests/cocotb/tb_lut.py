@@ -12,7 +12,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from compiler.lutpack import pack_planes, random_weights
 from hw.lut import lut_step_layout, precompute_in_layout
 from hw.systolic import column_layout
-from sim.cocotb_common import clock_and_reset, collect_tiles, pack
+from sim.cocotb_common import clock_and_reset, collect_tiles, drive
 from sw.golden import lut_tables
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
@@ -45,20 +45,6 @@ def job_steps(rng, rnd, tag):
                       "nib": nib, "plane": p, "newgroup": p == 0, "first": s == 0,
                       "last": s == n - 1, "odd": odd, "steps": n, "tag": tag})
     return steps, (w.T @ a).T                                 # expected [R, N]
-
-
-async def drive(dut, items, layout, stall, rnd):
-    for it in items:
-        while True:
-            stalled = rnd.random() < stall
-            dut.i__valid.value = 0 if stalled else 1
-            dut.i__payload.value = pack(layout, it)
-            await ReadOnly()
-            fire = not stalled and bool(dut.i__ready.value)
-            await RisingEdge(dut.clk)
-            if fire:
-                break
-    dut.i__valid.value = 0
 
 
 @cocotb.test()

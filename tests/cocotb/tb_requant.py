@@ -13,7 +13,7 @@ from amaranth import signed
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.requant import requant_in_layout
-from sim.cocotb_common import clock_and_reset, pack
+from sim.cocotb_common import clock_and_reset, drive
 from sw.golden import requant
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
@@ -51,18 +51,7 @@ async def requant_unit(dut):
             await RisingEdge(dut.clk)
 
     cocotb.start_soon(sink())
-    layout = requant_in_layout(R)
-    for it in items:
-        while True:
-            stalled = rnd.random() < P["stall"]
-            dut.i__valid.value = 0 if stalled else 1
-            dut.i__payload.value = pack(layout, it)
-            await ReadOnly()
-            fire = not stalled and bool(dut.i__ready.value)
-            await RisingEdge(dut.clk)
-            if fire:
-                break
-    dut.i__valid.value = 0
+    await drive(dut, items, requant_in_layout(R), P["stall"], rnd)
     for _ in range(20 * R + 20):
         await RisingEdge(dut.clk)
     assert len(got) == len(items), f"seed={seed}: {len(got)} of {len(items)} entries came out"
