@@ -196,9 +196,19 @@ class BoardExecutor:
         t_load = time.perf_counter() - t0
         self.link.start(prog_addr)
         polls = 0
+        # counters narrower than 64 bits (config.counter_bits) wrap; every poll adds each one's
+        # increase since the last, so the totals are exact while polls come faster than a
+        # wrap (at 16 MACs per cycle a 32-bit counter wraps after 2**28 cycles: 11 s at 24 MHz)
+        wrap = 1 << self.config.counter_bits
+        names = [c.name.lower() for c in Counter]
+        total, last = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
         while True:
             st = self.link.status()
             polls += 1
+            for k in names:
+                total[k] += (st[k] - last[k]) % wrap
+                last[k] = st[k]
+            st.update(total)
             if st["done"] or st["error"]:
                 break
             if time.perf_counter() - t0 > self.timeout:

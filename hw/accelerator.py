@@ -29,7 +29,8 @@ class Accelerator(wiring.Component):
     running, done, error, error_code : status; ``done`` rises when END has been fetched and
         every queue has drained, or with ``error`` when an instruction was illegal, an
         address out of range, or the program deadlocked
-    csr_addr, csr_data : read port of the 64-bit counters (``hw.isa.Counter``)
+    csr_addr, csr_data : read port of the counters (``hw.isa.Counter``), ``counter_bits``
+        wide, zero-extended to 64 bits
     """
 
     def __init__(self, config: AccelConfig):
@@ -51,7 +52,9 @@ class Accelerator(wiring.Component):
         cfg = self.config
         R, C = cfg.rows, cfg.cols
 
-        m.submodules.fetch = fetch = Fetch(bus_bytes=cfg.bus_bytes, dram_bytes=cfg.dram_bytes)
+        # the fetch buffer holds as many instructions as a queue, up to 4 (fetch runs ahead)
+        m.submodules.fetch = fetch = Fetch(bus_bytes=cfg.bus_bytes, dram_bytes=cfg.dram_bytes,
+                                           depth=min(4, cfg.queue_depth))
         m.submodules.load = load = DmaLoad(cfg)
         m.submodules.compute = comp = Compute(cfg)
         m.submodules.store = store = DmaStore(cfg)
@@ -237,7 +240,8 @@ class Accelerator(wiring.Component):
             Counter.BYTES_WRITTEN: Mux(store.ack_in, bb, 0),
             Counter.FETCH_BYTES: Mux(arb.m0.resp.valid, bb, 0),
         }
-        counters = Array(Signal(64, name=f"cnt_{c.name.lower()}") for c in Counter)
+        counters = Array(Signal(cfg.counter_bits, name=f"cnt_{c.name.lower()}")
+                         for c in Counter)
         for c, ev in events.items():
             m.d.sync += counters[c.value].eq(counters[c.value] + ev)
         m.d.comb += self.csr_data.eq(Mux(self.csr_addr < len(Counter),

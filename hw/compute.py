@@ -86,6 +86,11 @@ class Compute(wiring.Component):
 
         wbits_ok = Const(sum(1 << b for b in cfg.lut_wbits), 8)
 
+        def lut_steps(mm):
+            """LUT engine steps of a MATMUL: (k / 4) groups x wbits planes (0 when the engine
+            is not built: no multiplier for an instruction that is refused anyway)."""
+            return (mm.k >> 2) * mm.wbits if has_lut else Const(0, 16)
+
         def checks(insn):
             op = view(Header, insn).opcode
             mm, r = view(MatmulInsn, insn), view(RequantInsn, insn)
@@ -96,7 +101,7 @@ class Compute(wiring.Component):
             overlap = (r.residual & (r.out_addr != r.res_addr) & (r.out_addr < r.res_addr + n)
                        & (r.res_addr < r.out_addr + n))
             ch = Mux(is_lut, N, C)
-            w_entries = Mux(is_lut, (mm.k >> 2) * mm.wbits, mm.k)
+            w_entries = Mux(is_lut, lut_steps(mm), mm.k)
             engine_ok = (is_sys & int(has_sys)) | (is_lut & int(has_lut))
             return [
                 (is_mm & (~engine_ok | (mm.k == 0) | (mm.scaled & int(not cfg.group_scale))
@@ -174,7 +179,7 @@ class Compute(wiring.Component):
         # --- MATMUL feeder: a shared step counter; LUT steps walk (group, plane) ----------
         total = Signal(16)      # steps of this MATMUL, registered as it starts
         with m.If(front.start):
-            m.d.sync += total.eq(Mux(lut_mode, (mm.k >> 2) * mm.wbits, mm.k))
+            m.d.sync += total.eq(Mux(lut_mode, lut_steps(mm), mm.k))
         step = Signal(16)
         plane = Signal(2)
         grp = Signal(14)

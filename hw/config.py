@@ -47,6 +47,7 @@ _RANGES = {
     "mem_bytes_per_cycle": (1, 16, False, "memory model bandwidth in bytes per cycle"),
     "mem_latency":         (1, 1000, False, "memory model latency in cycles"),
     "clock_mhz":           (1, 1000, False, "target clock in MHz"),
+    "counter_bits":        (32, 64, False, "width of the hardware event counters"),
 }
 
 
@@ -86,6 +87,10 @@ class AccelConfig:
         Lanes the requant unit computes in parallel; an accumulator entry (``rows`` values)
         takes ``rows / requant_lanes`` beats. 0 (the default) means ``rows``: one entry per
         cycle. Fewer lanes save multipliers and logic on small FPGAs.
+    counter_bits : int
+        Width of the twelve event counters in hardware (32..64, default 64); they read as
+        64-bit values and wrap at ``2**counter_bits``. Narrow counters save logic on small
+        FPGAs; the board host extends them to 64 bits while it polls (boards/host.py).
     acc_check : str
         ``none`` or ``residue``: the systolic accumulators carry a mod-3 residue checked as
         results leave the array (error RESIDUE).
@@ -109,6 +114,7 @@ class AccelConfig:
     parity: tuple = field(default=())
     acc_check: str = "none"
     requant_lanes: int = 0
+    counter_bits: int = 64
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -236,6 +242,8 @@ class AccelConfig:
             d.pop("acc_check")
         if self.requant_lanes in (0, self.rows):    # the same hardware as before the option
             d.pop("requant_lanes")
+        if self.counter_bits == 64:
+            d.pop("counter_bits")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:8]
 
     def replace(self, **changes):

@@ -157,3 +157,43 @@ def test_real_pyserial_over_a_pty(cfg, board):
         ex.link.port.close()
     finally:
         pty.stop()
+
+
+def test_host_extends_narrow_counters_across_wraps(cfg):
+    """32-bit counters wrap on a long run; the host adds up every poll's increase, so the
+    totals it reports are the 64-bit ones."""
+    from hw.isa import Counter
+
+    assert cfg.counter_bits == 32
+    rp = random_program(cfg, 1)
+    # the true 64-bit count of each counter at each poll (counter c counts (c + 1) times as
+    # fast, so each rises by less than 2**32 between polls); the board shows it mod 2**32
+    steps = [i << 28 for i in range(41)] + [(40 << 28) + 7]
+
+    class FakeLink:
+        stats = {}
+
+        def __init__(self):
+            self.polls = 0
+
+        def write(self, addr, data):
+            pass
+
+        def start(self, addr):
+            pass
+
+        def status(self):
+            true = steps[min(self.polls, len(steps) - 1)]
+            self.polls += 1
+            done = self.polls >= len(steps)
+            return {"running": not done, "done": done, "error": None,
+                    **{c.name.lower(): (true * (c.value + 1)) % (1 << 32) for c in Counter}}
+
+        def read(self, addr, n):
+            return bytes(n)
+
+    ex = object.__new__(BoardExecutor)       # no port: the link is the fake above
+    ex.config, ex.link, ex.timeout, ex._checked = cfg, FakeLink(), 5.0, True
+    _, stats = ex.run(rp.program, rp.memory)
+    for c in Counter:
+        assert stats[c.name.lower()] == steps[-1] * (c.value + 1), c.name

@@ -60,6 +60,26 @@ def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, seed):
     check_program(cfg, _SERIAL[cfg], seed)
 
 
+@pytest.mark.parametrize("seed", range(400, 408))
+def test_random_programs_ice40_preset(seed):
+    """The small-FPGA preset: one-deep queues, a one-lane requant unit, 32-bit counters."""
+    from hw.config import load_config
+    from sim.fast import FastRunner
+    cfg = load_config("ice40")
+    if cfg not in _SERIAL:
+        _SERIAL[cfg] = FastRunner(cfg, quiet=True)
+    vs = check_program(cfg, _SERIAL[cfg], seed)
+    wide = cfg.replace(counter_bits=64)
+    if wide not in _SERIAL:
+        _SERIAL[wide] = FastRunner(wide, quiet=True)
+    rp = random_program(wide, seed)       # the same program, for the other hash
+    _, ws = _SERIAL[wide].run(rp.program, rp.memory)
+    from hw.isa import Counter
+    for c in Counter:
+        k = c.name.lower()
+        assert ws[k] == vs[k], f"seed={seed}: counter {k} reads {vs[k]} at 32 bits, {ws[k]} at 64"
+
+
 def test_golden_many_seeds_against_oracle(tiny):
     for seed in range(1000, 1150):
         rp = random_program(tiny, seed)
