@@ -1,7 +1,7 @@
 """Gate-level check: the accelerator's post-synthesis netlist, simulated with the FPGA cell
 models Yosys ships, runs real programs in the fast runner's harness.
 
-The netlist is what ``synth_ice40 -dsp`` (or ``synth_ecp5``) makes of the generated Verilog:
+The netlist is what ``synth_ice40`` (or ``synth_ecp5``) makes of the generated Verilog:
 LUT4s, carry cells, flip-flops, block RAMs and DSP multipliers, each simulated by its model
 from Yosys' ``share/<family>/cells_sim.v``. Bit-exact agreement with the golden model shows
 that synthesis (memory inference, DSP mapping, carry chains, flip-flop legalisation) kept
@@ -11,6 +11,7 @@ the design's meaning, which RTL simulation alone cannot.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import hw
 from hw.synth import SynthError, cached_text, run_yosys
@@ -18,7 +19,15 @@ from sim.fast import TOP, FastRunner
 
 __all__ = ["synth_netlist", "cell_models", "gate_level_runner", "FAMILIES"]
 
-FAMILIES = {"ice40": "synth_ice40 -dsp", "ecp5": "synth_ecp5"}
+# As the board builds (boards/targets.py): no -dsp on the iCE40, where the array's products
+# are SB_MAC16 instances already (with -dsp, Yosys' ice40_dsp pass folds the accumulators
+# into those instances as if they were 16x16 multipliers and rewrites their 8x8 mode: wrong
+# results, which this check caught); every other multiplier is built in fabric.
+FAMILIES = {"ice40": "synth_ice40", "ecp5": "synth_ecp5"}
+
+# what the design is elaborated for: the iCE40 netlist is the iCEBreaker's device, with the
+# systolic array's products paired on SB_MAC16 blocks as in a board build (hw/dsp.py)
+PLATFORMS = {"ice40": SimpleNamespace(family="ice40", device="iCE40UP5K"), "ecp5": None}
 
 
 def _share():
@@ -44,7 +53,7 @@ def synth_netlist(config, family="ice40", *, timeout=1800) -> str:
     """Yosys netlist (Verilog) of the accelerator for ``config``, cached by content."""
     if family not in FAMILIES:
         raise SynthError(f"no gate-level flow for {family!r}; choose from {', '.join(FAMILIES)}")
-    verilog = hw.verilog(config, name=TOP)
+    verilog = hw.verilog(config, name=TOP, platform=PLATFORMS[family])
     script = f"{FAMILIES[family]} -top {TOP}; write_verilog -noattr netlist.v"
     return cached_text("netlist", f"{script}\0{verilog}",
                        lambda: run_yosys(verilog, script, "netlist.v",

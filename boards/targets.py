@@ -170,11 +170,13 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     # Yosys maps every multiplier it can to a DSP block, whether or not the device has
-    # enough: an array with more PEs than the device has DSPs is built in fabric instead
+    # enough: an array with more PEs than the device has DSPs is built in fabric instead.
+    # On an iCE40 UltraPlus the array's products are SB_MAC16 blocks already, two per block
+    # (hw/dsp.py), and every other multiplier is built in fabric.
     dsp = config.peak_macs_per_cycle <= board.dsps
     kw = {}
     if board.family == "ice40":
-        kw = {"synth_opts": "-dsp" if dsp else "", "nextpnr_opts": "--timing-allow-fail"}
+        kw = {"synth_opts": "", "nextpnr_opts": "--timing-allow-fail"}
     elif board.family == "ecp5":
         # router2 copes with congested designs (the LUT engine's wide muxes) far faster
         kw = {"synth_opts": "" if dsp else "-nodsp",

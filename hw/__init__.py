@@ -12,8 +12,9 @@ def __getattr__(name):          # keep `import hw` light: amaranth elaboration o
     raise AttributeError(name)
 
 
-def verilog(config, *, name="llmaccel_top") -> str:
-    """Generate the accelerator's Verilog for ``config``."""
+def verilog(config, *, name="llmaccel_top", platform=None) -> str:
+    """Generate the accelerator's Verilog for ``config`` (as elaborated for ``platform``:
+    vendor primitives such as hw/dsp.py's appear only for a platform that has them)."""
     from amaranth.back import verilog as back
     from .accelerator import Accelerator
-    return back.convert(Accelerator(config), name=name, emit_src=False)
+    return back.convert(Accelerator(config), name=name, emit_src=False, platform=platform)

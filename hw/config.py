@@ -9,7 +9,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "LUT_WBITS", "LUT_GROUP", "ACC_CHECKS", "load_config", "preset_names"]
+__all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "LUT_WBITS", "LUT_GROUP",
+           "ACC_CHECKS", "DMA_RANGE_CHECKS", "load_config", "preset_names"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -20,6 +21,8 @@ ENGINES = ("systolic", "lut")
 LUT_WBITS = (1, 2, 3, 4)
 #: Accumulator protections (AccelConfig.acc_check).
 ACC_CHECKS = ("none", "residue")
+#: How the DMA units compute a transfer's span for the DRAM range check.
+DMA_RANGE_CHECKS = ("parallel", "serial")
 
 #: Activations per LUT table group (the table has 2**G / 2 stored entries).
 LUT_GROUP = 4
@@ -87,10 +90,18 @@ class AccelConfig:
         Lanes the requant unit computes in parallel; an accumulator entry (``rows`` values)
         takes ``rows / requant_lanes`` beats. 0 (the default) means ``rows``: one entry per
         cycle. Fewer lanes save multipliers and logic on small FPGAs.
+    requant_mult_bits : int
+        Bits of the 16-bit scale multiplier the requant unit consumes per cycle: 16 (the
+        default; one ``32 x 16`` multiplier per lane) or 8, 4, 2, 1 (``16 / bits`` cycles per
+        product, ``32 x bits`` partial products in fabric: for FPGAs without DSPs to spare).
     counter_bits : int
         Width of the twelve event counters in hardware (32..64, default 64); they read as
         64-bit values and wrap at ``2**counter_bits``. Narrow counters save logic on small
         FPGAs; the board host extends them to 64 bits while it polls (boards/host.py).
+    dma_range_check : str
+        ``parallel`` (a 16 x 32 multiplier per DMA unit, one cycle) or ``serial`` (shift and
+        add, one bit of ``rows - 1`` per cycle: a LOAD or STORE of ``rows`` entries waits
+        ``bit_length(rows - 1)`` extra cycles before it starts, and needs no multiplier).
     acc_check : str
         ``none`` or ``residue``: the systolic accumulators carry a mod-3 residue checked as
         results leave the array (error RESIDUE).
@@ -114,7 +125,9 @@ class AccelConfig:
     parity: tuple = field(default=())
     acc_check: str = "none"
     requant_lanes: int = 0
+    requant_mult_bits: int = 16
     counter_bits: int = 64
+    dma_range_check: str = "parallel"
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -162,6 +175,12 @@ class AccelConfig:
                 rl == 0 or (1 <= rl <= self.rows and self.rows % rl == 0)):
             raise ConfigError(f"{where}: requant_lanes must be 0 (one per row) or a divisor of "
                               f"rows ({self.rows}), not {rl!r}")
+        if self.requant_mult_bits not in (1, 2, 4, 8, 16):
+            raise ConfigError(f"{where}: requant_mult_bits must be one of 1, 2, 4, 8, 16, "
+                              f"not {self.requant_mult_bits!r}")
+        if self.dma_range_check not in DMA_RANGE_CHECKS:
+            raise ConfigError(f"{where}: dma_range_check must be one of "
+                              f"{list(DMA_RANGE_CHECKS)}, not {self.dma_range_check!r}")
         if self.acc_check not in ACC_CHECKS:
             raise ConfigError(f"{where}: acc_check must be one of {list(ACC_CHECKS)}, "
                               f"not {self.acc_check!r}")
@@ -244,6 +263,10 @@ class AccelConfig:
             d.pop("requant_lanes")
         if self.counter_bits == 64:
             d.pop("counter_bits")
+        if self.requant_mult_bits == 16:
+            d.pop("requant_mult_bits")
+        if self.dma_range_check == "parallel":
+            d.pop("dma_range_check")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:8]
 
     def replace(self, **changes):

@@ -41,9 +41,19 @@ class _Dma(wiring.Component):
         cfg = self._cfg
         eb, depths = buffer_entry_bytes(cfg), buffer_depth(cfg)
 
-        def span(insn):             # registered first: the multiply is off the check path
-            d = view(DmaInsn, insn)
-            return [(d.rows - 1) * d.stride]
+        # the byte span of the rows, (rows - 1) * stride, for the DRAM range check
+        serial = cfg.dma_range_check == "serial"
+        if serial:
+            # shift and add, one bit of (rows - 1) per cycle from the instruction's arrival,
+            # ending when no bit is left: CHECK waits 0..16 cycles, and no multiplier
+            prod, mcand, mplier = Signal(48), Signal(48), Signal(16)
+
+            def span(insn):
+                return [Const(0, 1)]        # (the CHECK / CHECK2 pair; `prod` is the value)
+        else:
+            def span(insn):         # registered first: the multiply is off the check path
+                d = view(DmaInsn, insn)
+                return [(d.rows - 1) * d.stride]
 
         def checks(insn, pre):
             d = view(DmaInsn, insn)
@@ -54,7 +64,7 @@ class _Dma(wiring.Component):
             depth = _table(d.buf, depths, self.allowed, 17)
             ebytes = _table(d.buf, eb, self.allowed, 8)
             lowmask = cfg.bus_bytes - 1
-            last = d.dram_addr + pre[0] + ebytes
+            last = d.dram_addr + (prod if serial else pre[0]) + ebytes
             return [
                 (is_dma & (~legal | (d.rows == 0)), ErrorCode.ILLEGAL_FIELD),
                 (is_dma & (d.sp_addr + d.rows > depth), ErrorCode.SP_RANGE),
@@ -62,6 +72,16 @@ class _Dma(wiring.Component):
                 (is_dma & (last > cfg.dram_bytes), ErrorCode.DRAM_RANGE),
             ]
         front = Front(m, self, queue=self.queue.value, checks=checks, pre=span)
+        if serial:
+            new = view(DmaInsn, self.insn.payload)
+            with m.If(front.loading):
+                m.d.sync += [prod.eq(0), mcand.eq(new.stride),
+                             mplier.eq(Mux(new.opcode == Opcode.SYNC, 0, new.rows - 1))]
+            with m.Elif(mplier != 0):
+                with m.If(mplier[0]):
+                    m.d.sync += prod.eq(prod + mcand)
+                m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+            m.d.comb += front.pre_done.eq(mplier == 0)
         d = view(DmaInsn, front.insn)
         beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, 8)
         return front, d, beats
@@ -193,7 +213,7 @@ class DmaStore(_Dma):
         out_valid = Signal()    # rd_data holds an entry being sent
         b = Signal(8)
         row_addr = Signal(34)
-        acks = Signal(24)
+        ack_r, ack_b = Signal(16), Signal(8)       # acknowledged rows, beats of the next
         req = self.bus.req
         sending_last = req.valid & req.ready & (b == beats - 1)
         nwords = max_entry_bits(cfg) // (8 * bb)
@@ -211,7 +231,7 @@ class DmaStore(_Dma):
         ]
         with m.If(front.start):
             m.d.sync += [r_rd.eq(0), out_valid.eq(0), b.eq(0), row_addr.eq(d.dram_addr),
-                         acks.eq(0)]
+                         ack_r.eq(0), ack_b.eq(0)]
         with m.Else():
             with m.If(self.rd_en):
                 m.d.sync += [r_rd.eq(r_rd + 1), out_valid.eq(1)]
@@ -224,9 +244,12 @@ class DmaStore(_Dma):
                     m.d.sync += b.eq(b + 1)
             with m.If(self.bus.resp.valid):
                 m.d.comb += self.ack_in.eq(1)
-                m.d.sync += acks.eq(acks + 1)
+                with m.If(ack_b == beats - 1):
+                    m.d.sync += [ack_b.eq(0), ack_r.eq(ack_r + 1)]
+                with m.Else():
+                    m.d.sync += ack_b.eq(ack_b + 1)
         m.d.comb += [
-            front.finish.eq((front.state == Front.RUN) & ((acks == d.rows * beats) | ~run)),
+            front.finish.eq((front.state == Front.RUN) & ((ack_r == d.rows) | ~run)),
             self.give.eq(front.give),
         ]
         return m

@@ -55,6 +55,8 @@ class Front:
         self.start = Signal()
         self.finish = Signal()
         self.extra_ready = Signal(init=1)
+        self.pre_done = Signal(init=1)  # with ``pre``: the unit may hold CHECK until its
+        #                                 (multi-cycle) pre values are ready
         self.give = Signal(3)       # the unit forwards this (or'ed with its own) to port.give
         own = 1 << queue
 
@@ -62,7 +64,7 @@ class Front:
             h = view(Header, word)
             return first_error(m, [((h.wait | h.release) & own, ErrorCode.ILLEGAL_FIELD)]
                                + list(checks(word, *pre_values)))
-        loading = port.insn.valid & port.insn.ready
+        self.loading = loading = port.insn.valid & port.insn.ready
         err = Signal(ErrorCode)
         if pre is None:
             err_next = verdict(port.insn.payload)
@@ -75,7 +77,7 @@ class Front:
             with m.If(loading):
                 m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
             err_next = verdict(insn, regs)
-            with m.If(state == self.CHECK):
+            with m.If((state == self.CHECK) & self.pre_done):
                 m.d.sync += [err.eq(err_next), state.eq(self.CHECK2)]
             decide = self.CHECK2
         tokens_ok = (hdr.wait & ~port.avail) == 0

@@ -1,11 +1,15 @@
 """Requant/vector unit: per-channel scale, shift with round-half-to-even, residual, clamp."""
 
-from amaranth import Module, Signal, Mux, signed
+from amaranth import Module, Signal, Mux, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layout",
-           "rne_shift", "rne_parts"]
+           "rne_shift", "rne_parts", "MULT_BITS"]
+
+
+#: Multiplier bits the requant unit consumes per cycle (AccelConfig.requant_mult_bits).
+MULT_BITS = (1, 2, 4, 8, 16)
 
 
 def rne_parts(m, p, shift, name):
@@ -51,33 +55,40 @@ def requant_signature(rows):
 
 class RequantUnit(wiring.Component):
     """Three-stage pipeline over ``rows`` lanes: one accumulator entry per cycle (products;
-    shift and rounding decision; round, residual and clamp).
+    shift and rounding decision; round, residual and clamp). With ``mult_bits`` < 16 the
+    products take ``16 / mult_bits`` cycles (``acc x mult_bits`` partial products, no wide
+    multiplier) and an entry is taken every ``16 / mult_bits + 1`` cycles.
 
     ``q = clamp(rne(acc * mult, shift) + (res if residual), relu ? 0 : -128, 127)``, exactly
     as ``sw.golden.requant``.
     """
 
-    def __init__(self, *, rows):
-        self._rows = rows
+    def __init__(self, *, rows, mult_bits=16):
+        assert mult_bits in MULT_BITS
+        self._rows, self._mult_bits = rows, mult_bits
         super().__init__(requant_signature(rows))
 
     def elaborate(self, platform):
         m = Module()
         R = self._rows
         adv = self.o.ready | ~self.o.valid
-        m.d.comb += self.i.ready.eq(adv)
 
         # stage 1: products
         v1 = Signal()
         prod = [Signal(signed(48), name=f"prod{i}") for i in range(R)]
         res1 = Signal(data.ArrayLayout(signed(8), R))
         shift1, residual1, relu1 = Signal(6), Signal(), Signal()
-        with m.If(adv):
-            m.d.sync += v1.eq(self.i.valid)
-            m.d.sync += [prod[i].eq(self.i.payload.acc[i] * self.i.payload.mult)
-                         for i in range(R)]
-            m.d.sync += [res1.eq(self.i.payload.res), shift1.eq(self.i.payload.shift),
-                         residual1.eq(self.i.payload.residual), relu1.eq(self.i.payload.relu)]
+        side = [(res1, self.i.payload.res), (shift1, self.i.payload.shift),
+                (residual1, self.i.payload.residual), (relu1, self.i.payload.relu)]
+        if self._mult_bits == 16:
+            m.d.comb += self.i.ready.eq(adv)
+            with m.If(adv):
+                m.d.sync += v1.eq(self.i.valid)
+                m.d.sync += [prod[i].eq(self.i.payload.acc[i] * self.i.payload.mult)
+                             for i in range(R)]
+                m.d.sync += [r.eq(v) for r, v in side]
+        else:
+            self._serial_products(m, adv, v1, prod, side)
 
         # stage 2: shift, and whether rounding half to even goes up
         v2 = Signal()
@@ -103,21 +114,52 @@ class RequantUnit(wiring.Component):
         return m
 
 
+    def _serial_products(self, m, adv, v1, prod, side):
+        """Stage 1 over ``16 / mult_bits`` cycles: the multiplier's digits from the top (the
+        first one signed), ``partial = partial * 2**s + acc * digit``, an ``acc x s`` product
+        per cycle in place of ``acc x 16``. A new entry is taken once the last is handed on."""
+        R, s = self._rows, self._mult_bits
+        n = 16 // s
+        left = Signal(range(n + 1))         # digits still to add; 0: idle
+        acc = [Signal(signed(32), name=f"sacc{i}") for i in range(R)]
+        part = [Signal(signed(48), name=f"part{i}") for i in range(R)]
+        mult = Signal(16)
+        held = [Signal(len(Value.cast(r)), name=f"held{k}") for k, (r, _) in enumerate(side)]
+        take = self.i.valid & (left == 0)
+        m.d.comb += self.i.ready.eq(left == 0)
+        digit = Mux(left == n, mult[16 - s:].as_signed(), mult[16 - s:].as_unsigned())
+        nxt = [Signal(signed(48), name=f"pnext{i}") for i in range(R)]
+        m.d.comb += [nxt[i].eq((part[i] << s) + acc[i] * digit) for i in range(R)]
+        with m.If(adv):
+            m.d.sync += v1.eq(0)
+        with m.If(take):
+            m.d.sync += [left.eq(n), mult.eq(self.i.payload.mult)]
+            m.d.sync += [acc[i].eq(self.i.payload.acc[i]) for i in range(R)]
+            m.d.sync += [part[i].eq(0) for i in range(R)]
+            m.d.sync += [h.eq(v) for h, (_, v) in zip(held, side)]
+        with m.Elif((left > 1) | ((left == 1) & adv)):
+            m.d.sync += [left.eq(left - 1), mult.eq(mult << s)]
+            m.d.sync += [part[i].eq(nxt[i]) for i in range(R)]
+            with m.If(left == 1):       # the last digit: on to stage 2
+                m.d.sync += [v1.eq(1), *(prod[i].eq(nxt[i]) for i in range(R)),
+                             *(r.eq(h) for (r, _), h in zip(side, held))]
+
+
 class LaneSerialRequant(wiring.Component):
     """The requant unit's interface over ``rows`` lanes, computed ``lanes`` at a time by a
     ``RequantUnit(rows=lanes)``: an entry is taken whole, fed in ``rows / lanes`` beats, and
     its results are gathered and given out whole (``rows / lanes + 1`` cycles per entry)."""
 
-    def __init__(self, *, rows, lanes):
+    def __init__(self, *, rows, lanes, mult_bits=16):
         assert rows % lanes == 0
-        self._rows, self._lanes = rows, lanes
+        self._rows, self._lanes, self._mult_bits = rows, lanes, mult_bits
         super().__init__(requant_signature(rows))
 
     def elaborate(self, platform):
         m = Module()
         R, L = self._rows, self._lanes
         n = R // L
-        m.submodules.core = core = RequantUnit(rows=L)
+        m.submodules.core = core = RequantUnit(rows=L, mult_bits=self._mult_bits)
 
         held = Signal(requant_in_layout(R))
         busy = Signal()
@@ -156,5 +198,5 @@ def make_requant(config):
     """The requant unit ``config`` asks for (all lanes at once, or ``requant_lanes``)."""
     lanes = config.requant_lanes or config.rows
     if lanes == config.rows:
-        return RequantUnit(rows=config.rows)
-    return LaneSerialRequant(rows=config.rows, lanes=lanes)
+        return RequantUnit(rows=config.rows, mult_bits=config.requant_mult_bits)
+    return LaneSerialRequant(rows=config.rows, lanes=lanes, mult_bits=config.requant_mult_bits)

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .drain import ColumnDrain, drain_members
+from .dsp import products
 from .protect import mod3
 
 __all__ = ["SystolicArray", "step_layout", "column_layout"]
@@ -88,6 +89,7 @@ class SystolicArray(wiring.Component):
 
         # PE grid
         res = [[None] * C for _ in range(R)]
+        ops = []        # (a, b, product) of every PE: hw/dsp.py builds the multipliers
         b_down = list(col_in)
         for i in range(R):
             a, f, l = row_in[i]
@@ -101,7 +103,9 @@ class SystolicArray(wiring.Component):
                 f_r = Signal(name=f"pe{i}_{j}_first")
                 l_r = Signal(name=f"pe{i}_{j}_last")
                 total = Signal(signed(32), name=f"pe{i}_{j}_sum")
-                m.d.comb += total.eq(Mux(f, 0, acc) + a * b)
+                prod = Signal(signed(16), name=f"pe{i}_{j}_prod")
+                ops.append((a, b, prod))
+                m.d.comb += total.eq(Mux(f, 0, acc) + prod)
                 m.d.sync += [acc.eq(total), a_r.eq(a), b_r.eq(b), f_r.eq(f), l_r.eq(l)]
                 with m.If(l):
                     m.d.sync += r.eq(total)
@@ -124,6 +128,8 @@ class SystolicArray(wiring.Component):
                     ra, rb_down[j] = ra_r, rb_r
                 a, f, l = a_r, f_r, l_r
                 b_down[j] = b_r
+
+        products(m, platform, ops, name="pe_mul")
 
         # drain: a pending job (waiting for the last step to reach every PE) and an active one
         drain = ColumnDrain(m, ncols=C, tag_bits=self._tag, gap=self.GAP, max_wait=R)

@@ -136,7 +136,8 @@ def test_real_ice40_build_reports_the_fit(tmp_path):
 
 
 def test_gate_level_netlist_is_bit_exact(ice40):
-    """The post-synthesis iCE40 netlist (LUT4/carry/DFF/EBR/MAC16 cells with Yosys' models)
+    """The post-synthesis iCE40 netlist (LUT4/carry/DFF/EBR/MAC16 cells with Yosys' models;
+    the array's products two per SB_MAC16 in 8x8 mode, as on a board)
     computes what the golden model computes, in exactly the RTL's cycles."""
     from boards.gatelevel import gate_level_runner
     from sim.fast import FastRunner

@@ -49,12 +49,17 @@ def test_random_programs_slow_memory(tiny, seed):
 _SERIAL = {}
 
 
-@pytest.mark.parametrize("base,lanes,seed", [("tiny", 1, s) for s in range(300, 310)]
-                         + [("rect", 2, s) for s in range(310, 316)])
-def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, seed):
-    """The lane-serial requant unit (requant_lanes < rows): same results, bit for bit."""
+@pytest.mark.parametrize("base,lanes,bits,seed",
+                         [("tiny", 1, 16, s) for s in range(300, 310)]
+                         + [("rect", 2, 16, s) for s in range(310, 316)]
+                         + [("tiny", 4, 1, s) for s in range(320, 324)]
+                         + [("rect", 2, 4, s) for s in range(324, 328)])
+def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, bits, seed):
+    """The lane-serial requant unit (requant_lanes < rows) and the digit-serial products
+    (requant_mult_bits < 16): same results, bit for bit."""
     from sim.fast import FastRunner
-    cfg = {"tiny": tiny, "rect": rect}[base].replace(requant_lanes=lanes)
+    cfg = {"tiny": tiny, "rect": rect}[base].replace(requant_lanes=lanes,
+                                                      requant_mult_bits=bits)
     if cfg not in _SERIAL:
         _SERIAL[cfg] = FastRunner(cfg, quiet=True)
     check_program(cfg, _SERIAL[cfg], seed)

@@ -1,0 +1,56 @@
+"""Signed 8 x 8 products for the systolic array: inferred multipliers, or two per iCE40
+UltraPlus DSP block.
+
+An iCE40UP has 8 SB_MAC16 blocks (the UP5K); Yosys maps one multiplier to each, so a 4x4
+array alone would need 16. In its 8x8 mode one SB_MAC16 computes two independent signed
+8 x 8 products (``A[15:8] * B[15:8]`` on the top half of ``O``, ``A[7:0] * B[7:0]`` on the
+bottom half), combinationally here (no internal registers). On any other platform, and in
+simulation (``platform`` None), the products are plain multiplications for the tools to map.
+The gate-level test simulates the SB_MAC16 path with Yosys' cell model.
+"""
+
+from amaranth import Cat, Const, Instance, Signal, signed
+
+__all__ = ["uses_ice40_dsp_pairs", "products"]
+
+
+def uses_ice40_dsp_pairs(platform) -> bool:
+    """Whether ``platform`` is an iCE40 UltraPlus (the iCE40s with SB_MAC16 blocks)."""
+    family = getattr(platform, "family", None) if platform is not None else None
+    return str(family).lower() == "ice40" and \
+        str(getattr(platform, "device", "")).startswith("iCE40UP")
+
+
+def products(m, platform, ops, name="mul"):
+    """Drive each ``prod`` (signed(16)) of ``ops = [(a, b, prod), ...]`` with ``a * b``
+    (``a``, ``b`` signed(8)); on an iCE40 UltraPlus two products per SB_MAC16."""
+    if not uses_ice40_dsp_pairs(platform):
+        m.d.comb += [p.eq(a * b) for a, b, p in ops]
+        return
+    for n in range(0, len(ops), 2):
+        pair = ops[n:n + 2]
+        if len(pair) == 1:          # an odd one out shares nothing: the bottom half only
+            pair = pair + [(pair[0][0], pair[0][1], Signal(signed(16), name=f"{name}{n}_nc"))]
+        (a0, b0, p0), (a1, b1, p1) = pair
+        o = Signal(32, name=f"{name}{n}_o")
+        m.submodules[f"{name}{n}"] = Instance(
+            "SB_MAC16",
+            p_MODE_8x8=Const(1, 1), p_A_SIGNED=Const(1, 1), p_B_SIGNED=Const(1, 1),
+            # no input, pipeline or output registers; both outputs straight from the
+            # 8x8 multipliers (select 2: F on the top half, G on the bottom)
+            p_A_REG=Const(0, 1), p_B_REG=Const(0, 1), p_C_REG=Const(0, 1), p_D_REG=Const(0, 1),
+            p_TOP_8x8_MULT_REG=Const(0, 1), p_BOT_8x8_MULT_REG=Const(0, 1),
+            p_PIPELINE_16x16_MULT_REG1=Const(0, 1), p_PIPELINE_16x16_MULT_REG2=Const(0, 1),
+            p_TOPOUTPUT_SELECT=Const(2, 2), p_BOTOUTPUT_SELECT=Const(2, 2),
+            p_TOPADDSUB_LOWERINPUT=Const(0, 2), p_TOPADDSUB_UPPERINPUT=Const(0, 1),
+            p_TOPADDSUB_CARRYSELECT=Const(0, 2),
+            p_BOTADDSUB_LOWERINPUT=Const(0, 2), p_BOTADDSUB_UPPERINPUT=Const(0, 1),
+            p_BOTADDSUB_CARRYSELECT=Const(0, 2),
+            p_NEG_TRIGGER=Const(0, 1),
+            i_CLK=0, i_CE=1, i_A=Cat(a0, a1), i_B=Cat(b0, b1), i_C=Const(0, 16), i_D=Const(0, 16),
+            i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
+            i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
+            i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
+            i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
+            o_O=o)
+        m.d.comb += [p0.eq(o[:16]), p1.eq(o[16:])]
