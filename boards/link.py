@@ -77,7 +77,7 @@ class Link(wiring.Component):
         aligned = (p_addr[:shift] == 0) & (data_bytes[:shift] == 0) if shift else Const(1)
 
         info = Array(Const(b, 8) for b in info_bytes(cfg, self._clock_hz))
-        # reply payload byte `idx`, valid the cycle after R_FETCH drove the addresses
+        # reply payload byte `idx`, valid two cycles after R_FETCH drove the addresses
         rd_addr = p_addr + idx
         m.d.comb += self.csr_addr.eq((idx - 2) >> 3)
         stat_byte = Mux(idx == 0, Cat(self.running, self.done, self.error),
@@ -232,6 +232,8 @@ class Link(wiring.Component):
                             m.next = "R_FETCH"
             with m.State("R_FETCH"):
                 m.d.comb += [self.mem.en.eq(cmd == Cmd.READ), self.mem.addr.eq(rd_addr >> shift)]
+                m.next = "R_WAIT"
+            with m.State("R_WAIT"):             # the memory registers the request first
                 m.next = "R_LATCH"
             with m.State("R_LATCH"):
                 with m.Switch(cmd):

@@ -2,12 +2,15 @@
 
 One single-ported RAM of ``dram_bytes`` (``bus_bytes`` per word). On an iCE40UP5K with a
 32-bit bus it is built from SB_SPRAM256KA blocks (4 x 32 KiB); elsewhere Yosys infers block
-RAM. Reads return the next cycle. The host link has priority (it only touches memory while
-the accelerator is stopped); a bus request waits while the link uses the port.
+RAM. Requests are registered in front of the RAM, so a read's data arrives two cycles after
+the request (the host link waits for it; bus responses queue in a small FIFO). The host link
+has priority (it only touches memory while the accelerator is stopped); a bus request waits
+while the link uses the port.
 """
 
 from amaranth import ClockSignal, Module, Signal, Mux, Cat, Instance
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -49,29 +52,35 @@ class BoardMemory(wiring.Component):
         shift = (bb - 1).bit_length()
         req, resp = self.bus.req, self.bus.resp
 
-        # the bus side: a one-deep response stage with a holding register for back-pressure
-        r_valid, fresh = Signal(), Signal()
-        r_tag, hold = Signal(2), Signal(8 * bb)
+        # Stage 1 registers the chosen request (address, data, enables) in front of the
+        # RAM: on a large FPGA the memory's block RAMs spread over the chip, and neither the
+        # link's address arithmetic nor the bus arbitration shares a path with their routing.
+        # A read's data leaves the RAM the cycle after stage 1 and goes into a small FIFO; a
+        # bus request is taken only when the FIFO is sure to have room for its response
+        # (requests in stages 1 and 2 plus entries queued < its depth: one per cycle).
+        depth = 4
+        m.submodules.rq = rq = SyncFIFO(width=2 + 8 * bb, depth=depth)
+        addr, wdata = Signal(self.addr_bits), Signal(8 * bb)
+        we, en = Signal(), Signal()
+        b1, b2 = Signal(), Signal()             # a bus request in stage 1 / its data now
+        tag1, tag2 = Signal(2), Signal(2)
+        room = (b1 + b2 + rq.level) < depth
+        m.d.comb += req.ready.eq(~self.link.en & room)
         accept = req.valid & req.ready
-        m.d.comb += req.ready.eq(~self.link.en & (~r_valid | resp.ready))
-
-        addr, wdata, we, en = Signal(self.addr_bits), Signal(8 * bb), Signal(), Signal()
         with m.If(self.link.en):
-            m.d.comb += [addr.eq(self.link.addr), wdata.eq(self.link.wdata),
+            m.d.sync += [addr.eq(self.link.addr), wdata.eq(self.link.wdata),
                          we.eq(self.link.we), en.eq(1)]
         with m.Else():
-            m.d.comb += [addr.eq(req.payload.addr >> shift), wdata.eq(req.payload.wdata),
-                         we.eq(accept & req.payload.we), en.eq(accept)]
-        rdata = self._ram(m, platform, addr, wdata, we, en)
+            m.d.sync += [addr.eq(req.payload.addr >> shift), wdata.eq(req.payload.wdata),
+                         we.eq(req.payload.we), en.eq(accept)]
+        m.d.sync += [b1.eq(accept), tag1.eq(req.payload.tag), b2.eq(b1), tag2.eq(tag1)]
+        rdata = self._ram(m, platform, addr, wdata, we & en, en)
 
-        with m.If(accept):
-            m.d.sync += [r_valid.eq(1), fresh.eq(1), r_tag.eq(req.payload.tag)]
-        with m.Elif(r_valid & resp.ready):
-            m.d.sync += r_valid.eq(0)
-        with m.Elif(r_valid & fresh):
-            m.d.sync += [hold.eq(rdata), fresh.eq(0)]
-        m.d.comb += [resp.valid.eq(r_valid), resp.payload.tag.eq(r_tag),
-                     resp.payload.rdata.eq(Mux(fresh, rdata, hold)), self.link.rdata.eq(rdata)]
+        # writes are acknowledged too (a response per request, in order)
+        m.d.comb += [rq.w_data.eq(Cat(tag2, rdata)), rq.w_en.eq(b2),
+                     resp.valid.eq(rq.r_rdy), resp.payload.tag.eq(rq.r_data[:2]),
+                     resp.payload.rdata.eq(rq.r_data[2:]), rq.r_en.eq(resp.ready),
+                     self.link.rdata.eq(rdata)]
         return m
 
     def _ram(self, m, platform, addr, wdata, we, en):
