@@ -73,8 +73,13 @@ class Link(wiring.Component):
                      bw.addr.eq(idx), bw.data.eq(byte)]
 
         data_bytes = (length - 4)[:16]
-        in_range = (p_addr + Mux(cmd == Cmd.READ, p_count, data_bytes)) <= cfg.dram_bytes
-        aligned = (p_addr[:shift] == 0) & (data_bytes[:shift] == 0) if shift else Const(1)
+        # registered: the fields settle with the payload's last byte, and the verdict is read
+        # in CHECK, after the two CRC bytes (many cycles later); the adder and comparison
+        # stay off the paths into the FSM
+        in_range, aligned = Signal(), Signal()
+        m.d.sync += [
+            in_range.eq((p_addr + Mux(cmd == Cmd.READ, p_count, data_bytes)) <= cfg.dram_bytes),
+            aligned.eq((p_addr[:shift] == 0) & (data_bytes[:shift] == 0) if shift else 1)]
 
         info = Array(Const(b, 8) for b in info_bytes(cfg, self._clock_hz))
         # reply payload byte `idx`, valid two cycles after R_FETCH drove the addresses

@@ -289,12 +289,20 @@ class Compute(wiring.Component):
                      hits(lut.active, lut.active_tag[:16], N),
                      hits(pre.o.valid, pre.o.payload.tag[:16], N)]
         acc_busy = Cat(*busy).any()
+        # The hazard verdict is registered (its adders and comparators are not on the path
+        # into the token counters and the error logic): a REQUANT starts the cycle after it
+        # is seen clear. That is safe because a hazard only ever clears while the REQUANT
+        # waits (every MATMUL it depends on was fed before it); the verdict only counts from
+        # the instruction's second cycle in the slot (the cycle before was another's).
+        rq_clear = Signal()
+        m.d.sync += rq_clear.eq(((front.state == Front.CHECK) | (front.state == Front.WAIT))
+                                & ~acc_busy)
         ready = Signal()
         with m.Switch(op):
             with m.Case(Opcode.MATMUL):     # one engine drains at a time
                 m.d.comb += ready.eq(Mux(lut_mode, sys_idle, lut_idle))
             with m.Case(Opcode.REQUANT):
-                m.d.comb += ready.eq(~acc_busy)
+                m.d.comb += ready.eq(rq_clear)
             with m.Default():
                 m.d.comb += ready.eq(drain_idle)
         # MATMUL releases on write-back of its last column.
