@@ -6,7 +6,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .bus import BusArbiter, bus_signature
+from .bus import BusArbiter, StreamSlice, bus_signature, req_layout
 from .compute import Compute
 from .config import AccelConfig
 from .dma import DmaLoad, DmaStore
@@ -61,7 +61,12 @@ class Accelerator(wiring.Component):
         m.submodules.arbiter = arb = BusArbiter(bus_bytes=cfg.bus_bytes, n=3)
         wiring.connect(m, fetch.bus, arb.m0)
         wiring.connect(m, load.bus, arb.m1)
-        wiring.connect(m, store.bus, arb.m2)
+        # the store's requests pass a register slice: its scratchpad read (which prefetches
+        # the next entry as the last beat of one leaves) does not wait on the arbitration
+        m.submodules.store_slice = st_slice = StreamSlice(req_layout(cfg.bus_bytes))
+        wiring.connect(m, store.bus.req, st_slice.i)
+        wiring.connect(m, st_slice.o, arb.m2.req)
+        wiring.connect(m, arb.m2.resp, store.bus.resp)
         wiring.connect(m, arb.bus, wiring.flipped(self.bus))
         execs = [load, comp, store]      # indexed by Queue value
 
@@ -122,21 +127,21 @@ class Accelerator(wiring.Component):
 
         # --- dependency tokens ------------------------------------------------------------
         # A given token lands the cycle after its instruction completes (the strobe is
-        # registered: completion logic and the counter's adder are not one path).
+        # registered: completion logic and the counter's adder are not one path). A counter
+        # has one bit more than it may use: reaching 2**TOKEN_BITS is an overflow, raised the
+        # cycle after from the register (the take strobes stay off the error logic's paths).
         tok_err = Signal()
         for p in Queue:
             for q in Queue:
                 if p == q:
                     continue
-                t = Signal(TOKEN_BITS, name=f"tok_{p.name.lower()}_{q.name.lower()}")
+                t = Signal(TOKEN_BITS + 1, name=f"tok_{p.name.lower()}_{q.name.lower()}")
                 inc = Signal(name=f"{t.name}_give")
                 m.d.sync += inc.eq(execs[p.value].give[q.value])
                 dec = execs[q.value].take[p.value]
-                nxt = Signal(TOKEN_BITS + 1, name=f"{t.name}_next")
-                m.d.comb += nxt.eq(t + inc - dec)
-                m.d.sync += t.eq(nxt)
+                m.d.sync += t.eq(t + inc - dec)
                 m.d.comb += execs[q.value].avail[p.value].eq(t != 0)
-                with m.If(inc & ~dec & (t == (1 << TOKEN_BITS) - 1)):
+                with m.If(t[TOKEN_BITS]):
                     m.d.comb += tok_err.eq(1)
 
         # --- scratchpads ------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Requant/vector unit: per-channel scale, shift with round-half-to-even, residual, clamp."""
 
-from amaranth import Module, Signal, Mux, Value, signed
+from amaranth import Const, Module, Signal, Mux, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,11 +18,16 @@ def rne_parts(m, p, shift, name):
     A pipeline may register the two between the shift and the add."""
     p64 = Signal(signed(64), name=f"{name}_p")
     q = Signal(signed(64), name=f"{name}_q")
-    one = Signal(64, name=f"{name}_one")
-    m.d.comb += [p64.eq(p), q.eq(p64 >> shift), one.eq(1 << shift)]
-    rem = (p64.as_unsigned() & (one - 1))[:64]
-    half = one >> 1
-    up = (shift != 0) & ((rem > half) | ((rem == half) & q[0]))
+    low = Signal(64, name=f"{name}_low")        # ones below bit `shift`: 2**shift - 1
+    m.d.comb += [p64.eq(p), q.eq(p64 >> shift),
+                 low.eq(~(Const((1 << 64) - 1, 64) << shift)[:64])]
+    # the remainder r = p mod 2**shift against half = 2**(shift-1), without a comparator:
+    # r > half iff its top bit (the guard) and any bit below it (the sticky bits) are set,
+    # r == half iff the guard alone is; ties go to the even quotient
+    bits = p64.as_unsigned()
+    guard = (bits & (low ^ (low >> 1))) != 0    # bit shift - 1 (none when shift = 0)
+    sticky = (bits & (low >> 1)) != 0
+    up = guard & (sticky | q[0])
     return q[:len(p) + 1].as_signed(), up
 
 

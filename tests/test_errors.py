@@ -87,6 +87,9 @@ def CASES(cfg):
         "deadlock": (ErrorCode.DEADLOCK,
                      prog(cfg, E(Opcode.LOAD, buf=Buffer.ACT, rows=1, stride=R),
                           E(Opcode.MATMUL, k=1, wait=mask(Q.STORE)))),
+        "token overflow": (ErrorCode.TOKEN_OVERFLOW,       # 256 tokens nobody takes
+                           prog(cfg, *[E(Opcode.SYNC, queue=Q.LOAD, release=mask(Q.COMPUTE))]
+                                * 256)),
         "circular wait": (ErrorCode.DEADLOCK,
                           prog(cfg, E(Opcode.SYNC, queue=Q.LOAD, wait=mask(Q.STORE),
                                       release=mask(Q.STORE)),
