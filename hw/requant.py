@@ -122,7 +122,8 @@ class RequantUnit(wiring.Component):
     def _serial_products(self, m, adv, v1, prod, side):
         """Stage 1 over ``16 / mult_bits`` cycles: the multiplier's digits from the top (the
         first one signed), ``partial = partial * 2**s + acc * digit``, an ``acc x s`` product
-        per cycle in place of ``acc x 16``. A new entry is taken once the last is handed on."""
+        per cycle in place of ``acc x 16`` (with 2 bits, Booth digits: an add or subtract of
+        acc or 2 acc). A new entry is taken once the last is handed on."""
         R, s = self._rows, self._mult_bits
         n = 16 // s
         left = Signal(range(n + 1))         # digits still to add; 0: idle
@@ -132,9 +133,20 @@ class RequantUnit(wiring.Component):
         held = [Signal(len(Value.cast(r)), name=f"held{k}") for k, (r, _) in enumerate(side)]
         take = self.i.valid & (left == 0)
         m.d.comb += self.i.ready.eq(left == 0)
-        digit = Mux(left == n, mult[16 - s:].as_signed(), mult[16 - s:].as_unsigned())
         nxt = [Signal(signed(48), name=f"pnext{i}") for i in range(R)]
-        m.d.comb += [nxt[i].eq((part[i] << s) + acc[i] * digit) for i in range(R)]
+        if s == 2:
+            # radix-4 Booth: the digit of bits (15, 14) and the bit below (13) is one of
+            # 0, +-1, +-2 (signed by construction), so a cycle is a choice and one add or
+            # subtract, never a multiplication
+            b1, b0, bm = mult[15], mult[14], mult[13]
+            zero = (b1 == b0) & (b0 == bm)
+            two = (b0 == bm) & (b1 != b0)
+            for i in range(R):
+                x = Mux(zero, 0, Mux(two, acc[i] << 1, acc[i]))
+                m.d.comb += nxt[i].eq(Mux(b1, (part[i] << 2) - x, (part[i] << 2) + x))
+        else:
+            digit = Mux(left == n, mult[16 - s:].as_signed(), mult[16 - s:].as_unsigned())
+            m.d.comb += [nxt[i].eq((part[i] << s) + acc[i] * digit) for i in range(R)]
         with m.If(adv):
             m.d.sync += v1.eq(0)
         with m.If(take):

@@ -53,7 +53,8 @@ _SERIAL = {}
                          [("tiny", 1, 16, s) for s in range(300, 310)]
                          + [("rect", 2, 16, s) for s in range(310, 316)]
                          + [("tiny", 4, 1, s) for s in range(320, 324)]
-                         + [("rect", 2, 4, s) for s in range(324, 328)])
+                         + [("rect", 2, 4, s) for s in range(324, 328)]
+                         + [("tiny", 2, 2, s) for s in range(328, 334)])
 def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, bits, seed):
     """The lane-serial requant unit (requant_lanes < rows) and the digit-serial products
     (requant_mult_bits < 16): same results, bit for bit."""
