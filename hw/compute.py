@@ -91,36 +91,44 @@ class Compute(wiring.Component):
             is not built: no multiplier for an instruction that is refused anyway)."""
             return (mm.k >> 2) * mm.wbits if has_lut else Const(0, 16)
 
-        def checks(insn):
+        def ends(insn):
+            """The range ends the checks compare (registered first: see Front lookahead)."""
+            mm, r = view(MatmulInsn, insn), view(RequantInsn, insn)
+            is_lut = mm.engine == Engine.LUT
+            ch = Mux(is_lut, N, C)
+            n = r.count
+            return [mm.act_addr + mm.k, mm.wgt_addr + Mux(is_lut, lut_steps(mm), mm.k),
+                    mm.acc_addr + ch, mm.scale_addr + ch,
+                    r.acc_addr + n, r.out_addr + n, r.res_addr + n, r.scale_addr + n]
+
+        def checks(insn, pre):
             op = view(Header, insn).opcode
             mm, r = view(MatmulInsn, insn), view(RequantInsn, insn)
             is_mm, is_rq = op == Opcode.MATMUL, op == Opcode.REQUANT
             is_sys = is_mm & (mm.engine == Engine.SYSTOLIC)
             is_lut = is_mm & (mm.engine == Engine.LUT)
-            n = r.count
-            overlap = (r.residual & (r.out_addr != r.res_addr) & (r.out_addr < r.res_addr + n)
-                       & (r.res_addr < r.out_addr + n))
-            ch = Mux(is_lut, N, C)
-            w_entries = Mux(is_lut, lut_steps(mm), mm.k)
+            act_end, wgt_end, acc_end, scale_end, rq_acc, rq_out, rq_res, rq_scale = pre
+            overlap = (r.residual & (r.out_addr != r.res_addr) & (r.out_addr < rq_res)
+                       & (r.res_addr < rq_out))
             engine_ok = (is_sys & int(has_sys)) | (is_lut & int(has_lut))
             return [
                 (is_mm & (~engine_ok | (mm.k == 0) | (mm.scaled & int(not cfg.group_scale))
                           | (is_sys & ((mm.wbits != 0) | mm.odd))
                           | (is_lut & (~wbits_ok.bit_select(mm.wbits, 1) | (mm.k[:2] != 0)))),
                  ErrorCode.ILLEGAL_FIELD),
-                (is_rq & (n == 0), ErrorCode.ILLEGAL_FIELD),
-                (is_mm & ((mm.act_addr + mm.k > cfg.act_depth)
-                          | (mm.wgt_addr + w_entries > cfg.wgt_depth)
-                          | (mm.acc_addr + ch > cfg.acc_depth)
-                          | (mm.scaled & (mm.scale_addr + ch > cfg.scale_depth * lanes))),
+                (is_rq & (r.count == 0), ErrorCode.ILLEGAL_FIELD),
+                (is_mm & ((act_end > cfg.act_depth) | (wgt_end > cfg.wgt_depth)
+                          | (acc_end > cfg.acc_depth)
+                          | (mm.scaled & (scale_end > cfg.scale_depth * lanes))),
                  ErrorCode.SP_RANGE),
-                (is_rq & ((r.acc_addr + n > cfg.acc_depth) | (r.out_addr + n > cfg.act_depth)
-                          | (r.residual & (r.res_addr + n > cfg.act_depth))
-                          | (r.scale_addr + n > cfg.scale_depth * lanes)), ErrorCode.SP_RANGE),
+                (is_rq & ((rq_acc > cfg.acc_depth) | (rq_out > cfg.act_depth)
+                          | (r.residual & (rq_res > cfg.act_depth))
+                          | (rq_scale > cfg.scale_depth * lanes)), ErrorCode.SP_RANGE),
                 (is_lut & (mm.act_addr[:2] != 0), ErrorCode.MISALIGNED),
                 (is_rq & overlap, ErrorCode.OVERLAP),
             ]
-        front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks)
+        front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks, pre=ends,
+                      lookahead=True)
         mm, rqi = view(MatmulInsn, front.insn), view(RequantInsn, front.insn)
         op = front.hdr.opcode
         run = front.state == Front.RUN

@@ -4,7 +4,7 @@ An executor pops one instruction (the "executing slot"), checks it (raising an e
 waits for its dependency tokens, runs it, and gives its release tokens when it completes.
 """
 
-from amaranth import Module, Signal
+from amaranth import Const, Module, Signal
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
@@ -45,10 +45,16 @@ class Front:
     costly arithmetic gives ``pre(insn) -> [values]``: those are registered as the
     instruction enters, ``checks(insn, pre_values)`` then runs on registers in CHECK, and
     the verdict is acted on one cycle later (CHECK2), so no path holds both the arithmetic
-    and the comparison."""
+    and the comparison.
+
+    ``lookahead=True`` (with ``pre``) checks the instruction while it waits at the queue's
+    output instead: ``pre`` values and then the verdict are registered from it every cycle,
+    and it is taken only once it has sat there two cycles (so both registers describe it).
+    The verdict is ready as the instruction enters: no CHECK2 cycle, and no arithmetic on
+    the path into the slot; an instruction arriving at an idle unit waits two cycles."""
     IDLE, CHECK, WAIT, RUN, HALT, CHECK2 = range(6)
 
-    def __init__(self, m: Module, port, *, queue, checks, pre=None):
+    def __init__(self, m: Module, port, *, queue, checks, pre=None, lookahead=False):
         self.state = state = Signal(range(6))
         self.insn = insn = Signal(INSN_BITS)
         self.hdr = hdr = view(Header, insn)
@@ -64,9 +70,27 @@ class Front:
             h = view(Header, word)
             return first_error(m, [((h.wait | h.release) & own, ErrorCode.ILLEGAL_FIELD)]
                                + list(checks(word, *pre_values)))
+        take_ok = Const(1)
+        if lookahead:
+            assert pre is not None
+            # stable[k]: the queue's output now is what it was k cycles ago
+            stable1, stable2 = Signal(), Signal()
+            popped = port.insn.valid & port.insn.ready
+            m.d.sync += [stable1.eq(port.insn.valid & ~popped),
+                         stable2.eq(stable1 & port.insn.valid & ~popped)]
+            take_ok = stable2
         self.loading = loading = port.insn.valid & port.insn.ready
         err = Signal(ErrorCode)
-        if pre is None:
+        if lookahead:
+            values = pre(port.insn.payload)
+            regs = [Signal(v.shape(), name=f"ahead{i}") for i, v in enumerate(values)]
+            m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
+            ahead = Signal(ErrorCode)
+            m.d.sync += ahead.eq(verdict(port.insn.payload, regs))
+            with m.If(loading):
+                m.d.sync += err.eq(ahead)
+            decide = self.CHECK
+        elif pre is None:
             err_next = verdict(port.insn.payload)
             with m.If(loading):
                 m.d.sync += err.eq(err_next)
@@ -83,8 +107,8 @@ class Front:
         tokens_ok = (hdr.wait & ~port.avail) == 0
         with m.Switch(state):
             with m.Case(self.IDLE):
-                m.d.comb += port.insn.ready.eq(1)
-                with m.If(port.insn.valid):
+                m.d.comb += port.insn.ready.eq(take_ok)
+                with m.If(port.insn.valid & take_ok):
                     m.d.sync += [insn.eq(port.insn.payload), state.eq(self.CHECK)]
             with m.Case(decide):
                 m.d.comb += port.error.eq(err)
@@ -101,9 +125,9 @@ class Front:
                     m.d.sync += state.eq(self.RUN)
             with m.Case(self.RUN):
                 with m.If(self.finish):
-                    m.d.comb += [self.give.eq(hdr.release), port.insn.ready.eq(1)]
+                    m.d.comb += [self.give.eq(hdr.release), port.insn.ready.eq(take_ok)]
                     m.d.sync += state.eq(self.IDLE)
-                    with m.If(port.insn.valid):     # the next instruction, without IDLE
+                    with m.If(port.insn.valid & take_ok):   # the next one, without IDLE
                         m.d.sync += [insn.eq(port.insn.payload), state.eq(self.CHECK)]
         with m.If(port.halt):
             m.d.sync += state.eq(self.HALT)
