@@ -11,9 +11,9 @@ the design's meaning, which RTL simulation alone cannot.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import hw
+from hw.dsp import ICE40UP5K
 from hw.synth import SynthError, cached_text, run_yosys
 from sim.fast import TOP, FastRunner
 
@@ -27,7 +27,7 @@ FAMILIES = {"ice40": "synth_ice40", "ecp5": "synth_ecp5"}
 
 # what the design is elaborated for: the iCE40 netlist is the iCEBreaker's device, with the
 # systolic array's products paired on SB_MAC16 blocks as in a board build (hw/dsp.py)
-PLATFORMS = {"ice40": SimpleNamespace(family="ice40", device="iCE40UP5K"), "ecp5": None}
+PLATFORMS = {"ice40": ICE40UP5K, "ecp5": None}
 
 
 def _share():

@@ -9,9 +9,15 @@ simulation (``platform`` None), the products are plain multiplications for the t
 The gate-level test simulates the SB_MAC16 path with Yosys' cell model.
 """
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Instance, Signal, signed
 
-__all__ = ["uses_ice40_dsp_pairs", "products"]
+__all__ = ["uses_ice40_dsp_pairs", "products", "ICE40UP5K"]
+
+#: What the design is elaborated for outside a board build when it should look like one on
+#: the iCEBreaker's device (gate-level check, area reports).
+ICE40UP5K = SimpleNamespace(family="ice40", device="iCE40UP5K")
 
 
 def uses_ice40_dsp_pairs(platform) -> bool:

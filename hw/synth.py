@@ -19,7 +19,8 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-__all__ = ["synthesize", "SynthError", "FAMILIES", "component_verilog"]
+__all__ = ["synthesize", "SynthError", "FAMILIES", "component_verilog", "unit_area",
+           "AREA_FAMILIES"]
 
 FAMILIES = {"ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7"}
 
@@ -125,3 +126,48 @@ def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -
         cells = json.loads(text[text.index("{"):])["design"]["num_cells_by_type"]
         return json.dumps({**_count(cells, family), "cells": cells})
     return json.loads(cached_text("stat", f"{script}\0{verilog}", make))
+
+
+# Per-unit area: synthesis without flattening, LUT mapping by classic ABC (ABC9 aborts on some
+# netlists in the WebAssembly build), as the board builds do for DSPs (iCE40: the array's
+# SB_MAC16 pairs, nothing inferred; ECP5: multipliers on MULT18X18D).
+AREA_FAMILIES = {
+    "ice40": "synth_ice40 -noflatten -top top -run :map_luts; ice40_wrapcarry -unwrap",
+    "ecp5": "synth_ecp5 -noflatten -top top -run :map_luts",
+}
+
+
+def _unit_counts(cells, family):
+    get = lambda *names: sum(cells.get(n, 0) for n in names)      # noqa: E731
+    ffs = sum(v for k, v in cells.items()
+              if k.startswith(("SB_DFF", "$_DFF", "$_SDFF", "$_DFFE", "$_SDFFE", "$_SDFFCE",
+                               "TRELLIS_FF")))
+    luts = get("$lut") + (2 * get("CCU2C") if family == "ecp5" else 0)
+    return {"luts": luts, "ffs": ffs, "carry": get("SB_CARRY", "CCU2C"),
+            "dsps": get("SB_MAC16", "MULT18X18D", "ALU54B"),
+            "brams": get("SB_RAM40_4K", "DP16KD")}
+
+
+def unit_area(config, family, *, timeout=1800) -> list:
+    """Logic per unit of the accelerator for ``config`` on ``family`` (``ice40`` or
+    ``ecp5``): rows of ``{"unit", "luts", "ffs", "carry", "dsps", "brams"}``, each unit's own
+    cells (not its submodules'), largest first. Cached like ``synthesize``."""
+    import hw
+    from .dsp import ICE40UP5K
+    if family not in AREA_FAMILIES:
+        raise SynthError(f"no area report for {family!r}; choose from "
+                         f"{', '.join(AREA_FAMILIES)}")
+    verilog = hw.verilog(config, name="top", platform=ICE40UP5K if family == "ice40" else None)
+    script = f"{AREA_FAMILIES[family]}; abc -lut 4; opt_clean; tee -q -o stat.json stat -json"
+
+    def make():
+        text = run_yosys(verilog, script, "stat.json", what=f"{family} area report",
+                         timeout=timeout)
+        return text[text.index("{"):]
+    stat = json.loads(cached_text("area", f"{script}\0{verilog}", make))
+    rows = []
+    for mod, s in stat["modules"].items():
+        name = mod.lstrip("\\")
+        unit = name.split(".", 1)[1] if "." in name else "(top level)"
+        rows.append({"unit": unit, **_unit_counts(s["num_cells_by_type"], family)})
+    return sorted(rows, key=lambda r: -(r["luts"] + r["ffs"]))

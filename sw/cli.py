@@ -226,6 +226,28 @@ def cmd_disasm(args):
     return 0
 
 
+def cmd_area(args):
+    import json
+    from hw.synth import SynthError, unit_area
+    cfg = _config(args.config)
+    _say(f"synthesizing {cfg.name} for {args.family} per unit (yosys, about a minute)")
+    try:
+        rows = unit_area(cfg, args.family)
+    except SynthError as e:
+        raise UserError(str(e)) from None
+    total = {k: sum(r[k] for r in rows) for k in ("luts", "ffs", "carry", "dsps", "brams")}
+    if args.json:
+        print(json.dumps({"config": cfg.name, "family": args.family, "units": rows,
+                          "total": total}))
+        return 0
+    lut = "LUT4" if args.family in ("ice40", "ecp5") else "LUT"
+    print(f"{'unit':<24} {lut:>6} {'FF':>6} {'carry':>6} {'DSP':>4} {'BRAM':>5}")
+    for r in rows + [{"unit": "total", **total}]:
+        print(f"{r['unit']:<24} {r['luts']:>6} {r['ffs']:>6} {r['carry']:>6} {r['dsps']:>4} "
+              f"{r['brams']:>5}")
+    return 0
+
+
 def cmd_configs(args):
     from hw.config import load_config, preset_names
     for n in preset_names():
@@ -292,6 +314,12 @@ def build_parser():
     da.add_argument("program")
     da.add_argument("--config", default="default")
     da.set_defaults(fn=cmd_disasm)
+    ar = sub.add_parser("area", help="logic per unit of the accelerator (Yosys, no place "
+                        "and route): where the area goes")
+    ar.add_argument("--config", required=True)
+    ar.add_argument("--family", choices=["ice40", "ecp5"], default="ice40")
+    ar.add_argument("--json", action="store_true")
+    ar.set_defaults(fn=cmd_area)
     cf = sub.add_parser("configs", help="list the preset configurations")
     cf.set_defaults(fn=cmd_configs)
     from sw.faults_cli import add_parser as add_faults
