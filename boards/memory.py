@@ -15,6 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.bus import bus_signature
+from hw.dsp import is_ice40_ultraplus
 
 __all__ = ["BoardMemory", "link_mem_signature", "SPRAM_WORDS"]
 
@@ -30,8 +31,7 @@ def link_mem_signature(bus_bytes, addr_bits):
 
 
 def _uses_spram(platform, config):
-    family = getattr(platform, "family", None) if platform is not None else None
-    return (str(family).lower() == "ice40" and getattr(platform, "device", "").startswith("iCE40UP")
+    return (is_ice40_ultraplus(platform)
             and config.bus_bytes == 4 and config.dram_bytes % (4 * SPRAM_WORDS) == 0
             and config.dram_bytes // (4 * SPRAM_WORDS) <= 2)
 

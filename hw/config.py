@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "LUT_WBITS", "LUT_GROUP",
-           "ACC_CHECKS", "DMA_RANGE_CHECKS", "load_config", "preset_names"]
+           "ACC_CHECKS", "DMA_RANGE_CHECKS", "REQUANT_MULT_BITS", "load_config",
+           "preset_names"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -21,6 +22,8 @@ ENGINES = ("systolic", "lut")
 LUT_WBITS = (1, 2, 3, 4)
 #: Accumulator protections (AccelConfig.acc_check).
 ACC_CHECKS = ("none", "residue")
+#: Multiplier bits the requant unit may consume per cycle (AccelConfig.requant_mult_bits).
+REQUANT_MULT_BITS = (1, 2, 4, 8, 16)
 #: How the DMA units compute a transfer's span for the DRAM range check.
 DMA_RANGE_CHECKS = ("parallel", "serial")
 
@@ -175,9 +178,9 @@ class AccelConfig:
                 rl == 0 or (1 <= rl <= self.rows and self.rows % rl == 0)):
             raise ConfigError(f"{where}: requant_lanes must be 0 (one per row) or a divisor of "
                               f"rows ({self.rows}), not {rl!r}")
-        if self.requant_mult_bits not in (1, 2, 4, 8, 16):
-            raise ConfigError(f"{where}: requant_mult_bits must be one of 1, 2, 4, 8, 16, "
-                              f"not {self.requant_mult_bits!r}")
+        if self.requant_mult_bits not in REQUANT_MULT_BITS:
+            raise ConfigError(f"{where}: requant_mult_bits must be one of "
+                              f"{list(REQUANT_MULT_BITS)}, not {self.requant_mult_bits!r}")
         if self.dma_range_check not in DMA_RANGE_CHECKS:
             raise ConfigError(f"{where}: dma_range_check must be one of "
                               f"{list(DMA_RANGE_CHECKS)}, not {self.dma_range_check!r}")

@@ -13,15 +13,16 @@ from types import SimpleNamespace
 
 from amaranth import Cat, Const, Instance, Signal, signed
 
-__all__ = ["uses_ice40_dsp_pairs", "products", "ICE40UP5K"]
+__all__ = ["is_ice40_ultraplus", "products", "ICE40UP5K"]
 
 #: What the design is elaborated for outside a board build when it should look like one on
 #: the iCEBreaker's device (gate-level check, area reports).
 ICE40UP5K = SimpleNamespace(family="ice40", device="iCE40UP5K")
 
 
-def uses_ice40_dsp_pairs(platform) -> bool:
-    """Whether ``platform`` is an iCE40 UltraPlus (the iCE40s with SB_MAC16 blocks)."""
+def is_ice40_ultraplus(platform) -> bool:
+    """Whether ``platform`` is an iCE40 UltraPlus (the iCE40s with SB_MAC16 and SPRAM
+    blocks); False in simulation (``platform`` None)."""
     family = getattr(platform, "family", None) if platform is not None else None
     return str(family).lower() == "ice40" and \
         str(getattr(platform, "device", "")).startswith("iCE40UP")
@@ -30,7 +31,7 @@ def uses_ice40_dsp_pairs(platform) -> bool:
 def products(m, platform, ops, name="mul"):
     """Drive each ``prod`` (signed(16)) of ``ops = [(a, b, prod), ...]`` with ``a * b``
     (``a``, ``b`` signed(8)); on an iCE40 UltraPlus two products per SB_MAC16."""
-    if not uses_ice40_dsp_pairs(platform):
+    if not is_ice40_ultraplus(platform):
         m.d.comb += [p.eq(a * b) for a, b, p in ops]
         return
     for n in range(0, len(ops), 2):

@@ -70,16 +70,15 @@ class Front:
             h = view(Header, word)
             return first_error(m, [((h.wait | h.release) & own, ErrorCode.ILLEGAL_FIELD)]
                                + list(checks(word, *pre_values)))
+        self.loading = loading = port.insn.valid & port.insn.ready
         take_ok = Const(1)
         if lookahead:
             assert pre is not None
             # stable[k]: the queue's output now is what it was k cycles ago
             stable1, stable2 = Signal(), Signal()
-            popped = port.insn.valid & port.insn.ready
-            m.d.sync += [stable1.eq(port.insn.valid & ~popped),
-                         stable2.eq(stable1 & port.insn.valid & ~popped)]
+            m.d.sync += [stable1.eq(port.insn.valid & ~loading),
+                         stable2.eq(stable1 & port.insn.valid & ~loading)]
             take_ok = stable2
-        self.loading = loading = port.insn.valid & port.insn.ready
         err = Signal(ErrorCode)
         if lookahead:
             values = pre(port.insn.payload)

@@ -4,12 +4,10 @@ from amaranth import Const, Module, Signal, Mux, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .config import REQUANT_MULT_BITS
+
 __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layout",
-           "rne_shift", "rne_parts", "MULT_BITS"]
-
-
-#: Multiplier bits the requant unit consumes per cycle (AccelConfig.requant_mult_bits).
-MULT_BITS = (1, 2, 4, 8, 16)
+           "rne_shift", "rne_parts"]
 
 
 def rne_parts(m, p, shift, name):
@@ -69,7 +67,7 @@ class RequantUnit(wiring.Component):
     """
 
     def __init__(self, *, rows, mult_bits=16):
-        assert mult_bits in MULT_BITS
+        assert mult_bits in REQUANT_MULT_BITS
         self._rows, self._mult_bits = rows, mult_bits
         super().__init__(requant_signature(rows))
 
