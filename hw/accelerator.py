@@ -170,11 +170,34 @@ class Accelerator(wiring.Component):
                 m.d.comb += [rp.addr.eq(Mux(quad, addr, addr >> 2)), rp.en.eq(en)]
             return Array(rp.data for rp in rps)[sel], Cat(*(rp.data for rp in rps))
 
-        one, four = banked_read(comp.act_rd.addr, comp.act_rd.en, comp.act_rd.quad)
+        shared = cfg.scratchpad_ports == "shared"
+        st_act_en = store.rd_en & (store.rd_buf == Buffer.ACT)
+        st_acc_en = store.rd_en & (store.rd_buf == Buffer.ACC)
+        if shared:
+            # One read port per scratchpad (docs/architecture.md, scratchpad_ports): the
+            # drain's read-modify-write, then the compute unit, then the store. Every reader
+            # uses a read's data the cycle after it (or, compute, says `act_keep`).
+            act_store = ~comp.act_rd.en & ~comp.act_keep
+            acc_store = ~comp.acc_rd.en & ~comp.acc_rq.en
+            m.d.comb += store.rd_ok.eq(Mux(store.rd_buf == Buffer.ACC, acc_store, act_store))
+            a_addr = Mux(comp.act_rd.en, comp.act_rd.addr, store.rd_addr)
+            one, four = banked_read(a_addr, comp.act_rd.en | (st_act_en & act_store),
+                                    comp.act_rd.quad & comp.act_rd.en)
+            st_act = one
+            acc_rp = acc.read_port()
+            m.d.comb += [
+                acc_rp.addr.eq(Mux(comp.acc_rd.en, comp.acc_rd.addr,
+                                   Mux(comp.acc_rq.en, comp.acc_rq.addr, store.rd_addr))),
+                acc_rp.en.eq(comp.acc_rd.en | comp.acc_rq.en | (st_acc_en & acc_store)),
+                comp.acc_rd.data.eq(acc_rp.data), comp.acc_rq.data.eq(acc_rp.data)]
+            st_acc_data = acc_rp.data
+        else:
+            m.d.comb += store.rd_ok.eq(1)
+            one, four = banked_read(comp.act_rd.addr, comp.act_rd.en, comp.act_rd.quad)
+            connect_rd(comp.acc_rd, acc.read_port())
+            connect_rd(comp.acc_rq, acc.read_port())
         m.d.comb += [comp.act_rd.data.eq(one), comp.act_rd.data4.eq(four)]
         connect_rd(comp.wgt_rd, wgt.read_port())
-        connect_rd(comp.acc_rd, acc.read_port())
-        connect_rd(comp.acc_rq, acc.read_port())
         connect_rd(comp.scale_rd, scale.read_port())
         if cfg.group_scale:
             connect_rd(comp.scale_dr, scale.read_port())
@@ -198,11 +221,12 @@ class Accelerator(wiring.Component):
                      wgt_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.WGT)),
                      scale_wp.addr.eq(load.wr_addr), scale_wp.data.eq(load.wr_data),
                      scale_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.SCALE))]
-        st_act, _ = banked_read(store.rd_addr, store.rd_en & (store.rd_buf == Buffer.ACT))
-        st_acc = acc.read_port()
-        m.d.comb += [st_acc.addr.eq(store.rd_addr),
-                     st_acc.en.eq(store.rd_en & (store.rd_buf == Buffer.ACC)),
-                     store.rd_data.eq(Mux(store.rd_buf == Buffer.ACC, st_acc.data, st_act))]
+        if not shared:
+            st_act, _ = banked_read(store.rd_addr, st_act_en)
+            st_acc = acc.read_port()
+            m.d.comb += [st_acc.addr.eq(store.rd_addr), st_acc.en.eq(st_acc_en)]
+            st_acc_data = st_acc.data
+        m.d.comb += store.rd_data.eq(Mux(store.rd_buf == Buffer.ACC, st_acc_data, st_act))
 
         # --- completion, deadlock and errors ----------------------------------------------
         parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()

@@ -57,6 +57,9 @@ class Compute(wiring.Component):
             "scale_rd": Out(rd_port(8 * cfg.bus_bytes)),
             "scale_dr": Out(rd_port(8 * cfg.bus_bytes)),     # group scales for the drain
             "act_wr": Out(wr_port(8 * R)),
+            # act_rd's data is still needed next cycle (a step waits for its engine): a
+            # shared activation port must not serve another reader this cycle
+            "act_keep": Out(1),
             "step": Out(1),          # a k step entered the systolic array this cycle
             "lut_step": Out(1),      # a step (one plane of one group) entered the LUT array
             "lut_group": Out(1),     # ... and it was the group's first plane
@@ -237,13 +240,21 @@ class Compute(wiring.Component):
             with m.If(tgt_ready | front.start):
                 m.d.sync += f_valid.eq(0)
         feed_done = run & (op == Opcode.MATMUL) & (step == total) & (~f_valid | tgt_ready)
+        # a LUT group's activations serve all its planes (read with the first only)
+        m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | lut_mode))
         # --- REQUANT ----------------------------------------------------------------------
         n = Signal(16)
         n_out = Signal(16)
         q_valid = Signal()
         lane = Signal(range(lanes))
         requanting = run & (op == Opcode.REQUANT)
-        q_issue = requanting & (n < rqi.count) & (~q_valid | rq.i.ready)
+        if cfg.scratchpad_ports == "shared":
+            # the read ports are shared (with the drain, then the store): an entry is read
+            # only when the requant unit takes it the next cycle, and never while the drain
+            # reads the accumulators
+            q_issue = requanting & (n < rqi.count) & ~q_valid & rq.i.ready & ~v1
+        else:
+            q_issue = requanting & (n < rqi.count) & (~q_valid | rq.i.ready)
         sidx = rqi.scale_addr + n
         m.d.comb += [
             rq.i.valid.eq(q_valid),

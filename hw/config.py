@@ -26,6 +26,8 @@ ACC_CHECKS = ("none", "residue")
 REQUANT_MULT_BITS = (1, 2, 4, 8, 16)
 #: How the DMA units compute a transfer's span for the DRAM range check.
 DMA_RANGE_CHECKS = ("parallel", "serial")
+#: How the accumulator and activation scratchpads give their readers ports.
+SCRATCHPAD_PORTS = ("separate", "shared")
 
 #: Activations per LUT table group (the table has 2**G / 2 stored entries).
 LUT_GROUP = 4
@@ -105,6 +107,13 @@ class AccelConfig:
         ``parallel`` (a 16 x 32 multiplier per DMA unit, one cycle) or ``serial`` (shift and
         add, one bit of ``rows - 1`` per cycle: a LOAD or STORE of ``rows`` entries waits
         ``bit_length(rows - 1)`` extra cycles before it starts, and needs no multiplier).
+    scratchpad_ports : str
+        ``separate`` (the default: every reader of the accumulator and activation
+        scratchpads has its own read port, which FPGA tools build as one more copy of the
+        memory) or ``shared``: one read port per scratchpad. The drain's read-modify-write
+        comes first, then the compute unit, then the store DMA, which waits for a free
+        cycle; a REQUANT reads one entry per two cycles at most. Saves block RAMs (on an
+        iCE40 an accumulator copy of a 4-row array is eight of them).
     acc_check : str
         ``none`` or ``residue``: the systolic accumulators carry a mod-3 residue checked as
         results leave the array (error RESIDUE).
@@ -131,6 +140,7 @@ class AccelConfig:
     requant_mult_bits: int = 16
     counter_bits: int = 64
     dma_range_check: str = "parallel"
+    scratchpad_ports: str = "separate"
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -181,6 +191,9 @@ class AccelConfig:
         if self.requant_mult_bits not in REQUANT_MULT_BITS:
             raise ConfigError(f"{where}: requant_mult_bits must be one of "
                               f"{list(REQUANT_MULT_BITS)}, not {self.requant_mult_bits!r}")
+        if self.scratchpad_ports not in SCRATCHPAD_PORTS:
+            raise ConfigError(f"{where}: scratchpad_ports must be one of "
+                              f"{list(SCRATCHPAD_PORTS)}, not {self.scratchpad_ports!r}")
         if self.dma_range_check not in DMA_RANGE_CHECKS:
             raise ConfigError(f"{where}: dma_range_check must be one of "
                               f"{list(DMA_RANGE_CHECKS)}, not {self.dma_range_check!r}")
@@ -270,6 +283,8 @@ class AccelConfig:
             d.pop("requant_mult_bits")
         if self.dma_range_check == "parallel":
             d.pop("dma_range_check")
+        if self.scratchpad_ports == "separate":
+            d.pop("scratchpad_ports")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:8]
 
     def replace(self, **changes):

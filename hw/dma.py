@@ -198,6 +198,7 @@ class DmaStore(_Dma):
     def _extra_members(self, cfg):
         return {
             "rd_buf": Out(Buffer), "rd_addr": Out(16), "rd_en": Out(1),
+            "rd_ok": In(1),         # the read asked for this cycle is granted
             "rd_data": In(max_entry_bits(cfg)),
             "ack_in": Out(1),       # a write was acknowledged (for the byte counter)
         }
@@ -209,35 +210,48 @@ class DmaStore(_Dma):
         front, d, beats = self._front(m)
         run = (front.state == Front.RUN) & (d.opcode != Opcode.SYNC)   # SYNC: nothing to move
 
-        r_rd = Signal(16)       # next entry to read
-        out_valid = Signal()    # rd_data holds an entry being sent
+        # One scratchpad read per beat, at most one beat ahead of the bus: the word read
+        # goes out the next cycle, or waits in `held` (the read port may serve another
+        # reader meanwhile: config.scratchpad_ports = "shared", where `rd_ok` says whether
+        # this cycle's read is granted).
+        r_rd, b_rd = Signal(16), Signal(8)     # entry and beat of the next read
+        out_valid = Signal()    # a word waits to be sent: fresh from the port, or held
+        fresh = Signal()        # ... fresh: read last cycle
+        held = Signal(8 * bb)
         b = Signal(8)
         row_addr = Signal(34)
         ack_r, ack_b = Signal(16), Signal(8)       # acknowledged rows, beats of the next
         req = self.bus.req
-        sending_last = req.valid & req.ready & (b == beats - 1)
+        sending = req.valid & req.ready
         nwords = max_entry_bits(cfg) // (8 * bb)
+        word = Mux(fresh, self.rd_data.word_select(b, 8 * bb) if nwords > 1
+                   else self.rd_data[:8 * bb], held)
+        granted = self.rd_en & self.rd_ok
         m.d.comb += [
             self.rd_buf.eq(d.buf),
             self.rd_addr.eq(d.sp_addr + r_rd),
-            self.rd_en.eq(run & (r_rd < d.rows) & (~out_valid | sending_last)),
+            self.rd_en.eq(run & (r_rd < d.rows) & (~out_valid | sending)),
             req.valid.eq(run & out_valid),
             req.payload.addr.eq(row_addr + b * bb),
             req.payload.we.eq(1),
-            req.payload.wdata.eq(self.rd_data.word_select(b, 8 * bb) if nwords > 1
-                                 else self.rd_data[:8 * bb]),
+            req.payload.wdata.eq(word),
             req.payload.tag.eq(self.tag),
             self.bus.resp.ready.eq(1),
         ]
+        m.d.sync += [held.eq(word), fresh.eq(granted & ~front.start)]
         with m.If(front.start):
-            m.d.sync += [r_rd.eq(0), out_valid.eq(0), b.eq(0), row_addr.eq(d.dram_addr),
-                         ack_r.eq(0), ack_b.eq(0)]
+            m.d.sync += [r_rd.eq(0), b_rd.eq(0), out_valid.eq(0), b.eq(0),
+                         row_addr.eq(d.dram_addr), ack_r.eq(0), ack_b.eq(0)]
         with m.Else():
-            with m.If(self.rd_en):
-                m.d.sync += [r_rd.eq(r_rd + 1), out_valid.eq(1)]
-            with m.Elif(sending_last):
+            with m.If(granted):
+                m.d.sync += out_valid.eq(1)
+                with m.If(b_rd == beats - 1):
+                    m.d.sync += [b_rd.eq(0), r_rd.eq(r_rd + 1)]
+                with m.Else():
+                    m.d.sync += b_rd.eq(b_rd + 1)
+            with m.Elif(sending):
                 m.d.sync += out_valid.eq(0)
-            with m.If(req.valid & req.ready):
+            with m.If(sending):
                 with m.If(b == beats - 1):
                     m.d.sync += [b.eq(0), row_addr.eq(row_addr + d.stride)]
                 with m.Else():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from compiler.randprog import random_program
+from hw.isa import Buffer, Queue
 from sw.golden import Machine
 
 COUNTERS = ("insns", "macs", "bytes_read", "bytes_written")
@@ -64,6 +65,63 @@ def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, bits, seed
     if cfg not in _SERIAL:
         _SERIAL[cfg] = FastRunner(cfg, quiet=True)
     check_program(cfg, _SERIAL[cfg], seed)
+
+
+@pytest.mark.parametrize("base,slow,seed",
+                         [("tiny", False, s) for s in range(340, 352)]
+                         + [("tiny", True, s) for s in range(352, 358)]
+                         + [("rect", False, s) for s in range(358, 364)]
+                         + [("serial", False, s) for s in range(364, 376)])
+def test_random_programs_shared_scratchpad_ports(tiny, rect, base, slow, seed):
+    """scratchpad_ports = "shared": one read port each for the accumulators (drain, requant,
+    store) and the activations (MATMUL feed on both engines, residuals, store); the store
+    waits for free cycles. Same results, bit for bit, also under a slow memory."""
+    from sim.fast import FastRunner
+    serial = tiny.replace(requant_lanes=1, requant_mult_bits=2)    # a requant waits long
+    cfg = {"tiny": tiny, "rect": rect, "serial": serial}[base].replace(
+        scratchpad_ports="shared")
+    key = (cfg, slow)
+    if key not in _SERIAL:
+        _SERIAL[key] = FastRunner(cfg, quiet=True, **({"bytes_per_cycle": 1, "latency": 37}
+                                                      if slow else {}))
+    check_program(cfg, _SERIAL[key], seed)
+
+
+def test_shared_ports_requant_beside_drains(tiny):
+    """A REQUANT that reads the accumulators while later MATMULs drain into them (and a
+    store waits for the port): on one shared port every read still gets its own entry."""
+    from compiler.asm import Assembler, mask
+    from sim.fast import FastRunner
+    from sw.program import MemoryImage
+    cfg = tiny.replace(scratchpad_ports="shared")
+    R, C, L, Cq, S = cfg.rows, cfg.cols, Queue.LOAD, Queue.COMPUTE, Queue.STORE
+    rng = np.random.default_rng(77)
+    mem = MemoryImage(bytearray())
+    k = 8
+    act = mem.write("act", rng.integers(-128, 128, (k, R)).astype(np.int8))
+    wgt = mem.write("wgt", rng.integers(-128, 128, (k, C)).astype(np.int8))
+    scl = mem.write("scales", rng.integers(1, 1 << 12, 64).astype(np.int16))
+    out_q = mem.write("out_q", np.zeros((32, R), np.int8))
+    out_acc = mem.write("out_acc", np.zeros((32, R), np.int32))
+    a = Assembler(cfg)
+    bb = cfg.bus_bytes
+    a.load(Buffer.ACT, 0, act, k, R)
+    a.load(Buffer.WGT, 0, wgt, k, C)
+    a.load(Buffer.SCALE, 0, scl, 128 // bb, bb, release=mask(Cq))
+    for t in range(8):                      # tiles 0..31: drained before the REQUANT reads
+        a.matmul(0, 0, 4 * t, k, wait=mask(L) if t == 0 else 0)
+    for t in range(8, 16):                  # tiles 32..63: drain while it reads
+        a.matmul(t % 4, 0, 4 * t, 2, accumulate=t % 2 == 1)
+    a.requant(0, 100, 0, 32, 9, relu=True, release=mask(S))
+    a.sync(Cq, release=mask(S))             # every drain is written
+    a.store(Buffer.ACT, 100, out_q, 32, R, wait=mask(Cq))
+    a.store(Buffer.ACC, 32, out_acc, 32, 4 * R, wait=mask(Cq))
+    gm, gs = Machine(cfg).run(a.program(), mem)
+    vm, vs = FastRunner(cfg, quiet=True).run(a.program(), mem)
+    assert gs["error"] is None and vs["error"] is None, (gs["error"], vs["error"])
+    for name in ("out_q", "out_acc"):
+        np.testing.assert_array_equal(vm.read(name), gm.read(name), err_msg=name)
+    assert np.count_nonzero(gm.read("out_q")) > 16 and np.count_nonzero(gm.read("out_acc")) > 64
 
 
 @pytest.mark.parametrize("seed", range(400, 408))
