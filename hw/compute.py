@@ -79,7 +79,8 @@ class Compute(wiring.Component):
         m.submodules.requant = rq = make_requant(cfg)
         if has_sys:
             m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS,
-                                                       residue=cfg.acc_check == "residue")
+                                                       residue=cfg.acc_check == "residue",
+                                                       drain=cfg.systolic_drain)
             m.d.comb += self.fault.eq(array.fault)
         if has_lut:
             m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS)

@@ -28,6 +28,8 @@ REQUANT_MULT_BITS = (1, 2, 4, 8, 16)
 DMA_RANGE_CHECKS = ("parallel", "serial")
 #: How the accumulator and activation scratchpads give their readers ports.
 SCRATCHPAD_PORTS = ("separate", "shared")
+#: How the systolic array gives out its results (AccelConfig.systolic_drain).
+SYSTOLIC_DRAINS = ("overlap", "direct")
 
 #: Activations per LUT table group (the table has 2**G / 2 stored entries).
 LUT_GROUP = 4
@@ -114,6 +116,12 @@ class AccelConfig:
         comes first, then the compute unit, then the store DMA, which waits for a free
         cycle; a REQUANT reads one entry per two cycles at most. Saves block RAMs (on an
         iCE40 an accumulator copy of a 4-row array is eight of them).
+    systolic_drain : str
+        ``overlap`` (the default: finished results move to result registers and drain while
+        the next MATMUL runs) or ``direct``: no result registers (``32 * rows * cols``
+        flip-flops fewer); columns drain straight from the accumulators, and a MATMUL's
+        first step waits until the previous one's drain has started, ``rows`` cycles after
+        its last step at the earliest.
     acc_check : str
         ``none`` or ``residue``: the systolic accumulators carry a mod-3 residue checked as
         results leave the array (error RESIDUE).
@@ -141,6 +149,7 @@ class AccelConfig:
     counter_bits: int = 64
     dma_range_check: str = "parallel"
     scratchpad_ports: str = "separate"
+    systolic_drain: str = "overlap"
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -194,6 +203,9 @@ class AccelConfig:
         if self.scratchpad_ports not in SCRATCHPAD_PORTS:
             raise ConfigError(f"{where}: scratchpad_ports must be one of "
                               f"{list(SCRATCHPAD_PORTS)}, not {self.scratchpad_ports!r}")
+        if self.systolic_drain not in SYSTOLIC_DRAINS:
+            raise ConfigError(f"{where}: systolic_drain must be one of "
+                              f"{list(SYSTOLIC_DRAINS)}, not {self.systolic_drain!r}")
         if self.dma_range_check not in DMA_RANGE_CHECKS:
             raise ConfigError(f"{where}: dma_range_check must be one of "
                               f"{list(DMA_RANGE_CHECKS)}, not {self.dma_range_check!r}")
@@ -285,6 +297,8 @@ class AccelConfig:
             d.pop("dma_range_check")
         if self.scratchpad_ports == "separate":
             d.pop("scratchpad_ports")
+        if self.systolic_drain == "overlap":
+            d.pop("systolic_drain")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:8]
 
     def replace(self, **changes):

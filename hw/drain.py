@@ -32,7 +32,8 @@ class ColumnDrain:
         self.pend_tag, self.act_tag = Signal(tag_bits), Signal(tag_bits)
         self.act_col = Signal(range(ncols))
         self.gap = Signal(range(gap + 1))
-        promote = self.pend_valid & (self.pend_cnt == 0) & ~self.act_valid & (self.gap == 0)
+        self.promote = promote = (self.pend_valid & (self.pend_cnt == 0) & ~self.act_valid
+                                  & (self.gap == 0))
         with m.If(self.pend_valid & (self.pend_cnt != 0)):
             m.d.sync += self.pend_cnt.eq(self.pend_cnt - 1)
         with m.If(self.gap != 0):

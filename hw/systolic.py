@@ -42,13 +42,20 @@ class SystolicArray(wiring.Component):
     A new MATMUL (a ``first`` step) is accepted only if the pending drain starts soon enough
     that its results cannot be overwritten by the new one, which takes ``k`` cycles to reach
     the result registers; otherwise ``i.ready`` is low until it is safe.
+
+    ``drain="direct"`` builds no result registers: columns are drained straight from the
+    accumulators, and a new MATMUL's first step waits until the previous one's drain starts
+    (``rows`` cycles after its last step at the earliest). It saves ``32 * rows * cols``
+    flip-flops, and on an FPGA the accumulator adders' outputs then feed one register each,
+    so they pack with it.
     """
 
     GAP = 1     # idle cycles between two drains (lets the accumulate read-modify-write settle)
 
-    def __init__(self, *, rows, cols, tag_bits=20, residue=False):
+    def __init__(self, *, rows, cols, tag_bits=20, residue=False, drain="overlap"):
+        assert drain in ("overlap", "direct")
         self._rows, self._cols, self._tag = rows, cols, tag_bits
-        self._residue = residue
+        self._residue, self._direct = residue, drain == "direct"
         super().__init__({
             "i": In(stream.Signature(step_layout(rows, cols, tag_bits))),
             **drain_members(column_layout(rows, tag_bits), tag_bits),
@@ -107,9 +114,12 @@ class SystolicArray(wiring.Component):
                 ops.append((a, b, prod))
                 m.d.comb += total.eq(Mux(f, 0, acc) + prod)
                 m.d.sync += [acc.eq(total), a_r.eq(a), b_r.eq(b), f_r.eq(f), l_r.eq(l)]
-                with m.If(l):
-                    m.d.sync += r.eq(total)
-                res[i][j] = r
+                if self._direct:
+                    res[i][j] = acc
+                else:
+                    with m.If(l):
+                        m.d.sync += r.eq(total)
+                    res[i][j] = r
                 if chk:
                     rb = rb_down[j]
                     racc = Signal(2, name=f"pe{i}_{j}_racc")
@@ -122,9 +132,12 @@ class SystolicArray(wiring.Component):
                     rprod = Mux((ra == 0) | (rb == 0), 0, Mux(ra == rb, 1, 2))
                     m.d.comb += rtot.eq((Mux(f, 0, racc) + rprod) % 3)
                     m.d.sync += [racc.eq(rtot), ra_r.eq(ra), rb_r.eq(rb)]
-                    with m.If(l):
-                        m.d.sync += rr.eq(rtot)
-                    rres[i][j] = rr
+                    if self._direct:
+                        rres[i][j] = racc
+                    else:
+                        with m.If(l):
+                            m.d.sync += rr.eq(rtot)
+                        rres[i][j] = rr
                     ra, rb_down[j] = ra_r, rb_r
                 a, f, l = a_r, f_r, l_r
                 b_down[j] = b_r
@@ -143,15 +156,21 @@ class SystolicArray(wiring.Component):
         # comparison into the feeder: a cycle later the remaining time is at most what it
         # is now (it never grows, except when a job is created: then the worst case), and
         # a pending job then is at most one pending now or created now.
-        remaining = Signal(16)
-        busy_left = drain.busy_left()
-        m.d.comb += remaining.eq(Mux(drain.pend_cnt > busy_left, drain.pend_cnt, busy_left))
-        created = go & p.last
-        bound3, pend_r = Signal(16), Signal()
-        m.d.sync += [bound3.eq(Mux(created, max(R - 1, C + self.GAP), remaining) + 3),
-                     pend_r.eq(drain.pend_valid | created)]
-        safe = ~pend_r | (bound3 <= p.k)
-        m.d.comb += self.i.ready.eq(~p.first | safe)
+        if self._direct:
+            # Column j leaves at D + j and the new MATMUL's first step reaches PE(0, j) at the
+            # end of cycle T' + 1 + j (T' the cycle it is accepted), so a drain must start
+            # by T' + 1: no drain may still be pending, unless it starts in this cycle.
+            m.d.comb += self.i.ready.eq(~p.first | ~drain.pend_valid | drain.promote)
+        else:
+            remaining = Signal(16)
+            busy_left = drain.busy_left()
+            m.d.comb += remaining.eq(Mux(drain.pend_cnt > busy_left, drain.pend_cnt, busy_left))
+            created = go & p.last
+            bound3, pend_r = Signal(16), Signal()
+            m.d.sync += [bound3.eq(Mux(created, max(R - 1, C + self.GAP), remaining) + 3),
+                         pend_r.eq(drain.pend_valid | created)]
+            safe = ~pend_r | (bound3 <= p.k)
+            m.d.comb += self.i.ready.eq(~p.first | safe)
 
         cols = Array(Cat(*(res[i][j] for i in range(R))) for j in range(C))
         drain.connect(self, cols[drain.act_col], self._tag)

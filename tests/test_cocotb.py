@@ -17,10 +17,11 @@ def _run(component, top, module, params, seed, testcase=None):
     assert failures == 0, f"seed={seed}: {failures} cocotb failure(s):\n{log[-5000:]}"
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_systolic_array(seed):
+@pytest.mark.parametrize("seed,drain", [(1, "overlap"), (2, "overlap"), (5, "direct")])
+def test_systolic_array(seed, drain):
+    """Random MATMULs with random stalls; ``direct``: no result registers."""
     from hw.systolic import SystolicArray
-    _run(SystolicArray(rows=3, cols=4), "array", "tb_array",
+    _run(SystolicArray(rows=3, cols=4, drain=drain), f"array_{drain}", "tb_array",
          {"rows": 3, "cols": 4, "jobs": 12, "stall": 0.3}, seed)
 
 

@@ -71,14 +71,18 @@ def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, bits, seed
                          [("tiny", False, s) for s in range(340, 352)]
                          + [("tiny", True, s) for s in range(352, 358)]
                          + [("rect", False, s) for s in range(358, 364)]
-                         + [("serial", False, s) for s in range(364, 376)])
-def test_random_programs_shared_scratchpad_ports(tiny, rect, base, slow, seed):
+                         + [("serial", False, s) for s in range(364, 376)]
+                         + [("direct", False, s) for s in range(376, 388)]
+                         + [("direct", True, s) for s in range(388, 392)])
+def test_random_programs_small_fpga_options(tiny, rect, base, slow, seed):
     """scratchpad_ports = "shared": one read port each for the accumulators (drain, requant,
     store) and the activations (MATMUL feed on both engines, residuals, store); the store
-    waits for free cycles. Same results, bit for bit, also under a slow memory."""
+    waits for free cycles. ``direct``: also systolic_drain = "direct" (no result registers).
+    Same results, bit for bit, also under a slow memory."""
     from sim.fast import FastRunner
     serial = tiny.replace(requant_lanes=1, requant_mult_bits=2)    # a requant waits long
-    cfg = {"tiny": tiny, "rect": rect, "serial": serial}[base].replace(
+    direct = serial.replace(systolic_drain="direct")
+    cfg = {"tiny": tiny, "rect": rect, "serial": serial, "direct": direct}[base].replace(
         scratchpad_ports="shared")
     key = (cfg, slow)
     if key not in _SERIAL:
