@@ -4,6 +4,7 @@ from amaranth import Module, Signal, Mux, Cat, Const, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
 from .queue import Front, executor_members
@@ -76,6 +77,12 @@ class Compute(wiring.Component):
         lanes = cfg.scale_lanes
         lane_bits = lanes.bit_length() - 1
         has_sys, has_lut = "systolic" in cfg.engines, cfg.has_lut
+        # Datapath widths: an instruction runs only once its ranges are checked (full width,
+        # in Front), so its addresses and counts fit the scratchpads' depths from then on.
+        ab, wb, cb = (span_bits(cfg.act_depth), span_bits(cfg.wgt_depth),
+                      span_bits(cfg.acc_depth))
+        sb = span_bits(cfg.scale_depth * lanes)
+        stb = max(ab, wb)       # a MATMUL's steps: k <= act_depth, LUT steps <= wgt_depth
         m.submodules.requant = rq = make_requant(cfg)
         if has_sys:
             m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS,
@@ -149,13 +156,13 @@ class Compute(wiring.Component):
         for d in drains:
             with m.If(d.o.valid):
                 m.d.comb += o.eq(d.o.payload)
-        t_acc, t_accum, t_rel = o.tag[:16], o.tag[16], o.tag[17:20]
-        t_scaled, t_shift, t_saddr = o.tag[20], o.tag[21:27], o.tag[27:43]
-        s_idx = t_saddr + o.col
+        t_acc, t_accum, t_rel = o.tag[:cb], o.tag[16], o.tag[17:20]
+        t_scaled, t_shift, t_saddr = o.tag[20], o.tag[21:27], o.tag[27:27 + sb]
+        s_idx = (t_saddr + o.col)[:sb]
         m.d.comb += [self.scale_dr.addr.eq(s_idx >> lane_bits),
                      self.scale_dr.en.eq(o_valid & t_scaled)]
         v1, v2 = Signal(), Signal()
-        a1, a2 = Signal(16), Signal(16)
+        a1, a2 = Signal(cb), Signal(cb)
         d1 = Signal(32 * R)
         accum1, accum2, last1, last2, scaled1, scaled2 = (Signal() for _ in range(6))
         rel1, rel2 = Signal(3), Signal(3)
@@ -189,12 +196,12 @@ class Compute(wiring.Component):
         matmul_release = Mux(v2 & last2, rel2, 0)
 
         # --- MATMUL feeder: a shared step counter; LUT steps walk (group, plane) ----------
-        total = Signal(16)      # steps of this MATMUL, registered as it starts
+        total = Signal(stb)     # steps of this MATMUL, registered as it starts
         with m.If(front.start):
             m.d.sync += total.eq(Mux(lut_mode, lut_steps(mm), mm.k))
-        step = Signal(16)
+        step = Signal(stb)
         plane = Signal(2)
-        grp = Signal(14)
+        grp = Signal(ab)
         f_valid, f_first, f_last, f_new = Signal(), Signal(), Signal(), Signal()
         f_plane = Signal(2)
         # the first step issues in the MATMUL's first RUN cycle: the decision to start (tokens,
@@ -228,7 +235,8 @@ class Compute(wiring.Component):
                          self.lut_group.eq(lut.i.valid & lut.i.ready & lut.i.payload.newgroup)]
         if has_sys:
             m.d.comb += self.step.eq(array.i.valid & array.i.ready)
-        m.d.comb += [self.wgt_rd.addr.eq(mm.wgt_addr + step), self.wgt_rd.en.eq(issue)]
+        m.d.comb += [self.wgt_rd.addr.eq((mm.wgt_addr[:wb] + step)[:wb]),
+                     self.wgt_rd.en.eq(issue)]
         plane_end = plane == mm.wbits - 1
         with m.If(issue):
             m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_first.eq(step == 0),
@@ -244,8 +252,9 @@ class Compute(wiring.Component):
         # a LUT group's activations serve all its planes (read with the first only)
         m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | lut_mode))
         # --- REQUANT ----------------------------------------------------------------------
-        n = Signal(16)
-        n_out = Signal(16)
+        n = Signal(cb)
+        n_out = Signal(cb)
+        count = rqi.count[:cb]
         q_valid = Signal()
         lane = Signal(range(lanes))
         requanting = run & (op == Opcode.REQUANT)
@@ -253,10 +262,10 @@ class Compute(wiring.Component):
             # the read ports are shared (with the drain, then the store): an entry is read
             # only when the requant unit takes it the next cycle, and never while the drain
             # reads the accumulators
-            q_issue = requanting & (n < rqi.count) & ~q_valid & rq.i.ready & ~v1
+            q_issue = requanting & (n < count) & ~q_valid & rq.i.ready & ~v1
         else:
-            q_issue = requanting & (n < rqi.count) & (~q_valid | rq.i.ready)
-        sidx = rqi.scale_addr + n
+            q_issue = requanting & (n < count) & (~q_valid | rq.i.ready)
+        sidx = (rqi.scale_addr[:sb] + n)[:sb]
         m.d.comb += [
             rq.i.valid.eq(q_valid),
             rq.i.payload.acc.eq(self.acc_rq.data),
@@ -268,7 +277,7 @@ class Compute(wiring.Component):
             self.scale_rd.addr.eq(sidx >> (lanes.bit_length() - 1)),
             self.scale_rd.en.eq(q_issue),
             rq.o.ready.eq(1),
-            self.act_wr.addr.eq(rqi.out_addr + n_out),
+            self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab]),
             self.act_wr.data.eq(rq.o.payload),
             self.act_wr.en.eq(rq.o.valid),
             self.requant_busy.eq(requanting),
@@ -282,24 +291,29 @@ class Compute(wiring.Component):
                 m.d.sync += q_valid.eq(0)
             with m.If(rq.o.valid):
                 m.d.sync += n_out.eq(n_out + 1)
-        rq_done = requanting & (n_out == rqi.count)
+        rq_done = requanting & (n_out == count)
 
         # shared read ports
-        m.d.comb += [self.acc_rq.addr.eq(rqi.acc_addr + n), self.acc_rq.en.eq(q_issue)]
+        m.d.comb += [self.acc_rq.addr.eq((rqi.acc_addr[:cb] + n)[:cb]),
+                     self.acc_rq.en.eq(q_issue)]
         with m.If(requanting):
-            m.d.comb += [self.act_rd.addr.eq(rqi.res_addr + n), self.act_rd.en.eq(q_issue)]
+            m.d.comb += [self.act_rd.addr.eq((rqi.res_addr[:ab] + n)[:ab]),
+                         self.act_rd.en.eq(q_issue)]
         with m.Elif(lut_mode):
-            m.d.comb += [self.act_rd.addr.eq((mm.act_addr >> 2) + grp),
+            m.d.comb += [self.act_rd.addr.eq(((mm.act_addr[:ab] >> 2) + grp)[:ab]),
                          self.act_rd.quad.eq(1), self.act_rd.en.eq(issue & (plane == 0))]
         with m.Else():
-            m.d.comb += [self.act_rd.addr.eq(mm.act_addr + step), self.act_rd.en.eq(issue)]
+            m.d.comb += [self.act_rd.addr.eq((mm.act_addr[:ab] + step)[:ab]),
+                         self.act_rd.en.eq(issue)]
 
         # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.
-        lo, hi = rqi.acc_addr, rqi.acc_addr + rqi.count
+        lo = rqi.acc_addr[:cb]
+        hi = (lo + count)[:cb]
 
         def hits(valid, base, width):
-            return valid & (base < hi) & (lo < base + width)
+            base = base[:cb]
+            return valid & (base < hi) & (lo < (base + width)[:cb])
         busy = [hits(v1, a1, 1), hits(v2, a2, 1)]
         if has_sys:
             busy += [hits(array.pending, array.pending_tag[:16], C),

@@ -39,6 +39,11 @@ class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
 
 
+def span_bits(n):
+    """Bits that hold every value 0..n (an address range's end, or a count up to n)."""
+    return max(1, int(n).bit_length())
+
+
 def _pow2(x):
     return x > 0 and (x & (x - 1)) == 0
 

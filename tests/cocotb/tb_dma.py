@@ -98,13 +98,21 @@ async def stores(dut):
     await reset(dut)
     cocotb.start_soon(BusMemory(dut, "bus", mem, CFG.bus_bytes, seed, stall=0.35).run())
 
-    async def scratchpad():              # 1-cycle read latency, output held while en is low
+    async def scratchpad():
+        # A shared read port (config.scratchpad_ports = "shared"): a read is granted (rd_ok)
+        # at random, and its data is valid only the cycle after; the other cycles the port
+        # serves other readers, so its output is garbage.
+        prt = random.Random(seed + 1)
         while True:
+            ok = int(prt.random() < 0.6)
+            dut.rd_ok.value = ok
             await ReadOnly()
             en, buf, addr = int(dut.rd_en.value), int(dut.rd_buf.value), int(dut.rd_addr.value)
             await RisingEdge(dut.clk)
-            if en:
+            if en and ok:
                 dut.rd_data.value = int.from_bytes(sp[Buffer(buf)][addr % 64].tobytes(), "little")
+            else:
+                dut.rd_data.value = prt.getrandbits(8 * EB[Buffer.ACC])
 
     cocotb.start_soon(scratchpad())
     for n in range(P["n"]):
