@@ -6,6 +6,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .config import span_bits
 from .bus import TAG_LOAD, TAG_STORE, bus_signature, place_word
 from .isa import view, buffer_depth, buffer_entry_bytes, Buffer, DmaInsn, ErrorCode, Opcode, Queue
 from .queue import Front, executor_members
@@ -37,16 +38,33 @@ class _Dma(wiring.Component):
         members.update(self._extra_members(cfg))
         super().__init__(members)
 
+    def _widths(self):
+        """Datapath widths, valid once an instruction's ranges are checked (full width, in
+        Front): scratchpad addresses and row counts (the deepest buffer this unit moves),
+        beat counts, and external-memory addresses."""
+        cfg = self._cfg
+        eb, depths = buffer_entry_bytes(cfg), buffer_depth(cfg)
+        spb = span_bits(max(depths[b] for b in self.allowed))
+        beb = span_bits(max(eb[b] // cfg.bus_bytes for b in self.allowed))
+        return spb, beb, span_bits(cfg.dram_bytes)
+
     def _front(self, m):
         cfg = self._cfg
         eb, depths = buffer_entry_bytes(cfg), buffer_depth(cfg)
+        spb, beb, db = self._widths()
 
         # the byte span of the rows, (rows - 1) * stride, for the DRAM range check
         serial = cfg.dma_range_check == "serial"
         if serial:
             # shift and add, one bit of (rows - 1) per cycle from the instruction's arrival,
-            # ending when no bit is left: CHECK waits 0..16 cycles, and no multiplier
-            prod, mcand, mplier = Signal(48), Signal(48), Signal(16)
+            # ending when no bit is left: CHECK waits 0..16 cycles, and no multiplier. The
+            # values saturate at 2**db (more than the memory holds): the check only needs
+            # to know that the span is too big.
+            top = 1 << db
+            prod, mcand, mplier = Signal(db + 1), Signal(db + 1), Signal(16)
+
+            def sat(v):
+                return Mux(v > top, top, v)
 
             def span(insn):
                 return [Const(0, 1)]        # (the CHECK / CHECK2 pair; `prod` is the value)
@@ -75,15 +93,15 @@ class _Dma(wiring.Component):
         if serial:
             new = view(DmaInsn, self.insn.payload)
             with m.If(front.loading):
-                m.d.sync += [prod.eq(0), mcand.eq(new.stride),
+                m.d.sync += [prod.eq(0), mcand.eq(sat(new.stride)),
                              mplier.eq(Mux(new.opcode == Opcode.SYNC, 0, new.rows - 1))]
             with m.Elif(mplier != 0):
                 with m.If(mplier[0]):
-                    m.d.sync += prod.eq(prod + mcand)
-                m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+                    m.d.sync += prod.eq(sat(prod + mcand))
+                m.d.sync += [mcand.eq(sat(mcand << 1)), mplier.eq(mplier >> 1)]
             m.d.comb += front.pre_done.eq(mplier == 0)
         d = view(DmaInsn, front.insn)
-        beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, 8)
+        beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, beb)
         return front, d, beats
 
 
@@ -111,6 +129,8 @@ class DmaLoad(_Dma):
         cfg = self._cfg
         bb = cfg.bus_bytes
         front, d, beats = self._front(m)
+        spb, beb, db = self._widths()
+        rows = d.rows[:spb]
         is_sync = d.opcode == Opcode.SYNC
         run = (front.state == Front.RUN) & ~is_sync
 
@@ -121,30 +141,30 @@ class DmaLoad(_Dma):
         # entry is written.
         m.submodules.jobs = jobs = SyncFIFOBuffered(width=len(self._job(d, beats).as_value()),
                                                     depth=4)
-        r = Signal(16)
-        b = Signal(8)
-        row_addr = Signal(34)
+        r = Signal(spb)
+        b = Signal(beb)
+        row_addr = Signal(db)
         req = self.bus.req
-        issued = r == d.rows
+        issued = r == rows
         m.d.comb += [
             req.valid.eq(run & ~issued),
-            req.payload.addr.eq(row_addr + b * bb),
+            req.payload.addr.eq((row_addr + b * bb)[:db]),
             req.payload.tag.eq(self.tag),
             jobs.w_data.eq(self._job(d, beats).as_value()),
             jobs.w_en.eq(front.start & ~is_sync),
         ]
         with m.If(front.start):
-            m.d.sync += [r.eq(0), b.eq(0), row_addr.eq(d.dram_addr)]
+            m.d.sync += [r.eq(0), b.eq(0), row_addr.eq(d.dram_addr[:db])]
         with m.Elif(req.valid & req.ready):
             with m.If(b == beats - 1):
-                m.d.sync += [b.eq(0), r.eq(r + 1), row_addr.eq(row_addr + d.stride)]
+                m.d.sync += [b.eq(0), r.eq(r + 1), row_addr.eq(row_addr + d.stride[:db])]
             with m.Else():
                 m.d.sync += b.eq(b + 1)
 
         # response side: the oldest receive job; assemble beats, write each entry
         job = data.View(self._job_layout(), jobs.r_data)
-        e = Signal(16)
-        rb = Signal(8)
+        e = Signal(spb)
+        rb = Signal(beb)
         asm = Signal(max_entry_bits(cfg))
         resp = self.bus.resp
         last_beat = rb == job.beats - 1
@@ -152,7 +172,7 @@ class DmaLoad(_Dma):
         m.d.comb += [
             resp.ready.eq(jobs.r_rdy & ~(last_beat & (job.buf == Buffer.ACT) & self.act_busy)),
             self.wr_buf.eq(job.buf),
-            self.wr_addr.eq(job.sp_addr + e),
+            self.wr_addr.eq((job.sp_addr + e)[:spb]),
             self.wr_data.eq(word),
         ]
         recv_give = Signal(3)
@@ -178,14 +198,15 @@ class DmaLoad(_Dma):
         ]
         return m
 
-    @staticmethod
-    def _job_layout():
-        return data.StructLayout({"buf": Buffer, "sp_addr": 16, "rows": 16, "beats": 8,
+    def _job_layout(self):
+        spb, beb, _ = self._widths()
+        return data.StructLayout({"buf": Buffer, "sp_addr": spb, "rows": spb, "beats": beb,
                                   "release": 3})
 
     def _job(self, d, beats):
-        return data.View(self._job_layout(), Cat(d.buf.as_value(), d.sp_addr, d.rows,
-                                                 beats[:8], d.release))
+        spb, beb, _ = self._widths()
+        return data.View(self._job_layout(), Cat(d.buf.as_value(), d.sp_addr[:spb],
+                                                 d.rows[:spb], beats[:beb], d.release))
 
 
 class DmaStore(_Dma):
@@ -208,19 +229,21 @@ class DmaStore(_Dma):
         cfg = self._cfg
         bb = cfg.bus_bytes
         front, d, beats = self._front(m)
+        spb, beb, db = self._widths()
+        rows = d.rows[:spb]
         run = (front.state == Front.RUN) & (d.opcode != Opcode.SYNC)   # SYNC: nothing to move
 
         # One scratchpad read per beat, at most one beat ahead of the bus: the word read
         # goes out the next cycle, or waits in `held` (the read port may serve another
         # reader meanwhile: config.scratchpad_ports = "shared", where `rd_ok` says whether
         # this cycle's read is granted).
-        r_rd, b_rd = Signal(16), Signal(8)     # entry and beat of the next read
+        r_rd, b_rd = Signal(spb), Signal(beb)   # entry and beat of the next read
         out_valid = Signal()    # a word waits to be sent: fresh from the port, or held
         fresh = Signal()        # ... fresh: read last cycle
         held = Signal(8 * bb)
-        b = Signal(8)
-        row_addr = Signal(34)
-        ack_r, ack_b = Signal(16), Signal(8)       # acknowledged rows, beats of the next
+        b = Signal(beb)
+        row_addr = Signal(db)
+        ack_r, ack_b = Signal(spb), Signal(beb)    # acknowledged rows, beats of the next
         req = self.bus.req
         sending = req.valid & req.ready
         nwords = max_entry_bits(cfg) // (8 * bb)
@@ -229,10 +252,10 @@ class DmaStore(_Dma):
         granted = self.rd_en & self.rd_ok
         m.d.comb += [
             self.rd_buf.eq(d.buf),
-            self.rd_addr.eq(d.sp_addr + r_rd),
-            self.rd_en.eq(run & (r_rd < d.rows) & (~out_valid | sending)),
+            self.rd_addr.eq((d.sp_addr[:spb] + r_rd)[:spb]),
+            self.rd_en.eq(run & (r_rd < rows) & (~out_valid | sending)),
             req.valid.eq(run & out_valid),
-            req.payload.addr.eq(row_addr + b * bb),
+            req.payload.addr.eq((row_addr + b * bb)[:db]),
             req.payload.we.eq(1),
             req.payload.wdata.eq(word),
             req.payload.tag.eq(self.tag),
@@ -241,7 +264,7 @@ class DmaStore(_Dma):
         m.d.sync += [held.eq(word), fresh.eq(granted & ~front.start)]
         with m.If(front.start):
             m.d.sync += [r_rd.eq(0), b_rd.eq(0), out_valid.eq(0), b.eq(0),
-                         row_addr.eq(d.dram_addr), ack_r.eq(0), ack_b.eq(0)]
+                         row_addr.eq(d.dram_addr[:db]), ack_r.eq(0), ack_b.eq(0)]
         with m.Else():
             with m.If(granted):
                 m.d.sync += out_valid.eq(1)
@@ -253,7 +276,7 @@ class DmaStore(_Dma):
                 m.d.sync += out_valid.eq(0)
             with m.If(sending):
                 with m.If(b == beats - 1):
-                    m.d.sync += [b.eq(0), row_addr.eq(row_addr + d.stride)]
+                    m.d.sync += [b.eq(0), row_addr.eq(row_addr + d.stride[:db])]
                 with m.Else():
                     m.d.sync += b.eq(b + 1)
             with m.If(self.bus.resp.valid):
@@ -263,7 +286,7 @@ class DmaStore(_Dma):
                 with m.Else():
                     m.d.sync += ack_b.eq(ack_b + 1)
         m.d.comb += [
-            front.finish.eq((front.state == Front.RUN) & ((ack_r == d.rows) | ~run)),
+            front.finish.eq((front.state == Front.RUN) & ((ack_r == rows) | ~run)),
             self.give.eq(front.give),
         ]
         return m
