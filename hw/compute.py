@@ -149,6 +149,8 @@ class Compute(wiring.Component):
         # stage 0: a drained column (at most one engine drains at a time); read its scale
         # stage 1: multiply by the group scale; read the old accumulator
         # stage 2: round, add the old value, write
+        # Without group scales (cfg.group_scale False) there are two stages: the old value is
+        # read as the column leaves its engine, added and written in stage 1.
         drains = ([array] if has_sys else []) + ([lut] if has_lut else [])
         o_valid = Signal()
         o = Signal.like(drains[0].o.payload)
@@ -180,20 +182,25 @@ class Compute(wiring.Component):
                                       d1.word_select(i, 32).as_signed())) for i in range(R)]
             vals = [Mux(scaled2, rne_shift(m, p2[i], shift2, f"gs{i}"), p2[i])[:32]
                     for i in range(R)]
+            dr_addr, dr_rd = a1, v1                 # the drain's accumulator read
+            w_addr, w_en, w_accum, w_last, w_rel = a2, v2, accum2, last2, rel2
+            in_flight = [(v1, a1), (v2, a2)]        # columns read but not yet written
         else:
-            d2 = Signal(32 * R)
-            m.d.sync += d2.eq(d1)
-            vals = [d2.word_select(i, 32) for i in range(R)]
+            vals = [d1.word_select(i, 32) for i in range(R)]
+            dr_addr, dr_rd = (t_acc + o.col)[:cb], o_valid
+            w_addr, w_en, w_accum, w_last, w_rel = a1, v1, accum1, last1, rel1
+            in_flight = [(v1, a1)]
         old = self.acc_rd.data
-        summed = Cat(*((vals[i] + Mux(accum2, old.word_select(i, 32), 0))[:32] for i in range(R)))
-        m.d.comb += [self.acc_rd.addr.eq(a1), self.acc_rd.en.eq(v1),
-                     self.acc_wr.addr.eq(a2), self.acc_wr.data.eq(summed),
-                     self.acc_wr.en.eq(v2)]
+        summed = Cat(*((vals[i] + Mux(w_accum, old.word_select(i, 32), 0))[:32]
+                       for i in range(R)))
+        m.d.comb += [self.acc_rd.addr.eq(dr_addr), self.acc_rd.en.eq(dr_rd),
+                     self.acc_wr.addr.eq(w_addr), self.acc_wr.data.eq(summed),
+                     self.acc_wr.en.eq(w_en)]
         sys_idle = array.idle if has_sys else Const(1)
         lut_idle = (lut.idle & ~pre.o.valid) if has_lut else Const(1)
-        drain_idle = sys_idle & lut_idle & ~v1 & ~v2
+        drain_idle = sys_idle & lut_idle & ~Cat(*(v for v, _ in in_flight)).any()
         m.d.comb += self.drain_idle.eq(drain_idle)
-        matmul_release = Mux(v2 & last2, rel2, 0)
+        matmul_release = Mux(w_en & w_last, w_rel, 0)
 
         # --- MATMUL feeder: a shared step counter; LUT steps walk (group, plane) ----------
         total = Signal(stb)     # steps of this MATMUL, registered as it starts
@@ -262,7 +269,7 @@ class Compute(wiring.Component):
             # the read ports are shared (with the drain, then the store): an entry is read
             # only when the requant unit takes it the next cycle, and never while the drain
             # reads the accumulators
-            q_issue = requanting & (n < count) & ~q_valid & rq.i.ready & ~v1
+            q_issue = requanting & (n < count) & ~q_valid & rq.i.ready & ~dr_rd
         else:
             q_issue = requanting & (n < count) & (~q_valid | rq.i.ready)
         sidx = (rqi.scale_addr[:sb] + n)[:sb]
@@ -314,7 +321,7 @@ class Compute(wiring.Component):
         def hits(valid, base, width):
             base = base[:cb]
             return valid & (base < hi) & (lo < (base + width)[:cb])
-        busy = [hits(v1, a1, 1), hits(v2, a2, 1)]
+        busy = [hits(v, a, 1) for v, a in in_flight]
         if has_sys:
             busy += [hits(array.pending, array.pending_tag[:16], C),
                      hits(array.active, array.active_tag[:16], C)]

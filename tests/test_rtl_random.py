@@ -73,17 +73,21 @@ def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, bits, seed
                          + [("rect", False, s) for s in range(358, 364)]
                          + [("serial", False, s) for s in range(364, 376)]
                          + [("direct", False, s) for s in range(376, 388)]
-                         + [("direct", True, s) for s in range(388, 392)])
+                         + [("direct", True, s) for s in range(388, 392)]
+                         + [("systolic", False, s) for s in range(392, 404)]
+                         + [("systolic", True, s) for s in range(404, 408)])
 def test_random_programs_small_fpga_options(tiny, rect, base, slow, seed):
     """scratchpad_ports = "shared": one read port each for the accumulators (drain, requant,
     store) and the activations (MATMUL feed on both engines, residuals, store); the store
-    waits for free cycles. ``direct``: also systolic_drain = "direct" (no result registers).
+    waits for free cycles. ``direct``: also systolic_drain = "direct" (no result registers);
+    ``systolic``: and no LUT engine, so no group scales (a two-stage accumulator writer).
     Same results, bit for bit, also under a slow memory."""
     from sim.fast import FastRunner
     serial = tiny.replace(requant_lanes=1, requant_mult_bits=2)    # a requant waits long
     direct = serial.replace(systolic_drain="direct")
-    cfg = {"tiny": tiny, "rect": rect, "serial": serial, "direct": direct}[base].replace(
-        scratchpad_ports="shared")
+    systolic = direct.replace(engines=("systolic",))   # no group scales: a 2-stage writer
+    cfg = {"tiny": tiny, "rect": rect, "serial": serial, "direct": direct,
+           "systolic": systolic}[base].replace(scratchpad_ports="shared")
     key = (cfg, slow)
     if key not in _SERIAL:
         _SERIAL[key] = FastRunner(cfg, quiet=True, **({"bytes_per_cycle": 1, "latency": 37}
@@ -91,13 +95,15 @@ def test_random_programs_small_fpga_options(tiny, rect, base, slow, seed):
     check_program(cfg, _SERIAL[key], seed)
 
 
-def test_shared_ports_requant_beside_drains(tiny):
+@pytest.mark.parametrize("engines", [("systolic", "lut"), ("systolic",)])
+def test_shared_ports_requant_beside_drains(tiny, engines):
     """A REQUANT that reads the accumulators while later MATMULs drain into them (and a
-    store waits for the port): on one shared port every read still gets its own entry."""
+    store waits for the port): on one shared port every read still gets its own entry
+    (with a three-stage accumulator writer, and the two-stage one of no group scales)."""
     from compiler.asm import Assembler, mask
     from sim.fast import FastRunner
     from sw.program import MemoryImage
-    cfg = tiny.replace(scratchpad_ports="shared")
+    cfg = tiny.replace(scratchpad_ports="shared", engines=engines)
     R, C, L, Cq, S = cfg.rows, cfg.cols, Queue.LOAD, Queue.COMPUTE, Queue.STORE
     rng = np.random.default_rng(77)
     mem = MemoryImage(bytearray())
