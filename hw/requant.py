@@ -29,6 +29,35 @@ def rne_parts(m, p, shift, name):
     return q[:len(p) + 1].as_signed(), up
 
 
+#: Bits of the requant unit's shifted value: a quotient outside the signed 9-bit range
+#: [-256, 255] clamps to the same int8 as the range's end after the rounding increment
+#: (0 or 1) and a residual in [-128, 127] (255 - 128 >= 127, -256 + 1 + 127 <= -128).
+Q_BITS = 9
+
+
+def rne_sat_parts(m, p, shift, name):
+    """Comb: ``(q, up)`` as ``rne_parts``, with the quotient saturated to ``Q_BITS`` signed
+    bits: only the shifter's low bits are built, and whether ``p >> shift`` fits them comes
+    from the bits at and above ``shift + Q_BITS - 1`` (all equal to the sign, or not)."""
+    W = 64
+    p64 = Signal(signed(W), name=f"{name}_p")
+    m.d.comb += p64.eq(p)
+    bits = p64.as_unsigned()
+    ones = Const((1 << W) - 1, W)
+    low = Signal(W, name=f"{name}_low")          # ones below bit `shift`
+    m.d.comb += low.eq(~(ones << shift)[:W])
+    guard = (bits & (low ^ (low >> 1))) != 0
+    sticky = (bits & (low >> 1)) != 0
+    qlow = Signal(Q_BITS, name=f"{name}_qlow")
+    m.d.comb += qlow.eq((p64 >> shift)[:Q_BITS])
+    top = ~(ones << (shift + (Q_BITS - 1)))[:W]  # ones below bit shift + Q_BITS - 1
+    sign = p64[W - 1]
+    fits = ((bits ^ Mux(sign, ones, 0)) & ~top) == 0
+    hi, lo = (1 << (Q_BITS - 1)) - 1, -(1 << (Q_BITS - 1))
+    q = Mux(fits, qlow.as_signed(), Mux(sign, lo, hi))
+    return q, guard & (sticky | qlow[0])
+
+
 def rne_shift(m, p, shift, name):
     """Comb: signed ``p / 2**shift`` rounded half to even, exactly (``shift`` <= 63), as
     ``sw.golden.rne_shift``. Returns a value one bit wider than ``p``."""
@@ -95,14 +124,14 @@ class RequantUnit(wiring.Component):
 
         # stage 2: shift, and whether rounding half to even goes up
         v2 = Signal()
-        q2 = [Signal(signed(49), name=f"q{i}") for i in range(R)]
+        q2 = [Signal(signed(Q_BITS), name=f"q{i}") for i in range(R)]
         up2 = Signal(R)
         res2 = Signal(data.ArrayLayout(signed(8), R))
         residual2, relu2 = Signal(), Signal()
         with m.If(adv):
             m.d.sync += [v2.eq(v1), res2.eq(res1), residual2.eq(residual1), relu2.eq(relu1)]
             for i in range(R):
-                q, up = rne_parts(m, prod[i], shift1, f"rq{i}")
+                q, up = rne_sat_parts(m, prod[i], shift1, f"rq{i}")
                 m.d.sync += [q2[i].eq(q), up2[i].eq(up)]
 
         # stage 3: round, residual, clamp
@@ -110,7 +139,7 @@ class RequantUnit(wiring.Component):
         with m.If(adv):
             m.d.sync += self.o.valid.eq(v2)
             for i in range(R):
-                t = Signal(signed(50), name=f"t{i}")     # |q| < 2**48, plus rounding and residual
+                t = Signal(signed(Q_BITS + 2), name=f"t{i}")     # q, rounding and residual
                 m.d.comb += t.eq(q2[i] + up2[i] + Mux(residual2, res2[i], 0))
                 m.d.sync += self.o.payload[i].eq(Mux(t > 127, 127, Mux(t < lo, lo, t)))
         m.d.comb += self.idle.eq(~v1 & ~v2 & ~self.o.valid)
