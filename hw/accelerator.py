@@ -1,6 +1,6 @@
 """The accelerator top: fetch, dispatch to three queues, tokens, units, scratchpads, counters."""
 
-from amaranth import Module, Signal, Mux, Array, Cat
+from amaranth import Module, Signal, Mux, Array, Cat, Const
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -52,9 +52,9 @@ class Accelerator(wiring.Component):
         cfg = self.config
         R, C = cfg.rows, cfg.cols
 
-        # the fetch buffer holds as many instructions as a queue, up to 4 (fetch runs ahead)
+        # the fetch buffer holds as many instructions as a queue, 1 to 4 (fetch runs ahead)
         m.submodules.fetch = fetch = Fetch(bus_bytes=cfg.bus_bytes, dram_bytes=cfg.dram_bytes,
-                                           depth=min(4, cfg.queue_depth))
+                                           depth=max(1, min(4, cfg.queue_depth)))
         m.submodules.load = load = DmaLoad(cfg)
         m.submodules.compute = comp = Compute(cfg)
         m.submodules.store = store = DmaStore(cfg)
@@ -85,7 +85,11 @@ class Accelerator(wiring.Component):
 
         # --- dispatch ---------------------------------------------------------------------
         stopped = Signal()
-        qfifo = [SyncFIFOBuffered(width=INSN_BITS, depth=cfg.queue_depth) for _ in Queue]
+        # queue_depth 0: no queues, an instruction goes from the fetch buffer straight into
+        # its unit's executing slot (the golden model counts the same capacity, 1)
+        direct = cfg.queue_depth == 0
+        qfifo = [] if direct else [SyncFIFOBuffered(width=INSN_BITS, depth=cfg.queue_depth)
+                                   for _ in Queue]
         for q, f in zip(Queue, qfifo):
             m.submodules[f"q_{q.name.lower()}"] = f
             ex = execs[q.value]
@@ -105,10 +109,19 @@ class Accelerator(wiring.Component):
         is_end = head.opcode == Opcode.END
         known = Signal()
         m.d.comb += known.eq(head.opcode.as_value().matches(*(o.value for o in Opcode)))
-        w_rdy = Array(f.w_rdy for f in qfifo)[target]
         dispatch_err = Signal(ErrorCode)
         dispatched = Signal()
         live = running & ~stopped & ~halted
+        if direct:
+            # offered to its unit as dispatch would take it (below: the unit's ready)
+            offer = live & fetch.o.valid & known & ~is_end & legal_q
+            for q in Queue:
+                ex = execs[q.value]
+                m.d.comb += [ex.insn.payload.eq(fetch.o.payload),
+                             ex.insn.valid.eq(offer & (target == q.value))]
+            w_rdy = Array(x.insn.ready for x in execs)[target]
+        else:
+            w_rdy = Array(f.w_rdy for f in qfifo)[target]
         with m.If(live & fetch.o.valid):
             with m.If(~known):
                 m.d.comb += dispatch_err.eq(ErrorCode.ILLEGAL_OPCODE)
@@ -230,7 +243,7 @@ class Accelerator(wiring.Component):
 
         # --- completion, deadlock and errors ----------------------------------------------
         parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()
-        q_empty = Cat(*(~f.r_rdy for f in qfifo)).all()
+        q_empty = Cat(*(~f.r_rdy for f in qfifo)).all() if qfifo else Const(1)
         all_idle = Cat(*(~x.busy for x in execs)).all() & comp.drain_idle
         finished = running & stopped & q_empty & all_idle & fetch.idle
         # No unit can move: every executor is empty or waiting for a token, dispatch is

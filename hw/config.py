@@ -57,7 +57,7 @@ _RANGES = {
     "wgt_depth":           (16, 65536, False, "weight scratchpad entries"),
     "acc_depth":           (1, 65536, False, "accumulator scratchpad entries"),
     "scale_depth":         (1, 65536, False, "scale scratchpad entries"),
-    "queue_depth":         (1, 64, False, "instruction queue depth"),
+    "queue_depth":         (0, 64, False, "instruction queue depth"),
     "dram_bytes":          (4096, 1 << 32, False, "external memory size in bytes"),
     "mem_bytes_per_cycle": (1, 16, False, "memory model bandwidth in bytes per cycle"),
     "mem_latency":         (1, 1000, False, "memory model latency in cycles"),
@@ -82,7 +82,10 @@ class AccelConfig:
         ``cols`` output channels), an accumulator entry ``rows`` int32 (one output
         channel of ``rows`` tokens), a scale entry ``bus_bytes // 2`` int16 multipliers.
     queue_depth : int
-        Entries in each of the load, compute and store instruction queues.
+        Entries in each of the load, compute and store instruction queues (waiting behind the
+        unit's executing slot). 0: no queues, an instruction goes from the fetch buffer
+        straight into its unit's slot, and waits there (holding up the instructions behind
+        it) while the unit is busy; the golden model counts the same capacity.
     dram_bytes : int
         External memory size; every DMA and fetch address is checked against it.
     mem_bytes_per_cycle, mem_latency : int

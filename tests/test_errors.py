@@ -177,3 +177,35 @@ def test_serial_dma_range_check_agrees(tiny):
         code, p = CASES(serial)[case]
         _, vs = rtl.run(p, mem, max_cycles=200_000)
         assert vs["error"] == code.name, f"{case}: RTL says {vs['error']}"
+
+
+_DIRECT = {}
+
+
+@pytest.mark.parametrize("case", CASE_NAMES + ["capacity"])
+def test_error_codes_without_queues(tiny, case):
+    """queue_depth = 0 (instructions go straight into the executing slots): the same error
+    codes as the golden model, whose queues then hold one instruction each; "capacity" is a
+    program that needs a second place in the compute queue (a deadlock here, fine with one
+    waiting entry)."""
+    from sim.fast import FastRunner
+    cfg = tiny.replace(queue_depth=0)
+    if cfg not in _DIRECT:
+        _DIRECT[cfg] = FastRunner(cfg, quiet=True)
+    mem = MemoryImage(bytearray(256))
+    if case == "capacity":
+        E = isa.encode
+        words = [E(Opcode.SYNC, queue=Q.COMPUTE, wait=mask(Q.STORE)), E(Opcode.SYNC, queue=Q.COMPUTE),
+                 E(Opcode.SYNC, queue=Q.STORE, release=mask(Q.COMPUTE)), E(Opcode.END)]
+        for c, code in ((cfg, "DEADLOCK"), (tiny.replace(queue_depth=1), None)):
+            p = Program(words, c.hash)
+            _, gs = Machine(c).run(p, mem)
+            assert gs["error"] == code, f"queue_depth={c.queue_depth}: golden says {gs['error']}"
+        _, vs = _DIRECT[cfg].run(Program(words, cfg.hash), mem, max_cycles=200_000)
+        assert vs["error"] == "DEADLOCK", f"RTL says {vs['error']}"
+        return
+    code, p = CASES(cfg)[case]
+    _, gs = Machine(cfg).run(p, mem)
+    _, vs = _DIRECT[cfg].run(p, mem, max_cycles=200_000)
+    assert gs["error"] == code.name, f"{case}: golden says {gs['error']}"
+    assert vs["error"] == code.name, f"{case}: RTL says {vs['error']}"
