@@ -6,6 +6,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .bus import TAG_FETCH, bus_signature, place_word
+from .config import span_bits
 from .isa import INSN_BITS, INSN_BYTES
 
 __all__ = ["Fetch"]
@@ -37,9 +38,16 @@ class Fetch(wiring.Component):
         m = Module()
         beats = INSN_BYTES // self._bb
         depth = self._depth
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=INSN_BITS, depth=depth)
+        # One instruction deep, the assembly register is the buffer: the next instruction's
+        # first word is asked for only once this one has left (`space` below).
+        single = depth == 1
+        if not single:
+            m.submodules.fifo = fifo = SyncFIFOBuffered(width=INSN_BITS, depth=depth)
+        full = Signal()             # (single) asm holds a whole instruction
+        level = full if single else fifo.level
         running = Signal()
-        pc = Signal(34)
+        # pc lies in memory once checked (in_range), so its width is the memory's
+        pc = Signal(span_bits(self._dram))
         beat = Signal(range(beats)) if beats > 1 else Const(0, 1)
         rbeat = Signal(range(beats)) if beats > 1 else Const(0, 1)
         inflight = Signal(range(depth + 1))
@@ -50,12 +58,13 @@ class Fetch(wiring.Component):
 
         def set_pc(value):
             m.d.sync += [pc.eq(value), in_range.eq(value + INSN_BYTES <= self._dram)]
+            # (value, 32 bits from `addr` or pc + 16, is compared whole)
 
         with m.If(self.start & ~running):
             set_pc(self.addr)
             m.d.sync += running.eq(1)
 
-        space = (fifo.level + inflight) < depth
+        space = (level + inflight) < depth
         first = beat == 0
         req = self.bus.req
         m.d.comb += [
@@ -84,15 +93,20 @@ class Fetch(wiring.Component):
             if beats > 1:
                 m.d.sync += rbeat.eq(Mux(rbeat == beats - 1, 0, rbeat + 1))
             m.d.comb += finished.eq(rbeat == beats - 1)
-        m.d.comb += [fifo.w_data.eq(word), fifo.w_en.eq(finished)]
         m.d.sync += inflight.eq(inflight + started - finished)
-
+        if single:
+            with m.If(finished):
+                m.d.sync += full.eq(1)
+            with m.Elif(self.o.ready):
+                m.d.sync += full.eq(0)
+            m.d.comb += [self.o.payload.eq(asm), self.o.valid.eq(full)]
+        else:
+            m.d.comb += [fifo.w_data.eq(word), fifo.w_en.eq(finished),
+                         self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy),
+                         fifo.r_en.eq(self.o.ready)]
         m.d.comb += [
-            self.o.payload.eq(fifo.r_data),
-            self.o.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.o.ready),
             self.idle.eq((inflight == 0) & first),
-            self.oob.eq(running & ~in_range & (inflight == 0) & first & ~fifo.r_rdy),
+            self.oob.eq(running & ~in_range & (inflight == 0) & first & ~self.o.valid),
         ]
         return m
 
