@@ -8,7 +8,7 @@ from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
 from .queue import Front, executor_members
-from .requant import make_requant, rne_shift
+from .requant import RequantUnit, make_requant, rne_shift
 from .systolic import SystolicArray
 
 __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
@@ -83,7 +83,17 @@ class Compute(wiring.Component):
                       span_bits(cfg.acc_depth))
         sb = span_bits(cfg.scale_depth * lanes)
         stb = max(ab, wb)       # a MATMUL's steps: k <= act_depth, LUT steps <= wgt_depth
-        m.submodules.requant = rq = make_requant(cfg)
+        shared = cfg.scratchpad_ports == "shared"
+        rq_lanes = cfg.requant_lanes or R
+        # Lanes fewer than rows on shared ports: the entry is read again for each group of
+        # lanes (its data is used the cycle after a read, see below), so the requant unit
+        # needs no copy of the whole entry
+        reread = shared and rq_lanes < R
+        if reread:
+            m.submodules.requant = rq = RequantUnit(rows=rq_lanes,
+                                                    mult_bits=cfg.requant_mult_bits)
+        else:
+            m.submodules.requant = rq = make_requant(cfg)
         if has_sys:
             m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS,
                                                        residue=cfg.acc_check == "residue",
@@ -265,7 +275,7 @@ class Compute(wiring.Component):
         q_valid = Signal()
         lane = Signal(range(lanes))
         requanting = run & (op == Opcode.REQUANT)
-        if cfg.scratchpad_ports == "shared":
+        if shared:
             # the read ports are shared (with the drain, then the store): an entry is read
             # only when the requant unit takes it the next cycle, and never while the drain
             # reads the accumulators
@@ -273,10 +283,30 @@ class Compute(wiring.Component):
         else:
             q_issue = requanting & (n < count) & (~q_valid | rq.i.ready)
         sidx = (rqi.scale_addr[:sb] + n)[:sb]
+        nb = R // rq_lanes             # (reread) lane groups of an entry
+        lb, lb1 = Signal(range(nb)), Signal(range(nb))     # group of the next read, the last
+        last_group = (lb == nb - 1) if reread else Const(1)
+        if reread:
+            m.d.comb += [
+                rq.i.payload.acc.as_value().eq(
+                    self.acc_rq.data.word_select(lb1, 32 * rq_lanes)),
+                rq.i.payload.res.as_value().eq(self.act_rd.data.word_select(lb1, 8 * rq_lanes)),
+            ]
+            # the groups' results are gathered and the entry written the cycle after the last
+            out, ob, w_valid = Signal(8 * R), Signal(range(nb)), Signal()
+            m.d.sync += w_valid.eq(0)
+            with m.If(rq.o.valid):
+                m.d.sync += [out.word_select(ob, 8 * rq_lanes).eq(rq.o.payload),
+                             ob.eq(Mux(ob == nb - 1, 0, ob + 1)), w_valid.eq(ob == nb - 1)]
+            with m.If(front.start):
+                m.d.sync += ob.eq(0)
+            wr_data, wr_en = out, w_valid
+        else:
+            m.d.comb += [rq.i.payload.acc.eq(self.acc_rq.data),
+                         rq.i.payload.res.eq(self.act_rd.data)]
+            wr_data, wr_en = rq.o.payload, rq.o.valid
         m.d.comb += [
             rq.i.valid.eq(q_valid),
-            rq.i.payload.acc.eq(self.acc_rq.data),
-            rq.i.payload.res.eq(self.act_rd.data),
             rq.i.payload.mult.eq(self.scale_rd.data.word_select(lane, 16)),
             rq.i.payload.shift.eq(rqi.shift),
             rq.i.payload.residual.eq(rqi.residual),
@@ -285,18 +315,21 @@ class Compute(wiring.Component):
             self.scale_rd.en.eq(q_issue),
             rq.o.ready.eq(1),
             self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab]),
-            self.act_wr.data.eq(rq.o.payload),
-            self.act_wr.en.eq(rq.o.valid),
+            self.act_wr.data.eq(wr_data),
+            self.act_wr.en.eq(wr_en),
             self.requant_busy.eq(requanting),
         ]
         with m.If(front.start):
-            m.d.sync += [n.eq(0), n_out.eq(0), q_valid.eq(0)]
+            m.d.sync += [n.eq(0), n_out.eq(0), q_valid.eq(0), lb.eq(0)]
         with m.Else():
             with m.If(q_issue):
-                m.d.sync += [n.eq(n + 1), q_valid.eq(1), lane.eq(sidx[:lanes.bit_length() - 1])]
+                m.d.sync += [q_valid.eq(1), lane.eq(sidx[:lanes.bit_length() - 1]), lb1.eq(lb),
+                             lb.eq(Mux(last_group, 0, lb + 1))]
+                with m.If(last_group):
+                    m.d.sync += n.eq(n + 1)
             with m.Elif(rq.i.ready):
                 m.d.sync += q_valid.eq(0)
-            with m.If(rq.o.valid):
+            with m.If(wr_en):
                 m.d.sync += n_out.eq(n_out + 1)
         rq_done = requanting & (n_out == count)
 
