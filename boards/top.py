@@ -37,6 +37,10 @@ def idle_cycles(clock_hz, divisor):
     return max(clock_hz // 100, 64 * 10 * divisor)
 
 
+#: Clocks above this (MHz) get register slices between the accelerator and the memory.
+SLICE_MHZ = 40
+
+
 class BoardCore(wiring.Component):
     """Accelerator, board memory and host link; ports ``rx``, ``tx`` and status LEDs."""
 
@@ -56,17 +60,21 @@ class BoardCore(wiring.Component):
         m.submodules.acc = ResetInserter({"sync": link.acc_rst})(acc)
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
-        # register slices both ways between the accelerator and the memory: on a large FPGA
-        # the memory's block RAMs spread over the chip, and the accelerator's bus arbitration
-        # in front of their address pins was the critical path
-        rst = {"sync": link.acc_rst}
-        req, resp = StreamSlice(req_layout(cfg.bus_bytes)), StreamSlice(resp_layout(cfg.bus_bytes))
-        m.submodules.req_slice = ResetInserter(rst)(req)
-        m.submodules.resp_slice = ResetInserter(rst)(resp)
-        wiring.connect(m, acc.bus.req, req.i)
-        wiring.connect(m, req.o, mem.bus.req)
-        wiring.connect(m, mem.bus.resp, resp.i)
-        wiring.connect(m, resp.o, acc.bus.resp)
+        # register slices both ways between the accelerator and the memory, for clocks above
+        # SLICE_MHZ: on a large FPGA the memory's block RAMs spread over the chip, and the
+        # accelerator's bus arbitration in front of their address pins was the critical path
+        if self.clock_hz > SLICE_MHZ * 1e6:
+            rst = {"sync": link.acc_rst}
+            req = StreamSlice(req_layout(cfg.bus_bytes))
+            resp = StreamSlice(resp_layout(cfg.bus_bytes))
+            m.submodules.req_slice = ResetInserter(rst)(req)
+            m.submodules.resp_slice = ResetInserter(rst)(resp)
+            wiring.connect(m, acc.bus.req, req.i)
+            wiring.connect(m, req.o, mem.bus.req)
+            wiring.connect(m, mem.bus.resp, resp.i)
+            wiring.connect(m, resp.o, acc.bus.resp)
+        else:
+            wiring.connect(m, acc.bus, mem.bus)
         wiring.connect(m, link.mem, mem.link)
         wiring.connect(m, urx.o, link.rx)
         wiring.connect(m, link.tx, utx.i)
