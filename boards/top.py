@@ -13,6 +13,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from hw.config import LOW_CLOCK_MHZ
 from hw.accelerator import Accelerator
 from hw.bus import StreamSlice, req_layout, resp_layout
 from sw.errors import UserError
@@ -37,10 +38,6 @@ def idle_cycles(clock_hz, divisor):
     return max(clock_hz // 100, 64 * 10 * divisor)
 
 
-#: Clocks above this (MHz) get register slices between the accelerator and the memory.
-SLICE_MHZ = 40
-
-
 class BoardCore(wiring.Component):
     """Accelerator, board memory and host link; ports ``rx``, ``tx`` and status LEDs."""
 
@@ -61,9 +58,9 @@ class BoardCore(wiring.Component):
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         # register slices both ways between the accelerator and the memory, for clocks above
-        # SLICE_MHZ: on a large FPGA the memory's block RAMs spread over the chip, and the
+        # LOW_CLOCK_MHZ: on a large FPGA the memory's block RAMs spread over the chip, and the
         # accelerator's bus arbitration in front of their address pins was the critical path
-        if self.clock_hz > SLICE_MHZ * 1e6:
+        if self.clock_hz > LOW_CLOCK_MHZ * 1e6:
             rst = {"sync": link.acc_rst}
             req = StreamSlice(req_layout(cfg.bus_bytes))
             resp = StreamSlice(resp_layout(cfg.bus_bytes))

@@ -122,13 +122,14 @@ class Compute(wiring.Component):
                     mm.acc_addr + ch, mm.scale_addr + ch,
                     r.acc_addr + n, r.out_addr + n, r.res_addr + n, r.scale_addr + n]
 
-        def checks(insn, pre):
+        def checks(insn, pre=None):
             op = view(Header, insn).opcode
             mm, r = view(MatmulInsn, insn), view(RequantInsn, insn)
             is_mm, is_rq = op == Opcode.MATMUL, op == Opcode.REQUANT
             is_sys = is_mm & (mm.engine == Engine.SYSTOLIC)
             is_lut = is_mm & (mm.engine == Engine.LUT)
-            act_end, wgt_end, acc_end, scale_end, rq_acc, rq_out, rq_res, rq_scale = pre
+            act_end, wgt_end, acc_end, scale_end, rq_acc, rq_out, rq_res, rq_scale = \
+                ends(insn) if pre is None else pre
             overlap = (r.residual & (r.out_addr != r.res_addr) & (r.out_addr < rq_res)
                        & (r.res_addr < rq_out))
             engine_ok = (is_sys & int(has_sys)) | (is_lut & int(has_lut))
@@ -148,8 +149,15 @@ class Compute(wiring.Component):
                 (is_lut & (mm.act_addr[:2] != 0), ErrorCode.MISALIGNED),
                 (is_rq & overlap, ErrorCode.OVERLAP),
             ]
-        front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks, pre=ends,
-                      lookahead=True)
+        # At high clocks the checks' sums are registered from the queue's output and the
+        # verdict the cycle after (lookahead); at low ones (cfg.low_clock) the verdict is
+        # registered straight from the instruction as it enters: no registers for the sums,
+        # and no wait for the lookahead
+        if cfg.low_clock:
+            front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks)
+        else:
+            front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks, pre=ends,
+                          lookahead=True)
         mm, rqi = view(MatmulInsn, front.insn), view(RequantInsn, front.insn)
         op = front.hdr.opcode
         run = front.state == Front.RUN

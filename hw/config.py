@@ -31,6 +31,10 @@ SCRATCHPAD_PORTS = ("separate", "shared")
 #: How the systolic array gives out its results (AccelConfig.systolic_drain).
 SYSTOLIC_DRAINS = ("overlap", "direct")
 
+#: Target clocks (clock_mhz) up to this get fewer pipeline registers where they only serve
+#: timing (AccelConfig.low_clock; the board top's register slices follow it too).
+LOW_CLOCK_MHZ = 40
+
 #: Activations per LUT table group (the table has 2**G / 2 stored entries).
 LUT_GROUP = 4
 
@@ -264,6 +268,12 @@ class AccelConfig:
     def lut_peak_macs_per_cycle(self, wbits):
         """LUT engine: weight-MACs per cycle at ``wbits`` (one bit plane per cycle)."""
         return self.rows * self.lut_cols * LUT_GROUP / wbits
+
+    @property
+    def low_clock(self):
+        """Whether ``clock_mhz`` is low enough (<= LOW_CLOCK_MHZ) to leave out registers that
+        only serve timing (the compute unit's lookahead check, the board's bus slices)."""
+        return self.clock_mhz <= LOW_CLOCK_MHZ
 
     @property
     def group_scale(self):

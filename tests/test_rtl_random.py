@@ -77,21 +77,24 @@ def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, bits, seed
                          + [("systolic", False, s) for s in range(392, 404)]
                          + [("systolic", True, s) for s in range(404, 408)]
                          + [("noqueue", False, s) for s in range(408, 416)]
-                         + [("noqueue", True, s) for s in range(416, 420)])
+                         + [("noqueue", True, s) for s in range(416, 420)]
+                         + [("lowclock", False, s) for s in range(420, 428)])
 def test_random_programs_small_fpga_options(tiny, rect, base, slow, seed):
     """scratchpad_ports = "shared": one read port each for the accumulators (drain, requant,
     store) and the activations (MATMUL feed on both engines, residuals, store); the store
     waits for free cycles. ``direct``: also systolic_drain = "direct" (no result registers);
     ``systolic``: and no LUT engine, so no group scales (a two-stage accumulator writer);
-    ``noqueue``: and queue_depth = 0.
+    ``noqueue``: and queue_depth = 0; ``lowclock``: and a 24 MHz target (cfg.low_clock).
     Same results, bit for bit, also under a slow memory."""
     from sim.fast import FastRunner
     serial = tiny.replace(requant_lanes=1, requant_mult_bits=2)    # a requant waits long
     direct = serial.replace(systolic_drain="direct")
     systolic = direct.replace(engines=("systolic",))   # no group scales: a 2-stage writer
     noqueue = systolic.replace(queue_depth=0)           # straight into the executing slots
+    lowclock = noqueue.replace(clock_mhz=24)            # no lookahead check (cfg.low_clock)
     cfg = {"tiny": tiny, "rect": rect, "serial": serial, "direct": direct,
-           "systolic": systolic, "noqueue": noqueue}[base].replace(scratchpad_ports="shared")
+           "systolic": systolic, "noqueue": noqueue, "lowclock": lowclock}[base].replace(
+        scratchpad_ports="shared")
     key = (cfg, slow)
     if key not in _SERIAL:
         _SERIAL[key] = FastRunner(cfg, quiet=True, **({"bytes_per_cycle": 1, "latency": 37}
