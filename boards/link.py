@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.isa import ErrorCode
+from hw.config import span_bits
 from .memory import link_mem_signature
 from .protocol import (CRC, HEADER_BYTES, MAX_PAYLOAD, SOF_REP, SOF_REQ, Cmd, Status,
                        info_bytes, status_bytes)
@@ -50,13 +51,18 @@ class Link(wiring.Component):
         m.submodules.buf = buf = Memory(shape=8, depth=MAX_PAYLOAD, init=[])
         bw, br = buf.write_port(), buf.read_port()
 
+        # widths: a payload (and a reply) is at most MAX_PAYLOAD bytes (a longer frame is
+        # discarded as its length arrives); addresses are checked whole, then used at the
+        # memory's width
+        pb = span_bits(MAX_PAYLOAD)
+        db = span_bits(cfg.dram_bytes)
         cmd, seq = Signal(8), Signal(8)
-        length = Signal(16)
-        idx = Signal(16)            # byte index within the current section
+        length = Signal(pb)
+        idx = Signal(pb)            # byte index within the current section
         p_addr = Signal(32)         # payload bytes 0..3
         p_count = Signal(16)        # payload bytes 4..5
         status = Signal(8)
-        rep_len = Signal(16)
+        rep_len = Signal(pb)
         word = Signal(8 * bb)
         out_byte = Signal(8)
         last_seq = Signal(8)
@@ -72,18 +78,20 @@ class Link(wiring.Component):
         m.d.comb += [rx_crc.data.eq(byte), tx_crc.data.eq(tx.payload),
                      bw.addr.eq(idx), bw.data.eq(byte)]
 
-        data_bytes = (length - 4)[:16]
+        data_bytes = (length - 4)[:pb]
         # registered: the fields settle with the payload's last byte, and the verdict is read
         # in CHECK, after the two CRC bytes (many cycles later); the adder and comparison
         # stay off the paths into the FSM
         in_range, aligned = Signal(), Signal()
         m.d.sync += [
-            in_range.eq((p_addr + Mux(cmd == Cmd.READ, p_count, data_bytes)) <= cfg.dram_bytes),
+            in_range.eq((p_addr[db:] == 0)
+                        & ((p_addr[:db] + Mux(cmd == Cmd.READ, p_count, data_bytes))
+                           <= cfg.dram_bytes)),
             aligned.eq((p_addr[:shift] == 0) & (data_bytes[:shift] == 0) if shift else 1)]
 
         info = Array(Const(b, 8) for b in info_bytes(cfg, self._clock_hz))
         # reply payload byte `idx`, valid two cycles after R_FETCH drove the addresses
-        rd_addr = p_addr + idx
+        rd_addr = (p_addr[:db] + idx)[:db]
         m.d.comb += self.csr_addr.eq((idx - 2) >> 3)
         stat_byte = Mux(idx == 0, Cat(self.running, self.done, self.error),
                         Mux(idx == 1, self.error_code.as_value(),
@@ -215,7 +223,7 @@ class Link(wiring.Component):
                     m.next = "W_READ"
             with m.State("W_WRITE"):
                 m.d.comb += [self.mem.en.eq(1), self.mem.we.eq(1), self.mem.wdata.eq(word),
-                             self.mem.addr.eq((p_addr + idx - 4 - bb) >> shift)]
+                             self.mem.addr.eq(((p_addr[:db] + idx - 4 - bb)[:db]) >> shift)]
                 with m.If(idx == length):
                     reply(Status.OK)
                 with m.Else():

@@ -116,6 +116,15 @@ def test_board_refuses_bad_requests(cfg, board):
         link.write(2, b"\0" * 4)
     with pytest.raises(LinkError, match="BAD_ADDR"):
         link.read(cfg.dram_bytes - 2, 4)
+    # addresses whose low bits are in range but high bits are not (the link keeps only the
+    # memory's width once it has checked the whole address)
+    for addr in (cfg.dram_bytes, 1 << 31, (1 << 32) - 4, cfg.dram_bytes << 1):
+        with pytest.raises(LinkError, match="BAD_ADDR"):
+            link.read(addr, 4)
+        with pytest.raises(LinkError, match="BAD_ADDR"):
+            link.write(addr, b"\0" * 4)
+    link.write(cfg.dram_bytes - 4, b"\1\2\3\4")            # the last word is fine
+    assert link.read(cfg.dram_bytes - 4, 4) == b"\1\2\3\4"
     with pytest.raises(LinkError, match="BAD_CMD"):
         link.transact(0x7E)
     with pytest.raises(LinkError, match="BAD_LEN"):           # START without its address
