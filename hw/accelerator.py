@@ -61,12 +61,15 @@ class Accelerator(wiring.Component):
         m.submodules.arbiter = arb = BusArbiter(bus_bytes=cfg.bus_bytes, n=3)
         wiring.connect(m, fetch.bus, arb.m0)
         wiring.connect(m, load.bus, arb.m1)
-        # the store's requests pass a register slice: its scratchpad read (which prefetches
-        # the next entry as the last beat of one leaves) does not wait on the arbitration
-        m.submodules.store_slice = st_slice = StreamSlice(req_layout(cfg.bus_bytes))
-        wiring.connect(m, store.bus.req, st_slice.i)
-        wiring.connect(m, st_slice.o, arb.m2.req)
-        wiring.connect(m, arb.m2.resp, store.bus.resp)
+        # the store's requests pass a register slice (not at low clocks): its scratchpad read
+        # (which prefetches the next word as one leaves) does not wait on the arbitration
+        if cfg.low_clock:
+            wiring.connect(m, store.bus, arb.m2)
+        else:
+            m.submodules.store_slice = st_slice = StreamSlice(req_layout(cfg.bus_bytes))
+            wiring.connect(m, store.bus.req, st_slice.i)
+            wiring.connect(m, st_slice.o, arb.m2.req)
+            wiring.connect(m, arb.m2.resp, store.bus.resp)
         wiring.connect(m, arb.bus, wiring.flipped(self.bus))
         execs = [load, comp, store]      # indexed by Queue value
 
