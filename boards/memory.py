@@ -37,8 +37,12 @@ def _uses_spram(platform, config):
 
 
 class BoardMemory(wiring.Component):
-    def __init__(self, config):
-        self.config = config
+    """``registered`` (for high clocks): requests registered in front of the RAM, responses
+    through a 4-deep FIFO. Otherwise requests go straight to the RAM and a response goes
+    out the cycle after, queueing (2 deep) only while the bus does not take it."""
+
+    def __init__(self, config, *, registered=True):
+        self.config, self.registered = config, registered
         self.words = config.dram_bytes // config.bus_bytes
         self.addr_bits = max(1, (self.words - 1).bit_length())
         super().__init__({
@@ -51,6 +55,8 @@ class BoardMemory(wiring.Component):
         bb = self.config.bus_bytes
         shift = (bb - 1).bit_length()
         req, resp = self.bus.req, self.bus.resp
+        if not self.registered:
+            return self._direct(m, platform, shift)
 
         # Stage 1 registers the chosen request (address, data, enables) in front of the
         # RAM: on a large FPGA the memory's block RAMs spread over the chip, and neither the
@@ -81,6 +87,30 @@ class BoardMemory(wiring.Component):
                      resp.valid.eq(rq.r_rdy), resp.payload.tag.eq(rq.r_data[:2]),
                      resp.payload.rdata.eq(rq.r_data[2:]), rq.r_en.eq(resp.ready),
                      self.link.rdata.eq(rdata)]
+        return m
+
+    def _direct(self, m, platform, shift):
+        req, resp = self.bus.req, self.bus.resp
+        depth = 2
+        m.submodules.rq = rq = SyncFIFO(width=2 + 8 * self.config.bus_bytes, depth=depth)
+        b1, tag1 = Signal(), Signal(2)          # a bus request's data leaves the RAM now
+        m.d.comb += req.ready.eq(~self.link.en & ((b1 + rq.level) < depth))
+        accept = req.valid & req.ready
+        addr = Mux(self.link.en, self.link.addr, req.payload.addr >> shift)
+        wdata = Mux(self.link.en, self.link.wdata, req.payload.wdata)
+        we = Mux(self.link.en, self.link.we, req.payload.we)
+        en = self.link.en | accept
+        m.d.sync += [b1.eq(accept), tag1.eq(req.payload.tag)]
+        rdata = self._ram(m, platform, addr, wdata, we & en, en)
+        # in order: a response waits in the FIFO only behind others or while not taken
+        m.d.comb += [
+            rq.w_data.eq(Cat(tag1, rdata)), rq.w_en.eq(b1 & (rq.r_rdy | ~resp.ready)),
+            resp.valid.eq(rq.r_rdy | b1),
+            resp.payload.tag.eq(Mux(rq.r_rdy, rq.r_data[:2], tag1)),
+            resp.payload.rdata.eq(Mux(rq.r_rdy, rq.r_data[2:], rdata)),
+            rq.r_en.eq(resp.ready),
+            self.link.rdata.eq(rdata),
+        ]
         return m
 
     def _ram(self, m, platform, addr, wdata, we, en):

@@ -51,7 +51,8 @@ class BoardCore(wiring.Component):
         m = Module()
         cfg = self.config
         acc = Accelerator(cfg)
-        m.submodules.mem = mem = BoardMemory(cfg)
+        fast = self.clock_hz > LOW_CLOCK_MHZ * 1e6
+        m.submodules.mem = mem = BoardMemory(cfg, registered=fast)
         m.submodules.link = link = Link(cfg, clock_hz=self.clock_hz, idle_cycles=self.idle,
                                         addr_bits=mem.addr_bits)
         m.submodules.acc = ResetInserter({"sync": link.acc_rst})(acc)
@@ -60,7 +61,7 @@ class BoardCore(wiring.Component):
         # register slices both ways between the accelerator and the memory, for clocks above
         # LOW_CLOCK_MHZ: on a large FPGA the memory's block RAMs spread over the chip, and the
         # accelerator's bus arbitration in front of their address pins was the critical path
-        if self.clock_hz > LOW_CLOCK_MHZ * 1e6:
+        if fast:
             rst = {"sync": link.acc_rst}
             req = StreamSlice(req_layout(cfg.bus_bytes))
             resp = StreamSlice(resp_layout(cfg.bus_bytes))
