@@ -84,6 +84,9 @@ class Compute(wiring.Component):
         sb = span_bits(cfg.scale_depth * lanes)
         stb = max(ab, wb)       # a MATMUL's steps: k <= act_depth, LUT steps <= wgt_depth
         shared = cfg.scratchpad_ports == "shared"
+        # the two-stage accumulator writer (no group scales, so no LUT engine) takes a
+        # directly drained array's column a cycle late instead of registering it
+        late = cfg.systolic_drain == "direct" and not cfg.group_scale
         rq_lanes = cfg.requant_lanes or R
         # Lanes fewer than rows on shared ports: the entry is read again for each group of
         # lanes (its data is used the cycle after a read, see below), so the requant unit
@@ -97,7 +100,7 @@ class Compute(wiring.Component):
         if has_sys:
             m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS,
                                                        residue=cfg.acc_check == "residue",
-                                                       drain=cfg.systolic_drain)
+                                                       drain=cfg.systolic_drain, late=late)
             m.d.comb += self.fault.eq(array.fault)
         if has_lut:
             m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS)
@@ -204,7 +207,8 @@ class Compute(wiring.Component):
             w_addr, w_en, w_accum, w_last, w_rel = a2, v2, accum2, last2, rel2
             in_flight = [(v1, a1), (v2, a2)]        # columns read but not yet written
         else:
-            vals = [d1.word_select(i, 32) for i in range(R)]
+            data = array.o.payload.data.as_value() if late else d1
+            vals = [data.word_select(i, 32) for i in range(R)]
             dr_addr, dr_rd = (t_acc + o.col)[:cb], o_valid
             w_addr, w_en, w_accum, w_last, w_rel = a1, v1, accum1, last1, rel1
             in_flight = [(v1, a1)]

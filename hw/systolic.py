@@ -47,15 +47,17 @@ class SystolicArray(wiring.Component):
     accumulators, and a new MATMUL's first step waits until the previous one's drain starts
     (``rows`` cycles after its last step at the earliest). It saves ``32 * rows * cols``
     flip-flops, and on an FPGA the accumulator adders' outputs then feed one register each,
-    so they pack with it.
+    so they pack with it. With ``late``, ``o.payload.data`` is the column that was valid
+    the cycle before (a reader that registers the column's address first needs no copy of
+    its data), and a new MATMUL waits one cycle more.
     """
 
     GAP = 1     # idle cycles between two drains (lets the accumulate read-modify-write settle)
 
-    def __init__(self, *, rows, cols, tag_bits=20, residue=False, drain="overlap"):
-        assert drain in ("overlap", "direct")
+    def __init__(self, *, rows, cols, tag_bits=20, residue=False, drain="overlap", late=False):
+        assert drain in ("overlap", "direct") and (drain == "direct" or not late)
         self._rows, self._cols, self._tag = rows, cols, tag_bits
-        self._residue, self._direct = residue, drain == "direct"
+        self._residue, self._direct, self._late = residue, drain == "direct", late
         super().__init__({
             "i": In(stream.Signature(step_layout(rows, cols, tag_bits))),
             **drain_members(column_layout(rows, tag_bits), tag_bits),
@@ -160,7 +162,9 @@ class SystolicArray(wiring.Component):
             # Column j leaves at D + j and the new MATMUL's first step reaches PE(0, j) at the
             # end of cycle T' + 1 + j (T' the cycle it is accepted), so a drain must start
             # by T' + 1: no drain may still be pending, unless it starts in this cycle.
-            m.d.comb += self.i.ready.eq(~p.first | ~drain.pend_valid | drain.promote)
+            # (late: column j leaves at D + j + 1, so the drain must start by T')
+            m.d.comb += self.i.ready.eq(~p.first | ~drain.pend_valid
+                                        | (drain.promote if not self._late else 0))
         else:
             remaining = Signal(16)
             busy_left = drain.busy_left()
@@ -173,11 +177,15 @@ class SystolicArray(wiring.Component):
             m.d.comb += self.i.ready.eq(~p.first | safe)
 
         cols = Array(Cat(*(res[i][j] for i in range(R))) for j in range(C))
-        drain.connect(self, cols[drain.act_col], self._tag)
+        out_col, out_valid = drain.act_col, drain.act_valid
+        if self._late:
+            out_col, out_valid = Signal.like(drain.act_col), Signal()
+            m.d.sync += [out_col.eq(drain.act_col), out_valid.eq(drain.act_valid)]
+        drain.connect(self, cols[out_col], self._tag)
         if chk:     # every result leaving the array is checked against its residue
             rcols = Array(Cat(*(rres[i][j] for i in range(R))) for j in range(C))
-            sel_r = rcols[drain.act_col]
+            sel_r = rcols[out_col]
             bad = [mod3(m, self.o.payload.data[i], f"out_r{i}") != sel_r[2 * i:2 * i + 2]
                    for i in range(R)]
-            m.d.comb += self.fault.eq(drain.act_valid & Cat(*bad).any())
+            m.d.comb += self.fault.eq(out_valid & Cat(*bad).any())
         return m
