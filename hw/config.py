@@ -39,6 +39,17 @@ LOW_CLOCK_MHZ = 40
 LUT_GROUP = 4
 
 
+#: Fields with a fixed set of values: (allowed, default). At its default a field stays out of
+#: the config hash (programs built before the option existed keep their hash).
+_CHOICES = {
+    "acc_check": (ACC_CHECKS, "none"),
+    "requant_mult_bits": (REQUANT_MULT_BITS, 16),
+    "dma_range_check": (DMA_RANGE_CHECKS, "parallel"),
+    "scratchpad_ports": (SCRATCHPAD_PORTS, "separate"),
+    "systolic_drain": (SYSTOLIC_DRAINS, "overlap"),
+}
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
 
@@ -209,21 +220,10 @@ class AccelConfig:
                 rl == 0 or (1 <= rl <= self.rows and self.rows % rl == 0)):
             raise ConfigError(f"{where}: requant_lanes must be 0 (one per row) or a divisor of "
                               f"rows ({self.rows}), not {rl!r}")
-        if self.requant_mult_bits not in REQUANT_MULT_BITS:
-            raise ConfigError(f"{where}: requant_mult_bits must be one of "
-                              f"{list(REQUANT_MULT_BITS)}, not {self.requant_mult_bits!r}")
-        if self.scratchpad_ports not in SCRATCHPAD_PORTS:
-            raise ConfigError(f"{where}: scratchpad_ports must be one of "
-                              f"{list(SCRATCHPAD_PORTS)}, not {self.scratchpad_ports!r}")
-        if self.systolic_drain not in SYSTOLIC_DRAINS:
-            raise ConfigError(f"{where}: systolic_drain must be one of "
-                              f"{list(SYSTOLIC_DRAINS)}, not {self.systolic_drain!r}")
-        if self.dma_range_check not in DMA_RANGE_CHECKS:
-            raise ConfigError(f"{where}: dma_range_check must be one of "
-                              f"{list(DMA_RANGE_CHECKS)}, not {self.dma_range_check!r}")
-        if self.acc_check not in ACC_CHECKS:
-            raise ConfigError(f"{where}: acc_check must be one of {list(ACC_CHECKS)}, "
-                              f"not {self.acc_check!r}")
+        for fname, (allowed, _) in _CHOICES.items():
+            v = getattr(self, fname)
+            if isinstance(v, bool) or v not in allowed:
+                raise ConfigError(f"{where}: {fname} must be one of {list(allowed)}, not {v!r}")
         if self.act_depth % LUT_GROUP:
             raise ConfigError(f"{where}: act_depth must be a multiple of {LUT_GROUP} "
                               f"(the activation scratchpad has {LUT_GROUP} banks), "
@@ -303,20 +303,13 @@ class AccelConfig:
             d.pop(k)
         if not self.parity:         # unprotected configs keep the hash they always had
             d.pop("parity")
-        if self.acc_check == "none":
-            d.pop("acc_check")
         if self.requant_lanes in (0, self.rows):    # the same hardware as before the option
             d.pop("requant_lanes")
         if self.counter_bits == 64:
             d.pop("counter_bits")
-        if self.requant_mult_bits == 16:
-            d.pop("requant_mult_bits")
-        if self.dma_range_check == "parallel":
-            d.pop("dma_range_check")
-        if self.scratchpad_ports == "separate":
-            d.pop("scratchpad_ports")
-        if self.systolic_drain == "overlap":
-            d.pop("systolic_drain")
+        for fname, (_, default) in _CHOICES.items():
+            if d[fname] == default:
+                d.pop(fname)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).digest()[:8]
 
     def replace(self, **changes):

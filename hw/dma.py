@@ -102,7 +102,7 @@ class _Dma(wiring.Component):
             m.d.comb += front.pre_done.eq(mplier == 0)
         d = view(DmaInsn, front.insn)
         beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, beb)
-        return front, d, beats
+        return front, d, beats, d.rows[:spb]
 
 
 class DmaLoad(_Dma):
@@ -128,9 +128,8 @@ class DmaLoad(_Dma):
         m = Module()
         cfg = self._cfg
         bb = cfg.bus_bytes
-        front, d, beats = self._front(m)
+        front, d, beats, rows = self._front(m)
         spb, beb, db = self._widths()
-        rows = d.rows[:spb]
         is_sync = d.opcode == Opcode.SYNC
         run = (front.state == Front.RUN) & ~is_sync
 
@@ -228,9 +227,8 @@ class DmaStore(_Dma):
         m = Module()
         cfg = self._cfg
         bb = cfg.bus_bytes
-        front, d, beats = self._front(m)
+        front, d, beats, rows = self._front(m)
         spb, beb, db = self._widths()
-        rows = d.rows[:spb]
         run = (front.state == Front.RUN) & (d.opcode != Opcode.SYNC)   # SYNC: nothing to move
 
         # One scratchpad read per beat, at most one beat ahead of the bus: the word read
