@@ -96,6 +96,16 @@ class SystolicArray(wiring.Component):
             rres = [[None] * C for _ in range(R)]
             rb_down = list(col_r)
 
+        def result(acc, total, last, name):
+            """What the drain reads of a PE: its accumulator (direct), or a result register
+            that takes the sum with the last step."""
+            if self._direct:
+                return acc
+            r = Signal.like(acc, name=name)
+            with m.If(last):
+                m.d.sync += r.eq(total)
+            return r
+
         # PE grid
         res = [[None] * C for _ in range(R)]
         ops = []        # (a, b, product) of every PE: hw/dsp.py builds the multipliers
@@ -106,7 +116,6 @@ class SystolicArray(wiring.Component):
             for j in range(C):
                 b = b_down[j]
                 acc = Signal(signed(32), name=f"pe{i}_{j}_acc")
-                r = Signal(signed(32), name=f"pe{i}_{j}_res")
                 a_r = Signal(signed(8), name=f"pe{i}_{j}_a")
                 b_r = Signal(signed(8), name=f"pe{i}_{j}_b")
                 f_r = Signal(name=f"pe{i}_{j}_first")
@@ -116,16 +125,10 @@ class SystolicArray(wiring.Component):
                 ops.append((a, b, prod))
                 m.d.comb += total.eq(Mux(f, 0, acc) + prod)
                 m.d.sync += [acc.eq(total), a_r.eq(a), b_r.eq(b), f_r.eq(f), l_r.eq(l)]
-                if self._direct:
-                    res[i][j] = acc
-                else:
-                    with m.If(l):
-                        m.d.sync += r.eq(total)
-                    res[i][j] = r
+                res[i][j] = result(acc, total, l, f"pe{i}_{j}_res")
                 if chk:
                     rb = rb_down[j]
                     racc = Signal(2, name=f"pe{i}_{j}_racc")
-                    rr = Signal(2, name=f"pe{i}_{j}_rres")
                     ra_r = Signal(2, name=f"pe{i}_{j}_ra")
                     rb_r = Signal(2, name=f"pe{i}_{j}_rb")
                     rtot = Signal(2, name=f"pe{i}_{j}_rsum")
@@ -134,12 +137,7 @@ class SystolicArray(wiring.Component):
                     rprod = Mux((ra == 0) | (rb == 0), 0, Mux(ra == rb, 1, 2))
                     m.d.comb += rtot.eq((Mux(f, 0, racc) + rprod) % 3)
                     m.d.sync += [racc.eq(rtot), ra_r.eq(ra), rb_r.eq(rb)]
-                    if self._direct:
-                        rres[i][j] = racc
-                    else:
-                        with m.If(l):
-                            m.d.sync += rr.eq(rtot)
-                        rres[i][j] = rr
+                    rres[i][j] = result(racc, rtot, l, f"pe{i}_{j}_rres")
                     ra, rb_down[j] = ra_r, rb_r
                 a, f, l = a_r, f_r, l_r
                 b_down[j] = b_r
