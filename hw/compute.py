@@ -8,7 +8,7 @@ from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
 from .queue import Front, executor_members
-from .requant import RequantUnit, make_requant, rne_shift
+from .requant import RequantUnit, gather_groups, make_requant, rne_shift
 from .systolic import SystolicArray
 
 __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
@@ -305,11 +305,9 @@ class Compute(wiring.Component):
                 rq.i.payload.res.as_value().eq(self.act_rd.data.word_select(lb1, 8 * rq_lanes)),
             ]
             # the groups' results are gathered and the entry written the cycle after the last
-            out, ob, w_valid = Signal(8 * R), Signal(range(nb)), Signal()
-            m.d.sync += w_valid.eq(0)
-            with m.If(rq.o.valid):
-                m.d.sync += [out.word_select(ob, 8 * rq_lanes).eq(rq.o.payload),
-                             ob.eq(Mux(ob == nb - 1, 0, ob + 1)), w_valid.eq(ob == nb - 1)]
+            out, ob, last = gather_groups(m, rq.o.valid, rq.o.payload, nb, "rq_out")
+            w_valid = Signal()
+            m.d.sync += w_valid.eq(last)
             with m.If(front.start):
                 m.d.sync += ob.eq(0)
             wr_data, wr_en = out, w_valid
@@ -323,7 +321,7 @@ class Compute(wiring.Component):
             rq.i.payload.shift.eq(rqi.shift),
             rq.i.payload.residual.eq(rqi.residual),
             rq.i.payload.relu.eq(rqi.relu),
-            self.scale_rd.addr.eq(sidx >> (lanes.bit_length() - 1)),
+            self.scale_rd.addr.eq(sidx >> lane_bits),
             self.scale_rd.en.eq(q_issue),
             rq.o.ready.eq(1),
             self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab]),
@@ -335,7 +333,7 @@ class Compute(wiring.Component):
             m.d.sync += [n.eq(0), n_out.eq(0), q_valid.eq(0), lb.eq(0)]
         with m.Else():
             with m.If(q_issue):
-                m.d.sync += [q_valid.eq(1), lane.eq(sidx[:lanes.bit_length() - 1]), lb1.eq(lb),
+                m.d.sync += [q_valid.eq(1), lane.eq(sidx[:lane_bits]), lb1.eq(lb),
                              lb.eq(Mux(last_group, 0, lb + 1))]
                 with m.If(last_group):
                     m.d.sync += n.eq(n + 1)

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .config import REQUANT_MULT_BITS
 
 __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layout",
-           "rne_shift", "rne_parts"]
+           "rne_shift", "rne_parts", "gather_groups"]
 
 
 def rne_parts(m, p, shift, name):
@@ -63,6 +63,21 @@ def rne_shift(m, p, shift, name):
     ``sw.golden.rne_shift``. Returns a value one bit wider than ``p``."""
     q, up = rne_parts(m, p, shift, name)
     return q + up
+
+
+def gather_groups(m, take, payload, groups, name):
+    """Collects ``groups`` successive ``payload`` values, first in the lowest bits (a lane
+    group's results into a whole entry). Returns ``(value, index, last)``: ``index`` is the
+    group the next take fills, ``last`` says this take fills the final one."""
+    payload = Value.cast(payload)
+    width = len(payload)
+    value = Signal(width * groups, name=f"{name}_value")
+    index = Signal(range(groups), name=f"{name}_index")
+    last = take & (index == groups - 1)
+    with m.If(take):
+        m.d.sync += [value.word_select(index, width).eq(payload),
+                     index.eq(Mux(index == groups - 1, 0, index + 1))]
+    return value, index, last
 
 
 def requant_in_layout(rows):
@@ -224,14 +239,11 @@ class LaneSerialRequant(wiring.Component):
             with m.If(beat == n - 1):
                 m.d.sync += [busy.eq(0), beat.eq(0)]
 
-        out = Signal(data.ArrayLayout(signed(8), R))
-        obeat = Signal(range(n))
+        out, obeat, last = gather_groups(m, core.o.valid & core.o.ready, core.o.payload, n,
+                                         "out")
         m.d.comb += [core.o.ready.eq(~self.o.valid), self.o.payload.eq(out)]
-        with m.If(core.o.valid & core.o.ready):
-            m.d.sync += [out.as_value().word_select(obeat, 8 * L).eq(core.o.payload),
-                         obeat.eq(obeat + 1)]
-            with m.If(obeat == n - 1):
-                m.d.sync += [self.o.valid.eq(1), obeat.eq(0)]
+        with m.If(last):
+            m.d.sync += self.o.valid.eq(1)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         m.d.comb += self.idle.eq(~busy & core.idle & ~self.o.valid & (obeat == 0))
