@@ -13,7 +13,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from hw.config import LOW_CLOCK_MHZ
+from hw.config import is_low_clock
 from hw.accelerator import Accelerator
 from hw.bus import StreamSlice, req_layout, resp_layout
 from sw.errors import UserError
@@ -51,16 +51,17 @@ class BoardCore(wiring.Component):
         m = Module()
         cfg = self.config
         acc = Accelerator(cfg)
-        fast = self.clock_hz > LOW_CLOCK_MHZ * 1e6
+        fast = not is_low_clock(self.clock_hz / 1e6)
         m.submodules.mem = mem = BoardMemory(cfg, registered=fast)
         m.submodules.link = link = Link(cfg, clock_hz=self.clock_hz, idle_cycles=self.idle,
                                         addr_bits=mem.addr_bits)
         m.submodules.acc = ResetInserter({"sync": link.acc_rst})(acc)
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
-        # register slices both ways between the accelerator and the memory, for clocks above
-        # LOW_CLOCK_MHZ: on a large FPGA the memory's block RAMs spread over the chip, and the
-        # accelerator's bus arbitration in front of their address pins was the critical path
+        # register slices both ways between the accelerator and the memory, except at low
+        # clocks (hw.config.is_low_clock): on a large FPGA the memory's block RAMs spread over
+        # the chip, and the accelerator's bus arbitration in front of their address pins was
+        # the critical path
         if fast:
             rst = {"sync": link.acc_rst}
             req = StreamSlice(req_layout(cfg.bus_bytes))

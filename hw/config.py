@@ -35,6 +35,11 @@ SYSTOLIC_DRAINS = ("overlap", "direct")
 #: timing (AccelConfig.low_clock; the board top's register slices follow it too).
 LOW_CLOCK_MHZ = 40
 
+
+def is_low_clock(mhz):
+    """Whether a clock of ``mhz`` leaves out the registers that only serve timing."""
+    return mhz <= LOW_CLOCK_MHZ
+
 #: Activations per LUT table group (the table has 2**G / 2 stored entries).
 LUT_GROUP = 4
 
@@ -273,7 +278,7 @@ class AccelConfig:
     def low_clock(self):
         """Whether ``clock_mhz`` is low enough (<= LOW_CLOCK_MHZ) to leave out registers that
         only serve timing (the compute unit's lookahead check, the board's bus slices)."""
-        return self.clock_mhz <= LOW_CLOCK_MHZ
+        return is_low_clock(self.clock_mhz)
 
     @property
     def group_scale(self):
