@@ -209,7 +209,7 @@ class BoardExecutor:
                 total[k] += (st[k] - last[k]) % wrap
                 last[k] = st[k]
             st.update(total)
-            if st["done"] or st["error"]:
+            if st["done"]:          # (an error raises it too, once the counters are final)
                 break
             if time.perf_counter() - t0 > self.timeout:
                 st["error"] = "TIMEOUT"

@@ -75,12 +75,14 @@ class Accelerator(wiring.Component):
 
         # --- status -----------------------------------------------------------------------
         running = Signal()
+        ending = Signal()       # finished or failed, `done` not yet up (see the counters)
         done = Signal()
         err = Signal(ErrorCode)
         halted = err != ErrorCode.NONE
-        with m.If(self.start & ~running & ~done):
+        idle = ~running & ~ending & ~done
+        with m.If(self.start & idle):
             m.d.sync += running.eq(1)
-        m.d.comb += [fetch.start.eq(self.start & ~running & ~done), fetch.addr.eq(self.prog_addr),
+        m.d.comb += [fetch.start.eq(self.start & idle), fetch.addr.eq(self.prog_addr),
                      self.running.eq(running), self.done.eq(done), self.error.eq(halted),
                      self.error_code.eq(err)]
         for x in execs:
@@ -264,31 +266,78 @@ class Accelerator(wiring.Component):
         for cond, code in reversed(sources):
             with m.If(cond):
                 m.d.comb += new_err.eq(code)
+        # the run is over: `done` at once, or (counters in a BRAM) once they are up to date
+        over = ending if cfg.counter_store == "bram" else done
         with m.If(running & ~halted & (new_err != ErrorCode.NONE)):
-            m.d.sync += [err.eq(new_err), done.eq(1), running.eq(0)]
+            m.d.sync += [err.eq(new_err), over.eq(1), running.eq(0)]
         with m.Elif(finished & ~halted):
-            m.d.sync += [done.eq(1), running.eq(0)]
+            m.d.sync += [over.eq(1), running.eq(0)]
 
         # --- counters ---------------------------------------------------------------------
         bb = cfg.bus_bytes
-        events = {
-            Counter.CYCLES: running,
-            Counter.INSNS: dispatched,
-            Counter.LOAD_BUSY: running & load.busy,
-            Counter.COMPUTE_BUSY: running & (comp.busy | ~comp.drain_idle),
-            Counter.ARRAY_BUSY: comp.step,
-            Counter.REQUANT_BUSY: comp.requant_busy,
-            Counter.STORE_BUSY: running & store.busy,
-            Counter.MACS: Mux(comp.step, R * C, 0) + Mux(comp.lut_group, 4 * R * cfg.lut_cols, 0),
-            Counter.LUT_BUSY: comp.lut_step,
-            Counter.BYTES_READ: Mux(load.beat_in, bb, 0),
-            Counter.BYTES_WRITTEN: Mux(store.ack_in, bb, 0),
-            Counter.FETCH_BYTES: Mux(arb.m0.resp.valid, bb, 0),
+        macs_lut = 4 * R * cfg.lut_cols if cfg.has_lut else 0
+        events = {          # counter: (event this cycle, its largest value)
+            Counter.CYCLES: (running, 1),
+            Counter.INSNS: (dispatched, 1),
+            Counter.LOAD_BUSY: (running & load.busy, 1),
+            Counter.COMPUTE_BUSY: (running & (comp.busy | ~comp.drain_idle), 1),
+            Counter.ARRAY_BUSY: (comp.step, 1),
+            Counter.REQUANT_BUSY: (comp.requant_busy, 1),
+            Counter.STORE_BUSY: (running & store.busy, 1),
+            Counter.MACS: (Mux(comp.step, R * C, 0) + Mux(comp.lut_group, macs_lut, 0),
+                           R * C + macs_lut),
+            Counter.LUT_BUSY: (comp.lut_step, 1),
+            Counter.BYTES_READ: (Mux(load.beat_in, bb, 0), bb),
+            Counter.BYTES_WRITTEN: (Mux(store.ack_in, bb, 0), bb),
+            Counter.FETCH_BYTES: (Mux(arb.m0.resp.valid, bb, 0), bb),
         }
-        counters = Array(Signal(cfg.counter_bits, name=f"cnt_{c.name.lower()}")
-                         for c in Counter)
-        for c, ev in events.items():
-            m.d.sync += counters[c.value].eq(counters[c.value] + ev)
-        m.d.comb += self.csr_data.eq(Mux(self.csr_addr < len(Counter),
-                                         counters[self.csr_addr], 0))
+        if cfg.counter_store == "bram":
+            with m.If(ending & self._bram_counters(m, events, ending)):
+                m.d.sync += [done.eq(1), ending.eq(0)]
+        else:
+            counters = Array(Signal(cfg.counter_bits, name=f"cnt_{c.name.lower()}")
+                             for c in Counter)
+            for c, (ev, _) in events.items():
+                m.d.sync += counters[c.value].eq(counters[c.value] + ev)
+            m.d.comb += self.csr_data.eq(Mux(self.csr_addr < len(Counter),
+                                             counters[self.csr_addr], 0))
         return m
+
+    def _bram_counters(self, m, events, ending):
+        """The counters' totals in a block RAM (``counter_store = "bram"``): every counter
+        gathers its events in a small pending register; each cycle one of them, round-robin,
+        is added to its total (read one cycle, written the next) and starts again from that
+        cycle's event. The first round after reset writes its pending counts over whatever
+        the RAM held. ``csr_data`` is read from a copy of the RAM, a cycle after
+        ``csr_addr``. Returns a signal that is up once a whole round (and the copy's read)
+        has passed since ``ending`` rose: every event before it is in its total."""
+        cfg = self.config
+        n = len(Counter)
+        mem = Memory(shape=cfg.counter_bits, depth=1 << (n - 1).bit_length(), init=[])
+        m.submodules.cnt_mem = mem
+        rd, wr, host = mem.read_port(), mem.write_port(), mem.read_port()
+        rr, at, first = Signal(range(n)), Signal(range(n)), Signal(init=1)
+        pend = []
+        for c in Counter:
+            ev, top = events[c]
+            pend.append(Signal((top * (n + 1)).bit_length(), name=f"cnt_pend_{c.name.lower()}"))
+        take = Signal(max(len(p) for p in pend))
+        m.d.sync += [rr.eq(Mux(rr == n - 1, 0, rr + 1)), at.eq(rr),
+                     take.eq(Array(pend)[rr])]
+        with m.If(rr == n - 1):
+            m.d.sync += first.eq(0)
+        for c, p in zip(Counter, pend):
+            ev = events[c][0]
+            m.d.sync += p.eq(Mux(rr == c.value, ev, p + ev))
+        first_d = Signal(init=1)
+        m.d.sync += first_d.eq(first)
+        m.d.comb += [rd.addr.eq(rr), rd.en.eq(1),
+                     wr.addr.eq(at), wr.en.eq(1),
+                     wr.data.eq(Mux(first_d, 0, rd.data) + take),
+                     host.addr.eq(self.csr_addr), host.en.eq(1),
+                     self.csr_data.eq(host.data)]
+        # a round (n cycles) brings every pending count to its write; one cycle for the
+        # write, one for the copy's read
+        wait = Signal(range(n + 3))
+        m.d.sync += wait.eq(Mux(ending, wait + 1, 0))
+        return wait == n + 2

@@ -45,18 +45,25 @@ class SystolicArray(wiring.Component):
 
     ``drain="direct"`` builds no result registers: columns are drained straight from the
     accumulators, and a new MATMUL's first step waits until the previous one's drain starts
-    (``rows`` cycles after its last step at the earliest). It saves ``32 * rows * cols``
+    (``rows`` cycles after its last step at the earliest). It saves ``acc_bits * rows * cols``
     flip-flops, and on an FPGA the accumulator adders' outputs then feed one register each,
     so they pack with it. With ``late``, ``o.payload.data`` is the column that was valid
     the cycle before (a reader that registers the column's address first needs no copy of
     its data), and a new MATMUL waits one cycle more.
+
+    ``acc_bits`` (17..32): the accumulators' width. A MATMUL of at most ``K`` steps sums
+    products of magnitude at most 2**14, so ``AccelConfig.systolic_acc_bits`` (the bits
+    of ``K * 2**14`` and a sign) holds every sum exactly; results leave sign-extended to
+    int32, the same as 32-bit accumulators give.
     """
 
     GAP = 1     # idle cycles between two drains (lets the accumulate read-modify-write settle)
 
-    def __init__(self, *, rows, cols, tag_bits=20, residue=False, drain="overlap", late=False):
+    def __init__(self, *, rows, cols, tag_bits=20, residue=False, drain="overlap", late=False,
+                 acc_bits=32):
         assert drain in ("overlap", "direct") and (drain == "direct" or not late)
-        self._rows, self._cols, self._tag = rows, cols, tag_bits
+        assert 17 <= acc_bits <= 32
+        self._rows, self._cols, self._tag, self._acc_bits = rows, cols, tag_bits, acc_bits
         self._residue, self._direct, self._late = residue, drain == "direct", late
         super().__init__({
             "i": In(stream.Signature(step_layout(rows, cols, tag_bits))),
@@ -67,7 +74,7 @@ class SystolicArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        R, C = self._rows, self._cols
+        R, C, A = self._rows, self._cols, self._acc_bits
         p = self.i.payload
         go = self.i.valid & self.i.ready
 
@@ -115,12 +122,12 @@ class SystolicArray(wiring.Component):
             ra = row_r[i] if chk else None
             for j in range(C):
                 b = b_down[j]
-                acc = Signal(signed(32), name=f"pe{i}_{j}_acc")
+                acc = Signal(signed(A), name=f"pe{i}_{j}_acc")
                 a_r = Signal(signed(8), name=f"pe{i}_{j}_a")
                 b_r = Signal(signed(8), name=f"pe{i}_{j}_b")
                 f_r = Signal(name=f"pe{i}_{j}_first")
                 l_r = Signal(name=f"pe{i}_{j}_last")
-                total = Signal(signed(32), name=f"pe{i}_{j}_sum")
+                total = Signal(signed(A), name=f"pe{i}_{j}_sum")
                 prod = Signal(signed(16), name=f"pe{i}_{j}_prod")
                 ops.append((a, b, prod))
                 m.d.comb += total.eq(Mux(f, 0, acc) + prod)
@@ -179,7 +186,10 @@ class SystolicArray(wiring.Component):
         if self._late:
             out_col, out_valid = Signal.like(drain.act_col), Signal()
             m.d.sync += [out_col.eq(drain.act_col), out_valid.eq(drain.act_valid)]
-        drain.connect(self, cols[out_col], self._tag)
+        sel = cols[out_col]      # A bits a row, sign-extended to the int32 results
+        words = [sel[A * i:A * (i + 1)] for i in range(R)]
+        drain.connect(self, Cat(*(Cat(w, w[A - 1].replicate(32 - A)) for w in words)),
+                      self._tag)
         if chk:     # every result leaving the array is checked against its residue
             rcols = Array(Cat(*(rres[i][j] for i in range(R))) for j in range(C))
             sel_r = rcols[out_col]

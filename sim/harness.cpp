@@ -95,6 +95,8 @@ struct Sim {
     bool tracing = false;
     std::vector<uint64_t> tcycle;
     std::vector<uint32_t> tport, tentry;
+    int cnt_mem = -1;       // counter_store = "bram": the counters' RAM, read directly
+    bool csr_clocked = false;   // the counter port is a RAM's (a netlist: nothing to peek)
 
     Sim() {
         ctx.debug(0);
@@ -112,6 +114,10 @@ struct Sim {
                 r.bits = (int)var.entBits();
                 r.depth = var.udims() == 1 ? var.unpackedRanges()[0].elements() : 1;
                 r.entsize = (int)var.entSize();
+                const std::string tail = ".cnt_mem";
+                if (r.depth > 1 && r.name.size() > tail.size()
+                        && r.name.compare(r.name.size() - tail.size(), tail.size(), tail) == 0)
+                    cnt_mem = (int)vars.size();
                 vars.push_back(r);
             }
         }
@@ -300,6 +306,7 @@ void sim_trace_take(void* h, uint64_t* cycle, uint32_t* port, uint32_t* entry) {
     memcpy(entry, s->tentry.data(), n * 4);
 }
 
+void sim_csr_clocked(void* h, int on) { S(h)->csr_clocked = on != 0; }
 uint64_t sim_cycle(void* h) { return ((Sim*)h)->cycle; }
 uint64_t sim_mem_bytes_moved(void* h) { return ((Sim*)h)->mem_bytes_moved; }
 int sim_done(void* h) { return ((Sim*)h)->top->done; }
@@ -307,8 +314,23 @@ int sim_error_code(void* h) { return ((Sim*)h)->top->error ? ((Sim*)h)->top->err
 
 uint64_t sim_counter(void* h, int idx) {
     Sim* s = S(h);
+    if (s->cnt_mem >= 0) {      // counters in a RAM: its read port takes a clock; peek
+        const VarRef& v = s->vars[s->cnt_mem];
+        if (idx < 0 || idx >= v.depth) return 0;
+        uint64_t x = 0;
+        memcpy(&x, (uint8_t*)v.datap + (size_t)idx * v.entsize, v.entsize < 8 ? v.entsize : 8);
+        return v.bits < 64 ? x & ((1ull << v.bits) - 1) : x;
+    }
     s->top->csr_addr = idx;
     s->top->eval();
+    if (s->csr_clocked) {       // one clock edge for the read port, the bus held quiet
+        s->top->REQ_READY = 0;
+        s->top->RESP_VALID = 0;
+        s->top->clk = 0;
+        s->top->eval();
+        s->top->clk = 1;
+        s->top->eval();
+    }
     return s->top->csr_data;
 }
 

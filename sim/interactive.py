@@ -166,7 +166,12 @@ class InteractiveRunner:
         self.cycle = 0
 
     def counter(self, c):
+        """Counter ``c`` (``hw.isa.Counter``). With ``counter_store = "bram"`` the read
+        port is a block RAM's: this clocks the design one cycle (the memory model serving
+        the bus as usual) to read it."""
         self.sim._write("csr_addr", Counter(c).value)
+        if self.config.counter_store == "bram":
+            self.tick()
         return self.sim["csr_data"]
 
     # --- executor interface --------------------------------------------------------------

@@ -17,11 +17,15 @@ def _run(component, top, module, params, seed, testcase=None):
     assert failures == 0, f"seed={seed}: {failures} cocotb failure(s):\n{log[-5000:]}"
 
 
-@pytest.mark.parametrize("seed,drain", [(1, "overlap"), (2, "overlap"), (5, "direct")])
-def test_systolic_array(seed, drain):
-    """Random MATMULs with random stalls; ``direct``: no result registers."""
+@pytest.mark.parametrize("seed,drain,acc_bits", [(1, "overlap", 32), (2, "overlap", 21),
+                                                (5, "direct", 21)])
+def test_systolic_array(seed, drain, acc_bits):
+    """Random MATMULs of up to 40 steps with random stalls, some at full scale; ``direct``:
+    no result registers; 21-bit accumulators: just wide enough for 40 steps."""
     from hw.systolic import SystolicArray
-    _run(SystolicArray(rows=3, cols=4, drain=drain), f"array_{drain}", "tb_array",
+    assert (40 << 14).bit_length() + 1 == 21
+    _run(SystolicArray(rows=3, cols=4, drain=drain, acc_bits=acc_bits),
+         f"array_{drain}_{acc_bits}", "tb_array",
          {"rows": 3, "cols": 4, "jobs": 12, "stall": 0.3}, seed)
 
 

@@ -43,3 +43,19 @@ def test_fst_request_is_a_clear_error(tiny, tmp_path):
     from sim.interactive import InteractiveRunner
     with pytest.raises(ValueError, match=r"only .vcd is supported from PyPI alone"):
         InteractiveRunner(tiny, waves=tmp_path / "x.fst", quiet=True)
+
+
+def test_interactive_counters_in_bram(tiny, tiny_rtl):
+    """counter_store = "bram": the interactive runner clocks the RAM's read port for each
+    counter and reads what the fast runner (which peeks at the RAM) and registers read."""
+    from hw.isa import Counter
+    from sim.interactive import InteractiveRunner
+    cfg = tiny.replace(counter_store="bram")
+    rp = random_program(cfg, 23, max_jobs=2)
+    vm, vs = InteractiveRunner(cfg, quiet=True).run(rp.program, rp.memory)
+    same = random_program(tiny, 23, max_jobs=2)     # the program, built for `tiny`
+    _, rs = tiny_rtl.run(same.program, same.memory)
+    assert vs["error"] is None
+    for c in Counter:
+        n = c.name.lower()
+        assert vs[n] == rs[n], f"counter {n}: interactive (bram) {vs[n]}, registers {rs[n]}"

@@ -141,6 +141,55 @@ def test_shared_ports_requant_beside_drains(tiny, engines):
     assert np.count_nonzero(gm.read("out_q")) > 16 and np.count_nonzero(gm.read("out_acc")) > 64
 
 
+@pytest.mark.parametrize("seed", [430, 431, 432])
+def test_counters_in_bram_agree(tiny, tiny_rtl, seed):
+    """counter_store = "bram" (totals in a RAM, updated round-robin): every counter, busy
+    cycles included, ends equal to the registers' after a run, and the results are the
+    same."""
+    from hw.isa import Counter
+    from sim.fast import FastRunner
+    cfg = tiny.replace(counter_store="bram")
+    if cfg not in _SERIAL:
+        _SERIAL[cfg] = FastRunner(cfg, quiet=True)
+    vs = check_program(cfg, _SERIAL[cfg], seed)
+    rp = random_program(tiny, seed)
+    _, rs = tiny_rtl.run(rp.program, rp.memory)
+    for c in Counter:
+        n = c.name.lower()
+        assert vs[n] == rs[n], f"seed={seed}: counter {n}: bram {vs[n]}, registers {rs[n]}"
+    assert vs["macs"] > 0 and vs["cycles"] > 100
+
+
+def test_longest_matmul_at_full_scale(tiny, tiny_rtl):
+    """A MATMUL as long as the scratchpads allow (``min(act_depth, wgt_depth)`` steps) of
+    -128 x -128 and -128 x 127 products: the sums the systolic accumulators
+    (``systolic_acc_bits`` wide) must hold exactly, then accumulated twice more in int32."""
+    from compiler.asm import Assembler, mask
+    from sw.program import MemoryImage
+    cfg = tiny
+    R, C, L, Cq = cfg.rows, cfg.cols, Queue.LOAD, Queue.COMPUTE
+    k = min(cfg.act_depth, cfg.wgt_depth)
+    assert cfg.systolic_acc_bits < 32 and (k << 14) >= 1 << (cfg.systolic_acc_bits - 2)
+    mem = MemoryImage(bytearray())
+    act = mem.write("act", np.full((k, R), -128, np.int8))
+    w = np.where(np.arange(C) % 2 == 0, -128, 127).astype(np.int8)
+    wgt = mem.write("wgt", np.tile(w, (k, 1)))
+    out = mem.write("out", np.zeros((C, R), np.int32))
+    a = Assembler(cfg)
+    a.load(Buffer.ACT, 0, act, k, R)
+    a.load(Buffer.WGT, 0, wgt, k, C, release=mask(Cq))
+    for t in range(3):
+        a.matmul(0, 0, 0, k, accumulate=t > 0, wait=mask(L) if t == 0 else 0,
+                 release=mask(Queue.STORE) if t == 2 else 0)
+    a.store(Buffer.ACC, 0, out, C, 4 * R, wait=mask(Cq))
+    gm, gs = Machine(cfg).run(a.program(), mem)
+    vm, vs = tiny_rtl.run(a.program(), mem)
+    assert gs["error"] is None and vs["error"] is None, (gs["error"], vs["error"])
+    want = 3 * k * (-128) * w.astype(np.int64)
+    np.testing.assert_array_equal(gm.read("out")[:, 0], want)
+    np.testing.assert_array_equal(vm.read("out"), gm.read("out"))
+
+
 @pytest.mark.parametrize("seed", range(400, 408))
 def test_random_programs_ice40_preset(seed):
     """The small-FPGA preset: one-deep queues, a one-lane requant unit, 32-bit counters."""

@@ -20,7 +20,7 @@ def test_state_enumeration(tiny, tiny_rtl):
     for i in range(R):
         for j in range(C):
             e = elems[f"compute.array.pe{i}_{j}_acc"]
-            assert (e.width, e.depth) == (32, 1)
+            assert (e.width, e.depth) == (tiny.systolic_acc_bits, 1)
             assert e.structure == "compute.array"
     for b in range(4):          # the activation scratchpad's four banks
         assert (elems[f"act_bank{b}"].width, elems[f"act_bank{b}"].depth) == \

@@ -24,9 +24,12 @@ async def random_matmuls_with_stalls(dut):
 
     jobs = []
     for t in range(P["jobs"]):
-        k = rnd.choice([1, 2, 3, R + C, rnd.randint(1, 40)])
+        k = rnd.choice([1, 2, 3, R + C, rnd.randint(1, 40), 40])
         a = rng.integers(-128, 128, (k, R))
         b = rng.integers(-128, 128, (k, C))
+        if rnd.random() < 0.3:      # full scale: sums of +-2**14 at the accumulators' bound
+            a[:] = -128
+            b[:] = rng.choice([-128, 127], C)
         jobs.append((k, a, b, t))
     got = []
 
