@@ -14,7 +14,7 @@ from pathlib import Path
 
 import hw
 from hw.dsp import ICE40UP5K
-from hw.synth import SynthError, cached_text, run_yosys
+from hw.synth import SynthError, cached_text, lattice_synth, run_yosys
 from sim.fast import TOP, FastRunner
 
 __all__ = ["synth_netlist", "cell_models", "gate_level_runner", "FAMILIES"]
@@ -54,7 +54,7 @@ def synth_netlist(config, family="ice40", *, timeout=1800) -> str:
     if family not in FAMILIES:
         raise SynthError(f"no gate-level flow for {family!r}; choose from {', '.join(FAMILIES)}")
     verilog = hw.verilog(config, name=TOP, platform=PLATFORMS[family])
-    script = f"{FAMILIES[family]} -top {TOP}; write_verilog -noattr netlist.v"
+    script = f"{lattice_synth(FAMILIES[family], TOP)}; write_verilog -noattr netlist.v"
     return cached_text("netlist", f"{script}\0{verilog}",
                        lambda: run_yosys(verilog, script, "netlist.v",
                                          what=f"{family} synthesis", timeout=timeout))

@@ -93,9 +93,16 @@ class Link(wiring.Component):
         # reply payload byte `idx`, valid two cycles after R_FETCH drove the addresses
         rd_addr = (p_addr[:db] + idx)[:db]
         m.d.comb += self.csr_addr.eq((idx - 2) >> 3)
+        # a counter's bytes leave one by one, thousands of cycles apart: all of them come
+        # from the value read with its first byte, or a running counter would tear
+        cb = cfg.counter_bits
+        snap = Signal(cb)
+        k = (idx - 2)[:3]
+        first_byte = (idx >= 2) & (k == 0)
+        counter = Mux(first_byte, self.csr_data[:cb], snap)
         stat_byte = Mux(idx == 0, Cat(self.running, self.done, self.error),
                         Mux(idx == 1, self.error_code.as_value(),
-                            self.csr_data.word_select((idx - 2)[:3], 8)))
+                            Cat(counter, Const(0, 64 - cb)).word_select(k, 8)))
         prog_addr = Signal(32)
         m.d.comb += self.prog_addr.eq(prog_addr)
 
@@ -255,6 +262,8 @@ class Link(wiring.Component):
                                                 if shift else self.mem.rdata)
                     with m.Case(Cmd.STATUS):
                         m.d.sync += out_byte.eq(stat_byte)
+                        with m.If(first_byte):
+                            m.d.sync += snap.eq(self.csr_data[:cb])
                     with m.Default():
                         m.d.sync += out_byte.eq(info[idx])
                 m.next = "R_SEND"

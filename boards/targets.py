@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sw.errors import UserError
+from hw.synth import lattice_synth
 from .top import BoardTop
 
 __all__ = ["Board", "BOARDS", "get_board", "build", "BuildResult", "parse_report", "tool_env",
@@ -174,13 +175,22 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     # On an iCE40 UltraPlus the array's products are SB_MAC16 blocks already, two per block
     # (hw/dsp.py), and every other multiplier is built in fabric.
     dsp = config.peak_macs_per_cycle <= board.dsps
+    # The platform runs `synth_<family> {synth_opts} -top top`, then script_after_synth:
+    # synthesis stops before the RAM mapping, marks the collision-free memories'
+    # read-write collisions undefined (hw/synth.py, lattice_synth) and goes on.
+    synth = f"synth_{board.family}"
+    opts = "-nodsp" if board.family == "ecp5" and not dsp else ""
+
+    def split(until="", then=""):
+        rest = lattice_synth(synth, "top", opts, until=until).split("; ", 1)[1]
+        return {"synth_opts": f"{opts} -run :map_ram".strip(),
+                "script_after_synth": rest + (f"; {then}" if then else "")}
     kw = {}
     if board.family == "ice40":
-        kw = {"synth_opts": "", "nextpnr_opts": "--timing-allow-fail"}
+        kw = {**split(), "nextpnr_opts": "--timing-allow-fail"}
     elif board.family == "ecp5":
         # router2 copes with congested designs (the LUT engine's wide muxes) far faster
-        kw = {"synth_opts": "" if dsp else "-nodsp",
-              "nextpnr_opts": "--timing-allow-fail --router router2"}
+        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --router router2"}
 
     def prepare():          # a platform prepares one design once: a fresh one per plan
         top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
@@ -202,9 +212,9 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         # netlist. Say so, and build again: synth_ecp5 up to its LUT mapping, abc, the rest.
         say("yosys' ABC9 crashed on this netlist (a known YoWASP issue); retrying with "
             "classic ABC for the LUT mapping")
-        kw["synth_opts"] = (kw.get("synth_opts", "") + " -run begin:map_luts").strip()
-        kw["script_after_synth"] = ("techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
-                                    "synth_ecp5 -top top -run map_cells:")
+        kw.update(split(until="map_luts",
+                        then="techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
+                             "synth_ecp5 -top top -run map_cells:"))
         top, plan = prepare()
         failed = _execute(plan, out_dir, say,
                           None if timeout_s is None else timeout_s - (time.monotonic() - t0))

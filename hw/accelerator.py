@@ -309,7 +309,7 @@ class Accelerator(wiring.Component):
         is added to its total (read one cycle, written the next) and starts again from that
         cycle's event. The first round after reset writes its pending counts over whatever
         the RAM held. ``csr_data`` is read from a copy of the RAM, a cycle after
-        ``csr_addr``. Returns a signal that is up once a whole round (and the copy's read)
+        ``csr_addr`` (held two cycles when a write may hit it). Returns a signal that is up once a whole round (and the copy's read)
         has passed since ``ending`` rose: every event before it is in its total."""
         cfg = self.config
         n = len(Counter)
@@ -331,10 +331,16 @@ class Accelerator(wiring.Component):
             m.d.sync += p.eq(Mux(rr == c.value, ev, p + ev))
         first_d = Signal(init=1)
         m.d.sync += first_d.eq(first)
+        # No port reads an entry in the cycle it is written (hw/synth.py lists cnt_mem among
+        # the collision-free memories): the read-modify-write reads the next counter as it
+        # writes one; a total is written only when it changes, and the host's read skips
+        # the cycle its entry is written (keeping the data of the cycle before: a host holds
+        # the address longer, and an entry is written once a round at most).
         m.d.comb += [rd.addr.eq(rr), rd.en.eq(1),
-                     wr.addr.eq(at), wr.en.eq(1),
+                     wr.addr.eq(at), wr.en.eq(first_d | (take != 0)),
                      wr.data.eq(Mux(first_d, 0, rd.data) + take),
-                     host.addr.eq(self.csr_addr), host.en.eq(1),
+                     host.addr.eq(self.csr_addr),
+                     host.en.eq(~wr.en | (wr.addr != self.csr_addr)),
                      self.csr_data.eq(host.data)]
         # a round (n cycles) brings every pending count to its write; one cycle for the
         # write, one for the copy's read

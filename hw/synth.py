@@ -20,9 +20,31 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 __all__ = ["synthesize", "SynthError", "FAMILIES", "component_verilog", "unit_area",
-           "AREA_FAMILIES"]
+           "AREA_FAMILIES", "COLLISION_FREE_MEMORIES", "lattice_synth"]
 
 FAMILIES = {"ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7"}
+
+#: Memories no correct program reads in the cycle it writes the same entry (the
+#: scratchpads; the counters' RAM, by construction; the board link's frame buffer):
+#: tests/test_ram_collisions.py traces every port of them on random programs. Amaranth's read ports return the old data on such a
+#: collision, which the iCE40 and ECP5 block RAMs do not promise: Yosys would emulate it
+#: with a register and a bypass multiplexer per data bit (for the ``ice40`` preset 550
+#: flip-flops and 340 LUTs). Lattice builds mark these memories' collisions undefined.
+COLLISION_FREE_MEMORIES = ("acc_mem", "act_bank?", "wgt_mem", "scale_mem", "cnt_mem",
+                           "link.buf")
+
+
+def lattice_synth(synth: str, top: str, opts: str = "", *, until: str = "") -> str:
+    """Yosys commands for ``synth`` (``synth_ice40`` or ``synth_ecp5``, with ``opts``) on
+    module ``top``, with the COLLISION_FREE_MEMORIES' read-write collisions marked
+    undefined before the block RAMs are mapped; ``until`` stops before that label."""
+    names = " ".join(f"r:MEMID=*{n}" for n in COLLISION_FREE_MEMORIES)
+    union = " %u" * (len(COLLISION_FREE_MEMORIES) - 1)
+    head = f"{synth} {opts} -top {top}".replace("  ", " ")
+    return (f"{head} -run :map_ram; memory_unpack; "
+            f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:CLK_ENABLE=1 %i "
+            f"{names}{union} %i; memory_collect; "
+            f"{head} -run map_ram:{until}")
 
 
 class SynthError(RuntimeError):
@@ -117,8 +139,9 @@ def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -
     the raw cell histogram. Results are cached by a hash of (Verilog, script, Yosys)."""
     if family not in FAMILIES:
         raise SynthError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
-    script = (f"{FAMILIES[family]} -top {top}{'' if dsp else ' -nodsp'}; "
-              f"tee -q -o stat.json stat -json")
+    cmd = (lattice_synth(FAMILIES[family], top, "" if dsp else "-nodsp")
+           if family == "ecp5" else f"{FAMILIES[family]} -top {top}{'' if dsp else ' -nodsp'}")
+    script = f"{cmd}; tee -q -o stat.json stat -json"
 
     def make():
         text = run_yosys(verilog, script, "stat.json", what=f"{family} synthesis of {top}",
@@ -132,8 +155,9 @@ def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -
 # netlists in the WebAssembly build), as the board builds do for DSPs (iCE40: the array's
 # SB_MAC16 pairs, nothing inferred; ECP5: multipliers on MULT18X18D).
 AREA_FAMILIES = {
-    "ice40": "synth_ice40 -noflatten -top top -run :map_luts; ice40_wrapcarry -unwrap",
-    "ecp5": "synth_ecp5 -noflatten -top top -run :map_luts",
+    "ice40": lattice_synth("synth_ice40", "top", "-noflatten", until="map_luts")
+    + "; ice40_wrapcarry -unwrap",
+    "ecp5": lattice_synth("synth_ecp5", "top", "-noflatten", until="map_luts"),
 }
 
 
