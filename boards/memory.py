@@ -38,8 +38,10 @@ def _uses_spram(platform, config):
 
 class BoardMemory(wiring.Component):
     """``registered`` (for high clocks): requests registered in front of the RAM, responses
-    through a 4-deep FIFO. Otherwise requests go straight to the RAM and a response goes
-    out the cycle after, queueing (2 deep) only while the bus does not take it."""
+    through a 4-deep FIFO. Otherwise requests go straight to the RAM and a response is the
+    RAM's output the cycle after, held there until the bus takes it (no FIFO). The bus side
+    restarts with the accelerator (the board top resets both): a response still waiting
+    from a run that stopped on an error never reaches the next one."""
 
     def __init__(self, config, *, registered=True):
         self.config, self.registered = config, registered
@@ -90,27 +92,23 @@ class BoardMemory(wiring.Component):
         return m
 
     def _direct(self, m, platform, shift):
+        # A response is the RAM's output the cycle after its request, and it stays there
+        # (no other access starts) until the bus takes it: a new request is taken only with
+        # no response waiting, or in the cycle the waiting one leaves.
         req, resp = self.bus.req, self.bus.resp
-        depth = 2
-        m.submodules.rq = rq = SyncFIFO(width=2 + 8 * self.config.bus_bytes, depth=depth)
-        b1, tag1 = Signal(), Signal(2)          # a bus request's data leaves the RAM now
-        m.d.comb += req.ready.eq(~self.link.en & ((b1 + rq.level) < depth))
+        waiting, tag1 = Signal(), Signal(2)
+        free = ~waiting | resp.ready
+        m.d.comb += req.ready.eq(~self.link.en & free)
         accept = req.valid & req.ready
         addr = Mux(self.link.en, self.link.addr, req.payload.addr >> shift)
         wdata = Mux(self.link.en, self.link.wdata, req.payload.wdata)
         we = Mux(self.link.en, self.link.we, req.payload.we)
         en = self.link.en | accept
-        m.d.sync += [b1.eq(accept), tag1.eq(req.payload.tag)]
+        with m.If(free):
+            m.d.sync += [waiting.eq(accept), tag1.eq(req.payload.tag)]
         rdata = self._ram(m, platform, addr, wdata, we & en, en)
-        # in order: a response waits in the FIFO only behind others or while not taken
-        m.d.comb += [
-            rq.w_data.eq(Cat(tag1, rdata)), rq.w_en.eq(b1 & (rq.r_rdy | ~resp.ready)),
-            resp.valid.eq(rq.r_rdy | b1),
-            resp.payload.tag.eq(Mux(rq.r_rdy, rq.r_data[:2], tag1)),
-            resp.payload.rdata.eq(Mux(rq.r_rdy, rq.r_data[2:], rdata)),
-            rq.r_en.eq(resp.ready),
-            self.link.rdata.eq(rdata),
-        ]
+        m.d.comb += [resp.valid.eq(waiting), resp.payload.tag.eq(tag1),
+                     resp.payload.rdata.eq(rdata), self.link.rdata.eq(rdata)]
         return m
 
     def _ram(self, m, platform, addr, wdata, we, en):

@@ -6,7 +6,7 @@ runs (boards/sim.py). ``BoardTop`` adds the board's PLL, reset and UART/LED pins
 platform build (boards/targets.py).
 """
 
-from amaranth import ClockDomain, Elaboratable, Module
+from amaranth import ClockDomain, Elaboratable, Module, Signal
 from amaranth.hdl import ResetInserter
 from amaranth.build import ResourceError
 from amaranth.lib import io, wiring
@@ -52,9 +52,13 @@ class BoardCore(wiring.Component):
         cfg = self.config
         acc = Accelerator(cfg)
         fast = not is_low_clock(self.clock_hz / 1e6)
-        m.submodules.mem = mem = BoardMemory(cfg, registered=fast)
+        link_rst = Signal()
+        mem = BoardMemory(cfg, registered=fast)
+        # reset with the accelerator: its bus side holds no response of an earlier run
+        m.submodules.mem = ResetInserter({"sync": link_rst})(mem)
         m.submodules.link = link = Link(cfg, clock_hz=self.clock_hz, idle_cycles=self.idle,
                                         addr_bits=mem.addr_bits)
+        m.d.comb += link_rst.eq(link.acc_rst)
         m.submodules.acc = ResetInserter({"sync": link.acc_rst})(acc)
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)

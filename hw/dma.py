@@ -137,9 +137,10 @@ class DmaLoad(_Dma):
         # (responses may arrive before its last read is issued) and leaves the executing
         # slot once all its reads are issued, so the next LOAD's reads follow back to back
         # instead of after a memory round trip. Its release tokens are given when its last
-        # entry is written.
+        # entry is written. Up to four jobs wait; two without instruction queues (the next
+        # LOAD comes from the fetch buffer, not from a queue of them).
         m.submodules.jobs = jobs = SyncFIFOBuffered(width=len(self._job(d, beats).as_value()),
-                                                    depth=4)
+                                                    depth=4 if cfg.queue_depth else 2)
         r = Signal(spb)
         b = Signal(beb)
         row_addr = Signal(db)

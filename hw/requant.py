@@ -134,12 +134,12 @@ class RequantUnit(wiring.Component):
 
         # stage 1: products
         v1 = Signal()
-        prod = [Signal(signed(48), name=f"prod{i}") for i in range(R)]
         res1 = Signal(data.ArrayLayout(signed(8), R))
         shift1, residual1, relu1 = Signal(6), Signal(), Signal()
         side = [(res1, self.i.payload.res), (shift1, self.i.payload.shift),
                 (residual1, self.i.payload.residual), (relu1, self.i.payload.relu)]
         if self._mult_bits == 16:
+            prod = [Signal(signed(48), name=f"prod{i}") for i in range(R)]
             m.d.comb += self.i.ready.eq(adv)
             with m.If(adv):
                 m.d.sync += v1.eq(self.i.valid)
@@ -147,7 +147,7 @@ class RequantUnit(wiring.Component):
                              for i in range(R)]
                 m.d.sync += [r.eq(v) for r, v in side]
         else:
-            self._serial_products(m, adv, v1, prod, side)
+            prod = self._serial_products(m, adv, v1, side)
 
         # stage 2: shift, and whether rounding half to even goes up
         v2 = Signal()
@@ -173,11 +173,12 @@ class RequantUnit(wiring.Component):
         return m
 
 
-    def _serial_products(self, m, adv, v1, prod, side):
+    def _serial_products(self, m, adv, v1, side):
         """Stage 1 over ``16 / mult_bits`` cycles: the multiplier's digits from the top (the
         first one signed), ``partial = partial * 2**s + acc * digit``, an ``acc x s`` product
         per cycle in place of ``acc x 16`` (with 2 bits, Booth digits: an add or subtract of
-        acc or 2 acc). A new entry is taken once the last is handed on."""
+        acc or 2 acc). The partial sums are stage 1's output (returned): a new entry is taken
+        once stage 2 takes the last product, in that very cycle at the earliest."""
         R, s = self._rows, self._mult_bits
         n = 16 // s
         left = Signal(range(n + 1))         # digits still to add; 0: idle
@@ -185,8 +186,9 @@ class RequantUnit(wiring.Component):
         part = [Signal(signed(48), name=f"part{i}") for i in range(R)]
         mult = Signal(16)
         held = [Signal(len(Value.cast(r)), name=f"held{k}") for k, (r, _) in enumerate(side)]
-        take = self.i.valid & (left == 0)
-        m.d.comb += self.i.ready.eq(left == 0)
+        free = (left == 0) & (~v1 | adv)       # stage 2 has the product, or takes it now
+        take = self.i.valid & free
+        m.d.comb += self.i.ready.eq(free)
         nxt = [Signal(signed(48), name=f"pnext{i}") for i in range(R)]
         if s == 2:
             # radix-4 Booth: the digit of bits (15, 14) and the bit below (13) is one of
@@ -208,12 +210,12 @@ class RequantUnit(wiring.Component):
             m.d.sync += [acc[i].eq(self.i.payload.acc[i]) for i in range(R)]
             m.d.sync += [part[i].eq(0) for i in range(R)]
             m.d.sync += [h.eq(v) for h, (_, v) in zip(held, side)]
-        with m.Elif((left > 1) | ((left == 1) & adv)):
+        with m.Elif(left != 0):
             m.d.sync += [left.eq(left - 1), mult.eq(mult << s)]
             m.d.sync += [part[i].eq(nxt[i]) for i in range(R)]
             with m.If(left == 1):       # the last digit: on to stage 2
-                m.d.sync += [v1.eq(1), *(prod[i].eq(nxt[i]) for i in range(R)),
-                             *(r.eq(h) for (r, _), h in zip(side, held))]
+                m.d.sync += [v1.eq(1), *(r.eq(h) for (r, _), h in zip(side, held))]
+        return part
 
 
 class LaneSerialRequant(wiring.Component):

@@ -136,6 +136,29 @@ def test_board_refuses_bad_requests(cfg, board):
     assert link.read(1027, 5) == data[3:8]
 
 
+def test_run_after_an_error_mid_transfer(cfg, board):
+    """A program that fails while a long LOAD is still streaming (a MATMUL out of range)
+    reports the golden model's error; the next program runs bit-exact (nothing of the
+    aborted transfer, such as a response still waiting at the memory, reaches it)."""
+    import numpy as np
+    from compiler.asm import Assembler
+    from hw.isa import Buffer
+    from sw.golden import Machine
+    from sw.program import MemoryImage
+    mem = MemoryImage(bytearray())
+    rows = cfg.act_depth
+    act = mem.write("act", np.ones((rows, cfg.rows), np.int8))
+    a = Assembler(cfg)
+    a.load(Buffer.ACT, 0, act, rows, cfg.rows)
+    a.matmul(cfg.act_depth - 1, 0, 0, 2)        # act_addr + k > act_depth
+    ex = BoardExecutor(cfg, SimSerial(board), **FAST)
+    _, gs = Machine(cfg).run(a.program(), mem)
+    _, st = ex.run(a.program(), mem)
+    assert gs["error"] == "SP_RANGE" and st["error"] == gs["error"], (gs["error"], st["error"])
+    assert st["bytes_read"] < rows * cfg.rows      # it stopped mid-transfer
+    check_program(cfg, ex, 5)
+
+
 def test_retried_start_does_not_restart(cfg, board):
     """The same START (same seq) twice in a row -- a retry after a lost reply -- runs the
     program once: the second one is acknowledged without resetting the accelerator."""
