@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
-from .queue import Front, executor_members
+from .queue import Front, executor_members, sum_exceeds
 from .requant import RequantUnit, gather_groups, make_requant, rne_shift
 from .systolic import SystolicArray
 
@@ -116,15 +116,22 @@ class Compute(wiring.Component):
             is not built: no multiplier for an instruction that is refused anyway)."""
             return (mm.k >> 2) * mm.wbits if has_lut else Const(0, 16)
 
-        def ends(insn):
-            """The range ends the checks compare (registered first: see Front lookahead)."""
+        def ranges(insn):
+            """The (start, length) pairs of the ranges the checks bound."""
             mm, r = view(MatmulInsn, insn), view(RequantInsn, insn)
             is_lut = mm.engine == Engine.LUT
             ch = Mux(is_lut, N, C)
             n = r.count
-            return [mm.act_addr + mm.k, mm.wgt_addr + Mux(is_lut, lut_steps(mm), mm.k),
-                    mm.acc_addr + ch, mm.scale_addr + ch,
-                    r.acc_addr + n, r.out_addr + n, r.res_addr + n, r.scale_addr + n]
+            return [(mm.act_addr, mm.k), (mm.wgt_addr, Mux(is_lut, lut_steps(mm), mm.k)),
+                    (mm.acc_addr, ch), (mm.scale_addr, ch), (r.acc_addr, n),
+                    (r.out_addr, n), (r.res_addr, n), (r.scale_addr, n)]
+
+        def ends(insn):
+            """The range ends the checks compare (registered first: see Front lookahead)."""
+            return [a + b for a, b in ranges(insn)]
+
+        bounds = [cfg.act_depth, cfg.wgt_depth, cfg.acc_depth, cfg.scale_depth * lanes,
+                  cfg.acc_depth, cfg.act_depth, cfg.act_depth, cfg.scale_depth * lanes]
 
         def checks(insn, pre=None):
             op = view(Header, insn).opcode
@@ -132,10 +139,18 @@ class Compute(wiring.Component):
             is_mm, is_rq = op == Opcode.MATMUL, op == Opcode.REQUANT
             is_sys = is_mm & (mm.engine == Engine.SYSTOLIC)
             is_lut = is_mm & (mm.engine == Engine.LUT)
-            act_end, wgt_end, acc_end, scale_end, rq_acc, rq_out, rq_res, rq_scale = \
-                ends(insn) if pre is None else pre
-            overlap = (r.residual & (r.out_addr != r.res_addr) & (r.out_addr < rq_res)
-                       & (r.res_addr < rq_out))
+            if pre is None:     # on the instruction itself: sums as wide as the bounds
+                over = [sum_exceeds(p, bd) for p, bd in zip(ranges(insn), bounds)]
+                # OVERLAP is raised only with the ranges inside the scratchpad (SP_RANGE
+                # comes first), so its comparisons need no more bits than the depth
+                out, res, n = r.out_addr[:ab], r.res_addr[:ab], r.count[:ab + 1]
+                rq_res, rq_out = res + n, out + n
+            else:               # on the registered sums
+                over = [e > bd for e, bd in zip(pre, bounds)]
+                out, res, rq_res, rq_out = r.out_addr, r.res_addr, pre[6], pre[5]
+            act_over, wgt_over, acc_over, scale_over, rq_acc, rq_out_over, rq_res_over, \
+                rq_scale = over
+            overlap = (r.residual & (out != res) & (out < rq_res) & (res < rq_out))
             engine_ok = (is_sys & int(has_sys)) | (is_lut & int(has_lut))
             return [
                 (is_mm & (~engine_ok | (mm.k == 0) | (mm.scaled & int(not cfg.group_scale))
@@ -143,13 +158,10 @@ class Compute(wiring.Component):
                           | (is_lut & (~wbits_ok.bit_select(mm.wbits, 1) | (mm.k[:2] != 0)))),
                  ErrorCode.ILLEGAL_FIELD),
                 (is_rq & (r.count == 0), ErrorCode.ILLEGAL_FIELD),
-                (is_mm & ((act_end > cfg.act_depth) | (wgt_end > cfg.wgt_depth)
-                          | (acc_end > cfg.acc_depth)
-                          | (mm.scaled & (scale_end > cfg.scale_depth * lanes))),
+                (is_mm & (act_over | wgt_over | acc_over | (mm.scaled & scale_over)),
                  ErrorCode.SP_RANGE),
-                (is_rq & ((rq_acc > cfg.acc_depth) | (rq_out > cfg.act_depth)
-                          | (r.residual & (rq_res > cfg.act_depth))
-                          | (rq_scale > cfg.scale_depth * lanes)), ErrorCode.SP_RANGE),
+                (is_rq & (rq_acc | rq_out_over | (r.residual & rq_res_over) | rq_scale),
+                 ErrorCode.SP_RANGE),
                 (is_lut & (mm.act_addr[:2] != 0), ErrorCode.MISALIGNED),
                 (is_rq & overlap, ErrorCode.OVERLAP),
             ]

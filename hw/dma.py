@@ -1,6 +1,6 @@
 """Strided 2-D DMA: the load queue's and the store queue's executors."""
 
-from amaranth import Cat, Module, Signal, Mux, Const
+from amaranth import Cat, Module, Signal, Mux, Const, Value
 from amaranth.lib import data
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib import wiring
@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .config import span_bits
 from .bus import TAG_LOAD, TAG_STORE, bus_signature, place_word
 from .isa import view, buffer_depth, buffer_entry_bytes, Buffer, DmaInsn, ErrorCode, Opcode, Queue
-from .queue import Front, executor_members
+from .queue import Front, executor_members, sum_exceeds
 
 __all__ = ["DmaLoad", "DmaStore"]
 
@@ -64,32 +64,43 @@ class _Dma(wiring.Component):
             prod, mcand, mplier = Signal(db + 1), Signal(db + 1), Signal(16)
 
             def sat(v):
-                return Mux(v > top, top, v)
+                return Mux(sum_exceeds((v,), top), top, Value.cast(v)[:db + 1])
 
             def span(insn):
-                return [Const(0, 1)]        # (the CHECK / CHECK2 pair; `prod` is the value)
+                return Const(0, 1)          # (the CHECK / CHECK2 pair; `prod` is the value)
         else:
             def span(insn):         # registered first: the multiply is off the check path
                 d = view(DmaInsn, insn)
-                return [(d.rows - 1) * d.stride]
+                return (d.rows - 1) * d.stride
 
-        def checks(insn, pre):
+        def pre(insn):
+            """Registered as the instruction enters: the span, and the verdicts that need
+            its fields' high bits, so the executing slot keeps only the bits the datapath
+            uses (addresses and counts at the depths' and the memory's widths)."""
             d = view(DmaInsn, insn)
             is_dma = d.opcode != Opcode.SYNC
             legal = Const(0, 1)
             for b in self.allowed:
                 legal = legal | (d.buf == b)
             depth = _table(d.buf, depths, self.allowed, 17)
+            return [span(insn), is_dma & (~legal | (d.rows == 0)),
+                    is_dma & sum_exceeds((d.sp_addr, d.rows), depth, bits=spb),
+                    d.dram_addr[db:] != 0]
+
+        def checks(insn, pre):
+            d = view(DmaInsn, insn)
+            is_dma = d.opcode != Opcode.SYNC
             ebytes = _table(d.buf, eb, self.allowed, 8)
             lowmask = cfg.bus_bytes - 1
-            last = d.dram_addr + (prod if serial else pre[0]) + ebytes
+            dram_over = pre[3] | sum_exceeds((d.dram_addr[:db], prod if serial else pre[0],
+                                              ebytes), cfg.dram_bytes, bits=db)
             return [
-                (is_dma & (~legal | (d.rows == 0)), ErrorCode.ILLEGAL_FIELD),
-                (is_dma & (d.sp_addr + d.rows > depth), ErrorCode.SP_RANGE),
+                (pre[1], ErrorCode.ILLEGAL_FIELD),
+                (pre[2], ErrorCode.SP_RANGE),
                 (is_dma & (((d.dram_addr | d.stride) & lowmask) != 0), ErrorCode.MISALIGNED),
-                (is_dma & (last > cfg.dram_bytes), ErrorCode.DRAM_RANGE),
+                (is_dma & dram_over, ErrorCode.DRAM_RANGE),
             ]
-        front = Front(m, self, queue=self.queue.value, checks=checks, pre=span)
+        front = Front(m, self, queue=self.queue.value, checks=checks, pre=pre)
         if serial:
             new = view(DmaInsn, self.insn.payload)
             with m.If(front.loading):

@@ -4,13 +4,13 @@ An executor pops one instruction (the "executing slot"), checks it (raising an e
 waits for its dependency tokens, runs it, and gives its release tokens when it completes.
 """
 
-from amaranth import Const, Module, Signal
+from amaranth import Const, Module, Signal, Value
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
 from .isa import view, INSN_BITS, ErrorCode, Header
 
-__all__ = ["executor_members", "Front", "first_error"]
+__all__ = ["executor_members", "Front", "first_error", "sum_exceeds"]
 
 
 def executor_members():
@@ -24,6 +24,21 @@ def executor_members():
         "blocked": Out(1),   # empty and idle, or waiting for a token: cannot progress alone
         "busy": Out(1),
     }
+
+
+def sum_exceeds(terms, bound, bits=None):
+    """``sum(terms) > bound`` for unsigned ``terms``, on ``bits`` low bits of each (default:
+    the bound's bit length): a term with a higher bit set is at least ``2**bits``, more
+    than the bound on its own. ``bound`` may be a constant or a Value below ``2**bits``."""
+    if bits is None:
+        bits = max(1, int(bound).bit_length())
+    high, low = Const(0, 1), Const(0, 1)
+    for t in terms:
+        t = Value.cast(t)
+        if len(t) > bits:
+            high = high | (t[bits:] != 0)
+        low = low + t[:bits]
+    return high | (low > bound)
 
 
 def first_error(m, checks):
