@@ -46,8 +46,8 @@ class Link(wiring.Component):
         rx, tx = self.rx, self.tx
         byte = rx.payload
 
-        m.submodules.rx_crc = rx_crc = crc.Processor(CRC)
-        m.submodules.tx_crc = tx_crc = crc.Processor(CRC)
+        # one CRC unit: a request's bytes, then (stop and wait) its reply's
+        m.submodules.crc = crcp = crc.Processor(CRC)
         m.submodules.buf = buf = Memory(shape=8, depth=MAX_PAYLOAD, init=[])
         bw, br = buf.write_port(), buf.read_port()
 
@@ -75,7 +75,7 @@ class Link(wiring.Component):
             m.d.sync += idle.eq(idle + 1)
         timed_out = ~rx.valid & (idle == self._idle)
 
-        m.d.comb += [rx_crc.data.eq(byte), tx_crc.data.eq(tx.payload),
+        m.d.comb += [crcp.data.eq(byte),
                      bw.addr.eq(idx), bw.data.eq(byte)]
 
         data_bytes = (length - 4)[:pb]
@@ -112,12 +112,12 @@ class Link(wiring.Component):
 
         with m.FSM():
             with m.State("HUNT"):
-                m.d.comb += [rx_crc.start.eq(1), rx_crc.valid.eq(rx.valid & (byte == SOF_REQ))]
+                m.d.comb += [crcp.start.eq(1), crcp.valid.eq(rx.valid & (byte == SOF_REQ))]
                 with m.If(rx.valid & (byte == SOF_REQ)):
                     m.d.sync += idx.eq(0)
                     m.next = "HEAD"
             with m.State("HEAD"):
-                m.d.comb += rx_crc.valid.eq(rx.valid)
+                m.d.comb += crcp.valid.eq(rx.valid)
                 with m.If(rx.valid):
                     m.d.sync += idx.eq(idx + 1)
                     with m.Switch(idx):
@@ -139,7 +139,7 @@ class Link(wiring.Component):
                 with m.Elif(timed_out):
                     m.next = "HUNT"
             with m.State("PAY"):
-                m.d.comb += [rx_crc.valid.eq(rx.valid), bw.en.eq(rx.valid)]
+                m.d.comb += [crcp.valid.eq(rx.valid), bw.en.eq(rx.valid)]
                 with m.If(rx.valid):
                     with m.If(idx < 4):
                         m.d.sync += p_addr.eq(Cat(p_addr[8:], byte))
@@ -152,7 +152,7 @@ class Link(wiring.Component):
                 with m.Elif(timed_out):
                     m.next = "HUNT"
             with m.State("TRAIL"):
-                m.d.comb += rx_crc.valid.eq(rx.valid)
+                m.d.comb += crcp.valid.eq(rx.valid)
                 with m.If(rx.valid):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == 1):
@@ -163,7 +163,7 @@ class Link(wiring.Component):
                 with m.If(timed_out):
                     reply(Status.BAD_LEN)
             with m.State("CHECK"):
-                with m.If(~rx_crc.match_detected):
+                with m.If(~crcp.match_detected):
                     reply(Status.BAD_CRC)
                 with m.Else():
                     # only a START repeated back to back (a retry) is recognised as one
@@ -241,7 +241,8 @@ class Link(wiring.Component):
             head = Array([Const(SOF_REP, 8), status, seq, n_out[:8], n_out[8:]])
             with m.State("R_HDR"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(head[idx[:3]]),
-                             tx_crc.start.eq(idx == 0), tx_crc.valid.eq(tx.ready)]
+                             crcp.data.eq(tx.payload), crcp.start.eq(idx == 0),
+                             crcp.valid.eq(tx.ready)]
                 with m.If(tx.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == HEADER_BYTES - 1):
@@ -268,7 +269,8 @@ class Link(wiring.Component):
                         m.d.sync += out_byte.eq(info[idx])
                 m.next = "R_SEND"
             with m.State("R_SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(out_byte), tx_crc.valid.eq(tx.ready)]
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(out_byte), crcp.data.eq(out_byte),
+                             crcp.valid.eq(tx.ready)]
                 with m.If(tx.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == n_out):
@@ -280,7 +282,7 @@ class Link(wiring.Component):
                 m.next = "R_CRC"
             with m.State("R_CRC"):
                 m.d.comb += [tx.valid.eq(1),
-                             tx.payload.eq(Mux(idx == 0, tx_crc.crc[8:], tx_crc.crc[:8]))]
+                             tx.payload.eq(Mux(idx == 0, crcp.crc[8:], crcp.crc[:8]))]
                 with m.If(tx.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == 1):

@@ -157,7 +157,9 @@ class Accelerator(wiring.Component):
                 inc = Signal(name=f"{t.name}_give")
                 m.d.sync += inc.eq(execs[p.value].give[q.value])
                 dec = execs[q.value].take[p.value]
-                m.d.sync += t.eq(t + inc - dec)
+                # one adder: +1, -1 or nothing
+                step = Mux(inc == dec, 0, Mux(inc, 1, Const(-1, len(t)).as_unsigned()))
+                m.d.sync += t.eq(t + step)
                 m.d.comb += execs[q.value].avail[p.value].eq(t != 0)
                 with m.If(t[TOKEN_BITS]):
                     m.d.comb += tok_err.eq(1)
