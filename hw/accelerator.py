@@ -166,10 +166,13 @@ class Accelerator(wiring.Component):
 
         # --- scratchpads ------------------------------------------------------------------
         # Activations live in 4 banks (entry e in bank e % 4, row e // 4) so the LUT engine
-        # reads a whole 4-feature group per cycle; everyone else sees one flat scratchpad.
+        # reads a whole 4-feature group per cycle; everyone else sees one flat scratchpad
+        # (without the LUT engine it is one memory: no bank multiplexers).
         par = set(cfg.parity)
-        banks = [ParityMemory(m, Memory(shape=8 * R, depth=cfg.act_depth // 4, init=[]),
-                              f"act_bank{b}", "act" in par) for b in range(4)]
+        nb = 4 if cfg.has_lut else 1
+        lb = nb.bit_length() - 1
+        banks = [ParityMemory(m, Memory(shape=8 * R, depth=cfg.act_depth // nb, init=[]),
+                              f"act_bank{b}", "act" in par) for b in range(nb)]
         wgt = ParityMemory(m, Memory(shape=8 * C, depth=cfg.wgt_depth, init=[]), "wgt_mem",
                            "wgt" in par)
         acc = ParityMemory(m, Memory(shape=32 * R, depth=cfg.acc_depth, init=[]), "acc_mem",
@@ -183,6 +186,9 @@ class Accelerator(wiring.Component):
         def banked_read(addr, en, quad=0):
             """Read ports on every bank; returns (selected entry, all four entries)."""
             rps = [mem.read_port() for mem in banks]
+            if nb == 1:
+                m.d.comb += [rps[0].addr.eq(addr), rps[0].en.eq(en)]
+                return rps[0].data, rps[0].data
             sel = Signal(2)
             with m.If(en):
                 m.d.sync += sel.eq(addr[:2])
@@ -235,8 +241,8 @@ class Accelerator(wiring.Component):
                          act_en.eq(load.wr_en & (load.wr_buf == Buffer.ACT))]
         for b, mem in enumerate(banks):
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(act_addr >> 2), wp.data.eq(act_data),
-                         wp.en.eq(act_en & (act_addr[:2] == b))]
+            m.d.comb += [wp.addr.eq(act_addr >> lb), wp.data.eq(act_data),
+                         wp.en.eq(act_en & ((act_addr[:lb] == b) if lb else 1))]
         m.d.comb += [wgt_wp.addr.eq(load.wr_addr), wgt_wp.data.eq(load.wr_data),
                      wgt_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.WGT)),
                      scale_wp.addr.eq(load.wr_addr), scale_wp.data.eq(load.wr_data),

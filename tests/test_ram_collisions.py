@@ -28,7 +28,8 @@ def test_no_read_write_collisions(tiny_rtl, name, seeds):
     watched = {i for i in traced
                if any(fnmatch.fnmatch(names[i], p.rsplit(".", 1)[-1])
                       for p in COLLISION_FREE_MEMORIES)}
-    expect = {"acc_mem", "wgt_mem", "scale_mem"} | {f"act_bank{b}" for b in range(4)}
+    banks = 4 if cfg.has_lut else 1
+    expect = {"acc_mem", "wgt_mem", "scale_mem"} | {f"act_bank{b}" for b in range(banks)}
     if cfg.counter_store == "bram":
         expect.add("cnt_mem")
     assert {names[i] for i in watched} == expect, "every such memory must be traced"
