@@ -59,7 +59,8 @@ class Link(wiring.Component):
         cmd, seq = Signal(8), Signal(8)
         length = Signal(pb)
         idx = Signal(pb)            # byte index within the current section
-        p_addr = Signal(32)         # payload bytes 0..3
+        p_addr = Signal(db)         # payload bytes 0..3: the bits a memory address has,
+        p_high = Signal()           # ... and whether any bit above them is set
         p_count = Signal(16)        # payload bytes 4..5
         status = Signal(8)
         rep_len = Signal(pb)
@@ -84,14 +85,14 @@ class Link(wiring.Component):
         # stay off the paths into the FSM
         in_range, aligned = Signal(), Signal()
         m.d.sync += [
-            in_range.eq((p_addr[db:] == 0)
-                        & ((p_addr[:db] + Mux(cmd == Cmd.READ, p_count, data_bytes))
+            in_range.eq(~p_high
+                        & ((p_addr + Mux(cmd == Cmd.READ, p_count, data_bytes))
                            <= cfg.dram_bytes)),
             aligned.eq((p_addr[:shift] == 0) & (data_bytes[:shift] == 0) if shift else 1)]
 
         info = Array(Const(b, 8) for b in info_bytes(cfg, self._clock_hz))
         # reply payload byte `idx`, valid two cycles after R_FETCH drove the addresses
-        rd_addr = (p_addr[:db] + idx)[:db]
+        rd_addr = (p_addr + idx)[:db]
         m.d.comb += self.csr_addr.eq((idx - 2) >> 3)
         # a counter's bytes leave one by one, thousands of cycles apart: all of them come
         # from the value read with its first byte, or a running counter would tear
@@ -103,7 +104,7 @@ class Link(wiring.Component):
         stat_byte = Mux(idx == 0, Cat(self.running, self.done, self.error),
                         Mux(idx == 1, self.error_code.as_value(),
                             Cat(counter, Const(0, 64 - cb)).word_select(k, 8)))
-        prog_addr = Signal(32)
+        prog_addr = Signal(db + 1)      # a START beyond memory keeps a high bit: FETCH_RANGE
         m.d.comb += self.prog_addr.eq(prog_addr)
 
         def reply(st, n=0):
@@ -114,7 +115,7 @@ class Link(wiring.Component):
             with m.State("HUNT"):
                 m.d.comb += [crcp.start.eq(1), crcp.valid.eq(rx.valid & (byte == SOF_REQ))]
                 with m.If(rx.valid & (byte == SOF_REQ)):
-                    m.d.sync += idx.eq(0)
+                    m.d.sync += [idx.eq(0), p_high.eq(0)]
                     m.next = "HEAD"
             with m.State("HEAD"):
                 m.d.comb += crcp.valid.eq(rx.valid)
@@ -142,7 +143,15 @@ class Link(wiring.Component):
                 m.d.comb += [crcp.valid.eq(rx.valid), bw.en.eq(rx.valid)]
                 with m.If(rx.valid):
                     with m.If(idx < 4):
-                        m.d.sync += p_addr.eq(Cat(p_addr[8:], byte))
+                        with m.Switch(idx[:2]):     # little-endian, byte by byte
+                            for i in range(4):
+                                keep = max(0, min(8, db - 8 * i))
+                                with m.Case(i):
+                                    if keep:
+                                        m.d.sync += p_addr[8 * i:8 * i + keep].eq(byte[:keep])
+                                    if keep < 8:
+                                        with m.If(byte[keep:] != 0):
+                                            m.d.sync += p_high.eq(1)
                     with m.Elif(idx < 6):
                         m.d.sync += p_count.eq(Cat(p_count[8:], byte))
                     m.d.sync += idx.eq(idx + 1)
@@ -185,7 +194,8 @@ class Link(wiring.Component):
                             with m.Elif(started & (seq == last_seq)):
                                 reply(Status.OK)        # a retry: already started
                             with m.Else():
-                                m.d.sync += [prog_addr.eq(p_addr), last_seq.eq(seq),
+                                m.d.sync += [prog_addr.eq(Cat(p_addr, p_high)),
+                                             last_seq.eq(seq),
                                              started.eq(1)]
                                 m.next = "RESET"
                         with m.Case(Cmd.WRITE):
@@ -230,7 +240,7 @@ class Link(wiring.Component):
                     m.next = "W_READ"
             with m.State("W_WRITE"):
                 m.d.comb += [self.mem.en.eq(1), self.mem.we.eq(1), self.mem.wdata.eq(word),
-                             self.mem.addr.eq(((p_addr[:db] + idx - 4 - bb)[:db]) >> shift)]
+                             self.mem.addr.eq(((p_addr + idx - 4 - bb)[:db]) >> shift)]
                 with m.If(idx == length):
                     reply(Status.OK)
                 with m.Else():
