@@ -10,11 +10,12 @@ at W2 on the LUT engine, since a 16x16 int8 array does not fit the 85F) >= 100 M
 ECP5-85F (ULX3S).
 """
 
+import json
 import sys
 import tempfile
 import time
 
-from .common import save, table
+from .common import RESULTS, save, table
 
 PAIRS = [("ice40", "icebreaker", 24.0), ("ice40", "ulx3s-85f", None),
          ("ulx3s", "ulx3s-85f", 100.0)]
@@ -35,7 +36,7 @@ def _one(config_name, board_name, target):
     board = BOARDS[board_name]
     t0 = time.monotonic()
     row = {"config": config_name, "board": board_name, "target_mhz": target,
-           "macs_per_cycle": peak_macs(cfg)}
+           "macs_per_cycle": peak_macs(cfg), "date": time.strftime("%Y-%m-%d %H:%M")}
     with tempfile.TemporaryDirectory(prefix="llmaccel-bench-") as d:
         try:
             res = build(board, cfg, out_dir=d, timeout_s=TIMEOUT_S,
@@ -62,12 +63,23 @@ def _u(row, k):
     return f"{u['used']}/{u['available']}" if u else "-"
 
 
-def run(pairs=PAIRS):
+def run(pairs=PAIRS, keep=False):
+    """Build ``pairs``; with ``keep``, the other pairs' rows of results/boards.json stay
+    (each row has its date): one pair rebuilt without the half-hour ones."""
+    old = []
+    path = RESULTS / "boards.json"
+    if keep and path.exists():
+        chosen = {(c, b) for c, b, _ in pairs}
+        old = [r for r in json.loads(path.read_text()).get("rows", [])
+               if (r["config"], r["board"]) not in chosen]
     rows = []
     for cfg, board, target in pairs:
         print(f"[boards] building {cfg} for {board} ...", file=sys.stderr, flush=True)
         rows.append(_one(cfg, board, target))
-        save("boards", {"rows": rows})          # after each build: hours are not lost
+        order = {(c, b): i for i, (c, b, _) in enumerate(PAIRS)}
+        rows_all = sorted(old + rows, key=lambda r: order.get((r["config"], r["board"]), 99))
+        save("boards", {"rows": rows_all})      # after each build: hours are not lost
+    rows = rows_all
     print("\nBoard builds (real bitstreams from the PyPI tools; whole board top)")
     print(table(["config", "board", "MACs/cyc", "fits", "LUT", "FF", "BRAM", "DSP",
                  "Fmax MHz", "target MHz", "met", "GOP/s", "build s"],
@@ -78,8 +90,18 @@ def run(pairs=PAIRS):
                   r["fmax_mhz"] if r["fmax_mhz"] else "-",
                   r["target_mhz"] or r["clock_mhz"], "yes" if r["met"] else "no", r["gops"],
                   r["build_s"]] for r in rows]))
+    print("(each row's date is in results/boards.json)")
     return rows
 
 
 if __name__ == "__main__":
-    run()
+    # python -m benchmarks.boards [config:board ...]: those pairs only, the others kept
+    want = sys.argv[1:]
+    if want:
+        bad = [w for w in want if not any(w == f"{c}:{b}" for c, b, _ in PAIRS)]
+        if bad:
+            sys.exit(f"unknown pair {bad[0]!r}; choose from "
+                     f"{', '.join(f'{c}:{b}' for c, b, _ in PAIRS)}")
+        run([p for p in PAIRS if f"{p[0]}:{p[1]}" in want], keep=True)
+    else:
+        run()
