@@ -194,12 +194,15 @@ class RequantUnit(wiring.Component):
             # radix-4 Booth: the digit of bits (15, 14) and the bit below (13) is one of
             # 0, +-1, +-2 (signed by construction), so a cycle is a choice and one add or
             # subtract, never a multiplication
+            # (one adder: a negative digit adds the inverted operand and a carry of 1)
             b1, b0, bm = mult[15], mult[14], mult[13]
             zero = (b1 == b0) & (b0 == bm)
             two = (b0 == bm) & (b1 != b0)
             for i in range(R):
-                x = Mux(zero, 0, Mux(two, acc[i] << 1, acc[i]))
-                m.d.comb += nxt[i].eq(Mux(b1, (part[i] << 2) - x, (part[i] << 2) + x))
+                x = Signal(signed(48), name=f"booth{i}")
+                m.d.comb += x.eq(Mux(zero, 0, Mux(two, acc[i] << 1, acc[i])))
+                flipped = x.as_unsigned() ^ b1.replicate(48)
+                m.d.comb += nxt[i].eq(((part[i] << 2).as_unsigned()[:48] + flipped + b1)[:48])
         else:
             digit = Mux(left == n, mult[16 - s:].as_signed(), mult[16 - s:].as_unsigned())
             m.d.comb += [nxt[i].eq((part[i] << s) + acc[i] * digit) for i in range(R)]
