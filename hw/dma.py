@@ -176,10 +176,16 @@ class DmaLoad(_Dma):
         job = data.View(self._job_layout(), jobs.r_data)
         e = Signal(spb)
         rb = Signal(beb)
-        asm = Signal(max_entry_bits(cfg))
         resp = self.bus.resp
         last_beat = rb == job.beats - 1
-        word = place_word(m, asm, rb, resp.payload.rdata, max_entry_bits(cfg) // (8 * bb))
+        # entries of more than a beat are assembled; one-beat entries (every buffer this
+        # unit loads, on a 4-row array with a 32-bit bus) are written as they arrive
+        nwords = max(buffer_entry_bytes(cfg)[b] for b in self.allowed) // bb
+        if nwords > 1:
+            asm = Signal(max_entry_bits(cfg))
+            word = place_word(m, asm, rb, resp.payload.rdata, max_entry_bits(cfg) // (8 * bb))
+        else:
+            word = resp.payload.rdata
         m.d.comb += [
             resp.ready.eq(jobs.r_rdy & ~(last_beat & (job.buf == Buffer.ACT) & self.act_busy)),
             self.wr_buf.eq(job.buf),
@@ -189,7 +195,8 @@ class DmaLoad(_Dma):
         recv_give = Signal(3)
         with m.If(resp.valid & resp.ready):
             m.d.comb += self.beat_in.eq(1)
-            m.d.sync += asm.eq(word)
+            if nwords > 1:
+                m.d.sync += asm.eq(word)
             with m.If(last_beat):
                 m.d.comb += self.wr_en.eq(1)
                 m.d.sync += [rb.eq(0), e.eq(e + 1)]
