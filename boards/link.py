@@ -90,7 +90,12 @@ class Link(wiring.Component):
                            <= cfg.dram_bytes)),
             aligned.eq((p_addr[:shift] == 0) & (data_bytes[:shift] == 0) if shift else 1)]
 
-        info = Array(Const(b, 8) for b in info_bytes(cfg, self._clock_hz))
+        # the INFO reply: a small ROM (a block RAM's read port, addressed from idx, which
+        # holds still from R_FETCH to R_LATCH)
+        info = info_bytes(cfg, self._clock_hz)
+        m.submodules.info_rom = rom = Memory(shape=8, depth=len(info), init=list(info))
+        info_rp = rom.read_port()
+        m.d.comb += info_rp.addr.eq(idx)
         # reply payload byte `idx`, valid two cycles after R_FETCH drove the addresses
         rd_addr = (p_addr + idx)[:db]
         m.d.comb += self.csr_addr.eq((idx - 2) >> 3)
@@ -276,7 +281,7 @@ class Link(wiring.Component):
                         with m.If(first_byte):
                             m.d.sync += snap.eq(self.csr_data[:cb])
                     with m.Default():
-                        m.d.sync += out_byte.eq(info[idx])
+                        m.d.sync += out_byte.eq(info_rp.data)
                 m.next = "R_SEND"
             with m.State("R_SEND"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(out_byte), crcp.data.eq(out_byte),
