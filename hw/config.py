@@ -159,7 +159,7 @@ class AccelConfig:
         pending count per counter (docs/architecture.md, "Counters"). A read then takes a
         clock cycle (``csr_data`` is valid the cycle after ``csr_addr``), lags a running
         program by at most a round's events, and is exact once ``done`` is up: ``done``
-        waits for the last round. Saves about 450 iCE40 logic cells.
+        waits for the last round. Saved 310 iCE40 logic cells on the `ice40` preset.
     acc_check : str
         ``none`` or ``residue``: the systolic accumulators carry a mod-3 residue checked as
         results leave the array (error RESIDUE).
