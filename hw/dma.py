@@ -1,6 +1,6 @@
 """Strided 2-D DMA: the load queue's and the store queue's executors."""
 
-from amaranth import Cat, Module, Signal, Mux, Const, Value
+from amaranth import Cat, Module, Signal, Mux, Const
 from amaranth.lib import data
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib import wiring
@@ -57,14 +57,13 @@ class _Dma(wiring.Component):
         serial = cfg.dma_range_check == "serial"
         if serial:
             # shift and add, one bit of (rows - 1) per cycle from the instruction's arrival,
-            # ending when no bit is left: CHECK waits 0..16 cycles, and no multiplier. The
-            # values saturate at 2**db (more than the memory holds): the check only needs
-            # to know that the span is too big.
-            top = 1 << db
-            prod, mcand, mplier = Signal(db + 1), Signal(db + 1), Signal(16)
-
-            def sat(v):
-                return Mux(sum_exceeds((v,), top), top, Value.cast(v)[:db + 1])
+            # ending when no bit is left: CHECK waits 0..spb cycles, and no multiplier. The
+            # values are kept below 2**db (more than the memory holds) with a sticky flag
+            # for anything at or above it: the check only needs to know that the span is
+            # too big. (rows - 1) on spb bits: more rows are SP_RANGE, which comes first.
+            prod, mcand, mplier = Signal(db), Signal(db), Signal(spb)
+            big, mc_big = Signal(), Signal()        # prod, mcand: 2**db or more
+            prod_span = Cat(prod, big)
 
             def span(insn):
                 return Const(0, 1)          # (the CHECK / CHECK2 pair; `prod` is the value)
@@ -92,7 +91,7 @@ class _Dma(wiring.Component):
             is_dma = d.opcode != Opcode.SYNC
             ebytes = _table(d.buf, eb, self.allowed, 8)
             lowmask = cfg.bus_bytes - 1
-            dram_over = pre[3] | sum_exceeds((d.dram_addr[:db], prod if serial else pre[0],
+            dram_over = pre[3] | sum_exceeds((d.dram_addr[:db], prod_span if serial else pre[0],
                                               ebytes), cfg.dram_bytes, bits=db)
             return [
                 (pre[1], ErrorCode.ILLEGAL_FIELD),
@@ -104,12 +103,15 @@ class _Dma(wiring.Component):
         if serial:
             new = view(DmaInsn, self.insn.payload)
             with m.If(front.loading):
-                m.d.sync += [prod.eq(0), mcand.eq(sat(new.stride)),
+                m.d.sync += [prod.eq(0), big.eq(0), mcand.eq(new.stride[:db]),
+                             mc_big.eq(new.stride[db:] != 0),
                              mplier.eq(Mux(new.opcode == Opcode.SYNC, 0, new.rows - 1))]
             with m.Elif(mplier != 0):
                 with m.If(mplier[0]):
-                    m.d.sync += prod.eq(sat(prod + mcand))
-                m.d.sync += [mcand.eq(sat(mcand << 1)), mplier.eq(mplier >> 1)]
+                    total = prod + mcand
+                    m.d.sync += [prod.eq(total[:db]), big.eq(big | mc_big | total[db])]
+                m.d.sync += [mcand.eq(mcand << 1), mc_big.eq(mc_big | mcand[db - 1]),
+                             mplier.eq(mplier >> 1)]
             m.d.comb += front.pre_done.eq(mplier == 0)
         d = view(DmaInsn, front.insn)
         beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, beb)
