@@ -81,12 +81,12 @@ def run(pairs=PAIRS, keep=False):
         save("boards", {"rows": rows_all})      # after each build: hours are not lost
     rows = rows_all
     print("\nBoard builds (real bitstreams from the PyPI tools; whole board top)")
-    print(table(["config", "board", "MACs/cyc", "fits", "LUT", "FF", "BRAM", "DSP",
+    print(table(["config", "board", "MACs/cyc", "fits", "LC (iCE40)", "LUT", "FF", "BRAM", "DSP",
                  "Fmax MHz", "target MHz", "met", "GOP/s", "build s"],
                 [[r["config"], r["board"], r["macs_per_cycle"],
                   {True: "yes", False: "NO", None: "timeout" if r.get("timed_out")
                    else "failed"}[r["fits"]],
-                  _u(r, "lut"), _u(r, "ff"), _u(r, "bram"), _u(r, "dsp"),
+                  _u(r, "lc"), _u(r, "lut"), _u(r, "ff"), _u(r, "bram"), _u(r, "dsp"),
                   r["fmax_mhz"] if r["fmax_mhz"] else "-",
                   r["target_mhz"] or r["clock_mhz"], "yes" if r["met"] else "no", r["gops"],
                   r["build_s"]] for r in rows]))
