@@ -115,7 +115,7 @@ class _Dma(wiring.Component):
             m.d.comb += front.pre_done.eq(mplier == 0)
         d = view(DmaInsn, front.insn)
         beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, beb)
-        return front, d, beats, d.rows[:spb]
+        return front, d, beats, d.rows[:spb], (spb, beb, db)
 
 
 class DmaLoad(_Dma):
@@ -139,10 +139,8 @@ class DmaLoad(_Dma):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._cfg
-        bb = cfg.bus_bytes
-        front, d, beats, rows = self._front(m)
-        spb, beb, db = self._widths()
+        cfg, bb = self._cfg, self._cfg.bus_bytes
+        front, d, beats, rows, (spb, beb, db) = self._front(m)
         is_sync = d.opcode == Opcode.SYNC
         run = (front.state == Front.RUN) & ~is_sync
 
@@ -246,10 +244,8 @@ class DmaStore(_Dma):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._cfg
-        bb = cfg.bus_bytes
-        front, d, beats, rows = self._front(m)
-        spb, beb, db = self._widths()
+        cfg, bb = self._cfg, self._cfg.bus_bytes
+        front, d, beats, rows, (spb, beb, db) = self._front(m)
         run = (front.state == Front.RUN) & (d.opcode != Opcode.SYNC)   # SYNC: nothing to move
 
         # One scratchpad read per beat, at most one beat ahead of the bus: the word read
