@@ -72,14 +72,13 @@ def run(pairs=PAIRS, keep=False):
         chosen = {(c, b) for c, b, _ in pairs}
         old = [r for r in json.loads(path.read_text()).get("rows", [])
                if (r["config"], r["board"]) not in chosen]
-    rows = []
+    order = {(c, b): i for i, (c, b, _) in enumerate(PAIRS)}
+    rows = old
     for cfg, board, target in pairs:
         print(f"[boards] building {cfg} for {board} ...", file=sys.stderr, flush=True)
-        rows.append(_one(cfg, board, target))
-        order = {(c, b): i for i, (c, b, _) in enumerate(PAIRS)}
-        rows_all = sorted(old + rows, key=lambda r: order.get((r["config"], r["board"]), 99))
-        save("boards", {"rows": rows_all})      # after each build: hours are not lost
-    rows = rows_all
+        rows = sorted(rows + [_one(cfg, board, target)],
+                      key=lambda r: order.get((r["config"], r["board"]), len(order)))
+        save("boards", {"rows": rows})          # after each build: hours are not lost
     print("\nBoard builds (real bitstreams from the PyPI tools; whole board top)")
     print(table(["config", "board", "MACs/cyc", "fits", "LC (iCE40)", "LUT", "FF", "BRAM", "DSP",
                  "Fmax MHz", "target MHz", "met", "GOP/s", "build s"],

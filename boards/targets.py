@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sw.errors import UserError
-from hw.synth import lattice_synth
+from hw.synth import lattice_synth_rest
 from .top import BoardTop
 
 __all__ = ["Board", "BOARDS", "get_board", "build", "BuildResult", "parse_report", "tool_env",
@@ -182,7 +182,7 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     opts = "-nodsp" if board.family == "ecp5" and not dsp else ""
 
     def split(until="", then=""):
-        rest = lattice_synth(synth, "top", opts, until=until).split("; ", 1)[1]
+        rest = lattice_synth_rest(synth, "top", opts, until=until)
         return {"synth_opts": f"{opts} -run :map_ram".strip(),
                 "script_after_synth": rest + (f"; {then}" if then else "")}
     kw = {}

@@ -317,36 +317,35 @@ class Accelerator(wiring.Component):
         is added to its total (read one cycle, written the next) and starts again from that
         cycle's event. The first round after reset writes its pending counts over whatever
         the RAM held. ``csr_data`` is read from a copy of the RAM, a cycle after
-        ``csr_addr`` (held two cycles when a write may hit it). Returns a signal that is up once a whole round (and the copy's read)
-        has passed since ``ending`` rose: every event before it is in its total."""
+        ``csr_addr`` (held two cycles when a write may hit it). Returns a signal that is up
+        once a whole round (and the copy's read) has passed since ``ending`` rose: every
+        event before it is in its total."""
         cfg = self.config
         n = len(Counter)
         mem = Memory(shape=cfg.counter_bits, depth=1 << (n - 1).bit_length(), init=[])
         m.submodules.cnt_mem = mem
         rd, wr, host = mem.read_port(), mem.write_port(), mem.read_port()
-        rr, at, first = Signal(range(n)), Signal(range(n)), Signal(init=1)
+        rr, at = Signal(range(n)), Signal(range(n))     # read, and write a cycle later
+        first = Signal(init=1)          # the first round's writes, up to entry n - 1's
         pend = []
         for c in Counter:
             ev, top = events[c]
-            pend.append(Signal((top * (n + 1)).bit_length(), name=f"cnt_pend_{c.name.lower()}"))
+            p = Signal((top * (n + 1)).bit_length(), name=f"cnt_pend_{c.name.lower()}")
+            m.d.sync += p.eq(Mux(rr == c.value, ev, p + ev))
+            pend.append(p)
         take = Signal(max(len(p) for p in pend))
         m.d.sync += [rr.eq(Mux(rr == n - 1, 0, rr + 1)), at.eq(rr),
                      take.eq(Array(pend)[rr])]
-        with m.If(rr == n - 1):
+        with m.If(at == n - 1):
             m.d.sync += first.eq(0)
-        for c, p in zip(Counter, pend):
-            ev = events[c][0]
-            m.d.sync += p.eq(Mux(rr == c.value, ev, p + ev))
-        first_d = Signal(init=1)
-        m.d.sync += first_d.eq(first)
         # No port reads an entry in the cycle it is written (hw/synth.py lists cnt_mem among
         # the collision-free memories): the read-modify-write reads the next counter as it
         # writes one; a total is written only when it changes, and the host's read skips
         # the cycle its entry is written (keeping the data of the cycle before: a host holds
         # the address longer, and an entry is written once a round at most).
         m.d.comb += [rd.addr.eq(rr), rd.en.eq(1),
-                     wr.addr.eq(at), wr.en.eq(first_d | (take != 0)),
-                     wr.data.eq(Mux(first_d, 0, rd.data) + take),
+                     wr.addr.eq(at), wr.en.eq(first | (take != 0)),
+                     wr.data.eq(Mux(first, 0, rd.data) + take),
                      host.addr.eq(self.csr_addr),
                      host.en.eq(~wr.en | (wr.addr != self.csr_addr)),
                      self.csr_data.eq(host.data)]

@@ -149,10 +149,10 @@ class AccelConfig:
         iCE40 an accumulator copy of a 4-row array is eight of them).
     systolic_drain : str
         ``overlap`` (the default: finished results move to result registers and drain while
-        the next MATMUL runs) or ``direct``: no result registers (``32 * rows * cols``
-        flip-flops fewer, ``systolic_acc_bits`` each); columns drain straight from the accumulators, and a MATMUL's
-        first step waits until the previous one's drain has started, ``rows`` cycles after
-        its last step at the earliest.
+        the next MATMUL runs) or ``direct``: no result registers (``rows * cols`` of
+        ``systolic_acc_bits`` flip-flops fewer); columns drain straight from the
+        accumulators, and a MATMUL's first step waits until the previous one's drain has
+        started, ``rows`` cycles after its last step at the earliest.
     counter_store : str
         ``registers`` (the default: one adder and register per counter) or ``bram``: the
         counters' totals in a block RAM, which one adder updates round-robin from a small

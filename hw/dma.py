@@ -66,7 +66,7 @@ class _Dma(wiring.Component):
             prod_span = Cat(prod, big)
 
             def span(insn):
-                return Const(0, 1)          # (the CHECK / CHECK2 pair; `prod` is the value)
+                return Const(0, 1)          # (the CHECK / CHECK2 pair; `prod_span` is the value)
         else:
             def span(insn):         # registered first: the multiply is off the check path
                 d = view(DmaInsn, insn)

@@ -20,16 +20,17 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 __all__ = ["synthesize", "SynthError", "FAMILIES", "component_verilog", "unit_area",
-           "AREA_FAMILIES", "COLLISION_FREE_MEMORIES", "lattice_synth"]
+           "AREA_FAMILIES", "COLLISION_FREE_MEMORIES", "lattice_synth", "lattice_synth_rest"]
 
 FAMILIES = {"ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7"}
 
 #: Memories no correct program reads in the cycle it writes the same entry (the
 #: scratchpads; the counters' RAM, by construction; the board link's frame buffer):
-#: tests/test_ram_collisions.py traces every port of them on random programs. Amaranth's read ports return the old data on such a
-#: collision, which the iCE40 and ECP5 block RAMs do not promise: Yosys would emulate it
-#: with a register and a bypass multiplexer per data bit (for the ``ice40`` preset 550
-#: flip-flops and 340 LUTs). Lattice builds mark these memories' collisions undefined.
+#: tests/test_ram_collisions.py traces every port of them on random programs. Amaranth's
+#: read ports return the old data on such a collision, which the iCE40 and ECP5 block RAMs
+#: do not promise: Yosys would emulate it with a register and a bypass multiplexer per data
+#: bit (for the ``ice40`` preset 550 flip-flops and 340 LUTs). Lattice builds mark these
+#: memories' collisions undefined.
 COLLISION_FREE_MEMORIES = ("acc_mem", "act_bank?", "wgt_mem", "scale_mem", "cnt_mem",
                            "link.buf")
 
@@ -38,13 +39,23 @@ def lattice_synth(synth: str, top: str, opts: str = "", *, until: str = "") -> s
     """Yosys commands for ``synth`` (``synth_ice40`` or ``synth_ecp5``, with ``opts``) on
     module ``top``, with the COLLISION_FREE_MEMORIES' read-write collisions marked
     undefined before the block RAMs are mapped; ``until`` stops before that label."""
+    return (f"{_synth_head(synth, top, opts)} -run :map_ram; "
+            f"{lattice_synth_rest(synth, top, opts, until=until)}")
+
+
+def lattice_synth_rest(synth: str, top: str, opts: str = "", *, until: str = "") -> str:
+    """What follows ``{synth} {opts} -top {top} -run :map_ram`` in ``lattice_synth``: for
+    flows that run that first part themselves (the board builds' platform scripts)."""
     names = " ".join(f"r:MEMID=*{n}" for n in COLLISION_FREE_MEMORIES)
     union = " %u" * (len(COLLISION_FREE_MEMORIES) - 1)
-    head = f"{synth} {opts} -top {top}".replace("  ", " ")
-    return (f"{head} -run :map_ram; memory_unpack; "
+    return (f"memory_unpack; "
             f"setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:CLK_ENABLE=1 %i "
             f"{names}{union} %i; memory_collect; "
-            f"{head} -run map_ram:{until}")
+            f"{_synth_head(synth, top, opts)} -run map_ram:{until}")
+
+
+def _synth_head(synth, top, opts):
+    return f"{synth} {opts} -top {top}".replace("  ", " ")
 
 
 class SynthError(RuntimeError):

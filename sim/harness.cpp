@@ -135,10 +135,11 @@ struct Sim {
         }
     }
 
-    uint64_t value(int i) const {
+    uint64_t value(int i, int index = 0) const {
         const VarRef& v = vars[i];
         uint64_t x = 0;
-        memcpy(&x, v.datap, v.entsize < 8 ? v.entsize : 8);
+        memcpy(&x, (const uint8_t*)v.datap + (size_t)index * v.entsize,
+               v.entsize < 8 ? v.entsize : 8);
         return x;
     }
 
@@ -317,8 +318,7 @@ uint64_t sim_counter(void* h, int idx) {
     if (s->cnt_mem >= 0) {      // counters in a RAM: its read port takes a clock; peek
         const VarRef& v = s->vars[s->cnt_mem];
         if (idx < 0 || idx >= v.depth) return 0;
-        uint64_t x = 0;
-        memcpy(&x, (uint8_t*)v.datap + (size_t)idx * v.entsize, v.entsize < 8 ? v.entsize : 8);
+        uint64_t x = s->value(s->cnt_mem, idx);
         return v.bits < 64 ? x & ((1ull << v.bits) - 1) : x;
     }
     s->top->csr_addr = idx;
