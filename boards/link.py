@@ -119,6 +119,7 @@ class Link(wiring.Component):
         with m.FSM():
             with m.State("HUNT"):
                 m.d.comb += [crcp.start.eq(1), crcp.valid.eq(rx.valid & (byte == SOF_REQ))]
+                m.d.sync += self.mem.busy.eq(0)
                 with m.If(rx.valid & (byte == SOF_REQ)):
                     m.d.sync += [idx.eq(0), p_high.eq(0)]
                     m.next = "HEAD"
@@ -211,7 +212,7 @@ class Link(wiring.Component):
                             with m.Elif(self.running):
                                 reply(Status.BUSY)
                             with m.Else():
-                                m.d.sync += idx.eq(4)
+                                m.d.sync += [idx.eq(4), self.mem.busy.eq(1)]
                                 m.next = "W_READ"
                         with m.Case(Cmd.READ):
                             with m.If(length != 6):
@@ -221,6 +222,7 @@ class Link(wiring.Component):
                             with m.Elif(self.running):
                                 reply(Status.BUSY)
                             with m.Else():
+                                m.d.sync += self.mem.busy.eq(1)
                                 reply(Status.OK, p_count)
                         with m.Default():
                             reply(Status.BAD_CMD)

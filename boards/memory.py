@@ -23,10 +23,12 @@ SPRAM_WORDS = 16384         # one SB_SPRAM256KA: 16K x 16 bits
 
 
 def link_mem_signature(bus_bytes, addr_bits):
-    """The host link's memory port (link's view): word address, write data, enables."""
+    """The host link's memory port (link's view): word address, write data, enables, and
+    ``busy``: a flop, high from before the link's first access of a command to after its
+    last (bus requests wait while it is up; they never meet the link's own accesses)."""
     return wiring.Signature({
         "addr": Out(addr_bits), "wdata": Out(8 * bus_bytes), "we": Out(1), "en": Out(1),
-        "rdata": In(8 * bus_bytes),
+        "busy": Out(1), "rdata": In(8 * bus_bytes),
     })
 
 
@@ -73,7 +75,7 @@ class BoardMemory(wiring.Component):
         b1, b2 = Signal(), Signal()             # a bus request in stage 1 / its data now
         tag1, tag2 = Signal(2), Signal(2)
         room = (b1 + b2 + rq.level) < depth
-        m.d.comb += req.ready.eq(~self.link.en & room)
+        m.d.comb += req.ready.eq(~self.link.busy & room)
         accept = req.valid & req.ready
         with m.If(self.link.en):
             m.d.sync += [addr.eq(self.link.addr), wdata.eq(self.link.wdata),
@@ -98,7 +100,7 @@ class BoardMemory(wiring.Component):
         req, resp = self.bus.req, self.bus.resp
         waiting, tag1 = Signal(), Signal(2)
         free = ~waiting | resp.ready
-        m.d.comb += req.ready.eq(~self.link.en & free)
+        m.d.comb += req.ready.eq(~self.link.busy & free)
         accept = req.valid & req.ready
         addr = Mux(self.link.en, self.link.addr, req.payload.addr >> shift)
         wdata = Mux(self.link.en, self.link.wdata, req.payload.wdata)

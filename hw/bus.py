@@ -64,13 +64,17 @@ class BusArbiter(wiring.Component):
         n = self._n
         masters = [getattr(self, f"m{i}") for i in range(n)]
         last = Signal(range(n), init=n - 1)
-        # Round robin: the first valid master after the last granted one.
+        # Round robin: the first valid master after the last granted one (each order a
+        # constant priority chain: no arithmetic on `last`)
         grant = Signal(range(n))
         any_valid = Signal()
-        for off in reversed(range(1, n + 1)):
-            for cand in range(n):
-                with m.If(((last + off) % n == cand) & masters[cand].req.valid):
-                    m.d.comb += [grant.eq(cand), any_valid.eq(1)]
+        with m.Switch(last):
+            for prev in range(n):
+                with m.Case(prev) if prev < n - 1 else m.Default():
+                    for off in reversed(range(1, n + 1)):
+                        cand = (prev + off) % n
+                        with m.If(masters[cand].req.valid):
+                            m.d.comb += [grant.eq(cand), any_valid.eq(1)]
         m.d.comb += self.bus.req.valid.eq(any_valid)
         with m.Switch(grant):
             for i in range(n):

@@ -101,7 +101,8 @@ class Compute(wiring.Component):
             m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS,
                                                        residue=cfg.acc_check == "residue",
                                                        drain=cfg.systolic_drain, late=late,
-                                                       acc_bits=cfg.systolic_acc_bits)
+                                                       acc_bits=cfg.systolic_acc_bits,
+                                                       tile_rows=cfg.systolic_tile_rows)
             m.d.comb += self.fault.eq(array.fault)
         if has_lut:
             m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS)

@@ -153,6 +153,12 @@ class AccelConfig:
         ``systolic_acc_bits`` flip-flops fewer); columns drain straight from the
         accumulators, and a MATMUL's first step waits until the previous one's drain has
         started, ``rows`` cycles after its last step at the earliest.
+    systolic_tile_rows : int
+        Rows of the systolic array per tile, a divisor of ``rows`` (Gemmini's tileRows;
+        default 1, every PE registered). Within a tile the weights pass down with no
+        pipeline register, so the tile's rows work in the same cycle: no weight registers
+        and no activation skew inside it, at the cost of a weight fanning out to
+        ``systolic_tile_rows`` multipliers in one cycle. Results leave no later.
     counter_store : str
         ``registers`` (the default: one adder and register per counter) or ``bram``: the
         counters' totals in a block RAM, which one adder updates round-robin from a small
@@ -189,6 +195,7 @@ class AccelConfig:
     scratchpad_ports: str = "separate"
     systolic_drain: str = "overlap"
     counter_store: str = "registers"
+    systolic_tile_rows: int = 1
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -236,6 +243,11 @@ class AccelConfig:
                 rl == 0 or (1 <= rl <= self.rows and self.rows % rl == 0)):
             raise ConfigError(f"{where}: requant_lanes must be 0 (one per row) or a divisor of "
                               f"rows ({self.rows}), not {rl!r}")
+        tr = self.systolic_tile_rows
+        if isinstance(tr, bool) or not isinstance(tr, int) or not (
+                tr >= 1 and self.rows % tr == 0):
+            raise ConfigError(f"{where}: systolic_tile_rows must be a divisor of rows "
+                              f"({self.rows}), not {tr!r}")
         for fname, (allowed, _) in _CHOICES.items():
             v = getattr(self, fname)
             if isinstance(v, bool) or v not in allowed:
@@ -332,6 +344,8 @@ class AccelConfig:
             d.pop("requant_lanes")
         if self.counter_bits == 64:
             d.pop("counter_bits")
+        if self.systolic_tile_rows == 1:
+            d.pop("systolic_tile_rows")
         for fname, (_, default) in _CHOICES.items():
             if d[fname] == default:
                 d.pop(fname)

@@ -115,7 +115,16 @@ class _Dma(wiring.Component):
             m.d.comb += front.pre_done.eq(mplier == 0)
         d = view(DmaInsn, front.insn)
         beats = _table(d.buf, {b: v // cfg.bus_bytes for b, v in eb.items()}, self.allowed, beb)
-        return front, d, beats, d.rows[:spb], (spb, beb, db)
+        # in RUN with a LOAD or STORE (not SYNC): a flag, so no decode of the state and the
+        # opcode sits before the bus request's `valid`
+        run = Signal()
+        with m.If(self.halt):
+            m.d.sync += run.eq(0)
+        with m.Elif(front.start):
+            m.d.sync += run.eq(d.opcode != Opcode.SYNC)
+        with m.Elif(front.finish):
+            m.d.sync += run.eq(0)
+        return front, d, beats, d.rows[:spb], run, (spb, beb, db)
 
 
 class DmaLoad(_Dma):
@@ -140,9 +149,8 @@ class DmaLoad(_Dma):
     def elaborate(self, platform):
         m = Module()
         cfg, bb = self._cfg, self._cfg.bus_bytes
-        front, d, beats, rows, (spb, beb, db) = self._front(m)
+        front, d, beats, rows, run, (spb, beb, db) = self._front(m)
         is_sync = d.opcode == Opcode.SYNC
-        run = (front.state == Front.RUN) & ~is_sync
 
         # Requests and responses are decoupled: a LOAD queues its receive job as it starts
         # (responses may arrive before its last read is issued) and leaves the executing
@@ -156,7 +164,7 @@ class DmaLoad(_Dma):
         b = Signal(beb)
         row_addr = Signal(db)
         req = self.bus.req
-        issued = r == rows
+        issued = Signal()       # all its reads asked for (a flag: no comparator before `valid`)
         m.d.comb += [
             req.valid.eq(run & ~issued),
             req.payload.addr.eq((row_addr + b * bb)[:db]),
@@ -165,10 +173,11 @@ class DmaLoad(_Dma):
             jobs.w_en.eq(front.start & ~is_sync),
         ]
         with m.If(front.start):
-            m.d.sync += [r.eq(0), b.eq(0), row_addr.eq(d.dram_addr[:db])]
+            m.d.sync += [r.eq(0), b.eq(0), row_addr.eq(d.dram_addr[:db]), issued.eq(0)]
         with m.Elif(req.valid & req.ready):
             with m.If(b == beats - 1):
-                m.d.sync += [b.eq(0), r.eq(r + 1), row_addr.eq(row_addr + d.stride[:db])]
+                m.d.sync += [b.eq(0), r.eq(r + 1), row_addr.eq(row_addr + d.stride[:db]),
+                             issued.eq(r + 1 == rows)]
             with m.Else():
                 m.d.sync += b.eq(b + 1)
 
@@ -245,8 +254,7 @@ class DmaStore(_Dma):
     def elaborate(self, platform):
         m = Module()
         cfg, bb = self._cfg, self._cfg.bus_bytes
-        front, d, beats, rows, (spb, beb, db) = self._front(m)
-        run = (front.state == Front.RUN) & (d.opcode != Opcode.SYNC)   # SYNC: nothing to move
+        front, d, beats, rows, run, (spb, beb, db) = self._front(m)     # SYNC: nothing to move
 
         # One scratchpad read per beat, at most one beat ahead of the bus: the word read
         # goes out the next cycle, or waits in `held` (the read port may serve another
@@ -259,6 +267,7 @@ class DmaStore(_Dma):
         b = Signal(beb)
         row_addr = Signal(db)
         ack_r, ack_b = Signal(spb), Signal(beb)    # acknowledged rows, beats of the next
+        acked = Signal()        # every write acknowledged (a flag: no comparator on `finish`)
         req = self.bus.req
         sending = req.valid & req.ready
         nwords = max_entry_bits(cfg) // (8 * bb)
@@ -279,7 +288,7 @@ class DmaStore(_Dma):
         m.d.sync += [held.eq(word), fresh.eq(granted & ~front.start)]
         with m.If(front.start):
             m.d.sync += [r_rd.eq(0), b_rd.eq(0), out_valid.eq(0), b.eq(0),
-                         row_addr.eq(d.dram_addr[:db]), ack_r.eq(0), ack_b.eq(0)]
+                         row_addr.eq(d.dram_addr[:db]), ack_r.eq(0), ack_b.eq(0), acked.eq(0)]
         with m.Else():
             with m.If(granted):
                 m.d.sync += out_valid.eq(1)
@@ -297,11 +306,11 @@ class DmaStore(_Dma):
             with m.If(self.bus.resp.valid):
                 m.d.comb += self.ack_in.eq(1)
                 with m.If(ack_b == beats - 1):
-                    m.d.sync += [ack_b.eq(0), ack_r.eq(ack_r + 1)]
+                    m.d.sync += [ack_b.eq(0), ack_r.eq(ack_r + 1), acked.eq(ack_r + 1 == rows)]
                 with m.Else():
                     m.d.sync += ack_b.eq(ack_b + 1)
         m.d.comb += [
-            front.finish.eq((front.state == Front.RUN) & ((ack_r == rows) | ~run)),
+            front.finish.eq((front.state == Front.RUN) & (acked | ~run)),
             self.give.eq(front.give),
         ]
         return m

@@ -17,15 +17,17 @@ def _run(component, top, module, params, seed, testcase=None):
     assert failures == 0, f"seed={seed}: {failures} cocotb failure(s):\n{log[-5000:]}"
 
 
-@pytest.mark.parametrize("seed,drain,acc_bits", [(1, "overlap", 32), (2, "overlap", 21),
-                                                (5, "direct", 21)])
-def test_systolic_array(seed, drain, acc_bits):
+@pytest.mark.parametrize("seed,drain,acc_bits,tile_rows", [
+    (1, "overlap", 32, 1), (2, "overlap", 21, 1), (5, "direct", 21, 1), (8, "overlap", 32, 3),
+    (9, "direct", 21, 3)])
+def test_systolic_array(seed, drain, acc_bits, tile_rows):
     """Random MATMULs of up to 40 steps with random stalls, some at full scale; ``direct``:
-    no result registers; 21-bit accumulators: just wide enough for 40 steps."""
+    no result registers; 21-bit accumulators: just wide enough for 40 steps; 3-row tiles:
+    all rows in one step."""
     from hw.systolic import SystolicArray
     assert (40 << 14).bit_length() + 1 == 21
-    _run(SystolicArray(rows=3, cols=4, drain=drain, acc_bits=acc_bits),
-         f"array_{drain}_{acc_bits}", "tb_array",
+    _run(SystolicArray(rows=3, cols=4, drain=drain, acc_bits=acc_bits, tile_rows=tile_rows),
+         f"array_{drain}_{acc_bits}_{tile_rows}", "tb_array",
          {"rows": 3, "cols": 4, "jobs": 12, "stall": 0.3}, seed)
 
 
