@@ -246,8 +246,11 @@ class Link(wiring.Component):
                 with m.Else():
                     m.next = "W_READ"
             with m.State("W_WRITE"):
+                # the address from a register (the payload's, a word on per write): no
+                # adder in front of the memory's address pins
                 m.d.comb += [self.mem.en.eq(1), self.mem.we.eq(1), self.mem.wdata.eq(word),
-                             self.mem.addr.eq(((p_addr + idx - 4 - bb)[:db]) >> shift)]
+                             self.mem.addr.eq(p_addr >> shift)]
+                m.d.sync += p_addr.eq(p_addr + bb)
                 with m.If(idx == length):
                     reply(Status.OK)
                 with m.Else():

@@ -253,7 +253,8 @@ class Compute(wiring.Component):
         sys_ready = array.i.ready if has_sys else Const(0)
         lut_ready = pre.i.ready if has_lut else Const(0)
         tgt_ready = Mux(lut_mode, lut_ready, sys_ready)
-        issue = feeding & (step < total) & (~f_valid | tgt_ready)
+        more = Signal()         # steps left to issue (a flag: no comparator before the reads)
+        issue = feeding & more & (~f_valid | tgt_ready)
         tag = Cat(mm.acc_addr, mm.accumulate, front.hdr.release, mm.scaled, mm.shift,
                   mm.scale_addr)
         if has_sys:
@@ -281,17 +282,18 @@ class Compute(wiring.Component):
         m.d.comb += [self.wgt_rd.addr.eq((mm.wgt_addr[:wb] + step)[:wb]),
                      self.wgt_rd.en.eq(issue)]
         plane_end = plane == mm.wbits - 1
+        last_step = step + 1 == total
         with m.If(issue):
             m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_first.eq(step == 0),
-                         f_last.eq(step == total - 1), f_plane.eq(plane),
+                         f_last.eq(last_step), more.eq(~last_step), f_plane.eq(plane),
                          f_new.eq(plane == 0), plane.eq(Mux(plane_end, 0, plane + 1)),
                          grp.eq(grp + plane_end)]
         with m.Else():
             with m.If(front.start):
-                m.d.sync += [step.eq(0), plane.eq(0), grp.eq(0)]
+                m.d.sync += [step.eq(0), plane.eq(0), grp.eq(0), more.eq(1)]
             with m.If(tgt_ready | front.start):
                 m.d.sync += f_valid.eq(0)
-        feed_done = run & (op == Opcode.MATMUL) & (step == total) & (~f_valid | tgt_ready)
+        feed_done = run & (op == Opcode.MATMUL) & ~more & (~f_valid | tgt_ready)
         # a LUT group's activations serve all its planes (read with the first only)
         m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | lut_mode))
         # --- REQUANT ----------------------------------------------------------------------

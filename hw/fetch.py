@@ -67,12 +67,18 @@ class Fetch(wiring.Component):
         space = (level + inflight) < depth
         first = beat == 0
         req = self.bus.req
+        # An instruction's first word is asked for from a flop: the conditions are those of
+        # the cycle before (less its own start), so no logic on them sits on the request's
+        # path into the memory. None of them turns false unseen: buffer space only shrinks by
+        # a start, `stop` follows END leaving a full buffer, and pc moves with a last word.
+        ask = Signal()
+        started = Signal()
+        m.d.sync += ask.eq(running & ~self.stop & in_range & space & ~started)
         m.d.comb += [
-            req.valid.eq(running & Mux(first, ~self.stop & in_range & space, 1)),
+            req.valid.eq(running & Mux(first, ask, 1)),
             req.payload.addr.eq(pc + beat * self._bb),
             req.payload.tag.eq(TAG_FETCH),
         ]
-        started = Signal()
         with m.If(req.valid & req.ready):
             m.d.comb += started.eq(first)
             if beats > 1:
