@@ -152,7 +152,8 @@ class AccelConfig:
         the next MATMUL runs) or ``direct``: no result registers (``rows * cols`` of
         ``systolic_acc_bits`` flip-flops fewer); columns drain straight from the
         accumulators, and a MATMUL's first step waits until the previous one's drain has
-        started, ``rows`` cycles after its last step at the earliest.
+        started (``(rows - 1) // systolic_tile_rows + 2`` cycles after its last step at the
+        earliest).
     systolic_tile_rows : int
         Rows of the systolic array per tile, a divisor of ``rows`` (Gemmini's tileRows;
         default 1, every PE registered). Within a tile the weights pass down with no
