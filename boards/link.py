@@ -272,7 +272,8 @@ class Link(wiring.Component):
                         with m.Else():
                             m.next = "R_FETCH"
             with m.State("R_FETCH"):
-                m.d.comb += [self.mem.en.eq(cmd == Cmd.READ), self.mem.addr.eq(rd_addr >> shift)]
+                # (`busy` is up for a READ alone: no decode of the command here)
+                m.d.comb += [self.mem.en.eq(self.mem.busy), self.mem.addr.eq(rd_addr >> shift)]
                 m.next = "R_WAIT"
             with m.State("R_WAIT"):             # the memory registers the request first
                 m.next = "R_LATCH"

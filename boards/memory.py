@@ -102,9 +102,12 @@ class BoardMemory(wiring.Component):
         free = ~waiting | resp.ready
         m.d.comb += req.ready.eq(~self.link.busy & free)
         accept = req.valid & req.ready
-        addr = Mux(self.link.en, self.link.addr, req.payload.addr >> shift)
-        wdata = Mux(self.link.en, self.link.wdata, req.payload.wdata)
-        we = Mux(self.link.en, self.link.we, req.payload.we)
+        # the link's fields whenever it is busy (no bus request is taken then): the select
+        # is a flop, not the link's decoded state
+        lk = self.link.busy
+        addr = Mux(lk, self.link.addr, req.payload.addr >> shift)
+        wdata = Mux(lk, self.link.wdata, req.payload.wdata)
+        we = Mux(lk, self.link.we, req.payload.we)
         en = self.link.en | accept
         with m.If(free):
             m.d.sync += [waiting.eq(accept), tag1.eq(req.payload.tag)]
