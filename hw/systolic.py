@@ -46,9 +46,10 @@ class SystolicArray(wiring.Component):
 
     ``drain="direct"`` builds no result registers: columns are drained straight from the
     accumulators, and a new MATMUL's first step waits until the previous one's drain has
-    started. It saves ``acc_bits * rows * cols`` flip-flops. With ``late``, ``o.payload.data`` is the column that was valid
-    the cycle before (a reader that registers the column's address first needs no copy of
-    its data), and a new MATMUL waits one cycle more.
+    started. It saves ``acc_bits * rows * cols`` flip-flops. With ``late``,
+    ``o.payload.data`` is the column that was valid the cycle before (a reader that
+    registers the column's address first needs no copy of its data), and a new MATMUL
+    waits one cycle more.
 
     ``tile_rows``: rows per tile (Gemmini's tileRows). Within a tile the weights pass down
     without registers, so its rows take each step in the same cycle; registers (and the
@@ -92,21 +93,22 @@ class SystolicArray(wiring.Component):
         m.d.sync += [x.eq(Mux(go, p.b[j], 0)) for j, x in enumerate(s_b)]
         m.d.sync += [s_first.eq(go & p.first), s_last.eq(go & p.last)]
 
-        def delay(sig, n, name, chain=None):
+        def stages(sig, n, name):
+            """``sig`` and its ``n`` delayed copies, one register each."""
+            out = [sig]
             for s in range(n):
-                nxt = Signal.like(sig, name=f"{name}_d{s}")
-                m.d.sync += nxt.eq(sig)
-                if chain is not None:
-                    chain.append(sig)
-                sig = nxt
-            return sig
+                out.append(Signal.like(sig, name=f"{name}_d{s}"))
+                m.d.sync += out[-1].eq(out[-2])
+            return out
+
+        def delay(sig, n, name):
+            return stages(sig, n, name)[-1]
 
         # `first` with what it is the cycle before (the input of the register it comes from)
         row_in = []
         for i in range(R):
-            f_chain = [go & p.first]
-            f = delay(s_first, i // TR, f"skf{i}", f_chain)
-            row_in.append((delay(s_a[i], i // TR, f"ska{i}"), f, f_chain[-1],
+            f_chain = [go & p.first, *stages(s_first, i // TR, f"skf{i}")]
+            row_in.append((delay(s_a[i], i // TR, f"ska{i}"), f_chain[-1], f_chain[-2],
                            delay(s_last, i // TR, f"skl{i}")))
         col_in = [delay(s_b[j], j, f"skb{j}") for j in range(C)]
         chk = self._residue
@@ -149,9 +151,8 @@ class SystolicArray(wiring.Component):
                 prod = Signal(signed(16), name=f"pe{i}_{j}_prod")
                 ops.append((a, b, prod))
                 m.d.comb += total.eq(acc + prod)
-                m.d.sync += [acc.eq(Mux(f_next, 0, total)), a_r.eq(a), b_r.eq(b), f_r.eq(f)]
-                if not self._direct:
-                    m.d.sync += l_r.eq(l)
+                m.d.sync += [acc.eq(Mux(f_next, 0, total)), a_r.eq(a), b_r.eq(b), f_r.eq(f),
+                             l_r.eq(l)]
                 res[i][j] = result(acc, total, l, f"pe{i}_{j}_res")
                 if chk:
                     rb = rb_down[j]
