@@ -27,11 +27,12 @@ class ColumnDrain:
 
     def __init__(self, m, *, ncols, tag_bits, gap, max_wait=0):
         self.m, self.ncols, self.gap_cycles = m, ncols, gap
-        self.pend_valid, self.act_valid = Signal(), Signal()
-        self.pend_cnt = Signal(range(max_wait + 1))
-        self.pend_tag, self.act_tag = Signal(tag_bits), Signal(tag_bits)
-        self.act_col = Signal(range(ncols))
-        self.gap = Signal(range(gap + 1))
+        self.pend_valid, self.act_valid = Signal(name="pend_valid"), Signal(name="act_valid")
+        self.pend_cnt = Signal(range(max_wait + 1), name="pend_cnt")
+        self.pend_tag = Signal(tag_bits, name="pend_tag")
+        self.act_tag = Signal(tag_bits, name="act_tag")
+        self.act_col = Signal(range(ncols), name="act_col")
+        self.gap = Signal(range(gap + 1), name="gap")
         self.promote = promote = (self.pend_valid & (self.pend_cnt == 0) & ~self.act_valid
                                   & (self.gap == 0))
         with m.If(self.pend_valid & (self.pend_cnt != 0)):

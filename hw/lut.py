@@ -17,6 +17,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .drain import ColumnDrain, drain_members
+from .lut_ecp5 import ecp5_lookup, uses_ecp5_cells
 from .systolic import column_layout
 
 __all__ = ["LutPrecompute", "LutArray", "LutEngine", "TABLE_BITS", "ACC_BITS", "table_layout",
@@ -127,6 +128,7 @@ class LutArray(wiring.Component):
         A = acc_bits(self._wbits)
         T = TABLE_BITS + self._wbits - 1                  # a table entry times 2**plane
         plane = p.plane[:(self._wbits - 1).bit_length()]
+        ecp5 = uses_ecp5_cells(platform)    # the lookups from slice primitives (lut_ecp5.py)
 
         # per channel, once: table index (3 bits) and negate flag
         sel = [Signal(3, name=f"sel{j}") for j in range(N)]
@@ -155,10 +157,13 @@ class LutArray(wiring.Component):
                 out = Signal(signed(A), name=f"cell{r}_{j}_res")
                 v = Signal(signed(T), name=f"cell{r}_{j}_v")
                 total = Signal(signed(A), name=f"cell{r}_{j}_sum")
-                m.d.comb += v.eq(tbl[sel[j]])
                 # conditional negation as one's complement plus carry-in: one adder
-                inv = Cat(*([neg[j]] * T)).as_signed()
-                m.d.comb += total.eq(acc + (v ^ inv) + neg[j])
+                if ecp5:
+                    m.d.comb += v.eq(ecp5_lookup(m, tbl, sel[j], neg[j], f"cell{r}_{j}"))
+                else:
+                    inv = Cat(*([neg[j]] * T)).as_signed()
+                    m.d.comb += v.eq(tbl[sel[j]] ^ inv)
+                m.d.comb += total.eq(acc + v + neg[j])
                 # the accumulator restarts from 0 after the last step: a synchronous reset
                 # with priority over the enable, which FPGA flops have for free
                 with m.If(go & p.last):

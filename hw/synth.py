@@ -62,9 +62,9 @@ class SynthError(RuntimeError):
     pass
 
 
-def component_verilog(component, name):
-    """Verilog of a component as a top level; constant members (the ``ready`` of an
-    always-ready stream) are not ports."""
+def component_verilog(component, name, platform=None):
+    """Verilog of a component as a top level (elaborated for ``platform``); constant
+    members (the ``ready`` of an always-ready stream) are not ports."""
     from amaranth.back import verilog
     from amaranth.hdl import Signal, Value
     ports = {}
@@ -72,7 +72,8 @@ def component_verilog(component, name):
         v = Value.cast(value)
         if isinstance(v, Signal):
             ports["__".join(map(str, path))] = v
-    return verilog.convert(component, name=name, ports=list(ports.values()), emit_src=False)
+    return verilog.convert(component, name=name, ports=list(ports.values()), emit_src=False,
+                           platform=platform)
 
 
 def _yosys():
