@@ -387,6 +387,7 @@ class Compute(wiring.Component):
         if has_lut:
             busy += [hits(lut.pending, lut.pending_tag[:16], N),
                      hits(lut.active, lut.active_tag[:16], N),
+                     hits(lut.staged, lut.staged_tag[:16], N),
                      hits(pre.o.valid, pre.o.payload.tag[:16], N)]
         acc_busy = Cat(*busy).any()
         # The hazard verdict is registered (its adders and comparators are not on the path

@@ -54,15 +54,16 @@ class ColumnDrain:
             self.m.d.sync += [self.pend_valid.eq(1), self.pend_cnt.eq(wait),
                               self.pend_tag.eq(tag)]
 
-    def connect(self, comp, data, tag_bits):
-        """Drive ``comp``'s drain members; ``data`` is the selected column's payload."""
+    def connect(self, comp, data, tag_bits, busy=None):
+        """Drive ``comp``'s drain members; ``data`` is the selected column's payload; the
+        component is not idle while ``busy`` (work that has not reached the drain yet)."""
         self.m.d.comb += [
             comp.o.valid.eq(self.act_valid),
             comp.o.payload.data.eq(data),
             comp.o.payload.col.eq(self.act_col),
             comp.o.payload.last.eq(self.act_col == self.ncols - 1),
             comp.o.payload.tag.eq(self.act_tag[:tag_bits]),
-            comp.idle.eq(self.idle),
+            comp.idle.eq(self.idle if busy is None else self.idle & ~busy),
             comp.pending.eq(self.pend_valid), comp.pending_tag.eq(self.pend_tag[:tag_bits]),
             comp.active.eq(self.act_valid), comp.active_tag.eq(self.act_tag[:tag_bits]),
         ]

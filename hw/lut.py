@@ -108,6 +108,7 @@ class LutArray(wiring.Component):
 
     A new MATMUL (a ``first`` step) is accepted only if every earlier result will have left
     the drain before this one's results are latched (``steps`` cycles later at the earliest).
+    Accepted steps pass one register stage before the cells (``staged`` while one is there).
     """
 
     GAP = 1     # idle cycles between two drains (as the systolic array)
@@ -118,13 +119,19 @@ class LutArray(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
             **drain_members(column_layout(rows, tag_bits), tag_bits),
+            # a step in the cells' input stage (its job not yet created in the drain)
+            "staged": Out(1), "staged_tag": Out(tag_bits),
         })
 
     def elaborate(self, platform):
         m = Module()
         R, N = self._rows, self._ch
-        p = self.i.payload
         go = self.i.valid & self.i.ready
+        # The cells work on the accepted step registered: no path runs from the acceptance
+        # check (the drain bound, the feeder's handshake) into their enables and resets.
+        p = Signal(lut_step_layout(R, N, self._tag), name="stage")
+        en = Signal(name="stage_en")
+        m.d.sync += [p.eq(self.i.payload), en.eq(go)]
         A = acc_bits(self._wbits)
         T = TABLE_BITS + self._wbits - 1                  # a table entry times 2**plane
         plane = p.plane[:(self._wbits - 1).bit_length()]
@@ -147,9 +154,9 @@ class LutArray(wiring.Component):
             bias_sum = Signal(signed(BIAS_BITS), name=f"bias{r}_sum")
             # sum_k a_k = -sum_groups table[0] (table[0] = -(a0 + a1 + a2 + a3))
             m.d.comb += bias_sum.eq(bias - Mux(p.newgroup, p.table[r][0], 0))
-            with m.If(go & p.last):
+            with m.If(en & p.last):
                 m.d.sync += [bias.eq(0), bias_r.eq(bias_sum)]
-            with m.Elif(go):
+            with m.Elif(en):
                 m.d.sync += bias.eq(bias_sum)
             bias_res.append(bias_r)
             for j in range(N):
@@ -166,16 +173,16 @@ class LutArray(wiring.Component):
                 m.d.comb += total.eq(acc + v + neg[j])
                 # the accumulator restarts from 0 after the last step: a synchronous reset
                 # with priority over the enable, which FPGA flops have for free
-                with m.If(go & p.last):
+                with m.If(en & p.last):
                     m.d.sync += [acc.eq(0), out.eq(total)]
-                with m.Elif(go):
+                with m.Elif(en):
                     m.d.sync += acc.eq(total)
                 res[r][j] = out
 
         # drain: a pending job (latched, waiting for the drain) and an active one; the
         # grid (odd) rides along as an extra tag bit
         drain = ColumnDrain(m, ncols=N, tag_bits=self._tag + 1, gap=self.GAP)
-        drain.create(go & p.last, Cat(p.tag, p.odd))
+        drain.create(en & p.last, Cat(p.tag, p.odd))
         act_odd = drain.act_tag[-1]
 
         # cycles until every latched result has been drained; registered as a bound, so no
@@ -185,11 +192,13 @@ class LutArray(wiring.Component):
         left = Signal(18)
         m.d.comb += left.eq(Mux(drain.act_valid, N - drain.act_col, drain.gap)
                             + Mux(drain.pend_valid, N + self.GAP, 0))
-        created = go & p.last
+        # (a job is created the cycle after its last step is accepted, from the stage)
+        inp = self.i.payload
+        created = (go & inp.last) | (en & p.last)
         bound2, empty = Signal(18), Signal(init=1)
         m.d.sync += [bound2.eq(Mux(created, 2 * N + self.GAP, left) + 2),
                      empty.eq(~created & (left == 0))]
-        m.d.comb += self.i.ready.eq(~p.first | empty | (bound2 <= p.steps))
+        m.d.comb += self.i.ready.eq(~inp.first | empty | (bound2 <= inp.steps))
 
         cols = Array(Cat(*(res[r][j] for r in range(R))) for j in range(N))
         column = cols[drain.act_col]
@@ -199,7 +208,8 @@ class LutArray(wiring.Component):
             unbiased = Signal(signed(A + 1), name=f"drain{r}_unbiased")
             m.d.comb += unbiased.eq(s - bias_res[r])
             m.d.comb += data.word_select(r, 32).eq(Mux(act_odd, s, unbiased >> 1))
-        drain.connect(self, data, self._tag)
+        drain.connect(self, data, self._tag, busy=en)
+        m.d.comb += [self.staged.eq(en), self.staged_tag.eq(p.tag)]
         return m
 
 
