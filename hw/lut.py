@@ -126,42 +126,53 @@ class LutArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, N = self._rows, self._ch
+        inp = self.i.payload
         go = self.i.valid & self.i.ready
-        # The cells work on the accepted step registered: no path runs from the acceptance
-        # check (the drain bound, the feeder's handshake) into their enables and resets.
-        p = Signal(lut_step_layout(R, N, self._tag), name="stage")
-        en = Signal(name="stage_en")
-        m.d.sync += [p.eq(self.i.payload), en.eq(go)]
         A = acc_bits(self._wbits)
         T = TABLE_BITS + self._wbits - 1                  # a table entry times 2**plane
-        plane = p.plane[:(self._wbits - 1).bit_length()]
+        plane = inp.plane[:(self._wbits - 1).bit_length()]
         ecp5 = uses_ecp5_cells(platform)    # the lookups from slice primitives (lut_ecp5.py)
+
+        # The cells work on the accepted step one register stage later: no path runs from
+        # the acceptance check (the drain bound, the feeder's handshake) into them, and
+        # their enable (``en``), clear (``clr``) and latch (``lat``) come straight from
+        # flops. ``clr`` is also set by the reset, so the cells' registers need no reset.
+        en, lat = Signal(name="stage_en"), Signal(name="stage_lat")
+        clr = Signal(init=1, name="stage_clr")
+        nib = Signal(data.ArrayLayout(4, N), name="stage_nib")
+        tag = Signal(self._tag + 1, name="stage_tag")   # the grid (odd) as an extra bit
+        m.d.sync += [en.eq(go), lat.eq(go & inp.last), clr.eq(go & inp.last),
+                     nib.eq(inp.nib), tag.eq(Cat(inp.tag, inp.odd))]
 
         # per channel, once: table index (3 bits) and negate flag
         sel = [Signal(3, name=f"sel{j}") for j in range(N)]
         neg = [Signal(name=f"neg{j}") for j in range(N)]
         for j in range(N):
-            m.d.comb += [sel[j].eq(p.nib[j][1:4]), neg[j].eq(p.nib[j][0])]
+            m.d.comb += [sel[j].eq(nib[j][1:4]), neg[j].eq(nib[j][0])]
         res = [[None] * N for _ in range(R)]
         bias_res = []
         for r in range(R):
-            # the token's table, pre-shifted by the plane once for the whole row
+            # the token's table, shifted by the plane into the stage
             tbl = Array(Signal(signed(T), name=f"tbl{r}_{u}") for u in range(8))
             for u in range(8):
-                m.d.comb += tbl[u].eq(p.table[r][u] << plane)
-            bias = Signal(signed(BIAS_BITS), name=f"bias{r}")
-            bias_r = Signal(signed(BIAS_BITS), name=f"bias{r}_res")
+                m.d.sync += tbl[u].eq(inp.table[r][u] << plane)
+            bias = Signal(signed(BIAS_BITS), name=f"bias{r}", reset_less=True)
+            bias_r = Signal(signed(BIAS_BITS), name=f"bias{r}_res", reset_less=True)
             bias_sum = Signal(signed(BIAS_BITS), name=f"bias{r}_sum")
+            bias_in = Signal(signed(TABLE_BITS), name=f"bias{r}_in")
             # sum_k a_k = -sum_groups table[0] (table[0] = -(a0 + a1 + a2 + a3))
-            m.d.comb += bias_sum.eq(bias - Mux(p.newgroup, p.table[r][0], 0))
-            with m.If(en & p.last):
-                m.d.sync += [bias.eq(0), bias_r.eq(bias_sum)]
+            m.d.sync += bias_in.eq(Mux(inp.newgroup, inp.table[r][0], 0))
+            m.d.comb += bias_sum.eq(bias - bias_in)
+            with m.If(clr):
+                m.d.sync += bias.eq(0)
             with m.Elif(en):
                 m.d.sync += bias.eq(bias_sum)
+            with m.If(lat):
+                m.d.sync += bias_r.eq(bias_sum)
             bias_res.append(bias_r)
             for j in range(N):
-                acc = Signal(signed(A), name=f"cell{r}_{j}_acc")
-                out = Signal(signed(A), name=f"cell{r}_{j}_res")
+                acc = Signal(signed(A), name=f"cell{r}_{j}_acc", reset_less=True)
+                out = Signal(signed(A), name=f"cell{r}_{j}_res", reset_less=True)
                 v = Signal(signed(T), name=f"cell{r}_{j}_v")
                 total = Signal(signed(A), name=f"cell{r}_{j}_sum")
                 # conditional negation as one's complement plus carry-in: one adder
@@ -173,16 +184,18 @@ class LutArray(wiring.Component):
                 m.d.comb += total.eq(acc + v + neg[j])
                 # the accumulator restarts from 0 after the last step: a synchronous reset
                 # with priority over the enable, which FPGA flops have for free
-                with m.If(en & p.last):
-                    m.d.sync += [acc.eq(0), out.eq(total)]
+                with m.If(clr):
+                    m.d.sync += acc.eq(0)
                 with m.Elif(en):
                     m.d.sync += acc.eq(total)
+                with m.If(lat):
+                    m.d.sync += out.eq(total)
                 res[r][j] = out
 
         # drain: a pending job (latched, waiting for the drain) and an active one; the
         # grid (odd) rides along as an extra tag bit
         drain = ColumnDrain(m, ncols=N, tag_bits=self._tag + 1, gap=self.GAP)
-        drain.create(en & p.last, Cat(p.tag, p.odd))
+        drain.create(lat, tag)
         act_odd = drain.act_tag[-1]
 
         # cycles until every latched result has been drained; registered as a bound, so no
@@ -193,23 +206,27 @@ class LutArray(wiring.Component):
         m.d.comb += left.eq(Mux(drain.act_valid, N - drain.act_col, drain.gap)
                             + Mux(drain.pend_valid, N + self.GAP, 0))
         # (a job is created the cycle after its last step is accepted, from the stage)
-        inp = self.i.payload
-        created = (go & inp.last) | (en & p.last)
+        created = (go & inp.last) | lat
         bound2, empty = Signal(18), Signal(init=1)
         m.d.sync += [bound2.eq(Mux(created, 2 * N + self.GAP, left) + 2),
                      empty.eq(~created & (left == 0))]
-        m.d.comb += self.i.ready.eq(~inp.first | empty | (bound2 <= inp.steps))
+        # the bound's verdict on a waiting first step, registered: it holds a cycle later
+        # (the bound only grows when a job is created); a first step thus starts the cycle
+        # after the verdict (at once when the drain is empty)
+        ok = Signal()
+        m.d.sync += ok.eq(self.i.valid & ~go & ~created & (bound2 <= inp.steps))
+        m.d.comb += self.i.ready.eq(~inp.first | empty | ok)
 
         cols = Array(Cat(*(res[r][j] for r in range(R))) for j in range(N))
         column = cols[drain.act_col]
-        data = Signal(32 * R)
+        drained = Signal(32 * R)
         for r in range(R):
             s = column.word_select(r, A).as_signed()
             unbiased = Signal(signed(A + 1), name=f"drain{r}_unbiased")
             m.d.comb += unbiased.eq(s - bias_res[r])
-            m.d.comb += data.word_select(r, 32).eq(Mux(act_odd, s, unbiased >> 1))
-        drain.connect(self, data, self._tag, busy=en)
-        m.d.comb += [self.staged.eq(en), self.staged_tag.eq(p.tag)]
+            m.d.comb += drained.word_select(r, 32).eq(Mux(act_odd, s, unbiased >> 1))
+        drain.connect(self, drained, self._tag, busy=en)
+        m.d.comb += [self.staged.eq(en), self.staged_tag.eq(tag[:self._tag])]
         return m
 
 
