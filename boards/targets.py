@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sw.errors import UserError
-from hw.synth import lattice_synth_rest
+from hw.synth import ecp5_classic_abc, lattice_synth_rest
 from .top import BoardTop
 
 __all__ = ["Board", "BOARDS", "get_board", "build", "BuildResult", "parse_report", "tool_env",
@@ -212,9 +212,7 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         # netlist. Say so, and build again: synth_ecp5 up to its LUT mapping, abc, the rest.
         say("yosys' ABC9 crashed on this netlist (a known YoWASP issue); retrying with "
             "classic ABC for the LUT mapping")
-        kw.update(split(until="map_luts",
-                        then="techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
-                             "synth_ecp5 -top top -run map_cells:"))
+        kw.update(split(until="map_luts", then=ecp5_classic_abc("top")))
         top, plan = prepare()
         failed = _execute(plan, out_dir, say,
                           None if timeout_s is None else timeout_s - (time.monotonic() - t0))
@@ -276,10 +274,11 @@ def _execute(plan, out_dir, say, timeout_s=None):
 
 
 def _abc9_crashed(out_dir):
-    """Yosys stopped on an assertion inside its ABC9 mapping steps (before nextpnr ran)."""
+    """Yosys stopped inside its ABC9 mapping steps (before nextpnr ran): on an assertion,
+    or with the ABC process dying silently (the log ends in ABC9)."""
     tail = _read(Path(out_dir) / "top.rpt")[-4000:]
     return (not (Path(out_dir) / "top.tim").exists() and "Executing ABC9" in tail
-            and "ERROR: Assert" in tail)
+            and ("ERROR: Assert" in tail or "End of script" not in tail))
 
 
 class _Watcher:

@@ -188,15 +188,26 @@ class LutArray(wiring.Component):
                     m.d.sync += acc.eq(0)
                 with m.Elif(en):
                     m.d.sync += acc.eq(total)
-                with m.If(lat):
-                    m.d.sync += out.eq(total)
-                res[r][j] = out
+                res[r][j] = (out, total)
 
         # drain: a pending job (latched, waiting for the drain) and an active one; the
         # grid (odd) rides along as an extra tag bit
         drain = ColumnDrain(m, ncols=N, tag_bits=self._tag + 1, gap=self.GAP)
         drain.create(lat, tag)
         act_odd = drain.act_tag[-1]
+
+        # The results leave through column 0: each cycle the drain is active, every column
+        # moves one to the left (no multiplexer gathering the columns: each result register
+        # feeds only its neighbour). A latch never meets an active drain but in its last
+        # cycle (the rule on new MATMULs below), and wins then.
+        for r in range(R):
+            for j in range(N):
+                out, total = res[r][j]
+                with m.If(lat):
+                    m.d.sync += out.eq(total)
+                if j + 1 < N:
+                    with m.Elif(drain.act_valid):
+                        m.d.sync += out.eq(res[r][j + 1][0])
 
         # cycles until every latched result has been drained; registered as a bound, so no
         # path runs from the drain's counters into the feeder: a cycle later it is at most
@@ -217,8 +228,7 @@ class LutArray(wiring.Component):
         m.d.sync += ok.eq(self.i.valid & ~go & ~created & (bound2 <= inp.steps))
         m.d.comb += self.i.ready.eq(~inp.first | empty | ok)
 
-        cols = Array(Cat(*(res[r][j] for r in range(R))) for j in range(N))
-        column = cols[drain.act_col]
+        column = Cat(*(res[r][0][0] for r in range(R)))
         drained = Signal(32 * R)
         for r in range(R):
             s = column.word_select(r, A).as_signed()

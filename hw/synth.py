@@ -20,7 +20,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 __all__ = ["synthesize", "SynthError", "FAMILIES", "component_verilog", "unit_area",
-           "AREA_FAMILIES", "COLLISION_FREE_MEMORIES", "lattice_synth", "lattice_synth_rest"]
+           "AREA_FAMILIES", "COLLISION_FREE_MEMORIES", "lattice_synth", "lattice_synth_rest",
+           "ecp5_classic_abc"]
 
 FAMILIES = {"ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7"}
 
@@ -56,6 +57,14 @@ def lattice_synth_rest(synth: str, top: str, opts: str = "", *, until: str = "")
 
 def _synth_head(synth, top, opts):
     return f"{synth} {opts} -top {top}".replace("  ", " ")
+
+
+def ecp5_classic_abc(top: str) -> str:
+    """The rest of synth_ecp5 from its LUT mapping on, with classic ABC in place of ABC9:
+    the WebAssembly build of ABC9 aborts on some netlists (an assertion in rtlil.cc, or
+    the ABC process dying without a word) and synth_ecp5 has no switch to avoid it."""
+    return (f"techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
+            f"synth_ecp5 -top {top} -run map_cells:")
 
 
 class SynthError(RuntimeError):
@@ -156,8 +165,17 @@ def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -
     script = f"{cmd}; tee -q -o stat.json stat -json"
 
     def make():
-        text = run_yosys(verilog, script, "stat.json", what=f"{family} synthesis of {top}",
-                         timeout=timeout)
+        what = f"{family} synthesis of {top}"
+        try:
+            text = run_yosys(verilog, script, "stat.json", what=what, timeout=timeout)
+        except SynthError:
+            if family != "ecp5":
+                raise
+            # the WebAssembly ABC9 aborts on some netlists: classic ABC maps the LUTs
+            head = lattice_synth(FAMILIES[family], top, "" if dsp else "-nodsp",
+                                 until="map_luts")
+            retry = f"{head}; {ecp5_classic_abc(top)}; tee -q -o stat.json stat -json"
+            text = run_yosys(verilog, retry, "stat.json", what=what, timeout=timeout)
         cells = json.loads(text[text.index("{"):])["design"]["num_cells_by_type"]
         return json.dumps({**_count(cells, family), "cells": cells})
     return json.loads(cached_text("stat", f"{script}\0{verilog}", make))
