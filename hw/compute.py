@@ -182,8 +182,9 @@ class Compute(wiring.Component):
 
         # --- the engines' drains -> accumulator writer --------------------------------------
         # stage 0: a drained column (at most one engine drains at a time); read its scale
-        # stage 1: multiply by the group scale; read the old accumulator
-        # stage 2: round, add the old value, write
+        # stage 1: register the scale
+        # stage 2: multiply by the group scale; read the old accumulator
+        # stage 3: round, add the old value, write
         # Without group scales (cfg.group_scale False) there are two stages: the old value is
         # read as the column leaves its engine, added and written in stage 1.
         drains = ([array] if has_sys else []) + ([lut] if has_lut else [])
@@ -211,15 +212,23 @@ class Compute(wiring.Component):
         m.d.sync += [v2.eq(v1), a2.eq(a1), accum2.eq(accum1), last2.eq(last1 & v1),
                      rel2.eq(rel1), scaled2.eq(scaled1), shift2.eq(shift1)]
         if cfg.group_scale:
-            mult = self.scale_dr.data.word_select(lane1, 16).as_signed()
-            p2 = [Signal(signed(48), name=f"gs_prod{i}") for i in range(R)]
-            m.d.sync += [p2[i].eq(Mux(scaled1, d1.word_select(i, 32).as_signed() * mult,
-                                      d1.word_select(i, 32).as_signed())) for i in range(R)]
-            vals = [Mux(scaled2, rne_shift(m, p2[i], shift2, f"gs{i}"), p2[i])[:32]
+            # stage 1 registers the column's scale (the block RAM's output, then the lane
+            # multiplexer: no path from the RAM through the multiplier); stage 2 multiplies
+            v3, a3 = Signal(), Signal(cb)
+            accum3, last3, scaled3 = Signal(), Signal(), Signal()
+            rel3, shift3 = Signal(3), Signal(6)
+            m.d.sync += [v3.eq(v2), a3.eq(a2), accum3.eq(accum2), last3.eq(last2 & v2),
+                         rel3.eq(rel2), scaled3.eq(scaled2), shift3.eq(shift2)]
+            mult, d2 = Signal(signed(16), name="gs_mult"), Signal(32 * R)
+            m.d.sync += [mult.eq(self.scale_dr.data.word_select(lane1, 16)), d2.eq(d1)]
+            p3 = [Signal(signed(48), name=f"gs_prod{i}") for i in range(R)]
+            m.d.sync += [p3[i].eq(Mux(scaled2, d2.word_select(i, 32).as_signed() * mult,
+                                      d2.word_select(i, 32).as_signed())) for i in range(R)]
+            vals = [Mux(scaled3, rne_shift(m, p3[i], shift3, f"gs{i}"), p3[i])[:32]
                     for i in range(R)]
-            dr_addr, dr_rd = a1, v1                 # the drain's accumulator read
-            w_addr, w_en, w_accum, w_last, w_rel = a2, v2, accum2, last2, rel2
-            in_flight = [(v1, a1), (v2, a2)]        # columns read but not yet written
+            dr_addr, dr_rd = a2, v2                 # the drain's accumulator read
+            w_addr, w_en, w_accum, w_last, w_rel = a3, v3, accum3, last3, rel3
+            in_flight = [(v1, a1), (v2, a2), (v3, a3)]  # columns read but not yet written
         else:
             data = array.o.payload.data.as_value() if late else d1
             vals = [data.word_select(i, 32) for i in range(R)]
