@@ -10,10 +10,16 @@ instantiated cells equal to the behavioural lookup (a Yosys equivalence check), 
 board flow's netlist keeps them (nextpnr packs each LUT4 pair with its PFUMX).
 """
 
+from types import SimpleNamespace
+
 from amaranth import Signal
 from amaranth.hdl import Instance
 
-__all__ = ["uses_ecp5_cells", "ecp5_lookup"]
+__all__ = ["uses_ecp5_cells", "ecp5_lookup", "ECP5"]
+
+#: What the design is elaborated for outside a board build when it should look like one on
+#: an ECP5 (synthesis reports, the equivalence check).
+ECP5 = SimpleNamespace(family="ecp5", device="LFE5U-85F")
 
 
 def uses_ecp5_cells(platform):

@@ -208,10 +208,11 @@ def unit_area(config, family, *, timeout=1800) -> list:
     cells (not its submodules'), largest first. Cached like ``synthesize``."""
     import hw
     from .dsp import ICE40UP5K
+    from .lut_ecp5 import ECP5
     if family not in AREA_FAMILIES:
         raise SynthError(f"no area report for {family!r}; choose from "
                          f"{', '.join(AREA_FAMILIES)}")
-    verilog = hw.verilog(config, name="top", platform=ICE40UP5K if family == "ice40" else None)
+    verilog = hw.verilog(config, name="top", platform=ICE40UP5K if family == "ice40" else ECP5)
     script = f"{AREA_FAMILIES[family]}; abc -lut 4; opt_clean; tee -q -o stat.json stat -json"
 
     def make():

@@ -5,15 +5,11 @@ which a wrong LUT4 truth table fails; and synth_ecp5 keeps the cells."""
 import pytest
 
 from hw import lut_ecp5
+from hw.lut_ecp5 import ECP5
 from hw.lut import LutArray
 from hw.synth import SynthError, component_verilog, run_yosys, synthesize
 
 ROWS, CH, WBITS = 2, 4, 4
-
-
-class _ECP5:
-    """What LutArray asks of a platform."""
-    family = "ecp5"
 
 
 def _verilog(name, platform):
@@ -29,7 +25,7 @@ def _equivalent():
               "equiv_make gold gate equiv; hierarchy -top equiv; "
               "equiv_simple -seq 2; equiv_induct -seq 2; "
               "tee -o status.txt equiv_status -assert")
-    return run_yosys(_verilog("gold", None) + _verilog("gate", _ECP5()), script, "status.txt",
+    return run_yosys(_verilog("gold", None) + _verilog("gate", ECP5), script, "status.txt",
                      what="equivalence check", timeout=600)
 
 
@@ -47,7 +43,7 @@ def test_a_wrong_cell_truth_table_is_caught(monkeypatch):
 
 def test_synth_ecp5_keeps_the_cells():
     T = 11 + WBITS - 1
-    r = synthesize(_verilog("gate", _ECP5()), "gate", "ecp5")
+    r = synthesize(_verilog("gate", ECP5), "gate", "ecp5")
     cells = r["cells"]
     assert cells.get("L6MUX21", 0) >= ROWS * CH * T, cells
     assert cells.get("PFUMX", 0) >= 2 * ROWS * CH * T, cells
