@@ -206,7 +206,8 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     say("synthesis (yosys), place and route (nextpnr) and packing; the first run compiles "
         "the WebAssembly tools (~1 min)")
     failed = _execute(plan, out_dir, say, timeout_s)
-    if failed is not None and _abc9_crashed(out_dir):
+    if (failed is not None and not isinstance(failed, subprocess.TimeoutExpired)
+            and _abc9_crashed(out_dir)):
         # The WebAssembly build of Yosys' ABC9 aborts on some netlists (an assertion in
         # rtlil.cc) and synth_ecp5 has no switch to avoid it; classic ABC maps the same
         # netlist. Say so, and build again: synth_ecp5 up to its LUT mapping, abc, the rest.

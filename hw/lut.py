@@ -149,7 +149,8 @@ class LutArray(wiring.Component):
         neg = [Signal(name=f"neg{j}") for j in range(N)]
         for j in range(N):
             m.d.comb += [sel[j].eq(nib[j][1:4]), neg[j].eq(nib[j][0])]
-        res = [[None] * N for _ in range(R)]
+        res = [[None] * N for _ in range(R)]       # result registers
+        sums = [[None] * N for _ in range(R)]      # what a cell latches
         bias_res = []
         for r in range(R):
             # the token's table, shifted by the plane into the stage
@@ -188,7 +189,7 @@ class LutArray(wiring.Component):
                     m.d.sync += acc.eq(0)
                 with m.Elif(en):
                     m.d.sync += acc.eq(total)
-                res[r][j] = (out, total)
+                res[r][j], sums[r][j] = out, total
 
         # drain: a pending job (latched, waiting for the drain) and an active one; the
         # grid (odd) rides along as an extra tag bit
@@ -202,12 +203,11 @@ class LutArray(wiring.Component):
         # cycle (the rule on new MATMULs below), and wins then.
         for r in range(R):
             for j in range(N):
-                out, total = res[r][j]
                 with m.If(lat):
-                    m.d.sync += out.eq(total)
+                    m.d.sync += res[r][j].eq(sums[r][j])
                 if j + 1 < N:
                     with m.Elif(drain.act_valid):
-                        m.d.sync += out.eq(res[r][j + 1][0])
+                        m.d.sync += res[r][j].eq(res[r][j + 1])
 
         # cycles until every latched result has been drained; registered as a bound, so no
         # path runs from the drain's counters into the feeder: a cycle later it is at most
@@ -228,7 +228,7 @@ class LutArray(wiring.Component):
         m.d.sync += ok.eq(self.i.valid & ~go & ~created & (bound2 <= inp.steps))
         m.d.comb += self.i.ready.eq(~inp.first | empty | ok)
 
-        column = Cat(*(res[r][0][0] for r in range(R)))
+        column = Cat(*(res[r][0] for r in range(R)))
         drained = Signal(32 * R)
         for r in range(R):
             s = column.word_select(r, A).as_signed()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 __all__ = ["synthesize", "SynthError", "FAMILIES", "component_verilog", "unit_area",
            "AREA_FAMILIES", "COLLISION_FREE_MEMORIES", "lattice_synth", "lattice_synth_rest",
-           "ecp5_classic_abc"]
+           "ecp5_classic_abc", "SynthTimeout"]
 
 FAMILIES = {"ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7"}
 
@@ -68,6 +68,10 @@ def ecp5_classic_abc(top: str) -> str:
 
 
 class SynthError(RuntimeError):
+    pass
+
+
+class SynthTimeout(SynthError):
     pass
 
 
@@ -145,7 +149,7 @@ def run_yosys(verilog: str, script: str, output: str, *, what: str, timeout=3600
             r = subprocess.run([_yosys(), "-q", "-p", f"read_verilog -sv top.v; {script}"],
                                capture_output=True, text=True, timeout=timeout, cwd=d)
         except subprocess.TimeoutExpired:
-            raise SynthError(f"yosys {what} timed out") from None
+            raise SynthTimeout(f"yosys {what} timed out") from None
         out = Path(d) / output
         if r.returncode != 0 or not out.exists():
             tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
@@ -168,8 +172,8 @@ def synthesize(verilog: str, top: str, family: str, *, dsp=True, timeout=3600) -
         what = f"{family} synthesis of {top}"
         try:
             text = run_yosys(verilog, script, "stat.json", what=what, timeout=timeout)
-        except SynthError:
-            if family != "ecp5":
+        except SynthError as e:
+            if family != "ecp5" or isinstance(e, SynthTimeout):
                 raise
             # the WebAssembly ABC9 aborts on some netlists: classic ABC maps the LUTs
             head = lattice_synth(FAMILIES[family], top, "" if dsp else "-nodsp",

@@ -6,7 +6,7 @@ import pytest
 
 from hw import lut_ecp5
 from hw.lut_ecp5 import ECP5
-from hw.lut import LutArray
+from hw.lut import TABLE_BITS, LutArray
 from hw.synth import SynthError, component_verilog, run_yosys, synthesize
 
 ROWS, CH, WBITS = 2, 4, 4
@@ -42,7 +42,7 @@ def test_a_wrong_cell_truth_table_is_caught(monkeypatch):
 
 
 def test_synth_ecp5_keeps_the_cells():
-    T = 11 + WBITS - 1
+    T = TABLE_BITS + WBITS - 1
     r = synthesize(_verilog("gate", ECP5), "gate", "ecp5")
     cells = r["cells"]
     assert cells.get("L6MUX21", 0) >= ROWS * CH * T, cells
