@@ -1,14 +1,14 @@
 """The compute queue's executor: MATMUL on the systolic or the LUT engine, REQUANT, SYNC."""
 
 from amaranth import Module, Signal, Mux, Cat, Const, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
 from .queue import Front, executor_members, sum_exceeds
-from .requant import RequantUnit, gather_groups, make_requant, rne_shift
+from .requant import RequantUnit, gather_groups, make_requant, rne_wrap_parts
 from .systolic import SystolicArray
 
 __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
@@ -181,12 +181,18 @@ class Compute(wiring.Component):
         lut_mode = mm.engine == Engine.LUT
 
         # --- the engines' drains -> accumulator writer --------------------------------------
-        # stage 0: a drained column (at most one engine drains at a time); read its scale
-        # stage 1: register the scale
-        # stage 2: multiply by the group scale; read the old accumulator
-        # stage 3: round, add the old value, write
-        # Without group scales (cfg.group_scale False) there are two stages: the old value is
-        # read as the column leaves its engine, added and written in stage 1.
+        # With group scales (cfg.group_scale) a drained column goes through six stages, each
+        # a register deep (every one of them on the ECP5's worst path once):
+        #   0: the column leaves its engine; read its scale
+        #   1: register the scale (the block RAM's output, then the lane multiplexer)
+        #   2: multiply: the column's low and high 16-bit halves by the scale
+        #   3: add the two partial products
+        #   4: shift with round half to even (the quotient, and its increment apart);
+        #      read the old accumulator
+        #   5: add quotient, increment and old value; write
+        # An unscaled column goes through the same stages with scale 1 and shift 0.
+        # Without group scales there are two stages: the old value is read as the column
+        # leaves its engine, added and written in stage 1.
         drains = ([array] if has_sys else []) + ([lut] if has_lut else [])
         o_valid = Signal()
         o = Signal.like(drains[0].o.payload)
@@ -199,51 +205,59 @@ class Compute(wiring.Component):
         s_idx = (t_saddr + o.col)[:sb]
         m.d.comb += [self.scale_dr.addr.eq(s_idx >> lane_bits),
                      self.scale_dr.en.eq(o_valid & t_scaled)]
-        v1, v2 = Signal(), Signal()
-        a1, a2 = Signal(cb), Signal(cb)
+        ctl_layout = data.StructLayout({"valid": 1, "addr": cb, "accum": 1, "last": 1,
+                                        "rel": 3, "scaled": 1, "shift": 6})
+        n_ctl = 5 if cfg.group_scale else 1
+        ctl = [Signal(ctl_layout, name=f"wr_ctl{i + 1}") for i in range(n_ctl)]
+        m.d.sync += [ctl[0].valid.eq(o_valid), ctl[0].addr.eq(t_acc + o.col),
+                     ctl[0].accum.eq(t_accum), ctl[0].last.eq(o.last & o_valid),
+                     ctl[0].rel.eq(t_rel), ctl[0].scaled.eq(t_scaled),
+                     ctl[0].shift.eq(Mux(t_scaled, t_shift, 0))]
+        m.d.sync += [ctl[i + 1].eq(ctl[i]) for i in range(n_ctl - 1)]
         d1 = Signal(32 * R)
-        accum1, accum2, last1, last2, scaled1, scaled2 = (Signal() for _ in range(6))
-        rel1, rel2 = Signal(3), Signal(3)
-        shift1, shift2 = Signal(6), Signal(6)
         lane1 = Signal(lane_bits)
-        m.d.sync += [v1.eq(o_valid), a1.eq(t_acc + o.col), d1.eq(o.data), accum1.eq(t_accum),
-                     last1.eq(o.last & o_valid), rel1.eq(t_rel), scaled1.eq(t_scaled),
-                     shift1.eq(t_shift), lane1.eq(s_idx[:lane_bits])]
-        m.d.sync += [v2.eq(v1), a2.eq(a1), accum2.eq(accum1), last2.eq(last1 & v1),
-                     rel2.eq(rel1), scaled2.eq(scaled1), shift2.eq(shift1)]
+        m.d.sync += [d1.eq(o.data), lane1.eq(s_idx[:lane_bits])]
         if cfg.group_scale:
-            # stage 1 registers the column's scale (the block RAM's output, then the lane
-            # multiplexer: no path from the RAM through the multiplier); stage 2 multiplies
-            v3, a3 = Signal(), Signal(cb)
-            accum3, last3, scaled3 = Signal(), Signal(), Signal()
-            rel3, shift3 = Signal(3), Signal(6)
-            m.d.sync += [v3.eq(v2), a3.eq(a2), accum3.eq(accum2), last3.eq(last2 & v2),
-                         rel3.eq(rel2), scaled3.eq(scaled2), shift3.eq(shift2)]
             mult, d2 = Signal(signed(16), name="gs_mult"), Signal(32 * R)
-            m.d.sync += [mult.eq(self.scale_dr.data.word_select(lane1, 16)), d2.eq(d1)]
-            p3 = [Signal(signed(48), name=f"gs_prod{i}") for i in range(R)]
-            m.d.sync += [p3[i].eq(Mux(scaled2, d2.word_select(i, 32).as_signed() * mult,
-                                      d2.word_select(i, 32).as_signed())) for i in range(R)]
-            vals = [Mux(scaled3, rne_shift(m, p3[i], shift3, f"gs{i}"), p3[i])[:32]
-                    for i in range(R)]
-            dr_addr, dr_rd = a2, v2                 # the drain's accumulator read
-            w_addr, w_en, w_accum, w_last, w_rel = a3, v3, accum3, last3, rel3
-            in_flight = [(v1, a1), (v2, a2), (v3, a3)]  # columns read but not yet written
+            m.d.sync += [mult.eq(Mux(ctl[0].scaled,
+                                     self.scale_dr.data.word_select(lane1, 16), 1)),
+                         d2.eq(d1)]
+            vals, ups = [], []
+            for i in range(R):
+                d = d2.word_select(i, 32)
+                lo = Signal(signed(33), name=f"gs_lo{i}")
+                hi = Signal(signed(32), name=f"gs_hi{i}")
+                p4 = Signal(signed(48), name=f"gs_prod{i}")
+                q5, u5 = Signal(32, name=f"gs_q{i}"), Signal(name=f"gs_up{i}")
+                q, up = rne_wrap_parts(m, p4, ctl[3].shift, 32, f"gs{i}")
+                m.d.sync += [lo.eq(d[:16] * mult), hi.eq(d[16:].as_signed() * mult),
+                             p4.eq((hi << 16) + lo), q5.eq(q), u5.eq(up)]
+                vals.append(q5)
+                ups.append(u5)
+            dr, w = ctl[3], ctl[4]              # the drain's accumulator read; the write
+            in_flight = ctl                     # columns read but not yet written
         else:
-            data = array.o.payload.data.as_value() if late else d1
-            vals = [data.word_select(i, 32) for i in range(R)]
-            dr_addr, dr_rd = (t_acc + o.col)[:cb], o_valid
-            w_addr, w_en, w_accum, w_last, w_rel = a1, v1, accum1, last1, rel1
-            in_flight = [(v1, a1)]
+            data_ = array.o.payload.data.as_value() if late else d1
+            vals = [data_.word_select(i, 32) for i in range(R)]
+            dr, w = None, ctl[0]
+            in_flight = ctl
+        dr_addr = (t_acc + o.col)[:cb] if dr is None else dr.addr
+        dr_rd = o_valid if dr is None else dr.valid
+        w_addr, w_en, w_accum, w_last, w_rel = w.addr, w.valid, w.accum, w.last, w.rel
         old = self.acc_rd.data
-        summed = Cat(*((vals[i] + Mux(w_accum, old.word_select(i, 32), 0))[:32]
-                       for i in range(R)))
+        olds = [Mux(w_accum, old.word_select(i, 32), 0) for i in range(R)]
+        if cfg.group_scale:     # quotient + increment + old in one carry chain:
+            # (2q + up) + (2old + up) = 2(q + old + up)
+            summed = Cat(*((Cat(ups[i], vals[i]) + Cat(ups[i], olds[i]))[1:33]
+                           for i in range(R)))
+        else:
+            summed = Cat(*((vals[i] + olds[i])[:32] for i in range(R)))
         m.d.comb += [self.acc_rd.addr.eq(dr_addr), self.acc_rd.en.eq(dr_rd),
                      self.acc_wr.addr.eq(w_addr), self.acc_wr.data.eq(summed),
                      self.acc_wr.en.eq(w_en)]
         sys_idle = array.idle if has_sys else Const(1)
         lut_idle = (lut.idle & ~pre.o.valid) if has_lut else Const(1)
-        drain_idle = sys_idle & lut_idle & ~Cat(*(v for v, _ in in_flight)).any()
+        drain_idle = sys_idle & lut_idle & ~Cat(*(c.valid for c in in_flight)).any()
         m.d.comb += self.drain_idle.eq(drain_idle)
         matmul_release = Mux(w_en & w_last, w_rel, 0)
 
@@ -389,7 +403,7 @@ class Compute(wiring.Component):
         def hits(valid, base, width):
             base = base[:cb]
             return valid & (base < hi) & (lo < (base + width)[:cb])
-        busy = [hits(v, a, 1) for v, a in in_flight]
+        busy = [hits(c.valid, c.addr, 1) for c in in_flight]
         if has_sys:
             busy += [hits(array.pending, array.pending_tag[:16], C),
                      hits(array.active, array.active_tag[:16], C)]

@@ -7,26 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .config import REQUANT_MULT_BITS
 
 __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layout",
-           "rne_shift", "rne_parts", "gather_groups"]
-
-
-def rne_parts(m, p, shift, name):
-    """Comb: ``(q, up)`` with ``q = p >> shift`` (floor) and ``up`` the round-half-to-even
-    increment, so that ``q + up`` is ``sw.golden.rne_shift(p, shift)`` (``shift`` <= 63).
-    A pipeline may register the two between the shift and the add."""
-    p64 = Signal(signed(64), name=f"{name}_p")
-    q = Signal(signed(64), name=f"{name}_q")
-    low = Signal(64, name=f"{name}_low")        # ones below bit `shift`: 2**shift - 1
-    m.d.comb += [p64.eq(p), q.eq(p64 >> shift),
-                 low.eq(~(Const((1 << 64) - 1, 64) << shift)[:64])]
-    # the remainder r = p mod 2**shift against half = 2**(shift-1), without a comparator:
-    # r > half iff its top bit (the guard) and any bit below it (the sticky bits) are set,
-    # r == half iff the guard alone is; ties go to the even quotient
-    bits = p64.as_unsigned()
-    guard = (bits & (low ^ (low >> 1))) != 0    # bit shift - 1 (none when shift = 0)
-    sticky = (bits & (low >> 1)) != 0
-    up = guard & (sticky | q[0])
-    return q[:len(p) + 1].as_signed(), up
+           "rne_sat_parts", "rne_wrap_parts", "gather_groups"]
 
 
 #: Bits of the requant unit's shifted value: a quotient outside the signed 9-bit range
@@ -35,15 +16,14 @@ def rne_parts(m, p, shift, name):
 Q_BITS = 9
 
 
-def rne_sat_parts(m, p, shift, name):
-    """Comb: ``(q, up)`` as ``rne_parts``, with the quotient saturated to ``Q_BITS`` signed
-    bits, from a right shifter built for what is kept: its stages go from the largest
-    (32) to the smallest (1), each keeping only the ``Q_BITS + 2**k - 1`` low bits the
-    later stages still need. A stage that shifts hands its shifted-out bits on as the
-    guard (the top one) and the sticky bit (the others, and the guard before), so the
-    rounding needs no masks; the bits a stage drops off the top must equal the sign for
-    the quotient to fit (183 iCE40 LUTs for a 48-bit product, against 439 for masks over
-    a full 64-bit shifter)."""
+def _lean_shift(m, p, shift, bits, name):
+    """Comb: a right shifter built for the ``bits`` low bits of ``p >> shift`` that are
+    kept: its stages go from the largest shift (32) to the smallest (1), each keeping only
+    the ``bits + 2**k - 1`` low bits the later stages still need. A stage that shifts hands
+    its shifted-out bits on as the guard (the top one) and the sticky bit (the others, and
+    the guard before), so the rounding needs no masks. Returns ``(cur, guard, sticky,
+    fits)``: ``cur`` the kept bits, ``fits`` that the bits dropped off the top all equal
+    the sign (the quotient fits ``bits`` signed bits)."""
     p = Value.cast(p)
     W = len(p)
     sign = p[W - 1]
@@ -51,7 +31,7 @@ def rne_sat_parts(m, p, shift, name):
     guard, sticky, fits = Const(0, 1), Const(0, 1), Const(1, 1)
     for k in reversed(range(len(shift))):
         sh = 1 << k
-        keep = Q_BITS + sh - 1          # what the stages after this one still need
+        keep = bits + sh - 1            # what the stages after this one still need
         n = len(cur)
         ext = Cat(cur, sign.replicate(sh + keep))
         res = Mux(shift[k], ext[sh:sh + n], cur)
@@ -64,17 +44,30 @@ def rne_sat_parts(m, p, shift, name):
                      f.eq(fits & ((res[keep:] == sign.replicate(n - keep)) if n > keep else 1)),
                      c.eq(res[:keep])]
         guard, sticky, fits, cur = g, st, f, c
+    return cur, guard, sticky, fits
+
+
+def rne_sat_parts(m, p, shift, name):
+    """Comb: ``(q, up)``: ``q`` the floor quotient ``p >> shift`` saturated to ``Q_BITS``
+    signed bits, ``up`` the round-half-to-even increment (``shift`` <= 63), so that
+    ``q + up`` saturates ``sw.golden.rne_shift(p, shift)``; from the lean shifter (183
+    iCE40 LUTs for a 48-bit product, against 439 for masks over a full 64-bit shifter): the
+    quotient fits when the bits dropped off the top equal the sign."""
+    cur, guard, sticky, fits = _lean_shift(m, p, shift, Q_BITS, name)
+    sign = Value.cast(p)[-1]
     fits = fits & (cur[Q_BITS - 1] == sign)
     hi, lo = (1 << (Q_BITS - 1)) - 1, -(1 << (Q_BITS - 1))
     q = Mux(fits, cur[:Q_BITS].as_signed(), Mux(sign, lo, hi))
     return q, guard & (sticky | cur[0])
 
 
-def rne_shift(m, p, shift, name):
-    """Comb: signed ``p / 2**shift`` rounded half to even, exactly (``shift`` <= 63), as
-    ``sw.golden.rne_shift``. Returns a value one bit wider than ``p``."""
-    q, up = rne_parts(m, p, shift, name)
-    return q + up
+def rne_wrap_parts(m, p, shift, bits, name):
+    """Comb: ``(q, up)`` for a result wrapped to ``bits`` bits (``shift`` <= 63): ``q`` is
+    the low ``bits`` of ``p >> shift`` (floor), ``up`` the round-half-to-even increment, so
+    ``(q + up) mod 2**bits`` is ``sw.golden.rne_shift(p, shift)`` wrapped, from the lean
+    shifter."""
+    cur, guard, sticky, _ = _lean_shift(m, p, shift, bits, name)
+    return cur[:bits], guard & (sticky | cur[0])
 
 
 def gather_groups(m, take, payload, groups, name):

@@ -38,19 +38,21 @@ def test_requant_ties_and_clamps():
 
 
 @pytest.mark.parametrize("seed", [3])
-def test_requant_shifter_matches_golden(seed):
-    """The requant unit's staged shifter (``hw.requant.rne_sat_parts``, Amaranth simulation)
-    against ``sw.golden.rne_shift`` for 48-bit products and every shift: the floor quotient
-    saturated to 9 bits and the round-half-to-even increment, bit for bit."""
+@pytest.mark.parametrize("kind", ["sat", "wrap"])
+def test_requant_shifter_matches_golden(seed, kind):
+    """The staged shifters (Amaranth simulation) against ``sw.golden.rne_shift`` for 48-bit
+    products and every shift, bit for bit: ``hw.requant.rne_sat_parts`` (the requant unit's:
+    the floor quotient saturated to 9 bits) and ``rne_wrap_parts`` (the group scales': the
+    floor quotient's low 32 bits), each with the round-half-to-even increment."""
     from amaranth import Module, Signal, signed
     from amaranth.sim import Simulator
-    from hw.requant import Q_BITS, rne_sat_parts
+    from hw.requant import Q_BITS, rne_sat_parts, rne_wrap_parts
     rng = np.random.default_rng(seed)
     vals = [0, 1, -1, 2, -2, (1 << 47) - 1, -(1 << 47), 255 << 20, -257 << 20]
     vals += [int(v) for w in (12, 30, 47) for v in rng.integers(-(1 << w), 1 << w, 60)]
     m = Module()
     p, s = Signal(signed(48)), Signal(6)
-    q, up = rne_sat_parts(m, p, s, "t")
+    q, up = rne_sat_parts(m, p, s, "t") if kind == "sat" else rne_wrap_parts(m, p, s, 32, "t")
     lo, hi = -(1 << (Q_BITS - 1)), (1 << (Q_BITS - 1)) - 1
     bad = []
 
@@ -60,11 +62,13 @@ def test_requant_shifter_matches_golden(seed):
             for sh in range(64):
                 ctx.set(s, sh)
                 floor = v >> sh
-                want = (min(max(floor, lo), hi), int(rne_shift(np.array([v]), sh)[0]) - floor)
+                up_want = int(rne_shift(np.array([v]), sh)[0]) - floor
+                want = ((min(max(floor, lo), hi), up_want) if kind == "sat"
+                        else (floor & 0xFFFFFFFF, up_want))
                 got = (ctx.get(q), ctx.get(up))
                 if got != want:
                     bad.append((v, sh, got, want))
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
-    assert not bad, f"seed={seed}: {len(bad)} mismatches, first (p, shift, got, want): {bad[0]}"
+    assert not bad, f"seed={seed} {kind}: {len(bad)} mismatches, first (p, shift, got, want): {bad[0]}"
