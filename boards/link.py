@@ -66,6 +66,8 @@ class Link(wiring.Component):
         rep_len = Signal(pb)
         word = Signal(8 * bb)
         out_byte = Signal(8)
+        sent, sent_byte, sent_first = Signal(), Signal(8), Signal()    # for the reply's CRC
+        m.d.sync += [sent.eq(0), sent_first.eq(0)]
         last_seq = Signal(8)
         started = Signal()          # the last command executed was START with last_seq
         idle = Signal(range(self._idle + 1))
@@ -113,7 +115,8 @@ class Link(wiring.Component):
         m.d.comb += self.prog_addr.eq(prog_addr)
 
         def reply(st, n=0):
-            m.d.sync += [status.eq(st), rep_len.eq(n), idx.eq(0)]
+            # (only an OK reply carries a payload)
+            m.d.sync += [status.eq(st), rep_len.eq(n if st == Status.OK else 0), idx.eq(0)]
             m.next = "R_HDR"
 
         with m.FSM():
@@ -257,13 +260,14 @@ class Link(wiring.Component):
                     m.next = "W_READ"
 
             # --- the reply frame ---------------------------------------------------------------
-            n_out = Mux(status == Status.OK, rep_len, 0)
+            # The reply's CRC takes each byte the cycle after the transmitter does, from
+            # registers (no path from the byte's multiplexers through the CRC's XORs)
+            n_out = rep_len
             head = Array([Const(SOF_REP, 8), status, seq, n_out[:8], n_out[8:]])
             with m.State("R_HDR"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(head[idx[:3]]),
-                             crcp.data.eq(tx.payload), crcp.start.eq(idx == 0),
-                             crcp.valid.eq(tx.ready)]
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(head[idx[:3]])]
                 with m.If(tx.ready):
+                    m.d.sync += [sent.eq(1), sent_byte.eq(tx.payload), sent_first.eq(idx == 0)]
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == HEADER_BYTES - 1):
                         m.d.sync += idx.eq(0)
@@ -290,9 +294,9 @@ class Link(wiring.Component):
                         m.d.sync += out_byte.eq(info_rp.data)
                 m.next = "R_SEND"
             with m.State("R_SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(out_byte), crcp.data.eq(out_byte),
-                             crcp.valid.eq(tx.ready)]
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(out_byte)]
                 with m.If(tx.ready):
+                    m.d.sync += [sent.eq(1), sent_byte.eq(out_byte)]
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == n_out):
                         m.d.sync += idx.eq(0)
@@ -308,4 +312,6 @@ class Link(wiring.Component):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == 1):
                         m.next = "HUNT"
+        with m.If(sent):        # (the states after a sent byte take nothing from rx)
+            m.d.comb += [crcp.data.eq(sent_byte), crcp.valid.eq(1), crcp.start.eq(sent_first)]
         return m

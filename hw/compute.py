@@ -1,6 +1,6 @@
 """The compute queue's executor: MATMUL on the systolic or the LUT engine, REQUANT, SYNC."""
 
-from amaranth import Module, Signal, Mux, Cat, Const, signed
+from amaranth import Module, Signal, Mux, Cat, Const, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,6 +16,16 @@ __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
 #: What a MATMUL carries to its drained columns: acc_addr, accumulate, release, scaled,
 #: shift, scale_addr.
 TAG_BITS = 16 + 1 + 3 + 1 + 6 + 16
+
+
+class _Column:
+    """A column in the accumulator writer's pipeline: its valid bit and its fields."""
+
+    def __init__(self, valid, fields):
+        self.valid, self.fields = valid, fields
+
+    def __getattr__(self, name):
+        return getattr(self.fields, name)
 
 
 def rd_port(width):
@@ -94,7 +104,8 @@ class Compute(wiring.Component):
         reread = shared and rq_lanes < R
         if reread:
             m.submodules.requant = rq = RequantUnit(rows=rq_lanes,
-                                                    mult_bits=cfg.requant_mult_bits)
+                                                    mult_bits=cfg.requant_mult_bits,
+                                                    deep=not cfg.low_clock)
         else:
             m.submodules.requant = rq = make_requant(cfg)
         if has_sys:
@@ -181,15 +192,15 @@ class Compute(wiring.Component):
         lut_mode = mm.engine == Engine.LUT
 
         # --- the engines' drains -> accumulator writer --------------------------------------
-        # With group scales (cfg.group_scale) a drained column goes through six stages, each
-        # a register deep (every one of them on the ECP5's worst path once):
+        # With group scales (cfg.group_scale) a drained column goes through seven stages,
+        # each a register deep (every one of them on the ECP5's worst path once):
         #   0: the column leaves its engine; read its scale
         #   1: register the scale (the block RAM's output, then the lane multiplexer)
         #   2: multiply: the column's low and high 16-bit halves by the scale
         #   3: add the two partial products
-        #   4: shift with round half to even (the quotient, and its increment apart);
-        #      read the old accumulator
-        #   5: add quotient, increment and old value; write
+        #   4: shift by 32, 16 and 8 (with round-half-to-even's guard and sticky bits)
+        #   5: shift by 4, 2 and 1: the quotient and its increment; read the old accumulator
+        #   6: add quotient, increment and old value; write
         # An unscaled column goes through the same stages with scale 1 and shift 0.
         # Without group scales there are two stages: the old value is read as the column
         # leaves its engine, added and written in stage 1.
@@ -205,36 +216,51 @@ class Compute(wiring.Component):
         s_idx = (t_saddr + o.col)[:sb]
         m.d.comb += [self.scale_dr.addr.eq(s_idx >> lane_bits),
                      self.scale_dr.en.eq(o_valid & t_scaled)]
-        ctl_layout = data.StructLayout({"valid": 1, "addr": cb, "accum": 1, "last": 1,
-                                        "rel": 3, "scaled": 1, "shift": 6})
-        n_ctl = 5 if cfg.group_scale else 1
-        ctl = [Signal(ctl_layout, name=f"wr_ctl{i + 1}") for i in range(n_ctl)]
-        m.d.sync += [ctl[0].valid.eq(o_valid), ctl[0].addr.eq(t_acc + o.col),
-                     ctl[0].accum.eq(t_accum), ctl[0].last.eq(o.last & o_valid),
-                     ctl[0].rel.eq(t_rel), ctl[0].scaled.eq(t_scaled),
-                     ctl[0].shift.eq(Mux(t_scaled, t_shift, 0))]
-        m.d.sync += [ctl[i + 1].eq(ctl[i]) for i in range(n_ctl - 1)]
-        d1 = Signal(32 * R)
-        lane1 = Signal(lane_bits)
+        # each stage's column: a valid bit (reset) and its fields (no reset, nor on the data
+        # registers below: a small fanout for the accelerator's reset)
+        ctl_layout = data.StructLayout({"addr": cb, "accum": 1, "last": 1, "rel": 3,
+                                        "scaled": 1, "shift": 6})
+        n_ctl = 6 if cfg.group_scale else 1
+        ctl = [_Column(Signal(name=f"wr_valid{i + 1}"),
+                       Signal(ctl_layout, name=f"wr_ctl{i + 1}", reset_less=True))
+               for i in range(n_ctl)]
+        c0 = ctl[0]
+        m.d.sync += [c0.valid.eq(o_valid), c0.addr.eq(t_acc + o.col),
+                     c0.accum.eq(t_accum), c0.last.eq(o.last), c0.rel.eq(t_rel),
+                     c0.scaled.eq(t_scaled), c0.shift.eq(Mux(t_scaled, t_shift, 0))]
+        m.d.sync += [x for i in range(n_ctl - 1)
+                     for x in (ctl[i + 1].valid.eq(ctl[i].valid),
+                               ctl[i + 1].fields.eq(ctl[i].fields))]
+        d1 = Signal(32 * R, reset_less=True)
+        lane1 = Signal(lane_bits, reset_less=True)
         m.d.sync += [d1.eq(o.data), lane1.eq(s_idx[:lane_bits])]
         if cfg.group_scale:
-            mult, d2 = Signal(signed(16), name="gs_mult"), Signal(32 * R)
+            mult = Signal(signed(16), name="gs_mult", reset_less=True)
+            d2 = Signal(32 * R, reset_less=True)
             m.d.sync += [mult.eq(Mux(ctl[0].scaled,
                                      self.scale_dr.data.word_select(lane1, 16), 1)),
                          d2.eq(d1)]
             vals, ups = [], []
+
+            def reg(value, name):
+                value = Value.cast(value)
+                r = Signal(value.shape(), name=name, reset_less=True)
+                m.d.sync += r.eq(value)
+                return r
             for i in range(R):
                 d = d2.word_select(i, 32)
-                lo = Signal(signed(33), name=f"gs_lo{i}")
-                hi = Signal(signed(32), name=f"gs_hi{i}")
-                p4 = Signal(signed(48), name=f"gs_prod{i}")
-                q5, u5 = Signal(32, name=f"gs_q{i}"), Signal(name=f"gs_up{i}")
-                q, up = rne_wrap_parts(m, p4, ctl[3].shift, 32, f"gs{i}")
+                lo = Signal(signed(33), name=f"gs_lo{i}", reset_less=True)
+                hi = Signal(signed(32), name=f"gs_hi{i}", reset_less=True)
+                p4 = Signal(signed(48), name=f"gs_prod{i}", reset_less=True)
+                q5 = Signal(32, name=f"gs_q{i}", reset_less=True)
+                u5 = Signal(name=f"gs_up{i}", reset_less=True)
+                q, up = rne_wrap_parts(m, p4, ctl[3].shift, 32, f"gs{i}",
+                                       split=(3, reg, ctl[4].shift))
                 m.d.sync += [lo.eq(d[:16] * mult), hi.eq(d[16:].as_signed() * mult),
                              p4.eq((hi << 16) + lo), q5.eq(q), u5.eq(up)]
                 vals.append(q5)
                 ups.append(u5)
-            dr, w = ctl[3], ctl[4]              # the drain's accumulator read; the write
+            dr, w = ctl[4], ctl[5]              # the drain's accumulator read; the write
             in_flight = ctl                     # columns read but not yet written
         else:
             data_ = array.o.payload.data.as_value() if late else d1
@@ -269,20 +295,23 @@ class Compute(wiring.Component):
         plane = Signal(2)
         grp = Signal(ab)
         f_valid, f_first, f_last, f_new = Signal(), Signal(), Signal(), Signal()
+        # the fed step's engine, registered as it issues: the engines' input valids and the
+        # LUT tables' enable come from flops, not from the instruction's decoding
+        f_lut = Signal()
         f_plane = Signal(2)
         # the first step issues in the MATMUL's first RUN cycle: the decision to start (tokens,
         # hazards, the engines' readiness) reaches no read enable in the same cycle
         feeding = run & (op == Opcode.MATMUL)
         sys_ready = array.i.ready if has_sys else Const(0)
         lut_ready = pre.i.ready if has_lut else Const(0)
-        tgt_ready = Mux(lut_mode, lut_ready, sys_ready)
+        tgt_ready = Mux(f_lut, lut_ready, sys_ready)      # (for a fed step: f_valid)
         more = Signal()         # steps left to issue (a flag: no comparator before the reads)
         issue = feeding & more & (~f_valid | tgt_ready)
         tag = Cat(mm.acc_addr, mm.accumulate, front.hdr.release, mm.scaled, mm.shift,
                   mm.scale_addr)
         if has_sys:
             m.d.comb += [
-                array.i.valid.eq(f_valid & ~lut_mode),
+                array.i.valid.eq(f_valid & ~f_lut),
                 array.i.payload.a.eq(self.act_rd.data),
                 array.i.payload.b.eq(self.wgt_rd.data),
                 array.i.payload.first.eq(f_first),
@@ -293,7 +322,7 @@ class Compute(wiring.Component):
         if has_lut:
             pi = pre.i.payload
             m.d.comb += [
-                pre.i.valid.eq(f_valid & lut_mode),
+                pre.i.valid.eq(f_valid & f_lut),
                 pi.act.eq(self.act_rd.data4), pi.nib.eq(self.wgt_rd.data),
                 pi.plane.eq(f_plane), pi.newgroup.eq(f_new), pi.first.eq(f_first),
                 pi.last.eq(f_last), pi.odd.eq(mm.odd), pi.steps.eq(total), pi.tag.eq(tag),
@@ -307,7 +336,8 @@ class Compute(wiring.Component):
         plane_end = plane == mm.wbits - 1
         last_step = step + 1 == total
         with m.If(issue):
-            m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_first.eq(step == 0),
+            m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_lut.eq(lut_mode),
+                         f_first.eq(step == 0),
                          f_last.eq(last_step), more.eq(~last_step), f_plane.eq(plane),
                          f_new.eq(plane == 0), plane.eq(Mux(plane_end, 0, plane + 1)),
                          grp.eq(grp + plane_end)]
@@ -318,7 +348,7 @@ class Compute(wiring.Component):
                 m.d.sync += f_valid.eq(0)
         feed_done = run & (op == Opcode.MATMUL) & ~more & (~f_valid | tgt_ready)
         # a LUT group's activations serve all its planes (read with the first only)
-        m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | lut_mode))
+        m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | f_lut))
         # --- REQUANT ----------------------------------------------------------------------
         n = Signal(cb)
         n_out = Signal(cb)

@@ -16,20 +16,31 @@ __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layou
 Q_BITS = 9
 
 
-def _lean_shift(m, p, shift, bits, name):
+def _lean_shift(m, p, shift, bits, name, split=None):
     """Comb: a right shifter built for the ``bits`` low bits of ``p >> shift`` that are
     kept: its stages go from the largest shift (32) to the smallest (1), each keeping only
     the ``bits + 2**k - 1`` low bits the later stages still need. A stage that shifts hands
     its shifted-out bits on as the guard (the top one) and the sticky bit (the others, and
     the guard before), so the rounding needs no masks. Returns ``(cur, guard, sticky,
     fits)``: ``cur`` the kept bits, ``fits`` that the bits dropped off the top all equal
-    the sign (the quotient fits ``bits`` signed bits)."""
+    the sign (the quotient fits ``bits`` signed bits).
+
+    ``split = (k, reg, late_shift)`` puts a register after the stage of shift ``2**k``:
+    ``reg(value, name)`` returns a registered copy of ``value``; the stages below use
+    ``late_shift``, the shift amount one register later."""
     p = Value.cast(p)
     W = len(p)
     sign = p[W - 1]
     cur = p.as_unsigned()
     guard, sticky, fits = Const(0, 1), Const(0, 1), Const(1, 1)
     for k in reversed(range(len(shift))):
+        if split is not None and k == split[0] - 1:
+            reg = split[1]
+            cur, guard, sticky, fits, sign = (reg(v, f"{name}_{x}")
+                                              for v, x in ((cur, "mid"), (guard, "mguard"),
+                                                           (sticky, "msticky"),
+                                                           (fits, "mfits"), (sign, "msign")))
+            shift = split[2]
         sh = 1 << k
         keep = bits + sh - 1            # what the stages after this one still need
         n = len(cur)
@@ -44,29 +55,29 @@ def _lean_shift(m, p, shift, bits, name):
                      f.eq(fits & ((res[keep:] == sign.replicate(n - keep)) if n > keep else 1)),
                      c.eq(res[:keep])]
         guard, sticky, fits, cur = g, st, f, c
-    return cur, guard, sticky, fits
+    return cur, guard, sticky, fits, sign
 
 
-def rne_sat_parts(m, p, shift, name):
+def rne_sat_parts(m, p, shift, name, split=None):
     """Comb: ``(q, up)``: ``q`` the floor quotient ``p >> shift`` saturated to ``Q_BITS``
     signed bits, ``up`` the round-half-to-even increment (``shift`` <= 63), so that
     ``q + up`` saturates ``sw.golden.rne_shift(p, shift)``; from the lean shifter (183
     iCE40 LUTs for a 48-bit product, against 439 for masks over a full 64-bit shifter): the
-    quotient fits when the bits dropped off the top equal the sign."""
-    cur, guard, sticky, fits = _lean_shift(m, p, shift, Q_BITS, name)
-    sign = Value.cast(p)[-1]
+    quotient fits when the bits dropped off the top equal the sign. ``split`` registers
+    the shifter halfway (``_lean_shift``)."""
+    cur, guard, sticky, fits, sign = _lean_shift(m, p, shift, Q_BITS, name, split)
     fits = fits & (cur[Q_BITS - 1] == sign)
     hi, lo = (1 << (Q_BITS - 1)) - 1, -(1 << (Q_BITS - 1))
     q = Mux(fits, cur[:Q_BITS].as_signed(), Mux(sign, lo, hi))
     return q, guard & (sticky | cur[0])
 
 
-def rne_wrap_parts(m, p, shift, bits, name):
+def rne_wrap_parts(m, p, shift, bits, name, split=None):
     """Comb: ``(q, up)`` for a result wrapped to ``bits`` bits (``shift`` <= 63): ``q`` is
     the low ``bits`` of ``p >> shift`` (floor), ``up`` the round-half-to-even increment, so
     ``(q + up) mod 2**bits`` is ``sw.golden.rne_shift(p, shift)`` wrapped, from the lean
-    shifter."""
-    cur, guard, sticky, _ = _lean_shift(m, p, shift, bits, name)
+    shifter (``split`` registers it halfway, see ``_lean_shift``)."""
+    cur, guard, sticky, _, _ = _lean_shift(m, p, shift, bits, name, split)
     return cur[:bits], guard & (sticky | cur[0])
 
 
@@ -111,19 +122,35 @@ class RequantUnit(wiring.Component):
     products take ``16 / mult_bits`` cycles (``acc x mult_bits`` partial products, no wide
     multiplier) and an entry is taken every ``16 / mult_bits + 1`` cycles.
 
+    ``deep`` (for high clocks, with ``mult_bits`` 16) adds three registers: on the inputs
+    (nothing from the scale RAM and its lane multiplexer into the multipliers), between the
+    products of the accumulator's 16-bit halves and their sum, and halfway through the
+    shifter (six stages).
+
     ``q = clamp(rne(acc * mult, shift) + (res if residual), relu ? 0 : -128, 127)``, exactly
     as ``sw.golden.requant``.
     """
 
-    def __init__(self, *, rows, mult_bits=16):
+    def __init__(self, *, rows, mult_bits=16, deep=False):
         assert mult_bits in REQUANT_MULT_BITS
         self._rows, self._mult_bits = rows, mult_bits
+        self._deep = deep and mult_bits == 16
         super().__init__(requant_signature(rows))
 
     def elaborate(self, platform):
         m = Module()
         R = self._rows
         adv = self.o.ready | ~self.o.valid
+        deep = self._deep
+        inner = []      # the deep pipeline's extra stages' valid bits
+
+        def reg(value, name, reset=False):
+            """A registered copy of ``value``, advancing with the pipeline (data: no reset)."""
+            value = Value.cast(value)
+            r = Signal(value.shape(), name=name, reset_less=not reset)
+            with m.If(adv):
+                m.d.sync += r.eq(value)
+            return r
 
         # stage 1: products
         v1 = Signal()
@@ -134,24 +161,47 @@ class RequantUnit(wiring.Component):
         if self._mult_bits == 16:
             prod = [Signal(signed(48), name=f"prod{i}") for i in range(R)]
             m.d.comb += self.i.ready.eq(adv)
+            inp, valid = self.i.payload, self.i.valid
+            if deep:        # inputs registered; the halves' products registered
+                inner += [reg(valid, "v_in", reset=True)]
+                inner += [reg(inner[-1], "v_part", reset=True)]
+                valid = inner[-1]
+                acc = [reg(inp.acc[i], f"acc_in{i}") for i in range(R)]
+                mult = reg(inp.mult, "mult_in")
+                lo = [reg(acc[i][:16] * mult, f"prod_lo{i}") for i in range(R)]
+                hi = [reg(acc[i][16:].as_signed() * mult, f"prod_hi{i}") for i in range(R)]
+                products = [(hi[i] << 16) + lo[i] for i in range(R)]
+                side = [(r, reg(reg(v, f"side_in{k}"), f"side_part{k}"))
+                        for k, (r, v) in enumerate(side)]
+            else:
+                products = [inp.acc[i] * inp.mult for i in range(R)]
             with m.If(adv):
-                m.d.sync += v1.eq(self.i.valid)
-                m.d.sync += [prod[i].eq(self.i.payload.acc[i] * self.i.payload.mult)
-                             for i in range(R)]
+                m.d.sync += v1.eq(valid)
+                m.d.sync += [prod[i].eq(products[i]) for i in range(R)]
                 m.d.sync += [r.eq(v) for r, v in side]
         else:
             prod = self._serial_products(m, adv, v1, side)
 
-        # stage 2: shift, and whether rounding half to even goes up
+        # stage 2: shift, and whether rounding half to even goes up (deep: in two)
         v2 = Signal()
         q2 = [Signal(signed(Q_BITS), name=f"q{i}") for i in range(R)]
         up2 = Signal(R)
         res2 = Signal(data.ArrayLayout(signed(8), R))
         residual2, relu2 = Signal(), Signal()
+        v_s, res_s, residual_s, relu_s = v1, res1, residual1, relu1
+        split = None
+        if deep:
+            split = (3, reg, reg(shift1, "shift_mid"))
+            v_s = reg(v1, "v_mid", reset=True)
+            res_s, residual_s, relu_s = (reg(x, f"{n}_mid") for x, n in (
+                (res1, "res"), (residual1, "residual"), (relu1, "relu")))
+            inner.append(v_s)
         with m.If(adv):
-            m.d.sync += [v2.eq(v1), res2.eq(res1), residual2.eq(residual1), relu2.eq(relu1)]
-            for i in range(R):
-                q, up = rne_sat_parts(m, prod[i], shift1, f"rq{i}")
+            m.d.sync += [v2.eq(v_s), res2.eq(res_s), residual2.eq(residual_s),
+                         relu2.eq(relu_s)]
+        for i in range(R):
+            q, up = rne_sat_parts(m, prod[i], shift1, f"rq{i}", split)
+            with m.If(adv):
                 m.d.sync += [q2[i].eq(q), up2[i].eq(up)]
 
         # stage 3: round, residual, clamp
@@ -162,9 +212,8 @@ class RequantUnit(wiring.Component):
                 t = Signal(signed(Q_BITS + 2), name=f"t{i}")     # q, rounding and residual
                 m.d.comb += t.eq(q2[i] + up2[i] + Mux(residual2, res2[i], 0))
                 m.d.sync += self.o.payload[i].eq(Mux(t > 127, 127, Mux(t < lo, lo, t)))
-        m.d.comb += self.idle.eq(~v1 & ~v2 & ~self.o.valid)
+        m.d.comb += self.idle.eq(~v1 & ~v2 & ~self.o.valid & ~Cat(*inner).any())
         return m
-
 
     def _serial_products(self, m, adv, v1, side):
         """Stage 1 over ``16 / mult_bits`` cycles: the multiplier's digits from the top (the
@@ -219,16 +268,17 @@ class LaneSerialRequant(wiring.Component):
     ``RequantUnit(rows=lanes)``: an entry is taken whole, fed in ``rows / lanes`` beats, and
     its results are gathered and given out whole (``rows / lanes + 1`` cycles per entry)."""
 
-    def __init__(self, *, rows, lanes, mult_bits=16):
+    def __init__(self, *, rows, lanes, mult_bits=16, deep=False):
         assert rows % lanes == 0
-        self._rows, self._lanes, self._mult_bits = rows, lanes, mult_bits
+        self._rows, self._lanes, self._mult_bits, self._deep = rows, lanes, mult_bits, deep
         super().__init__(requant_signature(rows))
 
     def elaborate(self, platform):
         m = Module()
         R, L = self._rows, self._lanes
         n = R // L
-        m.submodules.core = core = RequantUnit(rows=L, mult_bits=self._mult_bits)
+        m.submodules.core = core = RequantUnit(rows=L, mult_bits=self._mult_bits,
+                                               deep=self._deep)
 
         held = Signal(requant_in_layout(R))
         busy = Signal()
@@ -263,6 +313,7 @@ class LaneSerialRequant(wiring.Component):
 def make_requant(config):
     """The requant unit ``config`` asks for (all lanes at once, or ``requant_lanes``)."""
     lanes = config.requant_lanes or config.rows
+    kw = {"mult_bits": config.requant_mult_bits, "deep": not config.low_clock}
     if lanes == config.rows:
-        return RequantUnit(rows=config.rows, mult_bits=config.requant_mult_bits)
-    return LaneSerialRequant(rows=config.rows, lanes=lanes, mult_bits=config.requant_mult_bits)
+        return RequantUnit(rows=config.rows, **kw)
+    return LaneSerialRequant(rows=config.rows, lanes=lanes, **kw)

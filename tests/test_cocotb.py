@@ -72,14 +72,16 @@ def test_lut_array(seed):
          testcase="lut_array")
 
 
-@pytest.mark.parametrize("lanes,bits,seed", [(4, 16, 11), (1, 16, 12), (2, 16, 13),
-                                              (1, 2, 14), (4, 4, 15), (2, 1, 16)])
-def test_requant_unit(lanes, bits, seed):
+@pytest.mark.parametrize("lanes,bits,deep,seed", [
+    (4, 16, False, 11), (4, 16, True, 17), (1, 16, False, 12), (2, 16, True, 13),
+    (1, 2, False, 14), (4, 4, False, 15), (2, 1, False, 16)])
+def test_requant_unit(lanes, bits, deep, seed):
     """All four lanes at once, and lane-serial (one and two lanes), with one-cycle and
-    digit-serial products (``bits`` of the multiplier per cycle; 2 is radix-4 Booth), under
-    stalls and back-pressure, over every shift and full-scale operands."""
+    digit-serial products (``bits`` of the multiplier per cycle; 2 is radix-4 Booth), the
+    one-cycle ones also ``deep`` (six stages), under stalls and back-pressure, over every
+    shift and full-scale operands."""
     from hw.requant import LaneSerialRequant, RequantUnit
-    unit = (RequantUnit(rows=4, mult_bits=bits) if lanes == 4
-            else LaneSerialRequant(rows=4, lanes=lanes, mult_bits=bits))
+    unit = (RequantUnit(rows=4, mult_bits=bits, deep=deep) if lanes == 4
+            else LaneSerialRequant(rows=4, lanes=lanes, mult_bits=bits, deep=deep))
     _run(unit, "requant", "tb_requant",
          {"rows": 4, "n": 150, "stall": 0.3, "backpressure": 0.4}, seed)

@@ -106,7 +106,7 @@ def test_random_programs_small_fpga_options(tiny, rect, base, slow, seed):
 def test_shared_ports_requant_beside_drains(tiny, engines):
     """A REQUANT that reads the accumulators while later MATMULs drain into them (and a
     store waits for the port): on one shared port every read still gets its own entry
-    (with a six-stage accumulator writer, and the two-stage one of no group scales)."""
+    (with a seven-stage accumulator writer, and the two-stage one of no group scales)."""
     from compiler.asm import Assembler, mask
     from sim.fast import FastRunner
     from sw.program import MemoryImage
