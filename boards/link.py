@@ -105,11 +105,13 @@ class Link(wiring.Component):
         # from the value read with its first byte, or a running counter would tear
         cb = cfg.counter_bits
         snap = Signal(cb)
-        k = (idx - 2)[:3]
-        first_byte = (idx >= 2) & (k == 0)
+        # what selects the byte, registered in R_FETCH (idx holds still until R_LATCH): no
+        # adder or comparator before the byte multiplexers
+        k, first_byte, is0, is1 = Signal(3), Signal(), Signal(), Signal()
+        lane = Signal(max(shift, 1))
         counter = Mux(first_byte, self.csr_data[:cb], snap)
-        stat_byte = Mux(idx == 0, Cat(self.running, self.done, self.error),
-                        Mux(idx == 1, self.error_code.as_value(),
+        stat_byte = Mux(is0, Cat(self.running, self.done, self.error),
+                        Mux(is1, self.error_code.as_value(),
                             Cat(counter, Const(0, 64 - cb)).word_select(k, 8)))
         prog_addr = Signal(db + 1)      # a START beyond memory keeps a high bit: FETCH_RANGE
         m.d.comb += self.prog_addr.eq(prog_addr)
@@ -278,13 +280,16 @@ class Link(wiring.Component):
             with m.State("R_FETCH"):
                 # (`busy` is up for a READ alone: no decode of the command here)
                 m.d.comb += [self.mem.en.eq(self.mem.busy), self.mem.addr.eq(rd_addr >> shift)]
+                kk = (idx - 2)[:3]
+                m.d.sync += [k.eq(kk), first_byte.eq((idx >= 2) & (kk == 0)), is0.eq(idx == 0),
+                             is1.eq(idx == 1), lane.eq(rd_addr[:shift] if shift else 0)]
                 m.next = "R_WAIT"
             with m.State("R_WAIT"):             # the memory registers the request first
                 m.next = "R_LATCH"
             with m.State("R_LATCH"):
                 with m.Switch(cmd):
                     with m.Case(Cmd.READ):
-                        m.d.sync += out_byte.eq(self.mem.rdata.word_select(rd_addr[:shift], 8)
+                        m.d.sync += out_byte.eq(self.mem.rdata.word_select(lane, 8)
                                                 if shift else self.mem.rdata)
                     with m.Case(Cmd.STATUS):
                         m.d.sync += out_byte.eq(stat_byte)

@@ -78,7 +78,7 @@ class Accelerator(wiring.Component):
         ending = Signal()       # finished or failed, `done` not yet up (see the counters)
         done = Signal()
         err = Signal(ErrorCode)
-        halted = err != ErrorCode.NONE
+        halted = Signal()       # err != NONE, as a flop of its own (it gates many paths)
         idle = ~running & ~ending & ~done
         with m.If(self.start & idle):
             m.d.sync += running.eq(1)
@@ -277,7 +277,7 @@ class Accelerator(wiring.Component):
         # the run is over: `done` at once, or (counters in a BRAM) once they are up to date
         over = ending if cfg.counter_store == "bram" else done
         with m.If(running & ~halted & (new_err != ErrorCode.NONE)):
-            m.d.sync += [err.eq(new_err), over.eq(1), running.eq(0)]
+            m.d.sync += [err.eq(new_err), halted.eq(1), over.eq(1), running.eq(0)]
         with m.Elif(finished & ~halted):
             m.d.sync += [over.eq(1), running.eq(0)]
 

@@ -116,7 +116,8 @@ class Compute(wiring.Component):
                                                        tile_rows=cfg.systolic_tile_rows)
             m.d.comb += self.fault.eq(array.fault)
         if has_lut:
-            m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS)
+            m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS,
+                                                       deep=not cfg.low_clock)
             m.submodules.lut_array = lut = LutArray(rows=R, ch=N, tag_bits=TAG_BITS,
                                                     max_wbits=max(cfg.lut_wbits))
             wiring.connect(m, pre.o, lut.i)
@@ -282,7 +283,7 @@ class Compute(wiring.Component):
                      self.acc_wr.addr.eq(w_addr), self.acc_wr.data.eq(summed),
                      self.acc_wr.en.eq(w_en)]
         sys_idle = array.idle if has_sys else Const(1)
-        lut_idle = (lut.idle & ~pre.o.valid) if has_lut else Const(1)
+        lut_idle = (lut.idle & ~pre.o.valid & ~pre.busy) if has_lut else Const(1)
         drain_idle = sys_idle & lut_idle & ~Cat(*(c.valid for c in in_flight)).any()
         m.d.comb += self.drain_idle.eq(drain_idle)
         matmul_release = Mux(w_en & w_last, w_rel, 0)
@@ -294,7 +295,8 @@ class Compute(wiring.Component):
         step = Signal(stb)
         plane = Signal(2)
         grp = Signal(ab)
-        f_valid, f_first, f_last, f_new = Signal(), Signal(), Signal(), Signal()
+        f_valid, f_first, f_last, f_new = (Signal(name=f"f_{n}")
+                                           for n in ("valid", "first", "last", "new"))
         # the fed step's engine, registered as it issues: the engines' input valids and the
         # LUT tables' enable come from flops, not from the instruction's decoding
         f_lut = Signal()
@@ -441,7 +443,8 @@ class Compute(wiring.Component):
             busy += [hits(lut.pending, lut.pending_tag[:16], N),
                      hits(lut.active, lut.active_tag[:16], N),
                      hits(lut.staged, lut.staged_tag[:16], N),
-                     hits(pre.o.valid, pre.o.payload.tag[:16], N)]
+                     hits(pre.o.valid, pre.o.payload.tag[:16], N),
+                     hits(pre.busy, pre.busy_tag[:16], N)]
         acc_busy = Cat(*busy).any()
         # The hazard verdict is registered (its adders and comparators are not on the path
         # into the token counters and the error logic): a REQUANT starts the cycle after it

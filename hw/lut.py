@@ -64,24 +64,47 @@ def lut_step_layout(rows, ch, tag_bits):
 class LutPrecompute(wiring.Component):
     """One register stage: on a ``newgroup`` step, ``table[i][u] = -a0 + sum_{t=1..3}
     (bit t-1 of u ? a_t : -a_t)`` for token i from features ``act[0..3][i]``; on the other
-    planes of the group the table is held. Everything else passes through."""
+    planes of the group the table is held. Everything else passes through.
 
-    def __init__(self, *, rows, ch, tag_bits):
-        self._rows, self._ch, self._tag = rows, ch, tag_bits
+    ``deep`` (for high clocks) puts a register stage on the inputs first: the activations
+    come from a block RAM's output, which on an ECP5 leaves little of a 10 ns cycle for the
+    table's two adders. ``busy``/``busy_tag`` tell of a step in that stage."""
+
+    def __init__(self, *, rows, ch, tag_bits, deep=False):
+        self._rows, self._ch, self._tag, self._deep = rows, ch, tag_bits, deep
         super().__init__({
             "i": In(stream.Signature(precompute_in_layout(rows, ch, tag_bits))),
             "o": Out(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
+            "busy": Out(1), "busy_tag": Out(tag_bits),
         })
 
     def elaborate(self, platform):
         m = Module()
-        i, o = self.i.payload, self.o.payload
+        fields = ("nib", "plane", "newgroup", "first", "last", "odd", "steps", "tag")
         adv = ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(adv)
+        if self._deep:
+            # the input stage: the activations (a new group's only: the others keep the
+            # group's) and the step's fields, no reset on the data
+            valid = Signal(name="in_valid")
+            i = Signal(precompute_in_layout(self._rows, self._ch, self._tag),
+                       name="in_step", reset_less=True)
+            in_adv = ~valid | adv
+            m.d.comb += self.i.ready.eq(in_adv)
+            with m.If(in_adv):
+                m.d.sync += valid.eq(self.i.valid)
+            with m.If(in_adv & self.i.valid):
+                m.d.sync += [getattr(i, f).eq(getattr(self.i.payload, f)) for f in fields]
+                with m.If(self.i.payload.newgroup):
+                    m.d.sync += i.act.eq(self.i.payload.act)
+            m.d.comb += [self.busy.eq(valid), self.busy_tag.eq(i.tag)]
+        else:
+            valid, i = self.i.valid, self.i.payload
+            m.d.comb += self.i.ready.eq(adv)
+        o = self.o.payload
         with m.If(adv):
-            m.d.sync += self.o.valid.eq(self.i.valid)
-        with m.If(adv & self.i.valid):
-            for name in ("nib", "plane", "newgroup", "first", "last", "odd", "steps", "tag"):
+            m.d.sync += self.o.valid.eq(valid)
+        with m.If(adv & valid):
+            for name in fields:
                 m.d.sync += getattr(o, name).eq(getattr(i, name))
             with m.If(i.newgroup):
                 for r in range(self._rows):
