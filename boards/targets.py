@@ -250,6 +250,12 @@ def _execute(plan, out_dir, say, timeout_s=None):
     build_dir = plan.extract(str(out_dir))
     watch = _Watcher(out_dir, say)
     cmd = ["sh", f"{plan.script}.sh"]
+    # a SIGTERM (a job scheduler, `timeout`, `kill`) stops the tools too, as Ctrl-C does:
+    # it is raised as SystemExit into the wait below (in the main thread, where Python
+    # runs signal handlers)
+    import threading
+    on_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _raise_exit) if on_main else None
     try:
         # its own process group, so that a timeout (or Ctrl-C) stops every tool it started;
         # what the tools print besides their logs goes to tools.log: the user gets our one
@@ -272,6 +278,12 @@ def _execute(plan, out_dir, say, timeout_s=None):
         return None if code == 0 else subprocess.CalledProcessError(code, cmd)
     finally:
         watch.stop()
+        if on_main:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _abc9_crashed(out_dir):

@@ -200,3 +200,45 @@ def test_build_progress_reads_placer_and_router_iterations(tmp_path):
             "Info:     iter=2 wires=880000 overused=7012 overuse=9000 archfail=NA\n")
     (tmp_path / "top.tim").write_text(log)
     assert status() == ("routing", "iteration 2, 7,012 wires overused")
+
+
+def test_sigterm_stops_the_tools(tmp_path):
+    """A SIGTERM to a build (a scheduler's, `timeout`'s) stops the tools it started, as
+    Ctrl-C and --timeout-min do: no nextpnr left running without its build."""
+    import os
+    import signal
+    import time
+    pid_file = tmp_path / "tool.pid"
+    script = f"""
+import sys
+from pathlib import Path
+from boards.targets import _execute
+
+class Plan:
+    script = "build_top"
+    def extract(self, d):
+        Path(d, "build_top.sh").write_text("sleep 600 & echo $! > {pid_file}; wait")
+        return d
+
+_execute(Plan(), sys.argv[1], lambda *a: None)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
+    try:
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.05)
+        tool = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) != 0
+        for _ in range(100):        # the tool is gone (killed, then reaped by init)
+            try:
+                os.kill(tool, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(tool, signal.SIGKILL)
+            raise AssertionError("the tool outlived its build")
+    finally:
+        proc.kill()
