@@ -283,7 +283,7 @@ class Compute(wiring.Component):
                      self.acc_wr.addr.eq(w_addr), self.acc_wr.data.eq(summed),
                      self.acc_wr.en.eq(w_en)]
         sys_idle = array.idle if has_sys else Const(1)
-        lut_idle = (lut.idle & ~pre.o.valid & ~pre.busy) if has_lut else Const(1)
+        lut_idle = (lut.idle & ~pre.o.valid & ~pre.held.any()) if has_lut else Const(1)
         drain_idle = sys_idle & lut_idle & ~Cat(*(c.valid for c in in_flight)).any()
         m.d.comb += self.drain_idle.eq(drain_idle)
         matmul_release = Mux(w_en & w_last, w_rel, 0)
@@ -444,7 +444,8 @@ class Compute(wiring.Component):
                      hits(lut.active, lut.active_tag[:16], N),
                      hits(lut.staged, lut.staged_tag[:16], N),
                      hits(pre.o.valid, pre.o.payload.tag[:16], N),
-                     hits(pre.busy, pre.busy_tag[:16], N)]
+                     hits(pre.held[0], pre.held_tags[0][:16], N),
+                     hits(pre.held[1], pre.held_tags[1][:16], N)]
         acc_busy = Cat(*busy).any()
         # The hazard verdict is registered (its adders and comparators are not on the path
         # into the token counters and the error logic): a REQUANT starts the cycle after it

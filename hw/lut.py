@@ -66,40 +66,46 @@ class LutPrecompute(wiring.Component):
     (bit t-1 of u ? a_t : -a_t)`` for token i from features ``act[0..3][i]``; on the other
     planes of the group the table is held. Everything else passes through.
 
-    ``deep`` (for high clocks) puts a register stage on the inputs first: the activations
-    come from a block RAM's output, which on an ECP5 leaves little of a 10 ns cycle for the
-    table's two adders. ``busy``/``busy_tag`` tell of a step in that stage."""
+    ``deep`` (for high clocks) puts a skid buffer on the inputs first: the activations come
+    from a block RAM's output, which on an ECP5 leaves little of a 10 ns cycle for the
+    table's two adders, and the input's ready comes from a flop (the buffer's second entry
+    is free), not from the LUT array's verdict through this unit. ``held``/``held_tags``
+    tell of the steps in the buffer."""
 
     def __init__(self, *, rows, ch, tag_bits, deep=False):
         self._rows, self._ch, self._tag, self._deep = rows, ch, tag_bits, deep
         super().__init__({
             "i": In(stream.Signature(precompute_in_layout(rows, ch, tag_bits))),
             "o": Out(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
-            "busy": Out(1), "busy_tag": Out(tag_bits),
+            "held": Out(2), "held_tags": Out(data.ArrayLayout(tag_bits, 2)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        fields = ("nib", "plane", "newgroup", "first", "last", "odd", "steps", "tag")
         adv = ~self.o.valid | self.o.ready
         if self._deep:
-            # the input stage: the activations (a new group's only: the others keep the
-            # group's) and the step's fields, no reset on the data
-            valid = Signal(name="in_valid")
-            i = Signal(precompute_in_layout(self._rows, self._ch, self._tag),
-                       name="in_step", reset_less=True)
-            in_adv = ~valid | adv
-            m.d.comb += self.i.ready.eq(in_adv)
-            with m.If(in_adv):
-                m.d.sync += valid.eq(self.i.valid)
-            with m.If(in_adv & self.i.valid):
-                m.d.sync += [getattr(i, f).eq(getattr(self.i.payload, f)) for f in fields]
-                with m.If(self.i.payload.newgroup):
-                    m.d.sync += i.act.eq(self.i.payload.act)
-            m.d.comb += [self.busy.eq(valid), self.busy_tag.eq(i.tag)]
+            # a skid buffer: the step the next stage takes (`valid`, `i`) and one more
+            # (`skid`), taken while the next stage stalls; the input is ready while the
+            # second entry is free. Data registers have no reset.
+            layout = precompute_in_layout(self._rows, self._ch, self._tag)
+            valid, skid_valid = Signal(name="in_valid"), Signal(name="skid_valid")
+            i = Signal(layout, name="in_step", reset_less=True)
+            skid = Signal(layout, name="skid_step", reset_less=True)
+            take = self.i.valid & ~skid_valid
+            m.d.comb += self.i.ready.eq(~skid_valid)
+            with m.If(adv | ~valid):            # the first entry moves on, or is empty
+                with m.If(skid_valid):
+                    m.d.sync += [i.eq(skid), skid_valid.eq(0)]
+                with m.Else():
+                    m.d.sync += [i.eq(self.i.payload), valid.eq(take)]
+            with m.Elif(take):                  # it stalls: the new step waits behind it
+                m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.comb += [self.held.eq(Cat(valid, skid_valid)),
+                         self.held_tags[0].eq(i.tag), self.held_tags[1].eq(skid.tag)]
         else:
             valid, i = self.i.valid, self.i.payload
             m.d.comb += self.i.ready.eq(adv)
+        fields = ("nib", "plane", "newgroup", "first", "last", "odd", "steps", "tag")
         o = self.o.payload
         with m.If(adv):
             m.d.sync += self.o.valid.eq(valid)
@@ -116,7 +122,11 @@ class LutPrecompute(wiring.Component):
                                  s.eq(a2 + a3), d.eq(a2 - a3)]
                     hi = [-s, d, -d, s]     # index by (bit 2, bit 1) of u: signs of a3, a2
                     for u in range(8):
-                        m.d.sync += o.table[r][u].eq(lo[u & 1] + hi[u >> 1])
+                        # kept as a net of its own: otherwise ABC folds the registers'
+                        # enable (the LUT array's ready) into the adders' inputs
+                        t = Signal.like(o.table[r][u], name=f"t{r}_{u}", attrs={"keep": 1})
+                        m.d.comb += t.eq(lo[u & 1] + hi[u >> 1])
+                        m.d.sync += o.table[r][u].eq(t)
         return m
 
 

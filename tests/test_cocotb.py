@@ -58,8 +58,8 @@ def test_accelerator_with_backpressure(seed):
 
 @pytest.mark.parametrize("seed,deep", [(6, False), (7, True)])
 def test_lut_precompute(seed, deep):
-    """The table precompute unit, and its ``deep`` variant (an input register stage), with
-    stalls and back-pressure."""
+    """The table precompute unit, and its ``deep`` variant (a skid buffer on its input),
+    with stalls and back-pressure."""
     from hw.lut import LutPrecompute
     _run(LutPrecompute(rows=3, ch=6, tag_bits=12, deep=deep), "lut_pre", "tb_lut",
          {"rows": 3, "ch": 6, "tag_bits": 12, "steps": 200, "stall": 0.3,
