@@ -242,3 +242,49 @@ _execute(Plan(), sys.argv[1], lambda *a: None)
             raise AssertionError("the tool outlived its build")
     finally:
         proc.kill()
+
+
+def test_path_survey_ranks_a_netlists_paths(tmp_path, capsys):
+    """``boards.paths`` on a real ECP5 netlist: six chained adders between two registers
+    come out far above a one-gate path, every endpoint group is over the budget asked for,
+    and a file that is not a netlist gets one line and exit status 2."""
+    from amaranth import Module, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from boards.paths import main, survey
+    from hw.synth import _yosys, component_verilog
+
+    class Chain(wiring.Component):
+        def __init__(self):
+            super().__init__({"a": In(16), "b": In(16), "deep": Out(16), "flag": Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            ra, rb = Signal(16), Signal(16)
+            m.d.sync += [ra.eq(self.a), rb.eq(self.b)]
+            v = ra
+            for i in range(6):
+                v = (v + (rb ^ (0x1111 * i)))[:16]
+            m.d.sync += [self.deep.eq(v), self.flag.eq(ra[0] & rb[0])]
+            return m
+
+    (tmp_path / "c.v").write_text(component_verilog(Chain(), "chain"))
+    subprocess.run([_yosys(), "-q", "-p", "read_verilog c.v; synth_ecp5 -top chain -json c.json"],
+                   check=True, cwd=tmp_path, capture_output=True)
+    netlist = json.loads((tmp_path / "c.json").read_text())
+    groups = survey(netlist, 0.0)
+    worst = groups[0]
+    flag = [g for g in groups if "flag" in g["sink"]]
+    assert "deep" in worst["sink"] and flag, groups
+    assert worst["delay_ns"] > 2 * flag[0]["delay_ns"]
+    assert len(worst["path"]) >= 4 and worst["path"][0][1] == "TRELLIS_FF"
+    budget = flag[0]["delay_ns"] + 1
+    assert all(g["delay_ns"] >= budget for g in survey(netlist, budget))
+    assert not any("flag" in g["sink"] for g in survey(netlist, budget))
+
+    assert main([str(tmp_path / "c.json"), "--budget", str(budget)]) == 0
+    assert "deep" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main([str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("paths: cannot survey") and "\n" not in err
