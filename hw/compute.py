@@ -1,6 +1,8 @@
 """The compute queue's executor: MATMUL on the systolic or the LUT engine, REQUANT, SYNC."""
 
-from amaranth import Module, Signal, Mux, Cat, Const, Value, signed
+from functools import partial
+
+from amaranth import Module, Signal, Mux, Cat, Const, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,7 +10,8 @@ from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
 from .queue import Front, executor_members, sum_exceeds
-from .requant import RequantUnit, gather_groups, make_requant, rne_wrap_parts
+from .requant import (RequantUnit, gather_groups, make_requant, registered, rne_wrap_parts,
+                      split_product)
 from .systolic import SystolicArray
 
 __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
@@ -242,25 +245,14 @@ class Compute(wiring.Component):
                                      self.scale_dr.data.word_select(lane1, 16), 1)),
                          d2.eq(d1)]
             vals, ups = [], []
-
-            def reg(value, name):
-                value = Value.cast(value)
-                r = Signal(value.shape(), name=name, reset_less=True)
-                m.d.sync += r.eq(value)
-                return r
+            reg = partial(registered, m)
             for i in range(R):
-                d = d2.word_select(i, 32)
-                lo = Signal(signed(33), name=f"gs_lo{i}", reset_less=True)
-                hi = Signal(signed(32), name=f"gs_hi{i}", reset_less=True)
-                p4 = Signal(signed(48), name=f"gs_prod{i}", reset_less=True)
-                q5 = Signal(32, name=f"gs_q{i}", reset_less=True)
-                u5 = Signal(name=f"gs_up{i}", reset_less=True)
+                p4 = reg(split_product(reg, d2.word_select(i, 32), mult, f"gs_prod{i}"),
+                         f"gs_prod{i}", shape=signed(48))
                 q, up = rne_wrap_parts(m, p4, ctl[3].shift, 32, f"gs{i}",
                                        split=(3, reg, ctl[4].shift))
-                m.d.sync += [lo.eq(d[:16] * mult), hi.eq(d[16:].as_signed() * mult),
-                             p4.eq((hi << 16) + lo), q5.eq(q), u5.eq(up)]
-                vals.append(q5)
-                ups.append(u5)
+                vals.append(reg(q, f"gs_q{i}"))
+                ups.append(reg(up, f"gs_up{i}"))
             dr, w = ctl[4], ctl[5]              # the drain's accumulator read; the write
             in_flight = ctl                     # columns read but not yet written
         else:

@@ -122,11 +122,7 @@ class LutPrecompute(wiring.Component):
                                  s.eq(a2 + a3), d.eq(a2 - a3)]
                     hi = [-s, d, -d, s]     # index by (bit 2, bit 1) of u: signs of a3, a2
                     for u in range(8):
-                        # kept as a net of its own: otherwise ABC folds the registers'
-                        # enable (the LUT array's ready) into the adders' inputs
-                        t = Signal.like(o.table[r][u], name=f"t{r}_{u}", attrs={"keep": 1})
-                        m.d.comb += t.eq(lo[u & 1] + hi[u >> 1])
-                        m.d.sync += o.table[r][u].eq(t)
+                        m.d.sync += o.table[r][u].eq(lo[u & 1] + hi[u >> 1])
         return m
 
 

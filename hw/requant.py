@@ -7,13 +7,36 @@ from amaranth.lib.wiring import In, Out
 from .config import REQUANT_MULT_BITS
 
 __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layout",
-           "rne_sat_parts", "rne_wrap_parts", "gather_groups"]
+           "rne_sat_parts", "rne_wrap_parts", "gather_groups", "registered", "split_product"]
 
 
 #: Bits of the requant unit's shifted value: a quotient outside the signed 9-bit range
 #: [-256, 255] clamps to the same int8 as the range's end after the rounding increment
 #: (0 or 1) and a residual in [-128, 127] (255 - 128 >= 127, -256 + 1 + 127 <= -128).
 Q_BITS = 9
+
+
+def registered(m, value, name, *, shape=None, en=None, reset=False):
+    """A register holding ``value`` (of ``shape``, or value's own), loaded while ``en``
+    (every cycle without): data registers have no reset unless asked."""
+    value = Value.cast(value)
+    r = Signal(shape or value.shape(), name=name, reset_less=not reset)
+    if en is None:
+        m.d.sync += r.eq(value)
+    else:
+        with m.If(en):
+            m.d.sync += r.eq(value)
+    return r
+
+
+def split_product(reg, a, mult, name):
+    """``a * mult`` (``a`` 32 bits, ``mult`` signed 16) from the products of ``a``'s 16-bit
+    halves, one MULT18X18D each, registered by ``reg(value, name)``: returns their sum
+    (comb, a register later than ``a`` and ``mult``)."""
+    a = Value.cast(a)
+    lo = reg(a[:16] * mult, f"{name}_lo")
+    hi = reg(a[16:].as_signed() * mult, f"{name}_hi")
+    return (hi << 16) + lo
 
 
 def _lean_shift(m, p, shift, bits, name, split=None):
@@ -144,13 +167,8 @@ class RequantUnit(wiring.Component):
         deep = self._deep
         inner = []      # the deep pipeline's extra stages' valid bits
 
-        def reg(value, name, reset=False):
-            """A registered copy of ``value``, advancing with the pipeline (data: no reset)."""
-            value = Value.cast(value)
-            r = Signal(value.shape(), name=name, reset_less=not reset)
-            with m.If(adv):
-                m.d.sync += r.eq(value)
-            return r
+        def reg(value, name, reset=False):      # advancing with the pipeline
+            return registered(m, value, name, en=adv, reset=reset)
 
         # stage 1: products
         v1 = Signal()
@@ -168,9 +186,7 @@ class RequantUnit(wiring.Component):
                 valid = inner[-1]
                 acc = [reg(inp.acc[i], f"acc_in{i}") for i in range(R)]
                 mult = reg(inp.mult, "mult_in")
-                lo = [reg(acc[i][:16] * mult, f"prod_lo{i}") for i in range(R)]
-                hi = [reg(acc[i][16:].as_signed() * mult, f"prod_hi{i}") for i in range(R)]
-                products = [(hi[i] << 16) + lo[i] for i in range(R)]
+                products = [split_product(reg, acc[i], mult, f"prod{i}") for i in range(R)]
                 side = [(r, reg(reg(v, f"side_in{k}"), f"side_part{k}"))
                         for k, (r, v) in enumerate(side)]
             else:
