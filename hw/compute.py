@@ -212,9 +212,12 @@ class Compute(wiring.Component):
         o_valid = Signal()
         o = Signal.like(drains[0].o.payload)
         m.d.comb += o_valid.eq(Cat(*(d.o.valid for d in drains)).any())
-        for d in drains:
-            with m.If(d.o.valid):
-                m.d.comb += o.eq(d.o.payload)
+        # one engine's column or the other's (never both at once): chosen by the second's
+        # valid alone, so a lone engine's column reaches the writer with no gate on it
+        m.d.comb += o.eq(drains[0].o.payload)
+        if len(drains) > 1:
+            with m.If(drains[1].o.valid):
+                m.d.comb += o.eq(drains[1].o.payload)
         t_acc, t_accum, t_rel = o.tag[:cb], o.tag[16], o.tag[17:20]
         t_scaled, t_shift, t_saddr = o.tag[20], o.tag[21:27], o.tag[27:27 + sb]
         s_idx = (t_saddr + o.col)[:sb]

@@ -112,17 +112,20 @@ class LutPrecompute(wiring.Component):
         with m.If(adv & valid):
             for name in fields:
                 m.d.sync += getattr(o, name).eq(getattr(i, name))
-            with m.If(i.newgroup):
-                for r in range(self._rows):
-                    a0, a1, a2, a3 = (i.act[t][r] for t in range(4))
-                    # shared partial sums: (-a0 -+ a1) and (+-a2 +-a3)
-                    lo = [Signal(signed(10), name=f"lo{r}_{b}") for b in range(2)]
-                    s, d = Signal(signed(9), name=f"s{r}"), Signal(signed(9), name=f"d{r}")
-                    m.d.comb += [lo[0].eq(-a0 - a1), lo[1].eq(a1 - a0),
-                                 s.eq(a2 + a3), d.eq(a2 - a3)]
-                    hi = [-s, d, -d, s]     # index by (bit 2, bit 1) of u: signs of a3, a2
-                    for u in range(8):
-                        m.d.sync += o.table[r][u].eq(lo[u & 1] + hi[u >> 1])
+        # The partial sums are assigned outside the enable's `If`: a comb assignment under
+        # it would be zero while the enable is low, which put the enable (the LUT array's
+        # ready) in front of the adders instead of on the flops' CE.
+        upd = adv & valid & i.newgroup
+        for r in range(self._rows):
+            a0, a1, a2, a3 = (i.act[t][r] for t in range(4))
+            # shared partial sums: (-a0 -+ a1) and (+-a2 +-a3)
+            lo = [Signal(signed(10), name=f"lo{r}_{b}") for b in range(2)]
+            s, d = Signal(signed(9), name=f"s{r}"), Signal(signed(9), name=f"d{r}")
+            m.d.comb += [lo[0].eq(-a0 - a1), lo[1].eq(a1 - a0), s.eq(a2 + a3), d.eq(a2 - a3)]
+            hi = [-s, d, -d, s]     # index by (bit 2, bit 1) of u: signs of a3, a2
+            with m.If(upd):
+                for u in range(8):
+                    m.d.sync += o.table[r][u].eq(lo[u & 1] + hi[u >> 1])
         return m
 
 

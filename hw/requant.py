@@ -224,9 +224,12 @@ class RequantUnit(wiring.Component):
         lo = Mux(relu2, 0, -128)
         with m.If(adv):
             m.d.sync += self.o.valid.eq(v2)
-            for i in range(R):
-                t = Signal(signed(Q_BITS + 2), name=f"t{i}")     # q, rounding and residual
-                m.d.comb += t.eq(q2[i] + up2[i] + Mux(residual2, res2[i], 0))
+        for i in range(R):
+            # (a comb assignment under `If(adv)` would zero t while adv is low: the stall
+            # would sit in front of the adder and the clamp instead of on the flops' CE)
+            t = Signal(signed(Q_BITS + 2), name=f"t{i}")     # q, rounding and residual
+            m.d.comb += t.eq(q2[i] + up2[i] + Mux(residual2, res2[i], 0))
+            with m.If(adv):
                 m.d.sync += self.o.payload[i].eq(Mux(t > 127, 127, Mux(t < lo, lo, t)))
         m.d.comb += self.idle.eq(~v1 & ~v2 & ~self.o.valid & ~Cat(*inner).any())
         return m
