@@ -72,11 +72,12 @@ class Link(wiring.Component):
         started = Signal()          # the last command executed was START with last_seq
         idle = Signal(range(self._idle + 1))
 
+        expired = Signal()          # idle == self._idle, as a flop of its own
         with m.If(rx.valid):
-            m.d.sync += idle.eq(0)
-        with m.Elif(idle != self._idle):
-            m.d.sync += idle.eq(idle + 1)
-        timed_out = ~rx.valid & (idle == self._idle)
+            m.d.sync += [idle.eq(0), expired.eq(0)]
+        with m.Elif(~expired):
+            m.d.sync += [idle.eq(idle + 1), expired.eq(idle == self._idle - 1)]
+        timed_out = ~rx.valid & expired
 
         m.d.comb += [crcp.data.eq(byte),
                      bw.addr.eq(idx), bw.data.eq(byte)]
@@ -85,11 +86,12 @@ class Link(wiring.Component):
         # registered: the fields settle with the payload's last byte, and the verdict is read
         # in CHECK, after the two CRC bytes (many cycles later); the adder and comparison
         # stay off the paths into the FSM
+        # (in two steps: the span's length, then the sum and comparison)
         in_range, aligned = Signal(), Signal()
+        span = Signal(16)
         m.d.sync += [
-            in_range.eq(~p_high
-                        & ((p_addr + Mux(cmd == Cmd.READ, p_count, data_bytes))
-                           <= cfg.dram_bytes)),
+            span.eq(Mux(cmd == Cmd.READ, p_count, data_bytes)),
+            in_range.eq(~p_high & ((p_addr + span) <= cfg.dram_bytes)),
             aligned.eq((p_addr[:shift] == 0) & (data_bytes[:shift] == 0) if shift else 1)]
 
         # the INFO reply: a small ROM (a block RAM's read port, addressed from idx, which
@@ -100,7 +102,8 @@ class Link(wiring.Component):
         m.d.comb += info_rp.addr.eq(idx)
         # reply payload byte `idx`, valid two cycles after R_FETCH drove the addresses
         rd_addr = (p_addr + idx)[:db]
-        m.d.comb += self.csr_addr.eq((idx - 2) >> 3)
+        csr_addr = Signal(4)        # registered in R_FETCH: no adder before the counters' mux
+        m.d.comb += self.csr_addr.eq(csr_addr)
         # a counter's bytes leave one by one, thousands of cycles apart: all of them come
         # from the value read with its first byte, or a running counter would tear
         cb = cfg.counter_bits
@@ -109,7 +112,10 @@ class Link(wiring.Component):
         # adder or comparator before the byte multiplexers
         k, first_byte, is0, is1 = Signal(3), Signal(), Signal(), Signal()
         lane = Signal(max(shift, 1))
-        counter = Mux(first_byte, self.csr_data[:cb], snap)
+        # the sources of a reply byte, captured in R_LATCH and chosen from in R_SELECT: no
+        # path from a block RAM's output or the counters' multiplexer to the byte's
+        csr_q, rd_q, info_q = Signal(cb), Signal(8 * bb), Signal(8)
+        counter = Mux(first_byte, csr_q, snap)
         stat_byte = Mux(is0, Cat(self.running, self.done, self.error),
                         Mux(is1, self.error_code.as_value(),
                             Cat(counter, Const(0, 64 - cb)).word_select(k, 8)))
@@ -119,9 +125,67 @@ class Link(wiring.Component):
         def reply(st, n=0):
             # (only an OK reply carries a payload)
             m.d.sync += [status.eq(st), rep_len.eq(n if st == Status.OK else 0), idx.eq(0)]
-            m.next = "R_HDR"
+            m.next = "R_PREP"
 
-        with m.FSM():
+        # The request's verdict, registered every cycle from registers that hold still from
+        # the payload's end through the CRC bytes (`running` is a cycle old: a run can only
+        # end meanwhile): CHECK acts on it, with the CRC's match, and decodes nothing.
+        V_REPLY, V_START, V_WRITE, V_READ = range(4)
+        v_act, v_status, v_len = Signal(2), Signal(8), Signal(pb)
+
+        def verdict(act, st=Status.OK, n=0):
+            m.d.sync += [v_act.eq(act), v_status.eq(st), v_len.eq(n if st == Status.OK else 0)]
+        with m.Switch(cmd):
+            with m.Case(Cmd.INFO):
+                with m.If(length != 0):
+                    verdict(V_REPLY, Status.BAD_LEN)
+                with m.Else():
+                    verdict(V_REPLY, Status.OK, len(info))
+            with m.Case(Cmd.STATUS):
+                with m.If(length != 0):
+                    verdict(V_REPLY, Status.BAD_LEN)
+                with m.Else():
+                    verdict(V_REPLY, Status.OK, status_bytes())
+            with m.Case(Cmd.START):
+                with m.If(length != 4):
+                    verdict(V_REPLY, Status.BAD_LEN)
+                with m.Elif(started & (seq == last_seq)):
+                    verdict(V_REPLY, Status.OK)         # a retry: already started
+                with m.Else():
+                    verdict(V_START)
+            with m.Case(Cmd.WRITE):
+                with m.If((length <= 4)):
+                    verdict(V_REPLY, Status.BAD_LEN)
+                with m.Elif(~aligned | ~in_range):
+                    verdict(V_REPLY, Status.BAD_ADDR)
+                with m.Elif(self.running):
+                    verdict(V_REPLY, Status.BUSY)
+                with m.Else():
+                    verdict(V_WRITE)
+            with m.Case(Cmd.READ):
+                with m.If(length != 6):
+                    verdict(V_REPLY, Status.BAD_LEN)
+                with m.Elif((p_count == 0) | (p_count > MAX_PAYLOAD) | ~in_range):
+                    verdict(V_REPLY, Status.BAD_ADDR)
+                with m.Elif(self.running):
+                    verdict(V_REPLY, Status.BUSY)
+                with m.Else():
+                    verdict(V_READ)
+            with m.Default():
+                verdict(V_REPLY, Status.BAD_CMD)
+        # idx's next value against the lengths, registered: idx moves once a byte at most
+        # (a received one, or a sent one four states apart), so the flags are a cycle old
+        # only when nobody reads them
+        at_length, at_out = Signal(), Signal()
+        m.d.sync += [at_length.eq(idx + 1 == length), at_out.eq(idx + 1 == rep_len)]
+        # the length's verdict in LEN, from its whole high byte (`length` keeps pb bits)
+        len_hi = Signal(8)
+        long_frame = Cat(length[:8], len_hi) > MAX_PAYLOAD
+        # what R_SELECT picks a byte from (cmd holds still from the header on)
+        is_read, is_status = Signal(), Signal()
+        m.d.sync += [is_read.eq(cmd == Cmd.READ), is_status.eq(cmd == Cmd.STATUS)]
+
+        with m.FSM() as fsm:
             with m.State("HUNT"):
                 m.d.comb += [crcp.start.eq(1), crcp.valid.eq(rx.valid & (byte == SOF_REQ))]
                 m.d.sync += self.mem.busy.eq(0)
@@ -140,16 +204,17 @@ class Link(wiring.Component):
                         with m.Case(2):
                             m.d.sync += length[:8].eq(byte)
                         with m.Case(3):
-                            m.d.sync += [length[8:].eq(byte), idx.eq(0)]
-                            n = Cat(length[:8], byte)
-                            with m.If(n > MAX_PAYLOAD):
-                                m.next = "DISCARD"
-                            with m.Elif(n == 0):
-                                m.next = "TRAIL"
-                            with m.Else():
-                                m.next = "PAY"
+                            m.d.sync += [length[8:].eq(byte), len_hi.eq(byte), idx.eq(0)]
+                            m.next = "LEN"
                 with m.Elif(timed_out):
                     m.next = "HUNT"
+            with m.State("LEN"):                # the length from its register (a byte's
+                with m.If(long_frame):          # time before the payload's first byte)
+                    m.next = "DISCARD"
+                with m.Elif(Cat(length[:8], len_hi) == 0):
+                    m.next = "TRAIL"
+                with m.Else():
+                    m.next = "PAY"
             with m.State("PAY"):
                 m.d.comb += [crcp.valid.eq(rx.valid), bw.en.eq(rx.valid)]
                 with m.If(rx.valid):
@@ -166,7 +231,7 @@ class Link(wiring.Component):
                     with m.Elif(idx < 6):
                         m.d.sync += p_count.eq(Cat(p_count[8:], byte))
                     m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx + 1 == length):
+                    with m.If(at_length):
                         m.d.sync += idx.eq(0)
                         m.next = "TRAIL"
                 with m.Elif(timed_out):
@@ -188,49 +253,22 @@ class Link(wiring.Component):
                 with m.Else():
                     # only a START repeated back to back (a retry) is recognised as one
                     m.d.sync += started.eq(0)
-                    with m.Switch(cmd):
-                        with m.Case(Cmd.INFO):
-                            with m.If(length != 0):
-                                reply(Status.BAD_LEN)
-                            with m.Else():
-                                reply(Status.OK, len(info))
-                        with m.Case(Cmd.STATUS):
-                            with m.If(length != 0):
-                                reply(Status.BAD_LEN)
-                            with m.Else():
-                                reply(Status.OK, status_bytes())
-                        with m.Case(Cmd.START):
-                            with m.If(length != 4):
-                                reply(Status.BAD_LEN)
-                            with m.Elif(started & (seq == last_seq)):
-                                reply(Status.OK)        # a retry: already started
-                            with m.Else():
-                                m.d.sync += [prog_addr.eq(Cat(p_addr, p_high)),
-                                             last_seq.eq(seq),
-                                             started.eq(1)]
-                                m.next = "RESET"
-                        with m.Case(Cmd.WRITE):
-                            with m.If((length <= 4)):
-                                reply(Status.BAD_LEN)
-                            with m.Elif(~aligned | ~in_range):
-                                reply(Status.BAD_ADDR)
-                            with m.Elif(self.running):
-                                reply(Status.BUSY)
-                            with m.Else():
-                                m.d.sync += [idx.eq(4), self.mem.busy.eq(1)]
-                                m.next = "W_READ"
-                        with m.Case(Cmd.READ):
-                            with m.If(length != 6):
-                                reply(Status.BAD_LEN)
-                            with m.Elif((p_count == 0) | (p_count > MAX_PAYLOAD) | ~in_range):
-                                reply(Status.BAD_ADDR)
-                            with m.Elif(self.running):
-                                reply(Status.BUSY)
-                            with m.Else():
-                                m.d.sync += self.mem.busy.eq(1)
-                                reply(Status.OK, p_count)
-                        with m.Default():
-                            reply(Status.BAD_CMD)
+                    with m.Switch(v_act):
+                        with m.Case(V_REPLY):
+                            m.d.sync += [status.eq(v_status), rep_len.eq(v_len), idx.eq(0)]
+                            m.next = "R_PREP"
+                        with m.Case(V_START):
+                            m.d.sync += [prog_addr.eq(Cat(p_addr, p_high)),
+                                         last_seq.eq(seq),
+                                         started.eq(1)]
+                            m.next = "RESET"
+                        with m.Case(V_WRITE):
+                            m.d.sync += [idx.eq(4), self.mem.busy.eq(1)]
+                            m.next = "W_READ"
+                        with m.Case(V_READ):
+                            m.d.sync += [self.mem.busy.eq(1), status.eq(Status.OK),
+                                         rep_len.eq(p_count), idx.eq(0)]
+                            m.next = "R_PREP"
             with m.State("RESET"):
                 # the accelerator's reset comes from a flop: it fans out to every register
                 # of the accelerator, and the command decoding must not be in front of that
@@ -266,10 +304,16 @@ class Link(wiring.Component):
             # registers (no path from the byte's multiplexers through the CRC's XORs)
             n_out = rep_len
             head = Array([Const(SOF_REP, 8), status, seq, n_out[:8], n_out[8:]])
+            # the header's byte, registered from idx (it moves when a byte is sent, and the
+            # transmitter then stays busy a byte's time); R_PREP lets it settle first
+            hdr_byte = Signal(8)
+            m.d.sync += hdr_byte.eq(head[idx[:3]])
+            with m.State("R_PREP"):
+                m.next = "R_HDR"
             with m.State("R_HDR"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(head[idx[:3]])]
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(hdr_byte)]
                 with m.If(tx.ready):
-                    m.d.sync += [sent.eq(1), sent_byte.eq(tx.payload), sent_first.eq(idx == 0)]
+                    m.d.sync += [sent.eq(1), sent_byte.eq(hdr_byte), sent_first.eq(idx == 0)]
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == HEADER_BYTES - 1):
                         m.d.sync += idx.eq(0)
@@ -282,28 +326,33 @@ class Link(wiring.Component):
                 m.d.comb += [self.mem.en.eq(self.mem.busy), self.mem.addr.eq(rd_addr >> shift)]
                 kk = (idx - 2)[:3]
                 m.d.sync += [k.eq(kk), first_byte.eq((idx >= 2) & (kk == 0)), is0.eq(idx == 0),
-                             is1.eq(idx == 1), lane.eq(rd_addr[:shift] if shift else 0)]
+                             is1.eq(idx == 1), lane.eq(rd_addr[:shift] if shift else 0),
+                             csr_addr.eq((idx - 2) >> 3)]
                 m.next = "R_WAIT"
             with m.State("R_WAIT"):             # the memory registers the request first
+                m.next = "R_WAIT2"
+            with m.State("R_WAIT2"):            # (counters in a block RAM: read a cycle late)
                 m.next = "R_LATCH"
             with m.State("R_LATCH"):
-                with m.Switch(cmd):
-                    with m.Case(Cmd.READ):
-                        m.d.sync += out_byte.eq(self.mem.rdata.word_select(lane, 8)
-                                                if shift else self.mem.rdata)
-                    with m.Case(Cmd.STATUS):
-                        m.d.sync += out_byte.eq(stat_byte)
-                        with m.If(first_byte):
-                            m.d.sync += snap.eq(self.csr_data[:cb])
-                    with m.Default():
-                        m.d.sync += out_byte.eq(info_rp.data)
+                m.d.sync += [rd_q.eq(self.mem.rdata), csr_q.eq(self.csr_data[:cb]),
+                             info_q.eq(info_rp.data)]
+                m.next = "R_SELECT"
+            with m.State("R_SELECT"):
+                with m.If(is_read):
+                    m.d.sync += out_byte.eq(rd_q.word_select(lane, 8) if shift else rd_q)
+                with m.Elif(is_status):
+                    m.d.sync += out_byte.eq(stat_byte)
+                    with m.If(first_byte):
+                        m.d.sync += snap.eq(csr_q)
+                with m.Else():
+                    m.d.sync += out_byte.eq(info_q)
                 m.next = "R_SEND"
             with m.State("R_SEND"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(out_byte)]
                 with m.If(tx.ready):
                     m.d.sync += [sent.eq(1), sent_byte.eq(out_byte)]
                     m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx + 1 == n_out):
+                    with m.If(at_out):
                         m.d.sync += idx.eq(0)
                         m.next = "R_CRCWAIT"
                     with m.Else():
@@ -317,6 +366,9 @@ class Link(wiring.Component):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == 1):
                         m.next = "HUNT"
+        # one-hot: a state test is one flop, not a decode of a 5-bit code (Yosys leaves a
+        # register with an initial value alone unless told its encoding)
+        fsm.state.attrs["fsm_encoding"] = "one-hot"
         with m.If(sent):        # (the states after a sent byte take nothing from rx)
             m.d.comb += [crcp.data.eq(sent_byte), crcp.valid.eq(1), crcp.start.eq(sent_first)]
         return m

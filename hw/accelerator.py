@@ -59,17 +59,20 @@ class Accelerator(wiring.Component):
         m.submodules.compute = comp = Compute(cfg)
         m.submodules.store = store = DmaStore(cfg)
         m.submodules.arbiter = arb = BusArbiter(bus_bytes=cfg.bus_bytes, n=3)
-        wiring.connect(m, fetch.bus, arb.m0)
-        wiring.connect(m, load.bus, arb.m1)
-        # the store's requests pass a register slice (not at low clocks): its scratchpad read
-        # (which prefetches the next word as one leaves) does not wait on the arbitration
-        if cfg.low_clock:
-            wiring.connect(m, store.bus, arb.m2)
-        else:
-            m.submodules.store_slice = st_slice = StreamSlice(req_layout(cfg.bus_bytes))
-            wiring.connect(m, store.bus.req, st_slice.i)
-            wiring.connect(m, st_slice.o, arb.m2.req)
-            wiring.connect(m, arb.m2.resp, store.bus.resp)
+        # Every master's requests pass a register slice (not at low clocks): the arbitration
+        # sits between flops, with no path from one unit's request through the grant into
+        # another's ready (the store's scratchpad read, which prefetches the next word as
+        # one leaves, the fetch buffer's counters, the load's address). One cycle of latency
+        # each, full throughput.
+        for i, (name, unit) in enumerate((("fetch", fetch), ("load", load), ("store", store))):
+            port = getattr(arb, f"m{i}")
+            if cfg.low_clock:
+                wiring.connect(m, unit.bus, port)
+            else:
+                m.submodules[f"{name}_slice"] = sl = StreamSlice(req_layout(cfg.bus_bytes))
+                wiring.connect(m, unit.bus.req, sl.i)
+                wiring.connect(m, sl.o, port.req)
+                wiring.connect(m, port.resp, unit.bus.resp)
         wiring.connect(m, arb.bus, wiring.flipped(self.bus))
         execs = [load, comp, store]      # indexed by Queue value
 
@@ -99,47 +102,64 @@ class Accelerator(wiring.Component):
             m.submodules[f"q_{q.name.lower()}"] = f
             ex = execs[q.value]
             m.d.comb += [ex.insn.payload.eq(f.r_data), ex.insn.valid.eq(f.r_rdy),
-                         f.r_en.eq(ex.insn.ready), f.w_data.eq(fetch.o.payload)]
-        head = view(Header, fetch.o.payload)
+                         f.r_en.eq(ex.insn.ready)]
+        # The instruction at the head of the fetch buffer is decoded into a register stage
+        # first (its queue, whether it is known, END or legal): dispatch acts on flops, and
+        # the fetch buffer's read enable is that stage's emptiness alone. Fetch brings an
+        # instruction every other cycle at best (two bus beats), which the stage keeps up
+        # with. The stage is emptied when a run starts.
+        d_valid = Signal()
+        d_word = Signal(INSN_BITS, reset_less=True)
         target = Signal(2)
-        legal_q = Signal()
-        with m.Switch(head.opcode):
-            for op, q in ((Opcode.LOAD, Queue.LOAD), (Opcode.STORE, Queue.STORE),
-                          (Opcode.MATMUL, Queue.COMPUTE), (Opcode.REQUANT, Queue.COMPUTE)):
-                with m.Case(op):
-                    m.d.comb += [target.eq(q.value), legal_q.eq(1)]
-            with m.Case(Opcode.SYNC):
-                m.d.comb += [target.eq(view(SyncInsn, fetch.o.payload).queue),
-                             legal_q.eq(view(SyncInsn, fetch.o.payload).queue.as_value() != 3)]
-        is_end = head.opcode == Opcode.END
-        known = Signal()
-        m.d.comb += known.eq(head.opcode.as_value().matches(*(o.value for o in Opcode)))
+        legal_q, known, is_end = Signal(), Signal(), Signal()
+        head = view(Header, fetch.o.payload)
+        m.d.comb += fetch.o.ready.eq(~d_valid & ~stopped)
+        with m.If(fetch.o.valid & fetch.o.ready):
+            m.d.sync += [d_word.eq(fetch.o.payload), d_valid.eq(1),
+                         known.eq(head.opcode.as_value().matches(*(o.value for o in Opcode))),
+                         is_end.eq(head.opcode == Opcode.END), legal_q.eq(0)]
+            with m.Switch(head.opcode):
+                for op, q in ((Opcode.LOAD, Queue.LOAD), (Opcode.STORE, Queue.STORE),
+                              (Opcode.MATMUL, Queue.COMPUTE), (Opcode.REQUANT, Queue.COMPUTE)):
+                    with m.Case(op):
+                        m.d.sync += [target.eq(q.value), legal_q.eq(1)]
+                with m.Case(Opcode.SYNC):
+                    sq = view(SyncInsn, fetch.o.payload).queue.as_value()
+                    m.d.sync += [target.eq(sq), legal_q.eq(sq != 3)]
+        for f in qfifo:
+            m.d.comb += f.w_data.eq(d_word)
         dispatch_err = Signal(ErrorCode)
         dispatched = Signal()
+        consumed = Signal()         # the stage's instruction leaves (dispatched, or END)
         live = running & ~stopped & ~halted
         if direct:
             # offered to its unit as dispatch would take it (below: the unit's ready)
-            offer = live & fetch.o.valid & known & ~is_end & legal_q
+            offer = live & d_valid & known & ~is_end & legal_q
             for q in Queue:
                 ex = execs[q.value]
-                m.d.comb += [ex.insn.payload.eq(fetch.o.payload),
+                m.d.comb += [ex.insn.payload.eq(d_word),
                              ex.insn.valid.eq(offer & (target == q.value))]
             w_rdy = Array(x.insn.ready for x in execs)[target]
         else:
             w_rdy = Array(f.w_rdy for f in qfifo)[target]
-        with m.If(live & fetch.o.valid):
+        with m.If(live & d_valid):
             with m.If(~known):
                 m.d.comb += dispatch_err.eq(ErrorCode.ILLEGAL_OPCODE)
             with m.Elif(is_end):
-                m.d.comb += fetch.o.ready.eq(1)
+                m.d.comb += consumed.eq(1)
                 m.d.sync += stopped.eq(1)
             with m.Elif(~legal_q):
                 m.d.comb += dispatch_err.eq(ErrorCode.ILLEGAL_FIELD)
             with m.Elif(w_rdy):
-                m.d.comb += [fetch.o.ready.eq(1), dispatched.eq(1)]
+                m.d.comb += [consumed.eq(1), dispatched.eq(1)]
                 for q, f in zip(Queue, qfifo):
                     m.d.comb += f.w_en.eq(target == q.value)
-        with m.If(live & fetch.oob):
+        with m.If(fetch.start):
+            m.d.sync += d_valid.eq(0)
+        with m.Elif(consumed):
+            m.d.sync += d_valid.eq(0)
+        # (an instruction in the stage is one fetch no longer holds)
+        with m.If(live & fetch.oob & ~d_valid):
             m.d.comb += dispatch_err.eq(ErrorCode.FETCH_RANGE)
         m.d.comb += fetch.stop.eq(stopped | halted)
 
@@ -160,7 +180,12 @@ class Accelerator(wiring.Component):
                 # one adder: +1, -1 or nothing
                 step = Mux(inc == dec, 0, Mux(inc, 1, Const(-1, len(t)).as_unsigned()))
                 m.d.sync += t.eq(t + step)
-                m.d.comb += execs[q.value].avail[p.value].eq(t != 0)
+                # `avail` from a flop, a cycle old: it can only be too high by a take in the
+                # cycle before, and a unit never takes in two cycles running (it starts an
+                # instruction, then runs it at least a cycle); a give counts a cycle later
+                avail = Signal(name=f"{t.name}_avail")
+                m.d.sync += avail.eq(t != 0)
+                m.d.comb += execs[q.value].avail[p.value].eq(avail)
                 with m.If(t[TOKEN_BITS]):
                     m.d.comb += tok_err.eq(1)
 
@@ -258,18 +283,19 @@ class Accelerator(wiring.Component):
         parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()
         q_empty = Cat(*(~f.r_rdy for f in qfifo)).all() if qfifo else Const(1)
         all_idle = Cat(*(~x.busy for x in execs)).all() & comp.drain_idle
-        finished = running & stopped & q_empty & all_idle & fetch.idle
+        finished = running & stopped & q_empty & all_idle & fetch.idle & ~d_valid
         # No unit can move: every executor is empty or waiting for a token, dispatch is
         # blocked on a full queue (or has stopped), and nothing is in flight.
-        dispatch_stuck = stopped | (fetch.o.valid & ~w_rdy)
+        dispatch_stuck = stopped | (d_valid & ~w_rdy)
         stuck = (running & ~finished & Cat(*(x.blocked for x in execs)).all() & comp.drain_idle
                  & dispatch_stuck & fetch.idle)
-        stuck_cnt = Signal(2)
-        m.d.sync += stuck_cnt.eq(Mux(stuck, Mux(stuck_cnt == 3, 3, stuck_cnt + 1), 0))
+        # (stuck for 7 cycles running: a give takes 3 to show in `avail`, see the tokens)
+        stuck_cnt = Signal(3)
+        m.d.sync += stuck_cnt.eq(Mux(stuck, Mux(stuck_cnt == 7, 7, stuck_cnt + 1), 0))
         new_err = Signal(ErrorCode)
         sources = [(dispatch_err != ErrorCode.NONE, dispatch_err)] + \
                   [(x.error != ErrorCode.NONE, x.error) for x in execs] + \
-                  [(tok_err, ErrorCode.TOKEN_OVERFLOW), (stuck_cnt == 3, ErrorCode.DEADLOCK),
+                  [(tok_err, ErrorCode.TOKEN_OVERFLOW), (stuck_cnt == 7, ErrorCode.DEADLOCK),
                    (parity_err, ErrorCode.PARITY), (comp.fault, ErrorCode.RESIDUE)]
         for cond, code in reversed(sources):
             with m.If(cond):

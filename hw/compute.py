@@ -191,7 +191,7 @@ class Compute(wiring.Component):
             front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks, pre=ends,
                           lookahead=True)
         mm, rqi = view(MatmulInsn, front.insn), view(RequantInsn, front.insn)
-        op = front.hdr.opcode
+        is_op = front.is_op         # the slot's opcode, decoded into flops
         run = front.state == Front.RUN
         lut_mode = mm.engine == Engine.LUT
 
@@ -298,7 +298,7 @@ class Compute(wiring.Component):
         f_plane = Signal(2)
         # the first step issues in the MATMUL's first RUN cycle: the decision to start (tokens,
         # hazards, the engines' readiness) reaches no read enable in the same cycle
-        feeding = run & (op == Opcode.MATMUL)
+        feeding = run & is_op[Opcode.MATMUL]
         sys_ready = array.i.ready if has_sys else Const(0)
         lut_ready = pre.i.ready if has_lut else Const(0)
         tgt_ready = Mux(f_lut, lut_ready, sys_ready)      # (for a fed step: f_valid)
@@ -343,7 +343,7 @@ class Compute(wiring.Component):
                 m.d.sync += [step.eq(0), plane.eq(0), grp.eq(0), more.eq(1)]
             with m.If(tgt_ready | front.start):
                 m.d.sync += f_valid.eq(0)
-        feed_done = run & (op == Opcode.MATMUL) & ~more & (~f_valid | tgt_ready)
+        feed_done = run & is_op[Opcode.MATMUL] & ~more & (~f_valid | tgt_ready)
         # a LUT group's activations serve all its planes (read with the first only)
         m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | f_lut))
         # --- REQUANT ----------------------------------------------------------------------
@@ -352,7 +352,7 @@ class Compute(wiring.Component):
         count = rqi.count[:cb]
         q_valid = Signal()
         lane = Signal(range(lanes))
-        requanting = run & (op == Opcode.REQUANT)
+        requanting = run & is_op[Opcode.REQUANT]
         if shared:
             # the read ports are shared (with the drain, then the store): an entry is read
             # only when the requant unit takes it the next cycle, and never while the drain
@@ -395,8 +395,9 @@ class Compute(wiring.Component):
             self.act_wr.en.eq(wr_en),
             self.requant_busy.eq(requanting),
         ]
+        out_done = Signal()     # n_out == count, as a flop (count >= 1 once checked)
         with m.If(front.start):
-            m.d.sync += [n.eq(0), n_out.eq(0), q_valid.eq(0), lb.eq(0)]
+            m.d.sync += [n.eq(0), n_out.eq(0), q_valid.eq(0), lb.eq(0), out_done.eq(0)]
         with m.Else():
             with m.If(q_issue):
                 m.d.sync += [q_valid.eq(1), lane.eq(sidx[:lane_bits]), lb1.eq(lb),
@@ -406,8 +407,8 @@ class Compute(wiring.Component):
             with m.Elif(rq.i.ready):
                 m.d.sync += q_valid.eq(0)
             with m.If(wr_en):
-                m.d.sync += n_out.eq(n_out + 1)
-        rq_done = requanting & (n_out == count)
+                m.d.sync += [n_out.eq(n_out + 1), out_done.eq(n_out + 1 == count)]
+        rq_done = requanting & out_done
 
         # shared read ports
         m.d.comb += [self.acc_rq.addr.eq((rqi.acc_addr[:cb] + n)[:cb]),
@@ -450,18 +451,26 @@ class Compute(wiring.Component):
         rq_clear = Signal()
         m.d.sync += rq_clear.eq(((front.state == Front.CHECK) | (front.state == Front.WAIT))
                                 & ~acc_busy)
+        # The drains' idleness is registered the same way (the engines' and the writer's
+        # valid bits are not on the path into the token counters): while an instruction
+        # waits in the slot nothing is fed, so an idle drain stays idle. A SYNC, and a
+        # MATMUL waiting for the other engine, start a cycle after the drain is seen idle;
+        # a MATMUL on the only engine waits for nothing.
+        in_slot = (front.state == Front.CHECK) | (front.state == Front.WAIT)
+        drained, other_idle = Signal(), Signal()
+        m.d.sync += [drained.eq(in_slot & drain_idle),
+                     other_idle.eq(in_slot & Mux(lut_mode, sys_idle, lut_idle))]
         ready = Signal()
-        with m.Switch(op):
-            with m.Case(Opcode.MATMUL):     # one engine drains at a time
-                m.d.comb += ready.eq(Mux(lut_mode, sys_idle, lut_idle))
-            with m.Case(Opcode.REQUANT):
-                m.d.comb += ready.eq(rq_clear)
-            with m.Default():
-                m.d.comb += ready.eq(drain_idle)
+        with m.If(is_op[Opcode.MATMUL]):    # one engine drains at a time
+            m.d.comb += ready.eq(other_idle if has_sys and has_lut else 1)
+        with m.Elif(is_op[Opcode.REQUANT]):
+            m.d.comb += ready.eq(rq_clear)
+        with m.Else():
+            m.d.comb += ready.eq(drained)
         # MATMUL releases on write-back of its last column.
         m.d.comb += [
             front.extra_ready.eq(ready),
-            front.finish.eq(feed_done | rq_done | (run & (op == Opcode.SYNC))),
-            self.give.eq(Mux(op == Opcode.MATMUL, 0, front.give) | matmul_release),
+            front.finish.eq(feed_done | rq_done | (run & is_op[Opcode.SYNC])),
+            self.give.eq(Mux(is_op[Opcode.MATMUL], 0, front.give) | matmul_release),
         ]
         return m

@@ -186,7 +186,13 @@ class DmaLoad(_Dma):
         e = Signal(spb)
         rb = Signal(beb)
         resp = self.bus.resp
-        last_beat = rb == job.beats - 1
+        # Whether a beat is its entry's last, and an entry its job's: flags (no comparator
+        # between the job queue's output and its read enable). While `fresh` (no beat of the
+        # job at the queue's head yet) they come from the job's own one_beat / one_row.
+        fresh = Signal(init=1)
+        rb_last_r, e_last_r = Signal(), Signal()
+        last_beat = Mux(fresh, job.one_beat, rb_last_r)
+        last_entry = Mux(fresh, job.one_row, e_last_r)
         # entries of more than a beat are assembled; one-beat entries (every buffer this
         # unit loads, on a 4-row array with a 32-bit bus) are written as they arrive
         nwords = max(buffer_entry_bytes(cfg)[b] for b in self.allowed) // bb
@@ -204,16 +210,19 @@ class DmaLoad(_Dma):
         recv_give = Signal(3)
         with m.If(resp.valid & resp.ready):
             m.d.comb += self.beat_in.eq(1)
+            m.d.sync += fresh.eq(0)
             if nwords > 1:
                 m.d.sync += asm.eq(word)
             with m.If(last_beat):
                 m.d.comb += self.wr_en.eq(1)
-                m.d.sync += [rb.eq(0), e.eq(e + 1)]
-                with m.If(e == job.rows - 1):
+                m.d.sync += [rb.eq(0), e.eq(e + 1), rb_last_r.eq(job.one_beat),
+                             e_last_r.eq(e + 2 == job.rows)]
+                with m.If(last_entry):
                     m.d.comb += [jobs.r_en.eq(1), recv_give.eq(job.release)]
-                    m.d.sync += e.eq(0)
+                    m.d.sync += [e.eq(0), fresh.eq(1)]
             with m.Else():
-                m.d.sync += rb.eq(rb + 1)
+                m.d.sync += [rb.eq(rb + 1), rb_last_r.eq(rb + 2 == job.beats),
+                             e_last_r.eq(last_entry)]
         receiving = jobs.r_rdy
         # SYNC completes once every earlier LOAD has landed; LOADs release from `jobs`
         m.d.comb += [
@@ -228,12 +237,13 @@ class DmaLoad(_Dma):
     def _job_layout(self):
         spb, beb, _ = self._widths()
         return data.StructLayout({"buf": Buffer, "sp_addr": spb, "rows": spb, "beats": beb,
-                                  "release": 3})
+                                  "release": 3, "one_row": 1, "one_beat": 1})
 
     def _job(self, d, beats):
         spb, beb, _ = self._widths()
         return data.View(self._job_layout(), Cat(d.buf.as_value(), d.sp_addr[:spb],
-                                                 d.rows[:spb], beats[:beb], d.release))
+                                                 d.rows[:spb], beats[:beb], d.release,
+                                                 d.rows[:spb] == 1, beats[:beb] == 1))
 
 
 class DmaStore(_Dma):

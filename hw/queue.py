@@ -8,7 +8,7 @@ from amaranth import Const, Module, Signal, Value
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
-from .isa import view, INSN_BITS, ErrorCode, Header
+from .isa import view, INSN_BITS, ErrorCode, Header, Opcode
 
 __all__ = ["executor_members", "Front", "first_error", "sum_exceeds"]
 
@@ -79,7 +79,14 @@ class Front:
         self.pre_done = Signal(init=1)  # with ``pre``: the unit may hold CHECK until its
         #                                 (multi-cycle) pre values are ready
         self.give = Signal(3)       # the unit forwards this (or'ed with its own) to port.give
+        # the slot's opcode decoded as it is loaded: is_op[op] is a flop
+        self.is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in Opcode}
         own = 1 << queue
+
+        def load_slot():
+            m.d.sync += insn.eq(port.insn.payload)
+            new_op = view(Header, port.insn.payload).opcode
+            m.d.sync += [flag.eq(new_op == op) for op, flag in self.is_op.items()]
 
         def verdict(word, *pre_values):
             h = view(Header, word)
@@ -123,7 +130,8 @@ class Front:
             with m.Case(self.IDLE):
                 m.d.comb += port.insn.ready.eq(take_ok)
                 with m.If(port.insn.valid & take_ok):
-                    m.d.sync += [insn.eq(port.insn.payload), state.eq(self.CHECK)]
+                    load_slot()
+                    m.d.sync += state.eq(self.CHECK)
             with m.Case(decide):
                 m.d.comb += port.error.eq(err)
                 with m.If(err != ErrorCode.NONE):
@@ -142,7 +150,8 @@ class Front:
                     m.d.comb += [self.give.eq(hdr.release), port.insn.ready.eq(take_ok)]
                     m.d.sync += state.eq(self.IDLE)
                     with m.If(port.insn.valid & take_ok):   # the next one, without IDLE
-                        m.d.sync += [insn.eq(port.insn.payload), state.eq(self.CHECK)]
+                        load_slot()
+                        m.d.sync += state.eq(self.CHECK)
         with m.If(port.halt):
             m.d.sync += state.eq(self.HALT)
         self.blocked = (((state == self.IDLE) & ~port.insn.valid)
