@@ -367,7 +367,9 @@ class Link(wiring.Component):
                     with m.If(idx == 1):
                         m.next = "HUNT"
         # one-hot: a state test is one flop, not a decode of a 5-bit code (Yosys leaves a
-        # register with an initial value alone unless told its encoding)
+        # register with an initial value alone unless told its encoding). Yosys then warns
+        # that the initial value is ignored: the board's reset, held until the PLL locks
+        # (boards/top.py), puts the FSM in HUNT.
         fsm.state.attrs["fsm_encoding"] = "one-hot"
         with m.If(sent):        # (the states after a sent byte take nothing from rx)
             m.d.comb += [crcp.data.eq(sent_byte), crcp.valid.eq(1), crcp.start.eq(sent_first)]
