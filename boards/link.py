@@ -45,6 +45,10 @@ class Link(wiring.Component):
         shift = (bb - 1).bit_length()
         rx, tx = self.rx, self.tx
         byte = rx.payload
+        # Registers that only serve timing (above the low-clock threshold): at low clocks
+        # the same values are wires (`timed`), the sources they copy hold still anyway
+        deep = not cfg.low_clock
+        timed = m.d.sync if deep else m.d.comb
 
         # one CRC unit: a request's bytes, then (stop and wait) its reply's
         m.submodules.crc = crcp = crc.Processor(CRC)
@@ -89,8 +93,8 @@ class Link(wiring.Component):
         # (in two steps: the span's length, then the sum and comparison)
         in_range, aligned = Signal(), Signal()
         span = Signal(16)
+        timed += span.eq(Mux(cmd == Cmd.READ, p_count, data_bytes))
         m.d.sync += [
-            span.eq(Mux(cmd == Cmd.READ, p_count, data_bytes)),
             in_range.eq(~p_high & ((p_addr + span) <= cfg.dram_bytes)),
             aligned.eq((p_addr[:shift] == 0) & (data_bytes[:shift] == 0) if shift else 1)]
 
@@ -115,6 +119,10 @@ class Link(wiring.Component):
         # the sources of a reply byte, captured in R_LATCH and chosen from in R_SELECT: no
         # path from a block RAM's output or the counters' multiplexer to the byte's
         csr_q, rd_q, info_q = Signal(cb), Signal(8 * bb), Signal(8)
+        captured = [rd_q.eq(self.mem.rdata), csr_q.eq(self.csr_data[:cb]),
+                    info_q.eq(info_rp.data)]
+        if not deep:
+            m.d.comb += captured
         counter = Mux(first_byte, csr_q, snap)
         stat_byte = Mux(is0, Cat(self.running, self.done, self.error),
                         Mux(is1, self.error_code.as_value(),
@@ -134,7 +142,8 @@ class Link(wiring.Component):
         v_act, v_status, v_len = Signal(2), Signal(8), Signal(pb)
 
         def verdict(act, st=Status.OK, n=0):
-            m.d.sync += [v_act.eq(act), v_status.eq(st), v_len.eq(n if st == Status.OK else 0)]
+            nonlocal timed
+            timed += [v_act.eq(act), v_status.eq(st), v_len.eq(n if st == Status.OK else 0)]
         with m.Switch(cmd):
             with m.Case(Cmd.INFO):
                 with m.If(length != 0):
@@ -177,13 +186,13 @@ class Link(wiring.Component):
         # (a received one, or a sent one four states apart), so the flags are a cycle old
         # only when nobody reads them
         at_length, at_out = Signal(), Signal()
-        m.d.sync += [at_length.eq(idx + 1 == length), at_out.eq(idx + 1 == rep_len)]
+        timed += [at_length.eq(idx + 1 == length), at_out.eq(idx + 1 == rep_len)]
         # the length's verdict in LEN, from its whole high byte (`length` keeps pb bits)
         len_hi = Signal(8)
         long_frame = Cat(length[:8], len_hi) > MAX_PAYLOAD
         # what R_SELECT picks a byte from (cmd holds still from the header on)
         is_read, is_status = Signal(), Signal()
-        m.d.sync += [is_read.eq(cmd == Cmd.READ), is_status.eq(cmd == Cmd.STATUS)]
+        timed += [is_read.eq(cmd == Cmd.READ), is_status.eq(cmd == Cmd.STATUS)]
 
         with m.FSM() as fsm:
             with m.State("HUNT"):
@@ -307,7 +316,7 @@ class Link(wiring.Component):
             # the header's byte, registered from idx (it moves when a byte is sent, and the
             # transmitter then stays busy a byte's time); R_PREP lets it settle first
             hdr_byte = Signal(8)
-            m.d.sync += hdr_byte.eq(head[idx[:3]])
+            timed += hdr_byte.eq(head[idx[:3]])
             with m.State("R_PREP"):
                 m.next = "R_HDR"
             with m.State("R_HDR"):
@@ -334,8 +343,8 @@ class Link(wiring.Component):
             with m.State("R_WAIT2"):            # (counters in a block RAM: read a cycle late)
                 m.next = "R_LATCH"
             with m.State("R_LATCH"):
-                m.d.sync += [rd_q.eq(self.mem.rdata), csr_q.eq(self.csr_data[:cb]),
-                             info_q.eq(info_rp.data)]
+                if deep:
+                    m.d.sync += captured
                 m.next = "R_SELECT"
             with m.State("R_SELECT"):
                 with m.If(is_read):
@@ -370,7 +379,8 @@ class Link(wiring.Component):
         # register with an initial value alone unless told its encoding). Yosys then warns
         # that the initial value is ignored: the board's reset, held until the PLL locks
         # (boards/top.py), puts the FSM in HUNT.
-        fsm.state.attrs["fsm_encoding"] = "one-hot"
+        if deep:
+            fsm.state.attrs["fsm_encoding"] = "one-hot"
         with m.If(sent):        # (the states after a sent byte take nothing from rx)
             m.d.comb += [crcp.data.eq(sent_byte), crcp.valid.eq(1), crcp.start.eq(sent_first)]
         return m

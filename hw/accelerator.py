@@ -103,34 +103,47 @@ class Accelerator(wiring.Component):
             ex = execs[q.value]
             m.d.comb += [ex.insn.payload.eq(f.r_data), ex.insn.valid.eq(f.r_rdy),
                          f.r_en.eq(ex.insn.ready)]
-        # The instruction at the head of the fetch buffer is decoded into a register stage
-        # first (its queue, whether it is known, END or legal): dispatch acts on flops, and
-        # the fetch buffer's read enable is that stage's emptiness alone. Fetch brings an
-        # instruction every other cycle at best (two bus beats), which the stage keeps up
-        # with. The stage is emptied when a run starts.
-        d_valid = Signal()
-        d_word = Signal(INSN_BITS, reset_less=True)
-        target = Signal(2)
-        legal_q, known, is_end = Signal(), Signal(), Signal()
+        # Above the low-clock threshold the instruction at the head of the fetch buffer is
+        # decoded into a register stage first (its queue, whether it is known, END or
+        # legal): dispatch acts on flops, and the fetch buffer's read enable is that stage's
+        # emptiness alone. Fetch brings an instruction every other cycle at best (two bus
+        # beats), which the stage keeps up with. The stage is emptied when a run starts. At
+        # low clocks dispatch decodes the buffer's head directly (no 128 flip-flops).
+        staged = not cfg.low_clock
         head = view(Header, fetch.o.payload)
-        m.d.comb += fetch.o.ready.eq(~d_valid & ~stopped)
-        with m.If(fetch.o.valid & fetch.o.ready):
-            m.d.sync += [d_word.eq(fetch.o.payload), d_valid.eq(1),
-                         known.eq(head.opcode.as_value().matches(*(o.value for o in Opcode))),
-                         is_end.eq(head.opcode == Opcode.END), legal_q.eq(0)]
+        consumed = Signal()         # the instruction leaves (dispatched, or END)
+        target, legal_q, known, is_end = Signal(2), Signal(), Signal(), Signal()
+
+        def decode(dom):
+            dom += [known.eq(head.opcode.as_value().matches(*(o.value for o in Opcode))),
+                    is_end.eq(head.opcode == Opcode.END), legal_q.eq(0)]
             with m.Switch(head.opcode):
                 for op, q in ((Opcode.LOAD, Queue.LOAD), (Opcode.STORE, Queue.STORE),
                               (Opcode.MATMUL, Queue.COMPUTE), (Opcode.REQUANT, Queue.COMPUTE)):
                     with m.Case(op):
-                        m.d.sync += [target.eq(q.value), legal_q.eq(1)]
+                        dom += [target.eq(q.value), legal_q.eq(1)]
                 with m.Case(Opcode.SYNC):
                     sq = view(SyncInsn, fetch.o.payload).queue.as_value()
-                    m.d.sync += [target.eq(sq), legal_q.eq(sq != 3)]
+                    dom += [target.eq(sq), legal_q.eq(sq != 3)]
+        if staged:
+            d_valid = Signal()
+            d_word = Signal(INSN_BITS, reset_less=True)
+            m.d.comb += fetch.o.ready.eq(~d_valid & ~stopped)
+            with m.If(fetch.start):
+                m.d.sync += d_valid.eq(0)
+            with m.Elif(consumed):
+                m.d.sync += d_valid.eq(0)
+            with m.If(fetch.o.valid & fetch.o.ready):
+                m.d.sync += [d_word.eq(fetch.o.payload), d_valid.eq(1)]
+                decode(m.d.sync)
+        else:
+            d_valid, d_word = fetch.o.valid, fetch.o.payload
+            m.d.comb += fetch.o.ready.eq(consumed)
+            decode(m.d.comb)
         for f in qfifo:
             m.d.comb += f.w_data.eq(d_word)
         dispatch_err = Signal(ErrorCode)
         dispatched = Signal()
-        consumed = Signal()         # the stage's instruction leaves (dispatched, or END)
         live = running & ~stopped & ~halted
         if direct:
             # offered to its unit as dispatch would take it (below: the unit's ready)
@@ -154,10 +167,6 @@ class Accelerator(wiring.Component):
                 m.d.comb += [consumed.eq(1), dispatched.eq(1)]
                 for q, f in zip(Queue, qfifo):
                     m.d.comb += f.w_en.eq(target == q.value)
-        with m.If(fetch.start):
-            m.d.sync += d_valid.eq(0)
-        with m.Elif(consumed):
-            m.d.sync += d_valid.eq(0)
         # (an instruction in the stage is one fetch no longer holds)
         with m.If(live & fetch.oob & ~d_valid):
             m.d.comb += dispatch_err.eq(ErrorCode.FETCH_RANGE)
@@ -283,7 +292,9 @@ class Accelerator(wiring.Component):
         parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()
         q_empty = Cat(*(~f.r_rdy for f in qfifo)).all() if qfifo else Const(1)
         all_idle = Cat(*(~x.busy for x in execs)).all() & comp.drain_idle
-        finished = running & stopped & q_empty & all_idle & fetch.idle & ~d_valid
+        finished = running & stopped & q_empty & all_idle & fetch.idle
+        if staged:
+            finished = finished & ~d_valid
         # No unit can move: every executor is empty or waiting for a token, dispatch is
         # blocked on a full queue (or has stopped), and nothing is in flight.
         dispatch_stuck = stopped | (d_valid & ~w_rdy)
