@@ -130,10 +130,12 @@ class Link(wiring.Component):
         prog_addr = Signal(db + 1)      # a START beyond memory keeps a high bit: FETCH_RANGE
         m.d.comb += self.prog_addr.eq(prog_addr)
 
-        def reply(st, n=0):
-            # (only an OK reply carries a payload)
-            m.d.sync += [status.eq(st), rep_len.eq(n if st == Status.OK else 0), idx.eq(0)]
+        def send_reply(st, n):
+            m.d.sync += [status.eq(st), rep_len.eq(n), idx.eq(0)]
             m.next = "R_PREP"
+
+        def reply(st, n=0):
+            send_reply(st, n if st == Status.OK else 0)     # (only OK carries a payload)
 
         # The request's verdict, registered every cycle from registers that hold still from
         # the payload's end through the CRC bytes (`running` is a cycle old: a run can only
@@ -183,13 +185,13 @@ class Link(wiring.Component):
             with m.Default():
                 verdict(V_REPLY, Status.BAD_CMD)
         # idx's next value against the lengths, registered: idx moves once a byte at most
-        # (a received one, or a sent one four states apart), so the flags are a cycle old
+        # (a received one, or a sent one five states apart), so the flags are a cycle old
         # only when nobody reads them
         at_length, at_out = Signal(), Signal()
         timed += [at_length.eq(idx + 1 == length), at_out.eq(idx + 1 == rep_len)]
         # the length's verdict in LEN, from its whole high byte (`length` keeps pb bits)
         len_hi = Signal(8)
-        long_frame = Cat(length[:8], len_hi) > MAX_PAYLOAD
+        full_length = Cat(length[:8], len_hi)
         # what R_SELECT picks a byte from (cmd holds still from the header on)
         is_read, is_status = Signal(), Signal()
         timed += [is_read.eq(cmd == Cmd.READ), is_status.eq(cmd == Cmd.STATUS)]
@@ -218,9 +220,9 @@ class Link(wiring.Component):
                 with m.Elif(timed_out):
                     m.next = "HUNT"
             with m.State("LEN"):                # the length from its register (a byte's
-                with m.If(long_frame):          # time before the payload's first byte)
-                    m.next = "DISCARD"
-                with m.Elif(Cat(length[:8], len_hi) == 0):
+                with m.If(full_length > MAX_PAYLOAD):   # time before the payload's
+                    m.next = "DISCARD"                      # first byte)
+                with m.Elif(full_length == 0):
                     m.next = "TRAIL"
                 with m.Else():
                     m.next = "PAY"
@@ -264,8 +266,7 @@ class Link(wiring.Component):
                     m.d.sync += started.eq(0)
                     with m.Switch(v_act):
                         with m.Case(V_REPLY):
-                            m.d.sync += [status.eq(v_status), rep_len.eq(v_len), idx.eq(0)]
-                            m.next = "R_PREP"
+                            send_reply(v_status, v_len)
                         with m.Case(V_START):
                             m.d.sync += [prog_addr.eq(Cat(p_addr, p_high)),
                                          last_seq.eq(seq),
@@ -275,9 +276,8 @@ class Link(wiring.Component):
                             m.d.sync += [idx.eq(4), self.mem.busy.eq(1)]
                             m.next = "W_READ"
                         with m.Case(V_READ):
-                            m.d.sync += [self.mem.busy.eq(1), status.eq(Status.OK),
-                                         rep_len.eq(p_count), idx.eq(0)]
-                            m.next = "R_PREP"
+                            m.d.sync += self.mem.busy.eq(1)
+                            send_reply(Status.OK, p_count)
             with m.State("RESET"):
                 # the accelerator's reset comes from a flop: it fans out to every register
                 # of the accelerator, and the command decoding must not be in front of that

@@ -292,9 +292,8 @@ class Accelerator(wiring.Component):
         parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()
         q_empty = Cat(*(~f.r_rdy for f in qfifo)).all() if qfifo else Const(1)
         all_idle = Cat(*(~x.busy for x in execs)).all() & comp.drain_idle
+        # (the dispatch stage is empty once END has left it: nothing enters after)
         finished = running & stopped & q_empty & all_idle & fetch.idle
-        if staged:
-            finished = finished & ~d_valid
         # No unit can move: every executor is empty or waiting for a token, dispatch is
         # blocked on a full queue (or has stopped), and nothing is in flight.
         dispatch_stuck = stopped | (d_valid & ~w_rdy)

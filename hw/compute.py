@@ -448,21 +448,23 @@ class Compute(wiring.Component):
         # is seen clear. That is safe because a hazard only ever clears while the REQUANT
         # waits (every MATMUL it depends on was fed before it); the verdict only counts from
         # the instruction's second cycle in the slot (the cycle before was another's).
+        in_slot = (front.state == Front.CHECK) | (front.state == Front.WAIT)
         rq_clear = Signal()
-        m.d.sync += rq_clear.eq(((front.state == Front.CHECK) | (front.state == Front.WAIT))
-                                & ~acc_busy)
+        m.d.sync += rq_clear.eq(in_slot & ~acc_busy)
         # The drains' idleness is registered the same way (the engines' and the writer's
         # valid bits are not on the path into the token counters): while an instruction
         # waits in the slot nothing is fed, so an idle drain stays idle. A SYNC, and a
         # MATMUL waiting for the other engine, start a cycle after the drain is seen idle;
         # a MATMUL on the only engine waits for nothing.
-        in_slot = (front.state == Front.CHECK) | (front.state == Front.WAIT)
-        drained, other_idle = Signal(), Signal()
-        m.d.sync += [drained.eq(in_slot & drain_idle),
-                     other_idle.eq(in_slot & Mux(lut_mode, sys_idle, lut_idle))]
+        drained = Signal()
+        m.d.sync += drained.eq(in_slot & drain_idle)
+        other_idle = Const(1)
+        if has_sys and has_lut:
+            other_idle = Signal()
+            m.d.sync += other_idle.eq(in_slot & Mux(lut_mode, sys_idle, lut_idle))
         ready = Signal()
         with m.If(is_op[Opcode.MATMUL]):    # one engine drains at a time
-            m.d.comb += ready.eq(other_idle if has_sys and has_lut else 1)
+            m.d.comb += ready.eq(other_idle)
         with m.Elif(is_op[Opcode.REQUANT]):
             m.d.comb += ready.eq(rq_clear)
         with m.Else():

@@ -83,8 +83,8 @@ class Front:
         self.is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in Opcode}
         own = 1 << queue
 
-        def load_slot():
-            m.d.sync += insn.eq(port.insn.payload)
+        def load_slot():    # the queue's instruction enters the slot, to be checked
+            m.d.sync += [insn.eq(port.insn.payload), state.eq(self.CHECK)]
             new_op = view(Header, port.insn.payload).opcode
             m.d.sync += [flag.eq(new_op == op) for op, flag in self.is_op.items()]
 
@@ -131,7 +131,6 @@ class Front:
                 m.d.comb += port.insn.ready.eq(take_ok)
                 with m.If(port.insn.valid & take_ok):
                     load_slot()
-                    m.d.sync += state.eq(self.CHECK)
             with m.Case(decide):
                 m.d.comb += port.error.eq(err)
                 with m.If(err != ErrorCode.NONE):
@@ -151,7 +150,6 @@ class Front:
                     m.d.sync += state.eq(self.IDLE)
                     with m.If(port.insn.valid & take_ok):   # the next one, without IDLE
                         load_slot()
-                        m.d.sync += state.eq(self.CHECK)
         with m.If(port.halt):
             m.d.sync += state.eq(self.HALT)
         self.blocked = (((state == self.IDLE) & ~port.insn.valid)
