@@ -1,6 +1,6 @@
 """The accelerator top: fetch, dispatch to three queues, tokens, units, scratchpads, counters."""
 
-from amaranth import Module, Signal, Mux, Array, Cat, Const
+from amaranth import Module, Signal, Mux, Array, Cat, Const, Value
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -310,8 +310,10 @@ class Accelerator(wiring.Component):
         for cond, code in reversed(sources):
             with m.If(cond):
                 m.d.comb += new_err.eq(code)
-        # the run is over: `done` at once, or (counters in a BRAM) once they are up to date
-        over = ending if cfg.counter_store == "bram" else done
+        # the run is over: `done` at once, or once the counters are up to date (in a BRAM,
+        # or with their events registered)
+        late_events = cfg.counter_store != "bram" and not cfg.low_clock
+        over = ending if cfg.counter_store == "bram" or late_events else done
         with m.If(running & ~halted & (new_err != ErrorCode.NONE)):
             m.d.sync += [err.eq(new_err), halted.eq(1), over.eq(1), running.eq(0)]
         with m.Elif(finished & ~halted):
@@ -342,7 +344,17 @@ class Accelerator(wiring.Component):
             counters = Array(Signal(cfg.counter_bits, name=f"cnt_{c.name.lower()}")
                              for c in Counter)
             for c, (ev, _) in events.items():
+                if late_events:
+                    # above the low-clock threshold an event is registered before its
+                    # counter's carry chain (no unit's handshake reaches a 64-bit adder);
+                    # `done` rises a cycle later, with the last events counted
+                    r = Signal(len(Value.cast(ev)), name=f"ev_{c.name.lower()}")
+                    m.d.sync += r.eq(ev)
+                    ev = r
                 m.d.sync += counters[c.value].eq(counters[c.value] + ev)
+            if late_events:
+                with m.If(ending):
+                    m.d.sync += [done.eq(1), ending.eq(0)]
             m.d.comb += self.csr_data.eq(Mux(self.csr_addr < len(Counter),
                                              counters[self.csr_addr], 0))
         return m

@@ -343,7 +343,10 @@ class Compute(wiring.Component):
                 m.d.sync += [step.eq(0), plane.eq(0), grp.eq(0), more.eq(1)]
             with m.If(tgt_ready | front.start):
                 m.d.sync += f_valid.eq(0)
-        feed_done = run & is_op[Opcode.MATMUL] & ~more & (~f_valid | tgt_ready)
+        # the MATMUL ends once its last step has left the feeder (a cycle after the engine
+        # took it): the slot's end, and the queue's read, come from flops, not from the
+        # engines' readiness
+        feed_done = run & is_op[Opcode.MATMUL] & ~more & ~f_valid
         # a LUT group's activations serve all its planes (read with the first only)
         m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | f_lut))
         # --- REQUANT ----------------------------------------------------------------------

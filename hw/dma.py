@@ -1,6 +1,6 @@
 """Strided 2-D DMA: the load queue's and the store queue's executors."""
 
-from amaranth import Cat, Module, Signal, Mux, Const
+from amaranth import Cat, Module, Signal, Mux, Const, Value
 from amaranth.lib import data
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib import wiring
@@ -201,29 +201,60 @@ class DmaLoad(_Dma):
             word = place_word(m, asm, rb, resp.payload.rdata, max_entry_bits(cfg) // (8 * bb))
         else:
             word = resp.payload.rdata
-        m.d.comb += [
-            resp.ready.eq(jobs.r_rdy & ~(last_beat & (job.buf == Buffer.ACT) & self.act_busy)),
-            self.wr_buf.eq(job.buf),
-            self.wr_addr.eq((job.sp_addr + e)[:spb]),
-            self.wr_data.eq(word),
-        ]
+        # Above the low-clock threshold an entry's write is registered first (its address
+        # adder, and the beat's handshake, reach no block RAM's enable), and its job's
+        # release tokens go with it: given as it is written. An activation write waits while
+        # the requant unit writes (act_busy); a beat that would complete another entry waits
+        # for it. At low clocks the entry is written as its last beat arrives.
+        staged = not cfg.low_clock
         recv_give = Signal(3)
+        if staged:
+            p_valid = Signal()
+            p_buf = Signal(Buffer)
+            p_addr = Signal(spb, reset_less=True)
+            p_data = Signal(len(Value.cast(word)), reset_less=True)
+            p_give = Signal(3)
+            p_stall = p_valid & (p_buf == Buffer.ACT) & self.act_busy
+            m.d.comb += [
+                resp.ready.eq(jobs.r_rdy & ~(last_beat & p_stall)),
+                self.wr_buf.eq(p_buf), self.wr_addr.eq(p_addr), self.wr_data.eq(p_data),
+                self.wr_en.eq(p_valid),
+            ]
+            with m.If(p_valid & ~p_stall):
+                m.d.comb += recv_give.eq(p_give)
+                m.d.sync += p_valid.eq(0)
+        else:
+            p_valid = Const(0)
+            m.d.comb += [
+                resp.ready.eq(jobs.r_rdy
+                              & ~(last_beat & (job.buf == Buffer.ACT) & self.act_busy)),
+                self.wr_buf.eq(job.buf),
+                self.wr_addr.eq((job.sp_addr + e)[:spb]),
+                self.wr_data.eq(word),
+            ]
         with m.If(resp.valid & resp.ready):
             m.d.comb += self.beat_in.eq(1)
             m.d.sync += fresh.eq(0)
             if nwords > 1:
                 m.d.sync += asm.eq(word)
             with m.If(last_beat):
-                m.d.comb += self.wr_en.eq(1)
+                if staged:
+                    m.d.sync += [p_valid.eq(1), p_buf.eq(job.buf),
+                                 p_addr.eq((job.sp_addr + e)[:spb]), p_data.eq(word),
+                                 p_give.eq(Mux(last_entry, job.release, 0))]
+                else:
+                    m.d.comb += self.wr_en.eq(1)
                 m.d.sync += [rb.eq(0), e.eq(e + 1), rb_last_r.eq(job.one_beat),
                              e_last_r.eq(e + 2 == job.rows)]
                 with m.If(last_entry):
-                    m.d.comb += [jobs.r_en.eq(1), recv_give.eq(job.release)]
+                    m.d.comb += jobs.r_en.eq(1)
+                    if not staged:
+                        m.d.comb += recv_give.eq(job.release)
                     m.d.sync += [e.eq(0), fresh.eq(1)]
             with m.Else():
                 m.d.sync += [rb.eq(rb + 1), rb_last_r.eq(rb + 2 == job.beats),
                              e_last_r.eq(last_entry)]
-        receiving = jobs.r_rdy
+        receiving = jobs.r_rdy | p_valid
         # SYNC completes once every earlier LOAD has landed; LOADs release from `jobs`
         m.d.comb += [
             front.extra_ready.eq(Mux(is_sync, ~receiving, jobs.w_rdy)),
