@@ -2,7 +2,6 @@
 
 from amaranth import Module, Signal, Mux, Array, Cat, Const, Value
 from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -12,6 +11,7 @@ from .config import AccelConfig
 from .dma import DmaLoad, DmaStore
 from .fetch import Fetch
 from .protect import ParityMemory
+from .queue import SlicedFifo
 from .isa import view, INSN_BITS, Buffer, Counter, ErrorCode, Opcode, Queue, SyncInsn, Header
 
 __all__ = ["Accelerator", "TOKEN_BITS"]
@@ -96,13 +96,12 @@ class Accelerator(wiring.Component):
         # queue_depth 0: no queues, an instruction goes from the fetch buffer straight into
         # its unit's executing slot (the golden model counts the same capacity, 1)
         direct = cfg.queue_depth == 0
-        qfifo = [] if direct else [SyncFIFOBuffered(width=INSN_BITS, depth=cfg.queue_depth)
+        # (above the low-clock threshold a queue's last two entries are a register slice)
+        qfifo = [] if direct else [SlicedFifo(cfg.queue_depth, sliced=not cfg.low_clock)
                                    for _ in Queue]
         for q, f in zip(Queue, qfifo):
             m.submodules[f"q_{q.name.lower()}"] = f
-            ex = execs[q.value]
-            m.d.comb += [ex.insn.payload.eq(f.r_data), ex.insn.valid.eq(f.r_rdy),
-                         f.r_en.eq(ex.insn.ready)]
+            wiring.connect(m, f.r, execs[q.value].insn)
         # Above the low-clock threshold the instruction at the head of the fetch buffer is
         # decoded into a register stage first (its queue, whether it is known, END or
         # legal): dispatch acts on flops, and the fetch buffer's read enable is that stage's
@@ -141,7 +140,7 @@ class Accelerator(wiring.Component):
             m.d.comb += fetch.o.ready.eq(consumed)
             decode(m.d.comb)
         for f in qfifo:
-            m.d.comb += f.w_data.eq(d_word)
+            m.d.comb += f.w.payload.eq(d_word)
         dispatch_err = Signal(ErrorCode)
         dispatched = Signal()
         live = running & ~stopped & ~halted
@@ -154,7 +153,7 @@ class Accelerator(wiring.Component):
                              ex.insn.valid.eq(offer & (target == q.value))]
             w_rdy = Array(x.insn.ready for x in execs)[target]
         else:
-            w_rdy = Array(f.w_rdy for f in qfifo)[target]
+            w_rdy = Array(f.w.ready for f in qfifo)[target]
         with m.If(live & d_valid):
             with m.If(~known):
                 m.d.comb += dispatch_err.eq(ErrorCode.ILLEGAL_OPCODE)
@@ -166,7 +165,7 @@ class Accelerator(wiring.Component):
             with m.Elif(w_rdy):
                 m.d.comb += [consumed.eq(1), dispatched.eq(1)]
                 for q, f in zip(Queue, qfifo):
-                    m.d.comb += f.w_en.eq(target == q.value)
+                    m.d.comb += f.w.valid.eq(target == q.value)
         # (an instruction in the stage is one fetch no longer holds)
         with m.If(live & fetch.oob & ~d_valid):
             m.d.comb += dispatch_err.eq(ErrorCode.FETCH_RANGE)
@@ -290,7 +289,7 @@ class Accelerator(wiring.Component):
 
         # --- completion, deadlock and errors ----------------------------------------------
         parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()
-        q_empty = Cat(*(~f.r_rdy for f in qfifo)).all() if qfifo else Const(1)
+        q_empty = Cat(*(f.empty for f in qfifo)).all() if qfifo else Const(1)
         all_idle = Cat(*(~x.busy for x in execs)).all() & comp.drain_idle
         # (the dispatch stage is empty once END has left it: nothing enters after)
         finished = running & stopped & q_empty & all_idle & fetch.idle
@@ -301,6 +300,15 @@ class Accelerator(wiring.Component):
                  & dispatch_stuck & fetch.idle)
         # (stuck for 7 cycles running: a give takes 3 to show in `avail`, see the tokens)
         stuck_cnt = Signal(3)
+        # Above the low-clock threshold the verdicts that end a run (stuck, finished, and the
+        # first error's code) are registered before they act: no unit's handshake reaches
+        # the status flops, the counter or the units' halt. A run ends a cycle later; an
+        # error seen in a cycle still takes precedence over the end seen in the same one.
+        late_end = not cfg.low_clock
+        if late_end:
+            stuck_r, finished_r = Signal(), Signal()
+            m.d.sync += [stuck_r.eq(stuck), finished_r.eq(finished)]
+            stuck, finished = stuck_r, finished_r
         m.d.sync += stuck_cnt.eq(Mux(stuck, Mux(stuck_cnt == 7, 7, stuck_cnt + 1), 0))
         new_err = Signal(ErrorCode)
         sources = [(dispatch_err != ErrorCode.NONE, dispatch_err)] + \
@@ -310,13 +318,17 @@ class Accelerator(wiring.Component):
         for cond, code in reversed(sources):
             with m.If(cond):
                 m.d.comb += new_err.eq(code)
+        if late_end:
+            err_r = Signal(ErrorCode)
+            m.d.sync += err_r.eq(new_err)
+            new_err = err_r
         # the run is over: `done` at once, or once the counters are up to date (in a BRAM,
         # or with their events registered)
         late_events = cfg.counter_store != "bram" and not cfg.low_clock
         over = ending if cfg.counter_store == "bram" or late_events else done
         with m.If(running & ~halted & (new_err != ErrorCode.NONE)):
             m.d.sync += [err.eq(new_err), halted.eq(1), over.eq(1), running.eq(0)]
-        with m.Elif(finished & ~halted):
+        with m.Elif(finished & running & ~halted):
             m.d.sync += [over.eq(1), running.eq(0)]
 
         # --- counters ---------------------------------------------------------------------

@@ -2,14 +2,13 @@
 
 from amaranth import Cat, Module, Signal, Mux, Const, Value
 from amaranth.lib import data
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import span_bits
 from .bus import TAG_LOAD, TAG_STORE, bus_signature, place_word
 from .isa import view, buffer_depth, buffer_entry_bytes, Buffer, DmaInsn, ErrorCode, Opcode, Queue
-from .queue import Front, executor_members, sum_exceeds
+from .queue import Front, SlicedFifo, executor_members, sum_exceeds
 
 __all__ = ["DmaLoad", "DmaStore"]
 
@@ -82,17 +81,18 @@ class _Dma(wiring.Component):
             for b in self.allowed:
                 legal = legal | (d.buf == b)
             depth = _table(d.buf, depths, self.allowed, 17)
+            ebytes = _table(d.buf, eb, self.allowed, 8)
             return [span(insn), is_dma & (~legal | (d.rows == 0)),
                     is_dma & sum_exceeds((d.sp_addr, d.rows), depth, bits=spb),
-                    d.dram_addr[db:] != 0]
+                    d.dram_addr[db:] != 0, d.dram_addr[:db] + ebytes]
 
         def checks(insn, pre):
             d = view(DmaInsn, insn)
             is_dma = d.opcode != Opcode.SYNC
-            ebytes = _table(d.buf, eb, self.allowed, 8)
             lowmask = cfg.bus_bytes - 1
-            dram_over = pre[3] | sum_exceeds((d.dram_addr[:db], prod_span if serial else pre[0],
-                                              ebytes), cfg.dram_bytes, bits=db)
+            # (the address plus an entry's bytes registered with the span: one adder here)
+            dram_over = pre[3] | sum_exceeds((pre[4], prod_span if serial else pre[0]),
+                                             cfg.dram_bytes, bits=db)
             return [
                 (pre[1], ErrorCode.ILLEGAL_FIELD),
                 (pre[2], ErrorCode.SP_RANGE),
@@ -158,8 +158,9 @@ class DmaLoad(_Dma):
         # instead of after a memory round trip. Its release tokens are given when its last
         # entry is written. Up to four jobs wait; two without instruction queues (the next
         # LOAD comes from the fetch buffer, not from a queue of them).
-        m.submodules.jobs = jobs = SyncFIFOBuffered(width=len(self._job(d, beats).as_value()),
-                                                    depth=4 if cfg.queue_depth else 2)
+        m.submodules.jobs = jobs = SlicedFifo(4 if cfg.queue_depth else 2,
+                                              sliced=not cfg.low_clock,
+                                              width=len(self._job(d, beats).as_value()))
         r = Signal(spb)
         b = Signal(beb)
         row_addr = Signal(db)
@@ -169,8 +170,8 @@ class DmaLoad(_Dma):
             req.valid.eq(run & ~issued),
             req.payload.addr.eq((row_addr + b * bb)[:db]),
             req.payload.tag.eq(self.tag),
-            jobs.w_data.eq(self._job(d, beats).as_value()),
-            jobs.w_en.eq(front.start & ~is_sync),
+            jobs.w.payload.eq(self._job(d, beats).as_value()),
+            jobs.w.valid.eq(front.start & ~is_sync),
         ]
         with m.If(front.start):
             m.d.sync += [r.eq(0), b.eq(0), row_addr.eq(d.dram_addr[:db]), issued.eq(0)]
@@ -182,7 +183,7 @@ class DmaLoad(_Dma):
                 m.d.sync += b.eq(b + 1)
 
         # response side: the oldest receive job; assemble beats, write each entry
-        job = data.View(self._job_layout(), jobs.r_data)
+        job = data.View(self._job_layout(), jobs.r.payload)
         e = Signal(spb)
         rb = Signal(beb)
         resp = self.bus.resp
@@ -201,32 +202,42 @@ class DmaLoad(_Dma):
             word = place_word(m, asm, rb, resp.payload.rdata, max_entry_bits(cfg) // (8 * bb))
         else:
             word = resp.payload.rdata
-        # Above the low-clock threshold an entry's write is registered first (its address
-        # adder, and the beat's handshake, reach no block RAM's enable), and its job's
-        # release tokens go with it: given as it is written. An activation write waits while
-        # the requant unit writes (act_busy); a beat that would complete another entry waits
-        # for it. At low clocks the entry is written as its last beat arrives.
+        # Above the low-clock threshold an entry's write is registered first, in a buffer of
+        # two (its address adder, and the beat's handshake, reach no block RAM's enable),
+        # and its job's release tokens go with it: given as it is written. An activation
+        # write waits while the requant unit writes (act_busy); beats are taken while the
+        # buffer's second place is free (a flop: act_busy reaches no response's ready). At
+        # low clocks the entry is written as its last beat arrives.
         staged = not cfg.low_clock
         recv_give = Signal(3)
         if staged:
-            p_valid = Signal()
-            p_buf = Signal(Buffer)
-            p_addr = Signal(spb, reset_less=True)
-            p_data = Signal(len(Value.cast(word)), reset_less=True)
-            p_give = Signal(3)
-            p_stall = p_valid & (p_buf == Buffer.ACT) & self.act_busy
+            wlay = data.StructLayout({"buf": Buffer, "addr": spb, "give": 3,
+                                      "data": len(Value.cast(word))})
+            p = [Signal(wlay, name=f"wbuf{i}") for i in range(2)]
+            pv = [Signal(name=f"wbuf{i}_valid") for i in range(2)]
+            p_valid = pv[0]
+            written = pv[0] & ~((p[0].buf == Buffer.ACT) & self.act_busy)
             m.d.comb += [
-                resp.ready.eq(jobs.r_rdy & ~(last_beat & p_stall)),
-                self.wr_buf.eq(p_buf), self.wr_addr.eq(p_addr), self.wr_data.eq(p_data),
-                self.wr_en.eq(p_valid),
+                resp.ready.eq(jobs.r.valid & ~pv[1]),
+                self.wr_buf.eq(p[0].buf), self.wr_addr.eq(p[0].addr),
+                self.wr_data.eq(p[0].data), self.wr_en.eq(pv[0]),
             ]
-            with m.If(p_valid & ~p_stall):
-                m.d.comb += recv_give.eq(p_give)
-                m.d.sync += p_valid.eq(0)
+            with m.If(written):
+                m.d.comb += recv_give.eq(p[0].give)
+                m.d.sync += [p[0].eq(p[1]), pv[0].eq(pv[1]), pv[1].eq(0)]
+            new_w = Signal(wlay)
+            m.d.comb += [new_w.buf.eq(job.buf), new_w.addr.eq((job.sp_addr + e)[:spb]),
+                         new_w.data.eq(word), new_w.give.eq(Mux(last_entry, job.release, 0))]
+
+            def push():     # (pv[1] is clear: the beat was taken)
+                with m.If(~pv[0] | written):
+                    m.d.sync += [p[0].eq(new_w), pv[0].eq(1)]
+                with m.Else():
+                    m.d.sync += [p[1].eq(new_w), pv[1].eq(1)]
         else:
             p_valid = Const(0)
             m.d.comb += [
-                resp.ready.eq(jobs.r_rdy
+                resp.ready.eq(jobs.r.valid
                               & ~(last_beat & (job.buf == Buffer.ACT) & self.act_busy)),
                 self.wr_buf.eq(job.buf),
                 self.wr_addr.eq((job.sp_addr + e)[:spb]),
@@ -239,25 +250,23 @@ class DmaLoad(_Dma):
                 m.d.sync += asm.eq(word)
             with m.If(last_beat):
                 if staged:
-                    m.d.sync += [p_valid.eq(1), p_buf.eq(job.buf),
-                                 p_addr.eq((job.sp_addr + e)[:spb]), p_data.eq(word),
-                                 p_give.eq(Mux(last_entry, job.release, 0))]
+                    push()
                 else:
                     m.d.comb += self.wr_en.eq(1)
                 m.d.sync += [rb.eq(0), e.eq(e + 1), rb_last_r.eq(job.one_beat),
                              e_last_r.eq(e + 2 == job.rows)]
                 with m.If(last_entry):
-                    m.d.comb += jobs.r_en.eq(1)
+                    m.d.comb += jobs.r.ready.eq(1)
                     if not staged:
                         m.d.comb += recv_give.eq(job.release)
                     m.d.sync += [e.eq(0), fresh.eq(1)]
             with m.Else():
                 m.d.sync += [rb.eq(rb + 1), rb_last_r.eq(rb + 2 == job.beats),
                              e_last_r.eq(last_entry)]
-        receiving = jobs.r_rdy | p_valid
+        receiving = ~jobs.empty | p_valid       # (the buffer's second place only with its first)
         # SYNC completes once every earlier LOAD has landed; LOADs release from `jobs`
         m.d.comb += [
-            front.extra_ready.eq(Mux(is_sync, ~receiving, jobs.w_rdy)),
+            front.extra_ready.eq(Mux(is_sync, ~receiving, jobs.w.ready)),
             front.finish.eq((front.state == Front.RUN) & (is_sync | issued)),
             self.give.eq(Mux(is_sync, front.give, 0) | recv_give),
             self.busy.eq(front.busy | receiving),

@@ -5,12 +5,13 @@ waits for its dependency tokens, runs it, and gives its release tokens when it c
 """
 
 from amaranth import Const, Module, Signal, Value
-from amaranth.lib import stream
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .isa import view, INSN_BITS, ErrorCode, Header, Opcode
 
-__all__ = ["executor_members", "Front", "first_error", "sum_exceeds"]
+__all__ = ["executor_members", "Front", "first_error", "sum_exceeds", "SlicedFifo"]
 
 
 def executor_members():
@@ -157,3 +158,41 @@ class Front:
         self.busy = (state != self.IDLE) & (state != self.HALT)
         if not getattr(port, "owns_status", False):
             m.d.comb += [port.blocked.eq(self.blocked), port.busy.eq(self.busy)]
+
+
+class SlicedFifo(wiring.Component):
+    """A queue (of instructions, or of a DMA's jobs) of ``depth`` entries: ``w`` in, ``r`` out, ``empty`` when it holds
+    nothing. With ``sliced`` (above the low-clock threshold) and a depth of 2 or more, its
+    last two entries are a register slice (``StreamSlice``): the executor's ``ready`` reaches
+    two flops' enables and nothing of the FIFO's counters; the FIFO before it is two shorter,
+    so the queue holds exactly ``depth`` (the golden model's capacity)."""
+
+    def __init__(self, depth, *, sliced, width=INSN_BITS):
+        self._depth, self._width = depth, width
+        self._sliced = sliced and depth >= 2
+        super().__init__({"w": In(stream.Signature(width)), "r": Out(stream.Signature(width)),
+                          "empty": Out(1)})
+
+    def elaborate(self, platform):
+        from .bus import StreamSlice
+        m = Module()
+        if not self._sliced:
+            m.submodules.fifo = fifo = SyncFIFOBuffered(width=self._width, depth=self._depth)
+            m.d.comb += [fifo.w_data.eq(self.w.payload), fifo.w_en.eq(self.w.valid),
+                         self.w.ready.eq(fifo.w_rdy),
+                         self.r.payload.eq(fifo.r_data), self.r.valid.eq(fifo.r_rdy),
+                         fifo.r_en.eq(self.r.ready), self.empty.eq(~fifo.r_rdy)]
+            return m
+        m.submodules.slice = sl = StreamSlice(self._width)
+        wiring.connect(m, sl.o, wiring.flipped(self.r))
+        if self._depth == 2:
+            wiring.connect(m, wiring.flipped(self.w), sl.i)
+            m.d.comb += self.empty.eq(~sl.o.valid)
+            return m
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self._width, depth=self._depth - 2)
+        m.d.comb += [fifo.w_data.eq(self.w.payload), fifo.w_en.eq(self.w.valid),
+                     self.w.ready.eq(fifo.w_rdy),
+                     sl.i.payload.eq(fifo.r_data), sl.i.valid.eq(fifo.r_rdy),
+                     fifo.r_en.eq(sl.i.ready),
+                     self.empty.eq(~fifo.r_rdy & ~sl.o.valid)]
+        return m

@@ -50,20 +50,29 @@ def _lean_shift(m, p, shift, bits, name, split=None):
 
     ``split = (k, reg, late_shift)`` puts a register after the stage of shift ``2**k``:
     ``reg(value, name)`` returns a registered copy of ``value``; the stages below use
-    ``late_shift``, the shift amount one register later."""
+    ``late_shift``, the shift amount one register later. ``k`` and ``late_shift`` may be
+    tuples (from the largest ``k``): a register after each of those stages, the stages
+    after the i-th using ``late_shift[i]``."""
     p = Value.cast(p)
     W = len(p)
     sign = p[W - 1]
     cur = p.as_unsigned()
     guard, sticky, fits = Const(0, 1), Const(0, 1), Const(1, 1)
+    points, shifts = (), ()
+    if split is not None:
+        points, shifts = split[0], split[2]
+        if not isinstance(points, tuple):
+            points, shifts = (points,), (shifts,)
     for k in reversed(range(len(shift))):
-        if split is not None and k == split[0] - 1:
+        if k + 1 in points:
+            i = points.index(k + 1)
             reg = split[1]
+            tag = "m" if len(points) == 1 else f"m{i}"
             cur, guard, sticky, fits, sign = (reg(v, f"{name}_{x}")
-                                              for v, x in ((cur, "mid"), (guard, "mguard"),
-                                                           (sticky, "msticky"),
-                                                           (fits, "mfits"), (sign, "msign")))
-            shift = split[2]
+                                              for v, x in ((cur, f"{tag}id"), (guard, f"{tag}guard"),
+                                                           (sticky, f"{tag}sticky"),
+                                                           (fits, f"{tag}fits"), (sign, f"{tag}sign")))
+            shift = shifts[i]
         sh = 1 << k
         keep = bits + sh - 1            # what the stages after this one still need
         n = len(cur)
@@ -207,11 +216,15 @@ class RequantUnit(wiring.Component):
         v_s, res_s, residual_s, relu_s = v1, res1, residual1, relu1
         split = None
         if deep:
-            split = (3, reg, reg(shift1, "shift_mid"))
-            v_s = reg(v1, "v_mid", reset=True)
-            res_s, residual_s, relu_s = (reg(x, f"{n}_mid") for x, n in (
-                (res1, "res"), (residual1, "residual"), (relu1, "relu")))
-            inner.append(v_s)
+            # registers after the shifts by 32 and by 8: three segments of at most two
+            # shift stages, with their guard, sticky and fit verdicts
+            sh_a = reg(shift1, "shift_mid0")
+            split = ((5, 3), reg, (sh_a, reg(sh_a, "shift_mid1")))
+            for j in range(2):
+                v_s = reg(v_s, f"v_mid{j}", reset=True)
+                res_s, residual_s, relu_s = (reg(x, f"{n}_mid{j}") for x, n in (
+                    (res_s, "res"), (residual_s, "residual"), (relu_s, "relu")))
+                inner.append(v_s)
         with m.If(adv):
             m.d.sync += [v2.eq(v_s), res2.eq(res_s), residual2.eq(residual_s),
                          relu2.eq(relu_s)]
@@ -220,15 +233,22 @@ class RequantUnit(wiring.Component):
             with m.If(adv):
                 m.d.sync += [q2[i].eq(q), up2[i].eq(up)]
 
-        # stage 3: round, residual, clamp
-        lo = Mux(relu2, 0, -128)
+        # stage 3: round, residual, clamp (deep: the sum registered before the clamp)
+        v3, relu3 = v2, relu2
+        if deep:
+            v3 = reg(v2, "v_sum", reset=True)
+            relu3 = reg(relu2, "relu_sum")
+            inner.append(v3)
+        lo = Mux(relu3, 0, -128)
         with m.If(adv):
-            m.d.sync += self.o.valid.eq(v2)
+            m.d.sync += self.o.valid.eq(v3)
         for i in range(R):
             # (a comb assignment under `If(adv)` would zero t while adv is low: the stall
             # would sit in front of the adder and the clamp instead of on the flops' CE)
             t = Signal(signed(Q_BITS + 2), name=f"t{i}")     # q, rounding and residual
             m.d.comb += t.eq(q2[i] + up2[i] + Mux(residual2, res2[i], 0))
+            if deep:
+                t = reg(t, f"t_sum{i}")
             with m.If(adv):
                 m.d.sync += self.o.payload[i].eq(Mux(t > 127, 127, Mux(t < lo, lo, t)))
         m.d.comb += self.idle.eq(~v1 & ~v2 & ~self.o.valid & ~Cat(*inner).any())
