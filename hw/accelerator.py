@@ -112,18 +112,20 @@ class Accelerator(wiring.Component):
         head = view(Header, fetch.o.payload)
         consumed = Signal()         # the instruction leaves (dispatched, or END)
         target, legal_q, known, is_end = Signal(2), Signal(), Signal(), Signal()
+        goes = Signal(3)        # goes[q]: a legal instruction for queue q
 
         def decode(dom):
             dom += [known.eq(head.opcode.as_value().matches(*(o.value for o in Opcode))),
-                    is_end.eq(head.opcode == Opcode.END), legal_q.eq(0)]
+                    is_end.eq(head.opcode == Opcode.END), legal_q.eq(0), goes.eq(0)]
             with m.Switch(head.opcode):
                 for op, q in ((Opcode.LOAD, Queue.LOAD), (Opcode.STORE, Queue.STORE),
                               (Opcode.MATMUL, Queue.COMPUTE), (Opcode.REQUANT, Queue.COMPUTE)):
                     with m.Case(op):
-                        dom += [target.eq(q.value), legal_q.eq(1)]
+                        dom += [target.eq(q.value), legal_q.eq(1), goes.eq(1 << q.value)]
                 with m.Case(Opcode.SYNC):
                     sq = view(SyncInsn, fetch.o.payload).queue.as_value()
-                    dom += [target.eq(sq), legal_q.eq(sq != 3)]
+                    dom += [target.eq(sq), legal_q.eq(sq != 3),
+                            goes.eq(Cat(sq == 0, sq == 1, sq == 2))]
         if staged:
             d_valid = Signal()
             d_word = Signal(INSN_BITS, reset_less=True)
@@ -164,8 +166,10 @@ class Accelerator(wiring.Component):
                 m.d.comb += dispatch_err.eq(ErrorCode.ILLEGAL_FIELD)
             with m.Elif(w_rdy):
                 m.d.comb += [consumed.eq(1), dispatched.eq(1)]
-                for q, f in zip(Queue, qfifo):
-                    m.d.comb += f.w.valid.eq(target == q.value)
+        if not direct:
+            # a queue's write: its own decoded flag and its own ready, no target multiplexer
+            for q, f in zip(Queue, qfifo):
+                m.d.comb += f.w.valid.eq(live & d_valid & goes[q.value] & f.w.ready)
         # (an instruction in the stage is one fetch no longer holds)
         with m.If(live & fetch.oob & ~d_valid):
             m.d.comb += dispatch_err.eq(ErrorCode.FETCH_RANGE)

@@ -189,7 +189,7 @@ class Compute(wiring.Component):
             front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks)
         else:
             front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks, pre=ends,
-                          lookahead=True)
+                          lookahead=True, onehot=True)
         mm, rqi = view(MatmulInsn, front.insn), view(RequantInsn, front.insn)
         is_op = front.is_op         # the slot's opcode, decoded into flops
         run = front.state == Front.RUN
@@ -280,6 +280,14 @@ class Compute(wiring.Component):
         sys_idle = array.idle if has_sys else Const(1)
         lut_idle = (lut.idle & ~pre.o.valid & ~pre.held.any()) if has_lut else Const(1)
         drain_idle = sys_idle & lut_idle & ~Cat(*(c.valid for c in in_flight)).any()
+        if not cfg.low_clock:
+            # registered (its tree reaches no status flop's logic): a cycle old, it is never
+            # wrongly up where it is used. Work reaches an engine only as a step the feeder
+            # offered the cycle before, in RUN with the step pending, so the unit is still
+            # busy (not idle, blocked or in the slot) in the cycle the old value is seen.
+            di_r = Signal(init=1)
+            m.d.sync += di_r.eq(drain_idle)
+            drain_idle = di_r
         m.d.comb += self.drain_idle.eq(drain_idle)
         matmul_release = Mux(w_en & w_last, w_rel, 0)
 

@@ -99,7 +99,8 @@ class _Dma(wiring.Component):
                 (is_dma & (((d.dram_addr | d.stride) & lowmask) != 0), ErrorCode.MISALIGNED),
                 (is_dma & dram_over, ErrorCode.DRAM_RANGE),
             ]
-        front = Front(m, self, queue=self.queue.value, checks=checks, pre=pre)
+        front = Front(m, self, queue=self.queue.value, checks=checks, pre=pre,
+                      onehot=not cfg.low_clock)
         if serial:
             new = view(DmaInsn, self.insn.payload)
             with m.If(front.loading):

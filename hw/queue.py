@@ -70,8 +70,11 @@ class Front:
     the path into the slot; an instruction arriving at an idle unit waits two cycles."""
     IDLE, CHECK, WAIT, RUN, HALT, CHECK2 = range(6)
 
-    def __init__(self, m: Module, port, *, queue, checks, pre=None, lookahead=False):
+    def __init__(self, m: Module, port, *, queue, checks, pre=None, lookahead=False,
+                 onehot=False):
         self.state = state = Signal(range(6))
+        if onehot:      # (above the low-clock threshold) a state test is one flop
+            state.attrs["fsm_encoding"] = "one-hot"
         self.insn = insn = Signal(INSN_BITS)
         self.hdr = hdr = view(Header, insn)
         self.start = Signal()
