@@ -196,6 +196,11 @@ class Link(wiring.Component):
         is_read, is_status = Signal(), Signal()
         timed += [is_read.eq(cmd == Cmd.READ), is_status.eq(cmd == Cmd.STATUS)]
 
+        crc_ok = crcp.match_detected
+        if deep:
+            crc_ok = Signal()
+            m.d.sync += crc_ok.eq(crcp.match_detected)
+
         with m.FSM() as fsm:
             with m.State("HUNT"):
                 m.d.comb += [crcp.start.eq(1), crcp.valid.eq(rx.valid & (byte == SOF_REQ))]
@@ -252,14 +257,18 @@ class Link(wiring.Component):
                 with m.If(rx.valid):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == 1):
-                        m.next = "CHECK"
+                        m.next = "CRC_REG" if deep else "CHECK"
                 with m.Elif(timed_out):
                     m.next = "HUNT"
+            if deep:
+                # the CRC's match registered (its comparator is not in front of the FSM)
+                with m.State("CRC_REG"):
+                    m.next = "CHECK"
             with m.State("DISCARD"):
                 with m.If(timed_out):
                     reply(Status.BAD_LEN)
             with m.State("CHECK"):
-                with m.If(~crcp.match_detected):
+                with m.If(~crc_ok):
                     reply(Status.BAD_CRC)
                 with m.Else():
                     # only a START repeated back to back (a retry) is recognised as one

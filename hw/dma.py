@@ -221,7 +221,7 @@ class DmaLoad(_Dma):
             m.d.comb += [
                 resp.ready.eq(jobs.r.valid & ~pv[1]),
                 self.wr_buf.eq(p[0].buf), self.wr_addr.eq(p[0].addr),
-                self.wr_data.eq(p[0].data), self.wr_en.eq(pv[0]),
+                self.wr_data.eq(p[0].data), self.wr_en.eq(written),
             ]
             with m.If(written):
                 m.d.comb += recv_give.eq(p[0].give)
@@ -307,10 +307,14 @@ class DmaStore(_Dma):
         cfg, bb = self._cfg, self._cfg.bus_bytes
         front, d, beats, rows, run, (spb, beb, db) = self._front(m)     # SYNC: nothing to move
 
-        # One scratchpad read per beat, at most one beat ahead of the bus: the word read
-        # goes out the next cycle, or waits in `held` (the read port may serve another
-        # reader meanwhile: config.scratchpad_ports = "shared", where `rd_ok` says whether
-        # this cycle's read is granted).
+        # One scratchpad read per beat. At low clocks at most one beat ahead of the bus: the
+        # word read goes out the next cycle, or waits in `held` (the read port may serve
+        # another reader meanwhile: config.scratchpad_ports = "shared", where `rd_ok` says
+        # whether this cycle's read is granted). Above them (`_deep_words`) the entry read
+        # is registered, then its word, so the block RAM's output meets no multiplexer on
+        # its way to the bus.
+        if not cfg.low_clock:
+            return self._deep_words(m, front, d, beats, rows, run, spb, beb, db)
         r_rd, b_rd = Signal(spb), Signal(beb)   # entry and beat of the next read
         out_valid = Signal()    # a word waits to be sent: fresh from the port, or held
         fresh = Signal()        # ... fresh: read last cycle
@@ -349,6 +353,72 @@ class DmaStore(_Dma):
                     m.d.sync += b_rd.eq(b_rd + 1)
             with m.Elif(sending):
                 m.d.sync += out_valid.eq(0)
+            with m.If(sending):
+                with m.If(b == beats - 1):
+                    m.d.sync += [b.eq(0), row_addr.eq(row_addr + d.stride[:db])]
+                with m.Else():
+                    m.d.sync += b.eq(b + 1)
+            with m.If(self.bus.resp.valid):
+                m.d.comb += self.ack_in.eq(1)
+                with m.If(ack_b == beats - 1):
+                    m.d.sync += [ack_b.eq(0), ack_r.eq(ack_r + 1), acked.eq(ack_r + 1 == rows)]
+                with m.Else():
+                    m.d.sync += ack_b.eq(ack_b + 1)
+        m.d.comb += [
+            front.finish.eq((front.state == Front.RUN) & (acked | ~run)),
+            self.give.eq(front.give),
+        ]
+        return m
+
+    def _deep_words(self, m, front, d, beats, rows, run, spb, beb, db):
+        """The store's datapath above the low-clock threshold: a read (cycle 0), the entry
+        registered as the block RAM gives it (1), the beat's word chosen from that register
+        into a FIFO of four (2), sent from the FIFO's head (3 on). A read is issued while
+        fewer than four words are read and not yet sent: a beat per cycle."""
+        from amaranth.lib.fifo import SyncFIFO
+        cfg, bb = self._cfg, self._cfg.bus_bytes
+        nwords = max_entry_bits(cfg) // (8 * bb)
+        r_rd, b_rd = Signal(spb), Signal(beb)   # entry and beat of the next read
+        more = Signal()         # reads left to issue (a flag: no comparator before rd_en)
+        occ = Signal(3)         # words read and not yet sent
+        a_valid, a_beat = Signal(), Signal(beb)         # a read's data is on rd_data
+        e_valid, e_beat = Signal(), Signal(beb)         # ... registered in `ent`
+        ent = Signal(max_entry_bits(cfg), reset_less=True)
+        m.submodules.words = words = SyncFIFO(width=8 * bb, depth=4)
+        b = Signal(beb)
+        row_addr = Signal(db)
+        ack_r, ack_b = Signal(spb), Signal(beb)
+        acked = Signal()
+        req = self.bus.req
+        sending = req.valid & req.ready
+        granted = self.rd_en & self.rd_ok
+        m.d.comb += [
+            self.rd_buf.eq(d.buf),
+            self.rd_addr.eq((d.sp_addr[:spb] + r_rd)[:spb]),
+            self.rd_en.eq(run & more & (~occ[2] | sending)),
+            words.w_data.eq(ent.word_select(e_beat, 8 * bb) if nwords > 1 else ent[:8 * bb]),
+            words.w_en.eq(e_valid),
+            req.valid.eq(run & words.r_rdy),
+            req.payload.addr.eq((row_addr + b * bb)[:db]),
+            req.payload.we.eq(1),
+            req.payload.wdata.eq(words.r_data),
+            req.payload.tag.eq(self.tag),
+            words.r_en.eq(sending),
+            self.bus.resp.ready.eq(1),
+        ]
+        m.d.sync += [a_valid.eq(granted), a_beat.eq(b_rd), e_valid.eq(a_valid),
+                     e_beat.eq(a_beat), occ.eq(occ + granted - sending)]
+        with m.If(a_valid):
+            m.d.sync += ent.eq(self.rd_data)
+        with m.If(front.start):
+            m.d.sync += [r_rd.eq(0), b_rd.eq(0), more.eq(1), b.eq(0),
+                         row_addr.eq(d.dram_addr[:db]), ack_r.eq(0), ack_b.eq(0), acked.eq(0)]
+        with m.Else():
+            with m.If(granted):
+                with m.If(b_rd == beats - 1):
+                    m.d.sync += [b_rd.eq(0), r_rd.eq(r_rd + 1), more.eq(r_rd + 1 != rows)]
+                with m.Else():
+                    m.d.sync += b_rd.eq(b_rd + 1)
             with m.If(sending):
                 with m.If(b == beats - 1):
                     m.d.sync += [b.eq(0), row_addr.eq(row_addr + d.stride[:db])]
