@@ -189,14 +189,24 @@ class Accelerator(wiring.Component):
                 inc = Signal(name=f"{t.name}_give")
                 m.d.sync += inc.eq(execs[p.value].give[q.value])
                 dec = execs[q.value].take[p.value]
+                if not cfg.low_clock:
+                    # above the low-clock threshold the take is registered too: the adder
+                    # works on flops alone
+                    dec_r, dec_r2 = (Signal(name=f"{t.name}_take{i}") for i in (1, 2))
+                    m.d.sync += [dec_r.eq(dec), dec_r2.eq(dec_r)]
+                    dec = dec_r
                 # one adder: +1, -1 or nothing
                 step = Mux(inc == dec, 0, Mux(inc, 1, Const(-1, len(t)).as_unsigned()))
                 m.d.sync += t.eq(t + step)
                 # `avail` from a flop, a cycle old: it can only be too high by a take in the
                 # cycle before, and a unit never takes in two cycles running (it starts an
-                # instruction, then runs it at least a cycle); a give counts a cycle later
+                # instruction, then runs it at least a cycle); a give counts a cycle later.
+                # With registered takes a take shows in `avail` three cycles later: the two
+                # cycles after a take see no token (a short stall, never a token twice)
                 avail = Signal(name=f"{t.name}_avail")
                 m.d.sync += avail.eq(t != 0)
+                if not cfg.low_clock:
+                    avail = avail & ~dec_r & ~dec_r2
                 m.d.comb += execs[q.value].avail[p.value].eq(avail)
                 with m.If(t[TOKEN_BITS]):
                     m.d.comb += tok_err.eq(1)
