@@ -11,7 +11,7 @@ from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn
 from .lut import LutArray, LutPrecompute
 from .queue import Front, executor_members, sum_exceeds
 from .requant import (RequantUnit, gather_groups, make_requant, registered, rne_wrap_parts,
-                      split_product, replicated)
+                      split_product)
 from .systolic import SystolicArray
 
 __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
@@ -242,15 +242,15 @@ class Compute(wiring.Component):
         lane1 = Signal(lane_bits, reset_less=True)
         m.d.sync += [d1.eq(o.data), lane1.eq(s_idx[:lane_bits])]
         if cfg.group_scale:
-            # the scale registered once per lane (each lane's two multipliers)
-            scale = Mux(ctl[0].scaled, self.scale_dr.data.word_select(lane1, 16), 1)
-            mult = replicated(m, scale[:16].as_signed(), "gs_mult", R, platform)
+            mult = Signal(signed(16), name="gs_mult", reset_less=True)
             d2 = Signal(32 * R, reset_less=True)
-            m.d.sync += d2.eq(d1)
+            m.d.sync += [mult.eq(Mux(ctl[0].scaled,
+                                     self.scale_dr.data.word_select(lane1, 16), 1)),
+                         d2.eq(d1)]
             vals, ups = [], []
             reg = partial(registered, m)
             for i in range(R):
-                p4 = reg(split_product(reg, d2.word_select(i, 32), mult[i], f"gs_prod{i}"),
+                p4 = reg(split_product(reg, d2.word_select(i, 32), mult, f"gs_prod{i}"),
                          f"gs_prod{i}", shape=signed(48))
                 q, up = rne_wrap_parts(m, p4, ctl[3].shift, 32, f"gs{i}",
                                        split=(3, reg, ctl[4].shift))

@@ -82,17 +82,22 @@ class _Dma(wiring.Component):
                 legal = legal | (d.buf == b)
             depth = _table(d.buf, depths, self.allowed, 17)
             ebytes = _table(d.buf, eb, self.allowed, 8)
+            # above the low-clock threshold the address plus an entry's bytes is registered
+            # with the span (one adder left in the check); at low clocks the three are
+            # summed there (no more adders on the arriving instruction's bits)
             return [span(insn), is_dma & (~legal | (d.rows == 0)),
                     is_dma & sum_exceeds((d.sp_addr, d.rows), depth, bits=spb),
-                    d.dram_addr[db:] != 0, d.dram_addr[:db] + ebytes]
+                    d.dram_addr[db:] != 0,
+                    Const(0, 1) if cfg.low_clock else d.dram_addr[:db] + ebytes]
 
         def checks(insn, pre):
             d = view(DmaInsn, insn)
             is_dma = d.opcode != Opcode.SYNC
             lowmask = cfg.bus_bytes - 1
-            # (the address plus an entry's bytes registered with the span: one adder here)
-            dram_over = pre[3] | sum_exceeds((pre[4], prod_span if serial else pre[0]),
-                                             cfg.dram_bytes, bits=db)
+            span_v = prod_span if serial else pre[0]
+            terms = ((d.dram_addr[:db], span_v, _table(d.buf, eb, self.allowed, 8))
+                     if cfg.low_clock else (pre[4], span_v))
+            dram_over = pre[3] | sum_exceeds(terms, cfg.dram_bytes, bits=db)
             return [
                 (pre[1], ErrorCode.ILLEGAL_FIELD),
                 (pre[2], ErrorCode.SP_RANGE),

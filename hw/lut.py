@@ -17,7 +17,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .drain import ColumnDrain, drain_members
-from .lut_ecp5 import ecp5_lookup, replicated, uses_ecp5_cells
+from .lut_ecp5 import ecp5_lookup, uses_ecp5_cells
 from .systolic import column_layout
 
 __all__ = ["LutPrecompute", "LutArray", "LutEngine", "TABLE_BITS", "ACC_BITS", "table_layout",
@@ -171,18 +171,16 @@ class LutArray(wiring.Component):
         # flops. ``clr`` is also set by the reset, so the cells' registers need no reset.
         en, lat = Signal(name="stage_en"), Signal(name="stage_lat")
         clr = Signal(init=1, name="stage_clr")
+        nib = Signal(data.ArrayLayout(4, N), name="stage_nib")
         tag = Signal(self._tag + 1, name="stage_tag")   # the grid (odd) as an extra bit
         m.d.sync += [en.eq(go), lat.eq(go & inp.last), clr.eq(go & inp.last),
-                     tag.eq(Cat(inp.tag, inp.odd))]
-        # The weights' nibbles, a register per row of cells on an ECP5 (lut_ecp5.py,
-        # `replicated`): one copy for a whole channel drove every LUT of its R cells,
-        # spread over the device, and was the ulx3s build's worst path (12.4 ns of routing).
-        nibs = [data.View(data.ArrayLayout(4, N), v)
-                for v in replicated(m, inp.nib.as_value(), "stage_nib", R, platform)]
+                     nib.eq(inp.nib), tag.eq(Cat(inp.tag, inp.odd))]
 
-        # per row and channel: table index (3 bits) and negate flag
-        sel = [[nibs[r][j][1:4] for j in range(N)] for r in range(R)]
-        neg = [[nibs[r][j][0] for j in range(N)] for r in range(R)]
+        # per channel, once: table index (3 bits) and negate flag
+        sel = [Signal(3, name=f"sel{j}") for j in range(N)]
+        neg = [Signal(name=f"neg{j}") for j in range(N)]
+        for j in range(N):
+            m.d.comb += [sel[j].eq(nib[j][1:4]), neg[j].eq(nib[j][0])]
         res = [[None] * N for _ in range(R)]       # result registers
         sums = [[None] * N for _ in range(R)]      # what a cell latches
         bias_res = []
@@ -212,12 +210,11 @@ class LutArray(wiring.Component):
                 total = Signal(signed(A), name=f"cell{r}_{j}_sum")
                 # conditional negation as one's complement plus carry-in: one adder
                 if ecp5:
-                    m.d.comb += v.eq(ecp5_lookup(m, tbl, sel[r][j], neg[r][j],
-                                                 f"cell{r}_{j}"))
+                    m.d.comb += v.eq(ecp5_lookup(m, tbl, sel[j], neg[j], f"cell{r}_{j}"))
                 else:
-                    inv = Cat(*([neg[r][j]] * T)).as_signed()
-                    m.d.comb += v.eq(tbl[sel[r][j]] ^ inv)
-                m.d.comb += total.eq(acc + v + neg[r][j])
+                    inv = Cat(*([neg[j]] * T)).as_signed()
+                    m.d.comb += v.eq(tbl[sel[j]] ^ inv)
+                m.d.comb += total.eq(acc + v + neg[j])
                 # the accumulator restarts from 0 after the last step: a synchronous reset
                 # with priority over the enable, which FPGA flops have for free
                 with m.If(clr):

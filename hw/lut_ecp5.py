@@ -1,4 +1,4 @@
-"""ECP5 slice primitives: the LUT cell's lookup, and registers Yosys must not merge.
+"""The LUT cell's lookup as ECP5 slice primitives.
 
 A cell looks up bit ``k`` of its token's table entry ``sel`` (3 bits) and inverts it when
 ``neg`` is set: a function of 8 table bits and 4 index bits. One ECP5 slice pair computes
@@ -12,10 +12,10 @@ board flow's netlist keeps them (nextpnr packs each LUT4 pair with its PFUMX).
 
 from types import SimpleNamespace
 
-from amaranth import Signal, Value
-from amaranth.hdl import ClockSignal, Instance
+from amaranth import Signal
+from amaranth.hdl import Instance
 
-__all__ = ["uses_ecp5_cells", "ecp5_lookup", "replicated", "ECP5"]
+__all__ = ["uses_ecp5_cells", "ecp5_lookup", "ECP5"]
 
 #: What the design is elaborated for outside a board build when it should look like one on
 #: an ECP5 (synthesis reports, the equivalence check).
@@ -57,33 +57,3 @@ def ecp5_lookup(m, table, sel, neg, name):
         m.submodules[f"{name}_l6mux{k}"] = Instance(
             "L6MUX21", i_D0=pfu[0], i_D1=pfu[1], i_SD=sel[2], o_Z=out[k])
     return out
-
-
-def replicated(m, value, name, n, platform, en=None):
-    """``n`` registered copies of ``value`` (loaded while ``en``), one per consumer group.
-    Yosys merges identical registers into one, which then drives every consumer: on an
-    ECP5 (a board build) the copies are TRELLIS_FF cells, which it leaves alone, so the
-    placer can put each near its consumers (one flop driving sixteen DSP blocks spread
-    over the device was the ulx3s build's worst path once, 10.6 ns of routing alone; a
-    LUT channel's weight nibble driving its cells in every row, another time, 12.4 ns).
-    Elsewhere the copies are one register."""
-    value = Value.cast(value)
-    if not uses_ecp5_cells(platform) or n == 1:
-        r = Signal(value.shape(), name=name, reset_less=True)
-        if en is None:
-            m.d.sync += r.eq(value)
-        else:
-            with m.If(en):
-                m.d.sync += r.eq(value)
-        return [r] * n
-    copies = []
-    for c in range(n):
-        r = Signal(value.shape(), name=f"{name}_rep{c}")
-        for b in range(len(value)):
-            m.submodules[f"{name}_rep{c}_ff{b}"] = Instance(
-                "TRELLIS_FF", p_GSR="AUTO", p_CEMUX="1" if en is None else "CE",
-                p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
-                i_CLK=ClockSignal(), i_LSR=0, i_CE=1 if en is None else en,
-                i_DI=value[b], o_Q=r[b])
-        copies.append(r)
-    return copies

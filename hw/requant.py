@@ -5,7 +5,6 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import REQUANT_MULT_BITS
-from .lut_ecp5 import replicated
 
 __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layout",
            "rne_sat_parts", "rne_wrap_parts", "gather_groups", "registered", "split_product"]
@@ -195,8 +194,8 @@ class RequantUnit(wiring.Component):
                 inner += [reg(inner[-1], "v_part", reset=True)]
                 valid = inner[-1]
                 acc = [reg(inp.acc[i], f"acc_in{i}") for i in range(R)]
-                mult = replicated(m, inp.mult, "mult_in", R, platform, en=adv)
-                products = [split_product(reg, acc[i], mult[i], f"prod{i}") for i in range(R)]
+                mult = reg(inp.mult, "mult_in")
+                products = [split_product(reg, acc[i], mult, f"prod{i}") for i in range(R)]
                 side = [(r, reg(reg(v, f"side_in{k}"), f"side_part{k}"))
                         for k, (r, v) in enumerate(side)]
             else:
