@@ -154,10 +154,11 @@ class RequantUnit(wiring.Component):
     products take ``16 / mult_bits`` cycles (``acc x mult_bits`` partial products, no wide
     multiplier) and an entry is taken every ``16 / mult_bits + 1`` cycles.
 
-    ``deep`` (for high clocks, with ``mult_bits`` 16) adds three registers: on the inputs
+    ``deep`` (for high clocks, with ``mult_bits`` 16) adds six registers: on the inputs
     (nothing from the scale RAM and its lane multiplexer into the multipliers), between the
-    products of the accumulator's 16-bit halves and their sum, and halfway through the
-    shifter (six stages).
+    products of the accumulator's 16-bit halves and their sum, after the shifter's shifts
+    by 32 and by 8 (three segments), and between the rounded sum and the clamp (nine
+    stages).
 
     ``q = clamp(rne(acc * mult, shift) + (res if residual), relu ? 0 : -128, 127)``, exactly
     as ``sw.golden.requant``.
