@@ -54,6 +54,14 @@ def cmd_bitstream(args):
             if k in res.utilization:
                 print(f"{k.upper():>8}: {_pct(res.utilization[k])}")
         print(f"{'Fmax':>8}: {res.fmax_mhz} MHz (requested {res.clock_mhz:g} MHz)")
+        t = res.timing
+        if t and t["failing_endpoints"]:
+            print(f"{t['failing_endpoints']} of {t['endpoints']} endpoints over the "
+                  f"{t['period_ns']:g} ns period; the worst groups (all of them: python -m "
+                  f"boards.sta {out}/top.sdf):")
+            for g in t["worst_paths"][:5]:
+                print(f"  {g['delay_ns']:6.2f} ns  x{g['endpoints']:<5} {g['source']} -> "
+                      f"{g['sink']}")
     if res.vendor or res.timing_met:
         return 0
     msg = (f"timing failure: {cfg.name} on {board.name} reaches {res.fmax_mhz} MHz, below "

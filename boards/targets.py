@@ -22,7 +22,7 @@ from hw.synth import ecp5_classic_abc, lattice_synth_rest
 from .top import BoardTop
 
 __all__ = ["Board", "BOARDS", "get_board", "build", "BuildResult", "parse_report", "tool_env",
-           "TimingError", "FitError", "BuildTimeout"]
+           "TimingError", "FitError", "BuildTimeout", "routed_timing"]
 
 
 class FitError(UserError):
@@ -114,6 +114,8 @@ class BuildResult:
     utilization: dict
     build_s: float
     vendor: bool = False
+    timing: dict | None = None      # routed_timing(): critical path, failing endpoints
+
 
     @property
     def timing_met(self):
@@ -125,7 +127,8 @@ class BuildResult:
                 "bitstream_bytes": self.bitstream.stat().st_size if self.bitstream else 0,
                 "clock_mhz": self.clock_mhz, "fmax_mhz": self.fmax_mhz,
                 "timing_met": None if self.vendor else self.timing_met,
-                "utilization": self.utilization, "build_s": round(self.build_s, 1)}
+                "utilization": self.utilization, "build_s": round(self.build_s, 1),
+                "timing": self.timing}
 
 
 # nextpnr's names for the resources people compare
@@ -187,10 +190,10 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
                 "script_after_synth": rest + (f"; {then}" if then else "")}
     kw = {}
     if board.family == "ice40":
-        kw = {**split(), "nextpnr_opts": "--timing-allow-fail"}
+        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --sdf top.sdf"}
     elif board.family == "ecp5":
         # router2 copes with congested designs (the LUT engine's wide muxes) far faster
-        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --router router2"}
+        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --router router2 --sdf top.sdf"}
 
     def prepare():          # a platform prepares one design once: a fresh one per plan
         top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
@@ -237,15 +240,32 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
                 or _last_error(_read(out_dir / "tools.log")) or f"exit status {failed.returncode}")
         raise UserError(f"bitstream build for {board.name} failed: {last} (logs in {out_dir})")
     bit = out_dir / board.bitstream
-    return BuildResult(board.name, config.name, out_dir, bit if bit.exists() else None,
-                       top.clock_hz / 1e6, fmax, util, time.monotonic() - t0)
+    res = BuildResult(board.name, config.name, out_dir, bit if bit.exists() else None,
+                      top.clock_hz / 1e6, fmax, util, time.monotonic() - t0)
+    if (out_dir / "top.sdf").exists():
+        say("timing paths (boards.sta, from nextpnr's SDF)")
+        res.timing = routed_timing(out_dir / "top.sdf", 1000.0 / res.clock_mhz)
+    return res
+
+
+def routed_timing(sdf: Path, period_ns: float, keep: int = 10) -> dict:
+    """What a build's routed timing says (boards/sta.py): the critical path's delay, the
+    endpoints over the clock period, and the worst ``keep`` groups of them."""
+    from .sta import analyse, parse_sdf
+    arcs, checks = parse_sdf(sdf.read_text())
+    failing, total, critical = analyse(arcs, checks, period_ns)
+    return {"critical_ns": critical,
+            "period_ns": round(period_ns, 3), "endpoints": total,
+            "failing_endpoints": sum(g["endpoints"] for g in failing),
+            "worst_paths": [{**g, "path": [[t, p] for t, p in g["path"]]}
+                            for g in failing[:keep]]}
 
 
 def _execute(plan, out_dir, say, timeout_s=None):
     """Run the flow's script with the YoWASP tools; the CalledProcessError if it failed, the
     TimeoutExpired if it ran out of time (the tools are then stopped)."""
     import signal
-    for stale in ("top.tim", "top.rpt", "top.bin", "top.bit", "tools.log"):
+    for stale in ("top.tim", "top.rpt", "top.bin", "top.bit", "top.sdf", "tools.log"):
         (Path(out_dir) / stale).unlink(missing_ok=True)
     build_dir = plan.extract(str(out_dir))
     watch = _Watcher(out_dir, say)
