@@ -122,7 +122,8 @@ class Compute(wiring.Component):
             m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS,
                                                        deep=not cfg.low_clock)
             m.submodules.lut_array = lut = LutArray(rows=R, ch=N, tag_bits=TAG_BITS,
-                                                    max_wbits=max(cfg.lut_wbits))
+                                                    max_wbits=max(cfg.lut_wbits),
+                                                    skew=not cfg.low_clock)
             wiring.connect(m, pre.o, lut.i)
 
         wbits_ok = Const(sum(1 << b for b in cfg.lut_wbits), 8)

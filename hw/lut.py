@@ -17,7 +17,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .drain import ColumnDrain, drain_members
-from .lut_ecp5 import ecp5_lookup, uses_ecp5_cells
+from .lut_ecp5 import ecp5_lookup, kept, uses_ecp5_cells
 from .systolic import column_layout
 
 __all__ = ["LutPrecompute", "LutArray", "LutEngine", "TABLE_BITS", "ACC_BITS", "table_layout",
@@ -141,13 +141,21 @@ class LutArray(wiring.Component):
     A new MATMUL (a ``first`` step) is accepted only if every earlier result will have left
     the drain before this one's results are latched (``steps`` cycles later at the earliest).
     Accepted steps pass one register stage before the cells (``staged`` while one is there).
+
+    ``skew`` (for high clocks): the cells take a step systolically, cell (i, j) ``i + j //
+    group`` cycles after the stage. The weight indices and the cells' enables pass down the
+    rows and the tables across groups of ``group`` channels, one register a hop, so no
+    register drives cells further than its neighbours (a broadcast index register's
+    routing was the ECP5 build's worst path: 12.4 ns of an 18.2 ns cycle). Results drain
+    once the last cell has latched them, ``rows + ch // group - 2`` cycles later.
     """
 
     GAP = 1     # idle cycles between two drains (as the systolic array)
 
-    def __init__(self, *, rows, ch, tag_bits, max_wbits=4):
+    def __init__(self, *, rows, ch, tag_bits, max_wbits=4, skew=False, group=4):
         self._rows, self._ch, self._tag = rows, ch, tag_bits
         self._wbits = max_wbits     # planes up to 2**(max_wbits-1); sizes shifts and sums
+        self._skew, self._group = skew, group
         super().__init__({
             "i": In(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
             **drain_members(column_layout(rows, tag_bits), tag_bits),
@@ -164,6 +172,21 @@ class LutArray(wiring.Component):
         T = TABLE_BITS + self._wbits - 1                  # a table entry times 2**plane
         plane = inp.plane[:(self._wbits - 1).bit_length()]
         ecp5 = uses_ecp5_cells(platform)    # the lookups from slice primitives (lut_ecp5.py)
+        skew = self._skew
+        G = -(-N // self._group) if skew else 1           # channel groups
+        grp = [j // self._group if skew else 0 for j in range(N)]
+        rdelay = [r if skew else 0 for r in range(R)]
+
+        def hop(sig, name, init=0):
+            """``sig`` one register later (a hop of the skew)."""
+            r = Signal.like(sig, name=name, init=init, reset_less=not init)
+            m.d.sync += r.eq(sig)
+            return r
+
+        def delayed(sig, n, name):
+            for d in range(n):
+                sig = hop(sig, f"{name}_d{d}")
+            return sig
 
         # The cells work on the accepted step one register stage later: no path runs from
         # the acceptance check (the drain bound, the feeder's handshake) into them, and
@@ -171,62 +194,97 @@ class LutArray(wiring.Component):
         # flops. ``clr`` is also set by the reset, so the cells' registers need no reset.
         en, lat = Signal(name="stage_en"), Signal(name="stage_lat")
         clr = Signal(init=1, name="stage_clr")
-        nib = Signal(data.ArrayLayout(4, N), name="stage_nib")
+        nib = Signal(data.ArrayLayout(4, N), name="stage_nib", reset_less=True)
         tag = Signal(self._tag + 1, name="stage_tag")   # the grid (odd) as an extra bit
         m.d.sync += [en.eq(go), lat.eq(go & inp.last), clr.eq(go & inp.last),
                      nib.eq(inp.nib), tag.eq(Cat(inp.tag, inp.odd))]
 
-        # per channel, once: table index (3 bits) and negate flag
-        sel = [Signal(3, name=f"sel{j}") for j in range(N)]
-        neg = [Signal(name=f"neg{j}") for j in range(N)]
+        # Control of cell group (r, g) (enable, clear, latch), r + g cycles after the
+        # stage: down the rows from a chain across row 0. Registers of equal delay are
+        # equal, and Yosys would merge them into one driving a whole anti-diagonal, so on an
+        # ECP5 they are flop cells it leaves alone (lut_ecp5.kept).
+        ctl = [[None] * G for _ in range(R)]
+        ctl[0][0] = Cat(en, clr, lat)
+        for r in range(R):
+            for g in range(G):
+                if not skew:
+                    ctl[r][g] = ctl[0][0]
+                elif (r, g) != (0, 0):
+                    src = ctl[r - 1][g] if r else ctl[0][g - 1]
+                    ctl[r][g] = kept(m, src, f"ctl{r}_{g}", platform, init=0b010)
+
+        # per channel and row: table index (3 bits) and negate flag, the index down the rows
+        sel = [[None] * N for _ in range(R)]
+        neg = [[None] * N for _ in range(R)]
         for j in range(N):
-            m.d.comb += [sel[j].eq(nib[j][1:4]), neg[j].eq(nib[j][0])]
+            n = delayed(nib[j], grp[j], f"nib_top{j}")
+            for r in range(R):
+                if r and skew:
+                    n = hop(n, f"nib{r}_{j}")
+                sel[r][j], neg[r][j] = n[1:4], n[0]
+
         res = [[None] * N for _ in range(R)]       # result registers
         sums = [[None] * N for _ in range(R)]      # what a cell latches
+        lats = [[None] * N for _ in range(R)]      # its latch
         bias_res = []
         for r in range(R):
-            # the token's table, shifted by the plane into the stage
-            tbl = Array(Signal(signed(T), name=f"tbl{r}_{u}") for u in range(8))
-            for u in range(8):
-                m.d.sync += tbl[u].eq(inp.table[r][u] << plane)
+            # the token's table, shifted by the plane into the stage, then r cycles later
+            # for the row and one more for each group of channels
+            stage_tbl = Signal(8 * T, name=f"tbl{r}", reset_less=True)
+            m.d.sync += stage_tbl.eq(Cat(*(inp.table[r][u] << plane for u in range(8))))
+            row_tbl = delayed(stage_tbl, rdelay[r], f"tbl{r}")
+            tbls = [row_tbl]
+            for g in range(1, G):
+                tbls.append(hop(tbls[-1], f"tbl{r}_g{g}"))
+            tbl = [[Signal(signed(T), name=f"tbl{r}_g{g}_{u}") for u in range(8)]
+                   for g in range(G)]
+            for g in range(G):
+                m.d.comb += [tbl[g][u].eq(tbls[g].word_select(u, T)) for u in range(8)]
+            # the row's control is its first group's
+            r_en, r_clr, r_lat = ctl[r][0][0], ctl[r][0][1], ctl[r][0][2]
             bias = Signal(signed(BIAS_BITS), name=f"bias{r}", reset_less=True)
             bias_r = Signal(signed(BIAS_BITS), name=f"bias{r}_res", reset_less=True)
             bias_sum = Signal(signed(BIAS_BITS), name=f"bias{r}_sum")
-            bias_in = Signal(signed(TABLE_BITS), name=f"bias{r}_in")
+            bias_in = Signal(signed(TABLE_BITS), name=f"bias{r}_in", reset_less=True)
             # sum_k a_k = -sum_groups table[0] (table[0] = -(a0 + a1 + a2 + a3))
             m.d.sync += bias_in.eq(Mux(inp.newgroup, inp.table[r][0], 0))
-            m.d.comb += bias_sum.eq(bias - bias_in)
-            with m.If(clr):
+            bias_row = delayed(bias_in, rdelay[r], f"bias{r}_in")
+            m.d.comb += bias_sum.eq(bias - bias_row)
+            with m.If(r_clr):
                 m.d.sync += bias.eq(0)
-            with m.Elif(en):
+            with m.Elif(r_en):
                 m.d.sync += bias.eq(bias_sum)
-            with m.If(lat):
+            with m.If(r_lat):
                 m.d.sync += bias_r.eq(bias_sum)
             bias_res.append(bias_r)
             for j in range(N):
+                c_en, c_clr, c_lat = (ctl[r][grp[j]][b] for b in range(3))
+                t = Array(tbl[grp[j]])
                 acc = Signal(signed(A), name=f"cell{r}_{j}_acc", reset_less=True)
                 out = Signal(signed(A), name=f"cell{r}_{j}_res", reset_less=True)
                 v = Signal(signed(T), name=f"cell{r}_{j}_v")
                 total = Signal(signed(A), name=f"cell{r}_{j}_sum")
                 # conditional negation as one's complement plus carry-in: one adder
                 if ecp5:
-                    m.d.comb += v.eq(ecp5_lookup(m, tbl, sel[j], neg[j], f"cell{r}_{j}"))
+                    m.d.comb += v.eq(ecp5_lookup(m, t, sel[r][j], neg[r][j], f"cell{r}_{j}"))
                 else:
-                    inv = Cat(*([neg[j]] * T)).as_signed()
-                    m.d.comb += v.eq(tbl[sel[j]] ^ inv)
-                m.d.comb += total.eq(acc + v + neg[j])
+                    inv = Cat(*([neg[r][j]] * T)).as_signed()
+                    m.d.comb += v.eq(t[sel[r][j]] ^ inv)
+                m.d.comb += total.eq(acc + v + neg[r][j])
                 # the accumulator restarts from 0 after the last step: a synchronous reset
                 # with priority over the enable, which FPGA flops have for free
-                with m.If(clr):
+                with m.If(c_clr):
                     m.d.sync += acc.eq(0)
-                with m.Elif(en):
+                with m.Elif(c_en):
                     m.d.sync += acc.eq(total)
-                res[r][j], sums[r][j] = out, total
+                res[r][j], sums[r][j], lats[r][j] = out, total, c_lat
 
-        # drain: a pending job (latched, waiting for the drain) and an active one; the
-        # grid (odd) rides along as an extra tag bit
-        drain = ColumnDrain(m, ncols=N, tag_bits=self._tag + 1, gap=self.GAP)
-        drain.create(lat, tag)
+        # drain: a pending job (latched, or latching down the skew: the last cell group
+        # latches R + G - 2 cycles after the stage) and an active one; the grid (odd) rides
+        # along as an extra tag bit
+        wait = max(0, R + G - 3)
+        drain = ColumnDrain(m, ncols=N, tag_bits=self._tag + 1, gap=self.GAP, max_wait=wait)
+        drain.create(lat, tag, wait=wait)
         act_odd = drain.act_tag[-1]
 
         # The results leave through column 0: each cycle the drain is active, every column
@@ -235,23 +293,27 @@ class LutArray(wiring.Component):
         # cycle (the rule on new MATMULs below), and wins then.
         for r in range(R):
             for j in range(N):
-                with m.If(lat):
+                with m.If(lats[r][j]):
                     m.d.sync += res[r][j].eq(sums[r][j])
                 if j + 1 < N:
                     with m.Elif(drain.act_valid):
                         m.d.sync += res[r][j].eq(res[r][j + 1])
 
-        # cycles until every latched result has been drained; registered as a bound, so no
-        # path runs from the drain's counters into the feeder: a cycle later it is at most
-        # what it is now (GAP <= 1), except when a job is created (then the worst case)
+        # cycles until every latched result has been drained (the last drain cycle is this
+        # one plus ``left - 1``); registered as a bound, so no path runs from the drain's
+        # counters into the feeder: a cycle later it is at most what it is now (it only
+        # grows when a job is created: then the worst case)
         assert self.GAP <= 1
-        left = Signal(18)
-        m.d.comb += left.eq(Mux(drain.act_valid, N - drain.act_col, drain.gap)
-                            + Mux(drain.pend_valid, N + self.GAP, 0))
+        left, busy_left = Signal(18), Signal(18)
+        m.d.comb += [
+            busy_left.eq(drain.busy_left()),
+            left.eq(Mux(drain.pend_valid,
+                        Mux(drain.pend_cnt > busy_left, drain.pend_cnt, busy_left) + N + 1,
+                        Mux(drain.act_valid, N - drain.act_col, drain.gap)))]
         # (a job is created the cycle after its last step is accepted, from the stage)
         created = (go & inp.last) | lat
         bound2, empty = Signal(18), Signal(init=1)
-        m.d.sync += [bound2.eq(Mux(created, 2 * N + self.GAP, left) + 2),
+        m.d.sync += [bound2.eq(Mux(created, max(wait, N + self.GAP) + N + 1, left) + 2),
                      empty.eq(~created & (left == 0))]
         # the bound's verdict on a waiting first step, registered: it holds a cycle later
         # (the bound only grows when a job is created); a first step thus starts the cycle

@@ -1,4 +1,4 @@
-"""The LUT cell's lookup as ECP5 slice primitives.
+"""ECP5 slice primitives: the LUT cell's lookup, and registers Yosys must not merge.
 
 A cell looks up bit ``k`` of its token's table entry ``sel`` (3 bits) and inverts it when
 ``neg`` is set: a function of 8 table bits and 4 index bits. One ECP5 slice pair computes
@@ -12,10 +12,10 @@ board flow's netlist keeps them (nextpnr packs each LUT4 pair with its PFUMX).
 
 from types import SimpleNamespace
 
-from amaranth import Signal
-from amaranth.hdl import Instance
+from amaranth import Signal, Value
+from amaranth.hdl import ClockSignal, Instance, ResetSignal
 
-__all__ = ["uses_ecp5_cells", "ecp5_lookup", "ECP5"]
+__all__ = ["uses_ecp5_cells", "ecp5_lookup", "kept", "ECP5"]
 
 #: What the design is elaborated for outside a board build when it should look like one on
 #: an ECP5 (synthesis reports, the equivalence check).
@@ -57,3 +57,25 @@ def ecp5_lookup(m, table, sel, neg, name):
         m.submodules[f"{name}_l6mux{k}"] = Instance(
             "L6MUX21", i_D0=pfu[0], i_D1=pfu[1], i_SD=sel[2], o_Z=out[k])
     return out
+
+
+def kept(m, value, name, platform, init=0):
+    """``value`` one register later (reset to ``init``), a register of its own. Yosys
+    merges registers that load the same value into one, which then drives every consumer
+    of all of them: where the copies exist to keep each consumer's wires short (a skew
+    chain's equal-delay taps), on an ECP5 (a board build) they are TRELLIS_FF cells, which
+    it leaves alone. Elsewhere a plain register."""
+    value = Value.cast(value)
+    if not uses_ecp5_cells(platform):
+        r = Signal(value.shape(), name=name, init=init)
+        m.d.sync += r.eq(value)
+        return r
+    r = Signal(value.shape(), name=name)
+    for b in range(len(value)):
+        # a synchronous set or reset (LSR over CE) to the bit's initial value, which is
+        # also its value after configuration
+        m.submodules[f"{name}_ff{b}"] = Instance(
+            "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR",
+            p_SRMODE="LSR_OVER_CE", p_REGSET="SET" if init >> b & 1 else "RESET",
+            i_CLK=ClockSignal(), i_LSR=ResetSignal(), i_CE=1, i_DI=value[b], o_Q=r[b])
+    return r

@@ -66,10 +66,12 @@ def test_lut_precompute(seed, deep):
           "backpressure": 0.4}, seed, testcase="precompute")
 
 
-@pytest.mark.parametrize("seed", [8, 9])
-def test_lut_array(seed):
+@pytest.mark.parametrize("seed,skew", [(8, False), (9, False), (10, True), (11, True)])
+def test_lut_array(seed, skew):
+    """The LUT array, and its ``skew`` variant (cells take a step systolically: with two
+    channels a group, three groups)."""
     from hw.lut import LutArray
-    _run(LutArray(rows=3, ch=6, tag_bits=12), "lut_array", "tb_lut",
+    _run(LutArray(rows=3, ch=6, tag_bits=12, skew=skew, group=2), "lut_array", "tb_lut",
          {"rows": 3, "ch": 6, "tag_bits": 12, "jobs": 14, "stall": 0.3}, seed,
          testcase="lut_array")
 

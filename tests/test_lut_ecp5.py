@@ -1,5 +1,5 @@
-"""The LUT array's ECP5 build (lookups from LUT4 / PFUMX / L6MUX21 cells, hw/lut_ecp5.py)
-is the behavioural LUT array: a Yosys equivalence check with the cells' simulation models,
+"""The LUT array's ECP5 build (lookups from LUT4 / PFUMX / L6MUX21 cells, its skew's control
+registers TRELLIS_FF cells, hw/lut_ecp5.py) is the behavioural LUT array: a Yosys equivalence check with the cells' simulation models,
 which a wrong LUT4 truth table fails; and synth_ecp5 keeps the cells."""
 
 import pytest
@@ -13,7 +13,8 @@ ROWS, CH, WBITS = 2, 4, 4
 
 
 def _verilog(name, platform):
-    arr = LutArray(rows=ROWS, ch=CH, tag_bits=2, max_wbits=WBITS)
+    # skewed (two channels a group): the control chain's registers are TRELLIS_FF cells
+    arr = LutArray(rows=ROWS, ch=CH, tag_bits=2, max_wbits=WBITS, skew=True, group=2)
     return component_verilog(arr, name, platform)
 
 
@@ -23,7 +24,7 @@ def _equivalent():
     script = ("read_verilog +/lattice/common_sim.vh; setattr -mod -unset top; "
               "hierarchy -check; proc; flatten gate; rename -hide w:$*; opt_clean; "
               "equiv_make gold gate equiv; hierarchy -top equiv; "
-              "equiv_simple -seq 2; equiv_induct -seq 2; "
+              "equiv_simple -seq 4; equiv_induct -seq 4; "
               "tee -o status.txt equiv_status -assert")
     return run_yosys(_verilog("gold", None) + _verilog("gate", ECP5), script, "status.txt",
                      what="equivalence check", timeout=600)
@@ -41,10 +42,24 @@ def test_a_wrong_cell_truth_table_is_caught(monkeypatch):
         _equivalent()
 
 
+def test_a_wrong_flop_reset_is_caught(monkeypatch):
+    # the ECP5 control registers' reset value: a clear that comes out of reset low
+    real = lut_ecp5.kept
+
+    def wrong(m, value, name, platform, init=0):
+        return real(m, value, name, platform, init=init if platform is None else 0)
+    monkeypatch.setattr(lut_ecp5, "kept", wrong)
+    monkeypatch.setattr("hw.lut.kept", wrong)
+    with pytest.raises(SynthError, match="equivalence check failed"):
+        _equivalent()
+
+
 def test_synth_ecp5_keeps_the_cells():
     T = TABLE_BITS + WBITS - 1
     r = synthesize(_verilog("gate", ECP5), "gate", "ecp5")
     cells = r["cells"]
     assert cells.get("L6MUX21", 0) >= ROWS * CH * T, cells
     assert cells.get("PFUMX", 0) >= 2 * ROWS * CH * T, cells
+    # the control of every cell group but the first: three flops each, none merged
+    assert cells.get("TRELLIS_FF", 0) >= 3 * (ROWS * CH // 2 - 1), cells
     assert r["dsps"] == 0
