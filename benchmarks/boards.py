@@ -52,7 +52,7 @@ def _one(config_name, board_name, target):
         run_mhz = min(res.fmax_mhz or 0.0, clock)
         row.update(fits=True, utilization=res.utilization, fmax_mhz=res.fmax_mhz,
                    clock_mhz=clock, build_s=round(res.build_s, 1),
-                   bitstream_bytes=res.to_dict()["bitstream_bytes"],
+                   bitstream_bytes=res.to_dict()["bitstream_bytes"], seed=res.seed,
                    gops=round(2 * peak_macs(cfg) * run_mhz / 1000, 2),
                    met=(res.fmax_mhz or 0) >= (target or clock))
     return row

@@ -29,7 +29,7 @@ def cmd_bitstream(args):
     progress = Progress(f"bitstream {board.name}", quiet=args.json)
     try:
         res = build(board, cfg, out_dir=out, clock_mhz=args.clock_mhz, baud=args.baud,
-                    progress=progress,
+                    progress=progress, seed=args.seed,
                     timeout_s=None if args.timeout_min is None else 60 * args.timeout_min)
     except (FitError, BuildTimeout) as e:
         if args.json:       # the numbers, machine-readable, besides the one-line error
@@ -112,6 +112,10 @@ def add_parsers(sub):
     b.add_argument("-o", "--output", help="build directory (default build/boards/BOARD-CONFIG)")
     b.add_argument("--timeout-min", type=float, metavar="MIN",
                    help="stop the tools after this many minutes (default: no limit)")
+    b.add_argument("--seed", type=int, help="nextpnr's placement seed (default: the "
+                   "config's pnr_seed, else nextpnr's own); "
+                   "another seed places differently, which may route a congested design "
+                   "the first did not")
     b.add_argument("--allow-timing-failure", action="store_true",
                    help="exit 0 even when Fmax is below the requested clock")
     b.add_argument("--json", action="store_true")

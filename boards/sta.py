@@ -99,6 +99,8 @@ def parse_sdf(text):
             ns = _worst(["(" + ":".join(x for x in setup if isinstance(x, str)) + ")"])
             key_pin = f"{inst}/{_unescape(pin)}"
             checks[key_pin] = max(checks.get(key_pin, 0.0), ns * scale)
+    if stack:       # (nextpnr writes it last: a build still running, or cut off)
+        raise ValueError("truncated SDF: it ends inside an open list")
     return arcs, checks
 
 

@@ -115,6 +115,7 @@ class BuildResult:
     build_s: float
     vendor: bool = False
     timing: dict | None = None      # routed_timing(): critical path, failing endpoints
+    seed: int | None = None         # nextpnr's placement seed (None: its own)
 
 
     @property
@@ -128,7 +129,7 @@ class BuildResult:
                 "clock_mhz": self.clock_mhz, "fmax_mhz": self.fmax_mhz,
                 "timing_met": None if self.vendor else self.timing_met,
                 "utilization": self.utilization, "build_s": round(self.build_s, 1),
-                "timing": self.timing}
+                "timing": self.timing, "seed": self.seed}
 
 
 # nextpnr's names for the resources people compare
@@ -163,9 +164,10 @@ def parse_report(family, nextpnr_log: str, yosys_log: str = "") -> tuple[dict, f
 
 
 def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
-          progress=None, files_only=False, timeout_s=None) -> BuildResult:
+          progress=None, files_only=False, timeout_s=None, seed=None) -> BuildResult:
     """Build ``config`` for ``board`` in ``out_dir``: a bitstream (open flows) or the vendor
-    project (Xilinx). Raises FitError when it does not fit, BuildTimeout when the tools take
+    project (Xilinx); ``seed``: nextpnr's placement seed (None: the config's ``pnr_seed``,
+    and at 0 nextpnr's own). Raises FitError when it does not fit, BuildTimeout when the tools take
     longer than ``timeout_s`` seconds (None: no limit); timing is reported, not raised.
     ``files_only`` writes the design, constraints and build script without running a tool."""
     say = progress or (lambda msg: None)
@@ -189,11 +191,18 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         return {"synth_opts": f"{opts} -run :map_ram".strip(),
                 "script_after_synth": rest + (f"; {then}" if then else "")}
     kw = {}
+    # nextpnr's placement seed: the same netlist and seed give the same result; another
+    # seed another placement (a congested design that does not route with one may with
+    # the next, and Fmax moves by a few percent)
+    if seed is None:
+        seed = config.pnr_seed or None      # the preset's, if it names one
+    seeded = "" if seed is None else f" --seed {int(seed)}"
     if board.family == "ice40":
-        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --sdf top.sdf"}
+        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --sdf top.sdf" + seeded}
     elif board.family == "ecp5":
         # router2 copes with congested designs (the LUT engine's wide muxes) far faster
-        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --router router2 --sdf top.sdf"}
+        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --router router2 --sdf top.sdf"
+              + seeded}
 
     def prepare():          # a platform prepares one design once: a fresh one per plan
         top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
@@ -241,7 +250,7 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         raise UserError(f"bitstream build for {board.name} failed: {last} (logs in {out_dir})")
     bit = out_dir / board.bitstream
     res = BuildResult(board.name, config.name, out_dir, bit if bit.exists() else None,
-                      top.clock_hz / 1e6, fmax, util, time.monotonic() - t0)
+                      top.clock_hz / 1e6, fmax, util, time.monotonic() - t0, seed=seed)
     if (out_dir / "top.sdf").exists():
         say("timing paths (boards.sta, from nextpnr's SDF)")
         res.timing = routed_timing(out_dir / "top.sdf", 1000.0 / res.clock_mhz)

@@ -131,7 +131,13 @@ class Compute(wiring.Component):
         def lut_steps(mm):
             """LUT engine steps of a MATMUL: (k / 4) groups x wbits planes (0 when the engine
             is not built: no multiplier for an instruction that is refused anyway)."""
-            return (mm.k >> 2) * mm.wbits if has_lut else Const(0, 16)
+            if not has_lut:
+                return Const(0, 16)
+            # wbits is 1..4 when legal (other widths are refused first, ILLEGAL_FIELD): shifts
+            # and one adder, no multiplier (a DSP's combinational delay alone is most of a
+            # 10 ns cycle on an ECP5)
+            g, w = mm.k >> 2, mm.wbits
+            return Mux(w[2], g << 2, Mux(w[1], Mux(w[0], g + (g << 1), g << 1), g))
 
         def ranges(insn):
             """The (start, length) pairs of the ranges the checks bound."""
@@ -257,7 +263,7 @@ class Compute(wiring.Component):
                                        split=(3, reg, ctl[4].shift))
                 vals.append(reg(q, f"gs_q{i}"))
                 ups.append(reg(up, f"gs_up{i}"))
-            dr, w = ctl[4], ctl[5]              # the drain's accumulator read; the write
+            dr, w = ctl[3], ctl[5]              # the drain's accumulator read; the write
             in_flight = ctl                     # columns read but not yet written
         else:
             data_ = array.o.payload.data.as_value() if late else d1
@@ -268,13 +274,24 @@ class Compute(wiring.Component):
         dr_rd = o_valid if dr is None else dr.valid
         w_addr, w_en, w_accum, w_last, w_rel = w.addr, w.valid, w.accum, w.last, w.rel
         old = self.acc_rd.data
-        olds = [Mux(w_accum, old.word_select(i, 32), 0) for i in range(R)]
-        if cfg.group_scale:     # quotient + increment + old in one carry chain:
-            # (2q + up) + (2old + up) = 2(q + old + up)
-            summed = Cat(*((Cat(ups[i], vals[i]) + Cat(ups[i], olds[i]))[1:33]
-                           for i in range(R)))
+        summed = Signal(32 * R)
+        if cfg.group_scale:
+            # The old value is read in stage 4 and registered in stage 5 (a block RAM's
+            # output, then a carry chain and the routing back to the RAM's input was the
+            # ECP5's worst path). No read misses a write still in flight: the columns of a
+            # drain go to distinct entries, and two drains are three cycles apart or more
+            # (ColumnDrain: the gap cycle, then the promotion), the write two stages after
+            # the read (tests/test_acc_chain.py chains drains onto shared entries).
+            old_r = Signal(32 * R, name="wr_old", reset_less=True)
+            m.d.sync += old_r.eq(old)
+            olds = [Mux(w_accum, old_r.word_select(i, 32), 0) for i in range(R)]
+            # quotient + increment + old in one carry chain: (2q + up) + (2old + up) =
+            # 2(q + old + up)
+            m.d.comb += summed.eq(Cat(*((Cat(ups[i], vals[i]) + Cat(ups[i], olds[i]))[1:33]
+                                        for i in range(R))))
         else:
-            summed = Cat(*((vals[i] + olds[i])[:32] for i in range(R)))
+            olds = [Mux(w_accum, old.word_select(i, 32), 0) for i in range(R)]
+            m.d.comb += summed.eq(Cat(*((vals[i] + olds[i])[:32] for i in range(R))))
         m.d.comb += [self.acc_rd.addr.eq(dr_addr), self.acc_rd.en.eq(dr_rd),
                      self.acc_wr.addr.eq(w_addr), self.acc_wr.data.eq(summed),
                      self.acc_wr.en.eq(w_en)]

@@ -86,6 +86,7 @@ _RANGES = {
     "mem_latency":         (1, 1000, False, "memory model latency in cycles"),
     "clock_mhz":           (1, 1000, False, "target clock in MHz"),
     "counter_bits":        (32, 64, False, "width of the hardware event counters"),
+    "pnr_seed":            (0, (1 << 31) - 1, False, "nextpnr placement seed (0: its own)"),
 }
 
 
@@ -170,6 +171,10 @@ class AccelConfig:
     acc_check : str
         ``none`` or ``residue``: the systolic accumulators carry a mod-3 residue checked as
         results leave the array (error RESIDUE).
+    pnr_seed : int
+        nextpnr's placement seed for this config's board builds (0: nextpnr's own; the
+        ``--seed`` of ``llmaccel bitstream`` overrides it). Not part of the hardware (left
+        out of the hash): a preset near the edge of routability names a seed it routes with.
     """
 
     name: str = "custom"
@@ -197,6 +202,7 @@ class AccelConfig:
     systolic_drain: str = "overlap"
     counter_store: str = "registers"
     systolic_tile_rows: int = 1
+    pnr_seed: int = 0
 
     def __post_init__(self):
         where = f"config {self.name!r}"
@@ -337,7 +343,7 @@ class AccelConfig:
         computes, so they are left out: one program runs under any memory model.
         """
         d = self.to_dict()
-        for k in ("name", "mem_bytes_per_cycle", "mem_latency", "clock_mhz"):
+        for k in ("name", "mem_bytes_per_cycle", "mem_latency", "clock_mhz", "pnr_seed"):
             d.pop(k)
         if not self.parity:         # unprotected configs keep the hash they always had
             d.pop("parity")

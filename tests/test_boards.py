@@ -1,6 +1,7 @@
 """Board flows: build files per board without tools, clock solvers, report parsing, a real
 ECP5 bitstream and a real iCE40 run from the PyPI tools, and the gate-level check."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -39,6 +40,15 @@ def test_board_files_without_tools(tmp_path, ice40, name):
         assert "uart_0__rx" in lpf and "LOCATE COMP" in lpf
         assert "synth_ecp5" in (tmp_path / "top.ys").read_text()
         assert "NEXTPNR_ECP5" in script and "ECPPACK" in script
+    if board.family in ("ice40", "ecp5"):   # nextpnr's own seed, unless one is given
+        assert "--seed" not in script
+        build(board, ice40, out_dir=tmp_path / "seeded", files_only=True, seed=7)
+        assert "--seed 7" in (tmp_path / "seeded" / "build_top.sh").read_text()
+        # a config's own seed (not hardware: the program hash stays)
+        pinned = dataclasses.replace(ice40, pnr_seed=5)
+        assert pinned.hash == ice40.hash
+        build(board, pinned, out_dir=tmp_path / "pinned", files_only=True)
+        assert "--seed 5" in (tmp_path / "pinned" / "build_top.sh").read_text()
     else:                                   # Vivado: design, constraints, build script
         assert res.vendor
         design = (tmp_path / "top.v").read_text()
@@ -363,3 +373,7 @@ def test_routed_timing_from_an_sdf(tmp_path, capsys):
     assert main([str(tmp_path / "bad.sdf")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sta: cannot analyse") and "\n" not in err
+    # an SDF cut off (nextpnr still writing it) is refused, not half analysed
+    (tmp_path / "cut.sdf").write_text(_SDF[:len(_SDF) * 2 // 3])
+    assert main([str(tmp_path / "cut.sdf")]) == 2
+    assert "truncated SDF" in capsys.readouterr().err

@@ -3,6 +3,9 @@ registers TRELLIS_FF cells, hw/lut_ecp5.py) is the behavioural LUT array: a Yosy
 which a wrong LUT4 truth table fails; and synth_ecp5 keeps the cells."""
 
 import pytest
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from hw import lut_ecp5
 from hw.lut_ecp5 import ECP5
@@ -63,3 +66,35 @@ def test_synth_ecp5_keeps_the_cells():
     # the control of every cell group but the first: three flops each, none merged
     assert cells.get("TRELLIS_FF", 0) >= 3 * (ROWS * CH // 2 - 1), cells
     assert r["dsps"] == 0
+
+
+class _Kept(wiring.Component):
+    """``kept`` registers of each kind: with a reset to 0 and to 1, with a load enable and
+    no reset."""
+    a: In(4)
+    en: In(1)
+    q0: Out(4)
+    q1: Out(4)
+    q2: Out(4)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.q0.eq(lut_ecp5.kept(m, self.a, "k0", platform)),
+                     self.q1.eq(lut_ecp5.kept(m, self.a, "k1", platform, init=0b1010)),
+                     self.q2.eq(lut_ecp5.kept(m, self.a, "k2", platform, en=self.en,
+                                              reset=False))]
+        return m
+
+
+def test_kept_registers_are_plain_registers():
+    """On an ECP5 the copies are TRELLIS_FF cells: the same registers (reset value, load
+    enable, no reset) as the behavioural ones."""
+    script = ("read_verilog +/lattice/common_sim.vh; setattr -mod -unset top; "
+              "hierarchy -check; proc; flatten gate; rename -hide w:$*; opt_clean; "
+              "equiv_make gold gate equiv; hierarchy -top equiv; "
+              "equiv_simple -seq 2; equiv_induct -seq 2; "
+              "tee -o status.txt equiv_status -assert")
+    status = run_yosys(component_verilog(_Kept(), "gold", None)
+                       + component_verilog(_Kept(), "gate", ECP5), script, "status.txt",
+                       what="equivalence check", timeout=300)
+    assert "Equivalence successfully proven" in status, status
