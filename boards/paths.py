@@ -22,6 +22,7 @@ import math
 import re
 import sys
 from collections import OrderedDict, defaultdict
+from itertools import takewhile
 
 __all__ = ["survey", "main"]
 
@@ -157,16 +158,25 @@ def survey(netlist: dict, budget_ns: float = 10.0):
     def shape(name):
         return re.sub(r"\d+", "#", name)
 
+    def key(end):
+        _, cn, p, b = end
+        return (shape(path(b)[0][2]), shape(f"{cells[cn]['type']}.{p} {names.get(b, '?')}"))
+
+    return group_endpoints(takewhile(lambda e: e[0] >= budget_ns, ends), key,
+                           lambda end: path(end[3]))
+
+
+def group_endpoints(ends, key, path):
+    """Endpoints (tuples whose first item is the delay in ns), worst first, grouped by
+    ``key(end) -> (source, sink)``: a dict per group, worst first, with its worst delay,
+    the number of endpoints, source, sink and ``path(end)`` of its worst one."""
     groups = OrderedDict()
-    for t, cn, p, b in ends:
-        if t < budget_ns:
-            break
-        pth = path(b)
-        key = (shape(pth[0][2]), shape(f"{cells[cn]['type']}.{p} {names.get(b, '?')}"))
-        if key not in groups:
-            groups[key] = {"delay_ns": round(t, 2), "endpoints": 0, "source": key[0],
-                           "sink": key[1], "path": pth}
-        groups[key]["endpoints"] += 1
+    for end in ends:
+        k = key(end)
+        if k not in groups:
+            groups[k] = {"delay_ns": round(end[0], 2), "endpoints": 0, "source": k[0],
+                         "sink": k[1], "path": path(end)}
+        groups[k]["endpoints"] += 1
     return list(groups.values())
 
 

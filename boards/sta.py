@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
+from itertools import takewhile
+
+from .paths import group_endpoints
 
 __all__ = ["parse_sdf", "analyse", "shape", "main"]
 
@@ -167,16 +170,10 @@ def analyse(arcs, checks, budget_ns=10.0):
             p = pred[p]
         return p.rsplit("/", 1)[0]
 
-    groups = OrderedDict()
-    for t, pin in ends:
-        if t <= budget_ns:
-            break
-        key = (shape(source(pin)), shape(pin))
-        if key not in groups:
-            groups[key] = {"delay_ns": round(t, 2), "endpoints": 0, "source": key[0],
-                           "sink": key[1], "path": path(pin)}
-        groups[key]["endpoints"] += 1
-    return list(groups.values()), len(ends), (round(ends[0][0], 2) if ends else 0.0)
+    groups = group_endpoints(takewhile(lambda e: e[0] > budget_ns, ends),
+                             lambda e: (shape(source(e[1])), shape(e[1])),
+                             lambda e: path(e[1]))
+    return groups, len(ends), (round(ends[0][0], 2) if ends else 0.0)
 
 
 def report(groups, budget_ns, top, total=None, out=sys.stdout):

@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from .drain import ColumnDrain, drain_members
 from .lut_ecp5 import ecp5_lookup, kept, uses_ecp5_cells
+from .requant import registered
 from .systolic import column_layout
 
 __all__ = ["LutPrecompute", "LutArray", "LutEngine", "TABLE_BITS", "ACC_BITS", "table_layout",
@@ -177,11 +178,9 @@ class LutArray(wiring.Component):
         grp = [j // self._group if skew else 0 for j in range(N)]
         rdelay = [r if skew else 0 for r in range(R)]
 
-        def hop(sig, name, init=0):
-            """``sig`` one register later (a hop of the skew)."""
-            r = Signal.like(sig, name=name, init=init, reset_less=not init)
-            m.d.sync += r.eq(sig)
-            return r
+        def hop(sig, name):
+            """``sig`` one register later (a hop of the skew; data: no reset)."""
+            return registered(m, sig, name)
 
         def delayed(sig, n, name):
             for d in range(n):

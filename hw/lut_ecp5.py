@@ -15,6 +15,8 @@ from types import SimpleNamespace
 from amaranth import Signal, Value
 from amaranth.hdl import ClockSignal, Instance, ResetSignal
 
+from .requant import registered
+
 __all__ = ["uses_ecp5_cells", "ecp5_lookup", "kept", "ECP5"]
 
 #: What the design is elaborated for outside a board build when it should look like one on
@@ -59,30 +61,21 @@ def ecp5_lookup(m, table, sel, neg, name):
     return out
 
 
-def kept(m, value, name, platform, init=0, en=None, reset=True):
-    """``value`` one register later (loaded while ``en``; reset to ``init`` unless not
-    ``reset``), a register of its own. Yosys merges registers that load the same value into
-    one, which then drives every consumer of all of them: where copies exist to keep each
-    consumer's wires short (a skew chain's equal-delay taps, an operand beside each of its
-    multipliers), on an ECP5 (a board build) they are TRELLIS_FF cells, which it leaves
-    alone. Elsewhere a plain register."""
-    value = Value.cast(value)
+def kept(m, value, name, platform, init=0):
+    """``value`` one register later (reset to ``init``), a register of its own. Yosys merges
+    registers that load the same value into one, which then drives every consumer of all of
+    them: where copies exist to keep each consumer's wires short (a skew chain's equal-delay
+    taps), on an ECP5 (a board build) they are TRELLIS_FF cells, which it leaves alone.
+    Elsewhere a plain register."""
     if not uses_ecp5_cells(platform):
-        r = Signal(value.shape(), name=name, init=init, reset_less=not reset)
-        if en is None:
-            m.d.sync += r.eq(value)
-        else:
-            with m.If(en):
-                m.d.sync += r.eq(value)
-        return r
+        return registered(m, value, name, reset=True, init=init)
+    value = Value.cast(value)
     r = Signal(value.shape(), name=name)
     for b in range(len(value)):
         # a synchronous set or reset (LSR over CE) to the bit's initial value, which is
         # also its value after configuration
         m.submodules[f"{name}_ff{b}"] = Instance(
-            "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1" if en is None else "CE",
-            p_CLKMUX="CLK", p_LSRMUX="LSR", p_SRMODE="LSR_OVER_CE",
-            p_REGSET="SET" if init >> b & 1 else "RESET",
-            i_CLK=ClockSignal(), i_LSR=ResetSignal() if reset else 0,
-            i_CE=1 if en is None else en, i_DI=value[b], o_Q=r[b])
+            "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR",
+            p_SRMODE="LSR_OVER_CE", p_REGSET="SET" if init >> b & 1 else "RESET",
+            i_CLK=ClockSignal(), i_LSR=ResetSignal(), i_CE=1, i_DI=value[b], o_Q=r[b])
     return r

@@ -16,11 +16,11 @@ __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layou
 Q_BITS = 9
 
 
-def registered(m, value, name, *, shape=None, en=None, reset=False):
+def registered(m, value, name, *, shape=None, en=None, reset=False, init=0):
     """A register holding ``value`` (of ``shape``, or value's own), loaded while ``en``
-    (every cycle without): data registers have no reset unless asked."""
+    (every cycle without): data registers have no reset unless asked (then to ``init``)."""
     value = Value.cast(value)
-    r = Signal(shape or value.shape(), name=name, reset_less=not reset)
+    r = Signal(shape or value.shape(), name=name, init=init, reset_less=not reset)
     if en is None:
         m.d.sync += r.eq(value)
     else:

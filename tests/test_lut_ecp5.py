@@ -69,26 +69,21 @@ def test_synth_ecp5_keeps_the_cells():
 
 
 class _Kept(wiring.Component):
-    """``kept`` registers of each kind: with a reset to 0 and to 1, with a load enable and
-    no reset."""
+    """``kept`` registers reset to 0 and to a mix of 0s and 1s."""
     a: In(4)
-    en: In(1)
     q0: Out(4)
     q1: Out(4)
-    q2: Out(4)
 
     def elaborate(self, platform):
         m = Module()
         m.d.comb += [self.q0.eq(lut_ecp5.kept(m, self.a, "k0", platform)),
-                     self.q1.eq(lut_ecp5.kept(m, self.a, "k1", platform, init=0b1010)),
-                     self.q2.eq(lut_ecp5.kept(m, self.a, "k2", platform, en=self.en,
-                                              reset=False))]
+                     self.q1.eq(lut_ecp5.kept(m, self.a, "k1", platform, init=0b1010))]
         return m
 
 
 def test_kept_registers_are_plain_registers():
-    """On an ECP5 the copies are TRELLIS_FF cells: the same registers (reset value, load
-    enable, no reset) as the behavioural ones."""
+    """On an ECP5 the copies are TRELLIS_FF cells: the same registers (with the same reset
+    values) as the behavioural ones."""
     script = ("read_verilog +/lattice/common_sim.vh; setattr -mod -unset top; "
               "hierarchy -check; proc; flatten gate; rename -hide w:$*; opt_clean; "
               "equiv_make gold gate equiv; hierarchy -top equiv; "
