@@ -281,7 +281,7 @@ class LutArray(wiring.Component):
         # drain: a pending job (latched, or latching down the skew: the last cell group
         # latches R + G - 2 cycles after the stage) and an active one; the grid (odd) rides
         # along as an extra tag bit
-        wait = max(0, R + G - 3)
+        wait = max(0, R + G - 3) if skew else 0
         drain = ColumnDrain(m, ncols=N, tag_bits=self._tag + 1, gap=self.GAP, max_wait=wait)
         drain.create(lat, tag, wait=wait)
         act_odd = drain.act_tag[-1]
