@@ -260,10 +260,18 @@ _execute(Plan(), sys.argv[1], lambda *a: None)
         tool = int(pid_file.read_text())
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) != 0
-        for _ in range(100):        # the tool is gone (killed, then reaped by init)
+        def stopped(pid):           # gone, or dead and only waiting for init to reap it
             try:
-                os.kill(tool, 0)
+                os.kill(pid, 0)
             except ProcessLookupError:
+                return True
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except (OSError, IndexError):
+                return True
+        for _ in range(100):        # the tool is gone (killed, then reaped by init)
+            if stopped(tool):
                 break
             time.sleep(0.05)
         else:
