@@ -72,6 +72,12 @@ class Link(wiring.Component):
         out_byte = Signal(8)
         sent, sent_byte, sent_first = Signal(), Signal(8), Signal()    # for the reply's CRC
         m.d.sync += [sent.eq(0), sent_first.eq(0)]
+        # the accelerator's reset: a flop, high in the RESET state and through the link's
+        # own reset, so the accelerator's reset net can be that flop and nothing else (it
+        # fans out to every register of the accelerator, see BoardCore)
+        acc_rst_q = Signal(init=1)
+        m.d.sync += acc_rst_q.eq(0)
+        m.d.comb += self.acc_rst.eq(acc_rst_q)
         last_seq = Signal(8)
         started = Signal()          # the last command executed was START with last_seq
         idle = Signal(range(self._idle + 1))
@@ -281,6 +287,7 @@ class Link(wiring.Component):
                                          last_seq.eq(seq),
                                          started.eq(1)]
                             m.next = "RESET"
+                            m.d.sync += acc_rst_q.eq(1)
                         with m.Case(V_WRITE):
                             m.d.sync += [idx.eq(4), self.mem.busy.eq(1)]
                             m.next = "W_READ"
@@ -288,9 +295,6 @@ class Link(wiring.Component):
                             m.d.sync += self.mem.busy.eq(1)
                             send_reply(Status.OK, p_count)
             with m.State("RESET"):
-                # the accelerator's reset comes from a flop: it fans out to every register
-                # of the accelerator, and the command decoding must not be in front of that
-                m.d.comb += self.acc_rst.eq(1)
                 m.next = "GO"
             with m.State("GO"):
                 m.d.comb += self.start.eq(1)

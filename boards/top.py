@@ -6,8 +6,8 @@ runs (boards/sim.py). ``BoardTop`` adds the board's PLL, reset and UART/LED pins
 platform build (boards/targets.py).
 """
 
-from amaranth import ClockDomain, Elaboratable, Module, Signal
-from amaranth.hdl import ResetInserter
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import DomainRenamer, ResetInserter
 from amaranth.build import ResourceError
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import is_low_clock
 from hw.accelerator import Accelerator
+from hw.lut_ecp5 import uses_ecp5_cells
 from hw.bus import StreamSlice, req_layout, resp_layout
 from sw.errors import UserError
 from .link import Link
@@ -52,14 +53,31 @@ class BoardCore(wiring.Component):
         cfg = self.config
         acc = Accelerator(cfg)
         fast = not is_low_clock(self.clock_hz / 1e6)
-        link_rst = Signal()
         mem = BoardMemory(cfg, registered=fast)
-        # reset with the accelerator: its bus side holds no response of an earlier run
-        m.submodules.mem = ResetInserter({"sync": link_rst})(mem)
         m.submodules.link = link = Link(cfg, clock_hz=self.clock_hz, idle_cycles=self.idle,
                                         addr_bits=mem.addr_bits)
-        m.d.comb += link_rst.eq(link.acc_rst)
-        m.submodules.acc = ResetInserter({"sync": link.acc_rst})(acc)
+        # The accelerator, the memory's bus side (so it holds no response of an earlier
+        # run) and the slices between them are reset with the link's acc_rst. Above the
+        # low-clock threshold that is a flop high through the board's reset too (see Link),
+        # and it is the reset of a domain of their own: no gate between the flop and the
+        # reset pins of their ~3000 registers; on an ECP5 it reaches them over a global
+        # clock network (a DCCA), as fabric routing to that many pins took 8 ns.
+        if fast:
+            m.domains.acc = acc_cd = ClockDomain("acc", local=True)
+            rst_net = link.acc_rst
+            if uses_ecp5_cells(platform):
+                rst_net = Signal()
+                m.submodules.acc_rst_buf = Instance("DCCA", i_CLKI=link.acc_rst, i_CE=1,
+                                                    o_CLKO=rst_net)
+            m.d.comb += [acc_cd.clk.eq(ClockSignal("sync")), acc_cd.rst.eq(rst_net)]
+
+            def in_acc(unit):
+                return DomainRenamer("acc")(unit)
+        else:
+            def in_acc(unit):
+                return ResetInserter({"sync": link.acc_rst})(unit)
+        m.submodules.mem = in_acc(mem)
+        m.submodules.acc = in_acc(acc)
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         # register slices both ways between the accelerator and the memory, except at low
@@ -67,11 +85,10 @@ class BoardCore(wiring.Component):
         # the chip, and the accelerator's bus arbitration in front of their address pins was
         # the critical path
         if fast:
-            rst = {"sync": link.acc_rst}
             req = StreamSlice(req_layout(cfg.bus_bytes))
             resp = StreamSlice(resp_layout(cfg.bus_bytes))
-            m.submodules.req_slice = ResetInserter(rst)(req)
-            m.submodules.resp_slice = ResetInserter(rst)(resp)
+            m.submodules.req_slice = in_acc(req)
+            m.submodules.resp_slice = in_acc(resp)
             wiring.connect(m, acc.bus.req, req.i)
             wiring.connect(m, req.o, mem.bus.req)
             wiring.connect(m, mem.bus.resp, resp.i)
