@@ -2,8 +2,10 @@
 
 One single-ported RAM of ``dram_bytes`` (``bus_bytes`` per word). On an iCE40UP5K with a
 32-bit bus it is built from SB_SPRAM256KA blocks (4 x 32 KiB); elsewhere Yosys infers block
-RAM. Requests are registered in front of the RAM, so a read's data arrives two cycles after
-the request (the host link waits for it; bus responses queue in a small FIFO). The host link
+RAM. Above the low-clock threshold requests are registered in front of the RAM and its
+output behind it, so a read's data arrives three cycles after the request (the host link
+waits for it; bus responses queue in a small FIFO); at low clocks it is the RAM's output the
+cycle after. The host link
 has priority (it only touches memory while the accelerator is stopped); a bus request waits
 while the link uses the port.
 """
@@ -39,8 +41,8 @@ def _uses_spram(platform, config):
 
 
 class BoardMemory(wiring.Component):
-    """``registered`` (for high clocks): requests registered in front of the RAM, responses
-    through a 4-deep FIFO. Otherwise requests go straight to the RAM and a response is the
+    """``registered`` (for high clocks): requests registered in front of the RAM and its data
+    behind it, responses through a 5-deep FIFO. Otherwise requests go straight to the RAM and a response is the
     RAM's output the cycle after, held there until the bus takes it (no FIFO). The bus side
     restarts with the accelerator (the board top resets both): a response still waiting
     from a run that stopped on an error never reaches the next one."""
@@ -65,16 +67,19 @@ class BoardMemory(wiring.Component):
         # Stage 1 registers the chosen request (address, data, enables) in front of the
         # RAM: on a large FPGA the memory's block RAMs spread over the chip, and neither the
         # link's address arithmetic nor the bus arbitration shares a path with their routing.
-        # A read's data leaves the RAM the cycle after stage 1 and goes into a small FIFO; a
-        # bus request is taken only when the FIFO is sure to have room for its response
-        # (requests in stages 1 and 2 plus entries queued < its depth: one per cycle).
-        depth = 4
+        # A read's data leaves the RAM the cycle after stage 1 (stage 2) and is registered
+        # (stage 3: a block RAM's clock-to-out and the routing from RAMs all over the chip
+        # do not share a cycle) before a small FIFO; a bus request is taken only when the
+        # FIFO is sure to have room for its response (requests in stages 1 to 3 plus
+        # entries queued < its depth: one per cycle). The host link reads stage 3 too: it
+        # latches a read's data three cycles after its request, and the RAM's output holds.
+        depth = 5
         m.submodules.rq = rq = SyncFIFO(width=2 + 8 * bb, depth=depth)
         addr, wdata = Signal(self.addr_bits), Signal(8 * bb)
         we, en = Signal(), Signal()
-        b1, b2 = Signal(), Signal()             # a bus request in stage 1 / its data now
-        tag1, tag2 = Signal(2), Signal(2)
-        room = (b1 + b2 + rq.level) < depth
+        b1, b2, b3 = Signal(), Signal(), Signal()   # a bus request in stage 1, 2, 3
+        tag1, tag2, tag3 = Signal(2), Signal(2), Signal(2)
+        room = (b1 + b2 + b3 + rq.level) < depth
         m.d.comb += req.ready.eq(~self.link.busy & room)
         accept = req.valid & req.ready
         with m.If(self.link.en):
@@ -83,11 +88,13 @@ class BoardMemory(wiring.Component):
         with m.Else():
             m.d.sync += [addr.eq(req.payload.addr >> shift), wdata.eq(req.payload.wdata),
                          we.eq(req.payload.we), en.eq(accept)]
-        m.d.sync += [b1.eq(accept), tag1.eq(req.payload.tag), b2.eq(b1), tag2.eq(tag1)]
-        rdata = self._ram(m, platform, addr, wdata, we & en, en)
+        m.d.sync += [b1.eq(accept), tag1.eq(req.payload.tag), b2.eq(b1), tag2.eq(tag1),
+                     b3.eq(b2), tag3.eq(tag2)]
+        rdata = Signal(8 * bb, reset_less=True)
+        m.d.sync += rdata.eq(self._ram(m, platform, addr, wdata, we & en, en))
 
         # writes are acknowledged too (a response per request, in order)
-        m.d.comb += [rq.w_data.eq(Cat(tag2, rdata)), rq.w_en.eq(b2),
+        m.d.comb += [rq.w_data.eq(Cat(tag3, rdata)), rq.w_en.eq(b3),
                      resp.valid.eq(rq.r_rdy), resp.payload.tag.eq(rq.r_data[:2]),
                      resp.payload.rdata.eq(rq.r_data[2:]), rq.r_en.eq(resp.ready),
                      self.link.rdata.eq(rdata)]

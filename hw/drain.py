@@ -71,3 +71,14 @@ class ColumnDrain:
     def busy_left(self):
         """Cycles until the active drain (and its gap) is over."""
         return Mux(self.act_valid, self.ncols - self.act_col + self.gap_cycles, self.gap)
+
+    def busy_left_counter(self):
+        """``busy_left()`` as a register of its own, equal to it every cycle (a count down
+        from ``ncols + gap`` as a job starts): its readers get no adder in front of them."""
+        m = self.m
+        bl = Signal(range(self.ncols + self.gap_cycles + 1), name="busy_left")
+        with m.If(self.promote):
+            m.d.sync += bl.eq(self.ncols + self.gap_cycles)
+        with m.Elif(bl != 0):
+            m.d.sync += bl.eq(bl - 1)
+        return bl

@@ -123,10 +123,13 @@ class LutPrecompute(wiring.Component):
             lo = [Signal(signed(10), name=f"lo{r}_{b}") for b in range(2)]
             s, d = Signal(signed(9), name=f"s{r}"), Signal(signed(9), name=f"d{r}")
             m.d.comb += [lo[0].eq(-a0 - a1), lo[1].eq(a1 - a0), s.eq(a2 + a3), d.eq(a2 - a3)]
-            hi = [-s, d, -d, s]     # index by (bit 2, bit 1) of u: signs of a3, a2
+            # hi = -s, d, -d, s by (bit 2, bit 1) of u (signs of a3, a2), subtracted rather
+            # than negated and added: a negation is a carry chain of its own
+            hi = [(s, True), (d, False), (d, True), (s, False)]
             with m.If(upd):
                 for u in range(8):
-                    m.d.sync += o.table[r][u].eq(lo[u & 1] + hi[u >> 1])
+                    y, sub = hi[u >> 1]
+                    m.d.sync += o.table[r][u].eq(lo[u & 1] - y if sub else lo[u & 1] + y)
         return m
 
 
@@ -299,21 +302,23 @@ class LutArray(wiring.Component):
                         m.d.sync += res[r][j].eq(res[r][j + 1])
 
         # cycles until every latched result has been drained (the last drain cycle is this
-        # one plus ``left - 1``); registered as a bound, so no path runs from the drain's
-        # counters into the feeder: a cycle later it is at most what it is now (it only
-        # grows when a job is created: then the worst case)
-        assert self.GAP <= 1
-        left, busy_left = Signal(18), Signal(18)
-        m.d.comb += [
-            busy_left.eq(drain.busy_left()),
-            left.eq(Mux(drain.pend_valid,
-                        Mux(drain.pend_cnt > busy_left, drain.pend_cnt, busy_left) + N + 1,
-                        Mux(drain.act_valid, N - drain.act_col, drain.gap)))]
+        # one plus ``left - 1``): with a job pending, the longer of its wait and the active
+        # drain's rest, then its own N + 1; else the active drain's rest without the gap
+        # (GAP = 1), or the gap. Registered as a bound (``left + 2``), so no path runs from
+        # the drain's counters into the feeder: a cycle later it is at most what it is now
+        # (it only grows when a job is created: then the worst case). The drain's rest is a
+        # counter of its own (no subtractor in front of the comparison); ``left`` is 0 just
+        # when the drain is idle.
+        assert self.GAP == 1
+        bl = drain.busy_left_counter()
+        left2 = Mux(drain.pend_valid,
+                    Mux(drain.pend_cnt > bl, drain.pend_cnt, bl) + (N + 3),
+                    bl + Mux(drain.act_valid, 1, 2))
         # (a job is created the cycle after its last step is accepted, from the stage)
         created = (go & inp.last) | lat
-        bound2, empty = Signal(18), Signal(init=1)
-        m.d.sync += [bound2.eq(Mux(created, max(wait, N + self.GAP) + N + 1, left) + 2),
-                     empty.eq(~created & (left == 0))]
+        bound2, empty = Signal(18, name="bound2"), Signal(init=1, name="empty")
+        m.d.sync += [bound2.eq(Mux(created, max(wait, N + self.GAP) + N + 3, left2)),
+                     empty.eq(~created & drain.idle)]
         # the bound's verdict on a waiting first step, registered: it holds a cycle later
         # (the bound only grows when a job is created); a first step thus starts the cycle
         # after the verdict (at once when the drain is empty)
