@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sw.errors import UserError
@@ -116,6 +116,8 @@ class BuildResult:
     vendor: bool = False
     timing: dict | None = None      # routed_timing(): critical path, failing endpoints
     seed: int | None = None         # nextpnr's placement seed (None: its own)
+    # seeds whose routing diverged (stopped, and placed again with the next seed)
+    diverged_seeds: list = field(default_factory=list)
 
 
     @property
@@ -129,7 +131,8 @@ class BuildResult:
                 "clock_mhz": self.clock_mhz, "fmax_mhz": self.fmax_mhz,
                 "timing_met": None if self.vendor else self.timing_met,
                 "utilization": self.utilization, "build_s": round(self.build_s, 1),
-                "timing": self.timing, "seed": self.seed}
+                "timing": self.timing, "seed": self.seed,
+                "diverged_seeds": self.diverged_seeds}
 
 
 # nextpnr's names for the resources people compare
@@ -196,13 +199,14 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     # the next, and Fmax moves by a few percent)
     if seed is None:
         seed = config.pnr_seed or None      # the preset's, if it names one
-    seeded = "" if seed is None else f" --seed {int(seed)}"
-    if board.family == "ice40":
-        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --sdf top.sdf" + seeded}
-    elif board.family == "ecp5":
+
+    def nextpnr_opts(seed):
+        seeded = "" if seed is None else f" --seed {int(seed)}"
+        if board.family == "ice40":
+            return {"nextpnr_opts": "--timing-allow-fail --sdf top.sdf" + seeded}
         # router2 copes with congested designs (the LUT engine's wide muxes) far faster
-        kw = {**split(), "nextpnr_opts": "--timing-allow-fail --router router2 --sdf top.sdf"
-              + seeded}
+        return {"nextpnr_opts": "--timing-allow-fail --router router2 --sdf top.sdf" + seeded}
+    kw = {**split(), **nextpnr_opts(seed)} if board.family in ("ice40", "ecp5") else {}
 
     def prepare():          # a platform prepares one design once: a fresh one per plan
         top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
@@ -217,18 +221,41 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
                            time.monotonic() - t0, vendor=board.flow == "vendor")
     say("synthesis (yosys), place and route (nextpnr) and packing; the first run compiles "
         "the WebAssembly tools (~1 min)")
-    failed = _execute(plan, out_dir, say, timeout_s)
-    if (failed is not None and not isinstance(failed, subprocess.TimeoutExpired)
-            and _abc9_crashed(out_dir)):
-        # The WebAssembly build of Yosys' ABC9 aborts on some netlists (an assertion in
-        # rtlil.cc) and synth_ecp5 has no switch to avoid it; classic ABC maps the same
-        # netlist. Say so, and build again: synth_ecp5 up to its LUT mapping, abc, the rest.
-        say("yosys' ABC9 crashed on this netlist (a known YoWASP issue); retrying with "
-            "classic ABC for the LUT mapping")
-        kw.update(split(until="map_luts", then=ecp5_classic_abc("top")))
+
+    def left():
+        return None if timeout_s is None else timeout_s - (time.monotonic() - t0)
+    diverged = []
+    while True:
+        failed = _execute(plan, out_dir, say, left())
+        if (failed is not None and not isinstance(failed, (subprocess.TimeoutExpired, Diverged))
+                and _abc9_crashed(out_dir)):
+            # The WebAssembly build of Yosys' ABC9 aborts on some netlists (an assertion in
+            # rtlil.cc) and synth_ecp5 has no switch to avoid it; classic ABC maps the same
+            # netlist. Say so, and build again: synth_ecp5 up to its LUT mapping, abc, the
+            # rest.
+            say("yosys' ABC9 crashed on this netlist (a known YoWASP issue); retrying with "
+                "classic ABC for the LUT mapping")
+            kw.update(split(until="map_luts", then=ecp5_classic_abc("top")))
+            top, plan = prepare()
+            failed = _execute(plan, out_dir, say, left())
+        if not isinstance(failed, Diverged):
+            break
+        # A congested design's routing may diverge with one placement and converge with
+        # another: stop it and place again with the next seed (a few times)
+        diverged.append(seed)
+        if len(diverged) > SEED_RETRIES:
+            tried = ", ".join("nextpnr's own" if x is None else str(x) for x in diverged)
+            raise UserError(f"routing {config.name} for {board.title} did not converge with "
+                            f"placement seeds {tried} ({failed}); the design is too congested "
+                            f"for this device (try other seeds with --seed N, or a smaller "
+                            f"config) (logs in {out_dir})")
+        nxt = (seed or 1) + 1
+        say(f"routing is diverging with placement seed "
+            f"{'(nextpnr default)' if seed is None else seed} ({failed}); stopped, placing "
+            f"again with seed {nxt}")
+        seed = nxt
+        kw.update(nextpnr_opts(seed))
         top, plan = prepare()
-        failed = _execute(plan, out_dir, say,
-                          None if timeout_s is None else timeout_s - (time.monotonic() - t0))
     nlog = _read(out_dir / "top.tim")
     ylog = _read(out_dir / "top.rpt")
     util, fmax = parse_report(board.family, nlog, ylog)
@@ -250,7 +277,8 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         raise UserError(f"bitstream build for {board.name} failed: {last} (logs in {out_dir})")
     bit = out_dir / board.bitstream
     res = BuildResult(board.name, config.name, out_dir, bit if bit.exists() else None,
-                      top.clock_hz / 1e6, fmax, util, time.monotonic() - t0, seed=seed)
+                      top.clock_hz / 1e6, fmax, util, time.monotonic() - t0, seed=seed,
+                      diverged_seeds=diverged)
     if (out_dir / "top.sdf").exists():
         say("timing paths (boards.sta, from nextpnr's SDF)")
         res.timing = routed_timing(out_dir / "top.sdf", 1000.0 / res.clock_mhz)
@@ -270,9 +298,46 @@ def routed_timing(sdf: Path, period_ns: float, keep: int = 10) -> dict:
                             for g in failing[:keep]]}
 
 
+#: Placement seeds tried after the first when routing diverges (``build``).
+SEED_RETRIES = 2
+
+
+class Diverged:
+    """nextpnr's router getting worse: its overused wires at their fewest (``best``, at
+    iteration ``best_iter``) and now (``now``, iteration ``iter``)."""
+
+    def __init__(self, best, best_iter, now, iter):
+        self.best, self.best_iter, self.now, self.iter = best, best_iter, now, iter
+
+    def __str__(self):
+        return (f"{self.best:,} overused wires at router iteration {self.best_iter}, "
+                f"{self.now:,} at iteration {self.iter}")
+
+
+_ROUTER_ITER = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+
+
+def router_diverged(nextpnr_log, *, patience=8, factor=2.0, floor=100):
+    """A ``Diverged`` when router2's overused wires (its log's ``iter=`` lines) have more
+    than doubled from their fewest (at least ``floor``) and found no new fewest for
+    ``patience`` iterations; else None. A converging run may hover, even rise a little,
+    for a while (a handful of wires for tens of iterations at the end), but a doubling from
+    thousands does not come back down: on the ``ulx3s`` preset such runs went on rising
+    to the timeout."""
+    hits = [(int(i), int(o)) for i, o in _ROUTER_ITER.findall(nextpnr_log)]
+    if not hits:
+        return None
+    best_iter, best = min(hits, key=lambda h: (h[1], h[0]))
+    it, now = hits[-1]
+    if best >= floor and now > factor * best and it - best_iter >= patience:
+        return Diverged(best, best_iter, now, it)
+    return None
+
+
 def _execute(plan, out_dir, say, timeout_s=None):
     """Run the flow's script with the YoWASP tools; the CalledProcessError if it failed, the
-    TimeoutExpired if it ran out of time (the tools are then stopped)."""
+    TimeoutExpired if it ran out of time, the Diverged if the router was getting worse (the
+    tools are then stopped)."""
     import signal
     for stale in ("top.tim", "top.rpt", "top.bin", "top.bit", "top.sdf", "tools.log"):
         (Path(out_dir) / stale).unlink(missing_ok=True)
@@ -293,8 +358,11 @@ def _execute(plan, out_dir, say, timeout_s=None):
         proc = subprocess.Popen(cmd, cwd=build_dir, env={**os.environ, **tool_env()},
                                 start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
         out.close()
+        watch.on_diverged = lambda: os.killpg(proc.pid, signal.SIGKILL)
         try:
             code = proc.wait(timeout=timeout_s if timeout_s is None else max(1.0, timeout_s))
+            if watch.diverged is not None:
+                return watch.diverged
         except BaseException as e:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -338,6 +406,7 @@ class _Watcher:
         import threading
         self.out_dir, self.say, self.every = Path(out_dir), say, every
         self.detail_every = detail_every
+        self.diverged, self.on_diverged = None, None     # router_diverged(), what to do
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -369,6 +438,13 @@ class _Watcher:
                                  and now - said >= self.detail_every):
                 self.say(f"{phase} ({detail})" if detail else phase)
                 last, last_detail, said = phase, detail, now
+            if phase == "routing" and self.on_diverged and self.diverged is None:
+                self.diverged = router_diverged(_read(self.out_dir / "top.tim"))
+                if self.diverged is not None:
+                    try:
+                        self.on_diverged()
+                    except ProcessLookupError:
+                        pass
 
     def stop(self):
         self.done.set()

@@ -231,6 +231,67 @@ def test_build_progress_reads_placer_and_router_iterations(tmp_path):
     assert status() == ("routing", "iteration 2, 7,012 wires overused")
 
 
+def _router_log(overused):
+    return "".join(f"Info:     iter={i + 1} wires=600000 overused={o} overuse={o} archfail=NA\n"
+                   for i, o in enumerate(overused))
+
+
+# two real router2 runs of the ulx3s preset (seed 2): one converged at iteration 88, one
+# (a slightly different netlist) rose to the timeout from 3,090 wires at iteration 16
+CONVERGED = [42654, 26372, 15746, 9515, 6202, 4319, 3079, 2426, 1968, 1568, 1280, 1028, 839,
+             692, 574, 501, 383, 328, 299, 257, 222, 206, 186, 155, 150, 135, 121, 98, 76, 71,
+             63, 51, 51, 58, 49, 42, 38, 35, 27, 27, 27, 23, 19, 18, 15, 14, 11, 16, 7, 8, 7,
+             4, 4, 4, 3, 3, 3, 3, 3, 3, 5, 3, 3, 3, 3, 3, 3, 3, 4, 3, 4, 2, 2, 2, 3, 2, 1, 1, 2,
+             4, 1, 2, 1, 1, 1, 1, 1, 0]
+DIVERGING = [43617, 27671, 17195, 11561, 8449, 6337, 5173, 4557, 4191, 3753, 3511, 3272, 3144,
+             3149, 3092, 3090, 3150, 3290, 3627, 3921, 4340, 4745, 5255, 5731, 6331, 6704,
+             7349, 8016]
+
+
+def test_router_divergence_is_recognised():
+    """A build stops a router run that is getting worse (to place again with another
+    seed), and leaves one that converges alone, however long its tail."""
+    from boards.targets import router_diverged
+    for n in range(1, len(CONVERGED) + 1):
+        assert router_diverged(_router_log(CONVERGED[:n])) is None, n
+    first = next(n for n in range(1, len(DIVERGING) + 1)
+                 if router_diverged(_router_log(DIVERGING[:n])))
+    d = router_diverged(_router_log(DIVERGING[:first]))
+    assert (first, d.best, d.best_iter, d.iter) == (25, 3090, 16, 25)
+    assert "3,090 overused wires at router iteration 16" in str(d)
+
+
+def test_diverging_routing_places_again_with_the_next_seed(tmp_path, monkeypatch):
+    """The seed loop: a diverged run is stopped and placed again with the next seed; the
+    result names the seed that routed and the ones that diverged; when every seed diverges
+    the build fails with one clear line. (The tools are stood in for: the real router's
+    divergence is recognised from its log above.)"""
+    import boards.targets as t
+
+    def fake_execute(plan, out_dir, say, timeout_s=None):
+        plan.extract(str(out_dir))
+        script = (out_dir / "build_top.sh").read_text()
+        seed = int(script.split("--seed ")[1].split()[0])
+        if seed in bad:
+            return t.Diverged(3090, 16, 6331, 25)
+        (out_dir / "top.tim").write_text(
+            "Info: Max frequency for clock '$glbnet$clk': 101.50 MHz (PASS at 100.00 MHz)\n")
+        return None
+
+    monkeypatch.setattr(t, "_execute", fake_execute)
+    cfg = load_config("tiny")
+    said = []
+    bad = {2}
+    res = build(BOARDS["ulx3s-85f"], cfg, out_dir=tmp_path / "a", seed=2, progress=said.append)
+    assert (res.seed, res.diverged_seeds, res.fmax_mhz) == (3, [2], 101.5)
+    assert res.to_dict()["diverged_seeds"] == [2]
+    assert any("placing again with seed 3" in m for m in said), said
+    bad = {5, 6, 7}
+    with pytest.raises(UserError, match=r"did not converge with placement seeds 5, 6, 7 "
+                                        r"\(3,090 overused wires"):
+        build(BOARDS["ulx3s-85f"], cfg, out_dir=tmp_path / "b", seed=5)
+
+
 def test_sigterm_stops_the_tools(tmp_path):
     """A SIGTERM to a build (a scheduler's, `timeout`'s) stops the tools it started, as
     Ctrl-C and --timeout-min do: no nextpnr left running without its build."""
