@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
+from .lut_ecp5 import kept
 from .queue import Front, executor_members, sum_exceeds
 from .requant import (RequantUnit, gather_groups, make_requant, registered, rne_wrap_parts,
                       split_product)
@@ -203,15 +204,17 @@ class Compute(wiring.Component):
         lut_mode = mm.engine == Engine.LUT
 
         # --- the engines' drains -> accumulator writer --------------------------------------
-        # With group scales (cfg.group_scale) a drained column goes through seven stages,
+        # With group scales (cfg.group_scale) a drained column goes through eight stages,
         # each a register deep (every one of them on the ECP5's worst path once):
         #   0: the column leaves its engine; read its scale
-        #   1: register the scale (the block RAM's output, then the lane multiplexer)
-        #   2: multiply: the column's low and high 16-bit halves by the scale
-        #   3: add the two partial products
-        #   4: shift by 32, 16 and 8 (with round-half-to-even's guard and sticky bits)
-        #   5: shift by 4, 2 and 1: the quotient and its increment; read the old accumulator
-        #   6: add quotient, increment and old value; write
+        #   1: register the scale RAM's word
+        #   2: register the lane's scale (a copy per lane)
+        #   3: multiply: the column's low and high 16-bit halves by the scale
+        #   4: add the two partial products
+        #   5: shift by 32, 16 and 8 (with round-half-to-even's guard and sticky bits);
+        #      read the old accumulator
+        #   6: shift by 4, 2 and 1: the quotient and its increment; register the old value
+        #   7: add quotient, increment and old value; write
         # An unscaled column goes through the same stages with scale 1 and shift 0.
         # Without group scales there are two stages: the old value is read as the column
         # leaves its engine, added and written in stage 1.
@@ -234,7 +237,7 @@ class Compute(wiring.Component):
         # registers below: a small fanout for the accelerator's reset)
         ctl_layout = data.StructLayout({"addr": cb, "accum": 1, "last": 1, "rel": 3,
                                         "scaled": 1, "shift": 6})
-        n_ctl = 6 if cfg.group_scale else 1
+        n_ctl = 7 if cfg.group_scale else 1
         ctl = [_Column(Signal(name=f"wr_valid{i + 1}"),
                        Signal(ctl_layout, name=f"wr_ctl{i + 1}", reset_less=True))
                for i in range(n_ctl)]
@@ -249,21 +252,24 @@ class Compute(wiring.Component):
         lane1 = Signal(lane_bits, reset_less=True)
         m.d.sync += [d1.eq(o.data), lane1.eq(s_idx[:lane_bits])]
         if cfg.group_scale:
-            mult = Signal(signed(16), name="gs_mult", reset_less=True)
-            d2 = Signal(32 * R, reset_less=True)
-            m.d.sync += [mult.eq(Mux(ctl[0].scaled,
-                                     self.scale_dr.data.word_select(lane1, 16), 1)),
-                         d2.eq(d1)]
-            vals, ups = [], []
             reg = partial(registered, m)
+            # the scale RAM's word, registered where it leaves the RAM; then the lane's
+            # scale, one copy per lane (kept apart on an ECP5: each beside its lane's
+            # multipliers, where one register's routing to all of them took 9 ns)
+            scale_q = reg(self.scale_dr.data, "gs_word")
+            lane2 = reg(lane1, "gs_lane")
+            scale = Mux(ctl[1].scaled, scale_q.word_select(lane2, 16), 1).as_signed()
+            d3 = reg(reg(d1, "gs_d2"), "gs_d3")
+            vals, ups = [], []
             for i in range(R):
-                p4 = reg(split_product(reg, d2.word_select(i, 32), mult, f"gs_prod{i}"),
+                mult = kept(m, scale, f"gs_mult{i}", platform)
+                p4 = reg(split_product(reg, d3.word_select(i, 32), mult, f"gs_prod{i}"),
                          f"gs_prod{i}", shape=signed(48))
-                q, up = rne_wrap_parts(m, p4, ctl[3].shift, 32, f"gs{i}",
-                                       split=(3, reg, ctl[4].shift))
+                q, up = rne_wrap_parts(m, p4, ctl[4].shift, 32, f"gs{i}",
+                                       split=(3, reg, ctl[5].shift))
                 vals.append(reg(q, f"gs_q{i}"))
                 ups.append(reg(up, f"gs_up{i}"))
-            dr, w = ctl[3], ctl[5]              # the drain's accumulator read; the write
+            dr, w = ctl[4], ctl[6]              # the drain's accumulator read; the write
             in_flight = ctl                     # columns read but not yet written
         else:
             data_ = array.o.payload.data.as_value() if late else d1
@@ -276,15 +282,17 @@ class Compute(wiring.Component):
         old = self.acc_rd.data
         summed = Signal(32 * R)
         if cfg.group_scale:
-            # The old value is read in stage 4 and registered in stage 5 (a block RAM's
+            # The old value is read in stage 5 and registered in stage 6 (a block RAM's
             # output, then a carry chain and the routing back to the RAM's input was the
             # ECP5's worst path). No read misses a write still in flight: the columns of a
             # drain go to distinct entries, and two drains are three cycles apart or more
             # (ColumnDrain: the gap cycle, then the promotion), the write two stages after
             # the read (tests/test_acc_chain.py chains drains onto shared entries).
+            # The register takes the old value only for an accumulating write (zero
+            # otherwise): the write's accumulate flag is not in front of the adder.
             old_r = Signal(32 * R, name="wr_old", reset_less=True)
-            m.d.sync += old_r.eq(old)
-            olds = [Mux(w_accum, old_r.word_select(i, 32), 0) for i in range(R)]
+            m.d.sync += old_r.eq(Mux(ctl[5].accum, old, 0))
+            olds = [old_r.word_select(i, 32) for i in range(R)]
             # quotient + increment + old in one carry chain: (2q + up) + (2old + up) =
             # 2(q + old + up)
             m.d.comb += summed.eq(Cat(*((Cat(ups[i], vals[i]) + Cat(ups[i], olds[i]))[1:33]
@@ -455,7 +463,9 @@ class Compute(wiring.Component):
         # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.
         lo = rqi.acc_addr[:cb]
-        hi = (lo + count)[:cb]
+        # (the range's end from the sums the checks registered ahead, where they did: no
+        # adder in front of the comparators)
+        hi = (lo + count if front.slot_pre is None else front.slot_pre[4])[:cb]
 
         def hits(valid, base, width):
             base = base[:cb]

@@ -150,8 +150,9 @@ class LutArray(wiring.Component):
     group`` cycles after the stage. The weight indices and the cells' enables pass down the
     rows and the tables across groups of ``group`` channels, one register a hop, so no
     register drives cells further than its neighbours (a broadcast index register's
-    routing was the ECP5 build's worst path: 12.4 ns of an 18.2 ns cycle). Results drain
-    once the last cell has latched them, ``rows + ch // group - 2`` cycles later.
+    routing was the ECP5 build's worst path: 12.4 ns of an 18.2 ns cycle), and each cell
+    registers its lookup, adding it a cycle later. Results drain once the last cell has
+    latched them, ``rows + ch // group - 1`` cycles after the stage.
     """
 
     GAP = 1     # idle cycles between two drains (as the systolic array)
@@ -215,6 +216,15 @@ class LutArray(wiring.Component):
                     src = ctl[r - 1][g] if r else ctl[0][g - 1]
                     ctl[r][g] = kept(m, src, f"ctl{r}_{g}", platform, init=0b010)
 
+        # With the skew the cells' lookups are registered (``pipe``): a cell adds what it
+        # looked up a cycle before, so its control (and its row's bias) is a hop later.
+        # On the ECP5 the index register's routing to the lookup's multiplexers and the
+        # adder behind them were one path (13.9 ns).
+        pipe = int(skew)
+        ctl_c = ctl if not pipe else [
+            [kept(m, ctl[r][g], f"ctlc{r}_{g}", platform, init=0b010) for g in range(G)]
+            for r in range(R)]
+
         # per channel and row: table index (3 bits) and negate flag, the index down the rows
         sel = [[None] * N for _ in range(R)]
         neg = [[None] * N for _ in range(R)]
@@ -243,14 +253,14 @@ class LutArray(wiring.Component):
             for g in range(G):
                 m.d.comb += [tbl[g][u].eq(tbls[g].word_select(u, T)) for u in range(8)]
             # the row's control is its first group's
-            r_en, r_clr, r_lat = ctl[r][0][0], ctl[r][0][1], ctl[r][0][2]
+            r_en, r_clr, r_lat = ctl_c[r][0][0], ctl_c[r][0][1], ctl_c[r][0][2]
             bias = Signal(signed(BIAS_BITS), name=f"bias{r}", reset_less=True)
             bias_r = Signal(signed(BIAS_BITS), name=f"bias{r}_res", reset_less=True)
             bias_sum = Signal(signed(BIAS_BITS), name=f"bias{r}_sum")
             bias_in = Signal(signed(TABLE_BITS), name=f"bias{r}_in", reset_less=True)
             # sum_k a_k = -sum_groups table[0] (table[0] = -(a0 + a1 + a2 + a3))
             m.d.sync += bias_in.eq(Mux(inp.newgroup, inp.table[r][0], 0))
-            bias_row = delayed(bias_in, rdelay[r], f"bias{r}_in")
+            bias_row = delayed(bias_in, rdelay[r] + pipe, f"bias{r}_in")
             m.d.comb += bias_sum.eq(bias - bias_row)
             with m.If(r_clr):
                 m.d.sync += bias.eq(0)
@@ -260,7 +270,7 @@ class LutArray(wiring.Component):
                 m.d.sync += bias_r.eq(bias_sum)
             bias_res.append(bias_r)
             for j in range(N):
-                c_en, c_clr, c_lat = (ctl[r][grp[j]][b] for b in range(3))
+                c_en, c_clr, c_lat = (ctl_c[r][grp[j]][b] for b in range(3))
                 t = Array(tbl[grp[j]])
                 acc = Signal(signed(A), name=f"cell{r}_{j}_acc", reset_less=True)
                 out = Signal(signed(A), name=f"cell{r}_{j}_res", reset_less=True)
@@ -272,7 +282,11 @@ class LutArray(wiring.Component):
                 else:
                     inv = Cat(*([neg[r][j]] * T)).as_signed()
                     m.d.comb += v.eq(t[sel[r][j]] ^ inv)
-                m.d.comb += total.eq(acc + v + neg[r][j])
+                if pipe:        # the lookup registered (in its own slices, on an ECP5)
+                    m.d.comb += total.eq(acc + hop(v, f"cell{r}_{j}_vr")
+                                         + hop(neg[r][j], f"cell{r}_{j}_nr"))
+                else:
+                    m.d.comb += total.eq(acc + v + neg[r][j])
                 # the accumulator restarts from 0 after the last step: a synchronous reset
                 # with priority over the enable, which FPGA flops have for free
                 with m.If(c_clr):
@@ -282,9 +296,9 @@ class LutArray(wiring.Component):
                 res[r][j], sums[r][j], lats[r][j] = out, total, c_lat
 
         # drain: a pending job (latched, or latching down the skew: the last cell group
-        # latches R + G - 2 cycles after the stage) and an active one; the grid (odd) rides
-        # along as an extra tag bit
-        wait = max(0, R + G - 3) if skew else 0
+        # latches R + G - 2 + pipe cycles after the stage) and an active one; the grid
+        # (odd) rides along as an extra tag bit
+        wait = max(0, R + G - 3 + pipe) if skew else 0
         drain = ColumnDrain(m, ncols=N, tag_bits=self._tag + 1, gap=self.GAP, max_wait=wait)
         drain.create(lat, tag, wait=wait)
         act_odd = drain.act_tag[-1]

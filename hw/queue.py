@@ -106,10 +106,16 @@ class Front:
                          stable2.eq(stable1 & port.insn.valid & ~loading)]
             take_ok = stable2
         err = Signal(ErrorCode)
+        self.slot_pre = None    # with lookahead: the slot instruction's pre values
         if lookahead:
             values = pre(port.insn.payload)
             regs = [Signal(v.shape(), name=f"ahead{i}") for i, v in enumerate(values)]
             m.d.sync += [r.eq(v) for r, v in zip(regs, values)]
+            # kept with the instruction while it is in the slot (the queue's output, and
+            # with it the ahead registers, moves on to the next one)
+            self.slot_pre = [Signal(v.shape(), name=f"slot_pre{i}") for i, v in enumerate(values)]
+            with m.If(loading):
+                m.d.sync += [s.eq(r) for s, r in zip(self.slot_pre, regs)]
             ahead = Signal(ErrorCode)
             m.d.sync += ahead.eq(verdict(port.insn.payload, regs))
             with m.If(loading):
