@@ -6,7 +6,8 @@ runs (boards/sim.py). ``BoardTop`` adds the board's PLL, reset and UART/LED pins
 platform build (boards/targets.py).
 """
 
-from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth import (ClockDomain, ClockSignal, Elaboratable, Instance, Module,
+                      ResetSignal, Signal)
 from amaranth.hdl import DomainRenamer, ResetInserter
 from amaranth.build import ResourceError
 from amaranth.lib import io, wiring
@@ -132,7 +133,16 @@ class BoardTop(Elaboratable):
         # the board clock's constraint comes with the platform; nextpnr and Vivado derive the
         # PLL output's from it (and the reports compare Fmax with clock_hz themselves)
         _clk, locked = self.target.clock(m, platform, self.clock_hz)
-        m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
+        if uses_ecp5_cells(platform):
+            # the board's reset (a flop of the synchroniser) reaches the link's and the
+            # UART's registers over a global network, as the accelerator's does (BoardCore)
+            m.domains.rst_raw = raw = ClockDomain("rst_raw", local=True)
+            m.d.comb += raw.clk.eq(ClockSignal("sync"))
+            m.submodules.rst_sync = ResetSynchronizer(~locked, domain="rst_raw")
+            m.submodules.rst_buf = Instance("DCCA", i_CLKI=ResetSignal("rst_raw"), i_CE=1,
+                                            o_CLKO=ResetSignal("sync"))
+        else:
+            m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
         m.submodules.core = core = self.core
         # every subsignal raw (some boards' UARTs also have dtr/rts pins we leave alone)
         uart = platform.request("uart", 0, dir={sub.name: "-" for sub in
