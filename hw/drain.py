@@ -72,6 +72,11 @@ class ColumnDrain:
         """Cycles until the active drain (and its gap) is over."""
         return Mux(self.act_valid, self.ncols - self.act_col + self.gap_cycles, self.gap)
 
+    def act_valid_next(self):
+        """``act_valid`` one cycle later (what its register loads): a copy of the register
+        loading this equals it every cycle."""
+        return self.promote | (self.act_valid & (self.act_col != self.ncols - 1))
+
     def busy_left_counter(self):
         """``busy_left()`` as a register of its own, equal to it every cycle (a count down
         from ``ncols + gap`` as a job starts): its readers get no adder in front of them."""
