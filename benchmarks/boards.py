@@ -53,9 +53,16 @@ def _one(config_name, board_name, target):
         row.update(fits=True, utilization=res.utilization, fmax_mhz=res.fmax_mhz,
                    clock_mhz=clock, build_s=round(res.build_s, 1),
                    bitstream_bytes=res.to_dict()["bitstream_bytes"], seed=res.seed,
+                   diverged_seeds=res.diverged_seeds,
                    gops=round(2 * peak_macs(cfg) * run_mhz / 1000, 2),
                    met=(res.fmax_mhz or 0) >= (target or clock))
     return row
+
+
+def _seed(row):
+    """The placement seed that routed, after any that diverged (``2>3``)."""
+    seeds = [*row.get("diverged_seeds", []), row.get("seed")]
+    return ">".join("-" if x is None else str(x) for x in seeds)
 
 
 def _u(row, k):
@@ -81,14 +88,14 @@ def run(pairs=PAIRS, keep=False):
         save("boards", {"rows": rows})          # after each build: hours are not lost
     print("\nBoard builds (real bitstreams from the PyPI tools; whole board top)")
     print(table(["config", "board", "MACs/cyc", "fits", "LC (iCE40)", "LUT", "FF", "BRAM", "DSP",
-                 "Fmax MHz", "target MHz", "met", "GOP/s", "build s"],
+                 "Fmax MHz", "target MHz", "met", "GOP/s", "seed", "build s"],
                 [[r["config"], r["board"], r["macs_per_cycle"],
                   {True: "yes", False: "NO", None: "timeout" if r.get("timed_out")
                    else "failed"}[r["fits"]],
                   _u(r, "lc"), _u(r, "lut"), _u(r, "ff"), _u(r, "bram"), _u(r, "dsp"),
                   r["fmax_mhz"] if r["fmax_mhz"] else "-",
                   r["target_mhz"] or r["clock_mhz"], "yes" if r["met"] else "no", r["gops"],
-                  r["build_s"]] for r in rows]))
+                  _seed(r), r["build_s"]] for r in rows]))
     print("(each row's date is in results/boards.json)")
     return rows
 
