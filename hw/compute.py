@@ -390,20 +390,13 @@ class Compute(wiring.Component):
         q_valid = Signal()
         lane = Signal(range(lanes))
         requanting = run & is_op[Opcode.REQUANT]
-        # entries left to read (n < count); above the low-clock threshold a flop kept equal
-        # to it while the REQUANT runs (set as it starts, updated as n counts): no
-        # comparator in front of the read enables
-        more = Signal(name="rq_more")
-        more_cmp = n < count
-        if not cfg.low_clock:
-            more_cmp = more
         if shared:
             # the read ports are shared (with the drain, then the store): an entry is read
             # only when the requant unit takes it the next cycle, and never while the drain
             # reads the accumulators
-            q_issue = requanting & more_cmp & ~q_valid & rq.i.ready & ~dr_rd
+            q_issue = requanting & (n < count) & ~q_valid & rq.i.ready & ~dr_rd
         else:
-            q_issue = requanting & more_cmp & (~q_valid | rq.i.ready)
+            q_issue = requanting & (n < count) & (~q_valid | rq.i.ready)
         sidx = (rqi.scale_addr[:sb] + n)[:sb]
         nb = R // rq_lanes             # (reread) lane groups of an entry
         lb, lb1 = Signal(range(nb)), Signal(range(nb))     # group of the next read, the last
@@ -441,14 +434,13 @@ class Compute(wiring.Component):
         ]
         out_done = Signal()     # n_out == count, as a flop (count >= 1 once checked)
         with m.If(front.start):
-            m.d.sync += [n.eq(0), n_out.eq(0), q_valid.eq(0), lb.eq(0), out_done.eq(0),
-                         more.eq(count != 0)]
+            m.d.sync += [n.eq(0), n_out.eq(0), q_valid.eq(0), lb.eq(0), out_done.eq(0)]
         with m.Else():
             with m.If(q_issue):
                 m.d.sync += [q_valid.eq(1), lane.eq(sidx[:lane_bits]), lb1.eq(lb),
                              lb.eq(Mux(last_group, 0, lb + 1))]
                 with m.If(last_group):
-                    m.d.sync += [n.eq(n + 1), more.eq(n + 1 < count)]
+                    m.d.sync += n.eq(n + 1)
             with m.Elif(rq.i.ready):
                 m.d.sync += q_valid.eq(0)
             with m.If(wr_en):
