@@ -464,7 +464,7 @@ class Compute(wiring.Component):
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.
         lo = rqi.acc_addr[:cb]
         # (the range's end from the sums the checks registered ahead, where they did: no
-        # adder in front of the comparators)
+        # adder in front of the comparators; ranges()' fifth is this one)
         hi = (lo + count if front.slot_pre is None else front.slot_pre[4])[:cb]
 
         def hits(valid, base, width):
