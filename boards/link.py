@@ -33,7 +33,7 @@ class Link(wiring.Component):
             "rx": In(stream.Signature(8, always_ready=True)),
             "tx": Out(stream.Signature(8)),
             "mem": Out(link_mem_signature(config.bus_bytes, addr_bits)),
-            "acc_rst": Out(1), "start": Out(1), "prog_addr": Out(32),
+            "acc_rst": Out(1, init=1), "start": Out(1), "prog_addr": Out(32),
             "running": In(1), "done": In(1), "error": In(1), "error_code": In(ErrorCode),
             "csr_addr": Out(4), "csr_data": In(64),
         })
@@ -75,9 +75,7 @@ class Link(wiring.Component):
         # the accelerator's reset: a flop, high in the RESET state and through the link's
         # own reset, so the accelerator's reset net can be that flop and nothing else (it
         # fans out to every register of the accelerator, see BoardCore)
-        acc_rst_q = Signal(init=1)
-        m.d.sync += acc_rst_q.eq(0)
-        m.d.comb += self.acc_rst.eq(acc_rst_q)
+        m.d.sync += self.acc_rst.eq(0)
         last_seq = Signal(8)
         started = Signal()          # the last command executed was START with last_seq
         idle = Signal(range(self._idle + 1))
@@ -287,7 +285,7 @@ class Link(wiring.Component):
                                          last_seq.eq(seq),
                                          started.eq(1)]
                             m.next = "RESET"
-                            m.d.sync += acc_rst_q.eq(1)
+                            m.d.sync += self.acc_rst.eq(1)
                         with m.Case(V_WRITE):
                             m.d.sync += [idx.eq(4), self.mem.busy.eq(1)]
                             m.next = "W_READ"

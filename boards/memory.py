@@ -5,9 +5,8 @@ One single-ported RAM of ``dram_bytes`` (``bus_bytes`` per word). On an iCE40UP5
 RAM. Above the low-clock threshold requests are registered in front of the RAM and its
 output behind it, so a read's data arrives three cycles after the request (the host link
 waits for it; bus responses queue in a small FIFO); at low clocks it is the RAM's output the
-cycle after. The host link
-has priority (it only touches memory while the accelerator is stopped); a bus request waits
-while the link uses the port.
+cycle after. The host link has priority (it only touches memory while the accelerator is
+stopped); a bus request waits while the link uses the port.
 """
 
 from amaranth import ClockSignal, Module, Signal, Mux, Cat, Instance
@@ -41,9 +40,10 @@ def _uses_spram(platform, config):
 
 
 class BoardMemory(wiring.Component):
-    """``registered`` (for high clocks): requests registered in front of the RAM and its data
-    behind it, responses through a 5-deep FIFO. Otherwise requests go straight to the RAM and a response is the
-    RAM's output the cycle after, held there until the bus takes it (no FIFO). The bus side
+    """``registered`` (for high clocks): requests registered in front of the RAM and its
+    data behind it, responses through a 5-deep FIFO. Otherwise requests go straight to the
+    RAM and a response is the RAM's output the cycle after, held there until the bus takes
+    it (no FIFO). The bus side
     restarts with the accelerator (the board top resets both): a response still waiting
     from a run that stopped on an error never reaches the next one."""
 

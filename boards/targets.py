@@ -170,8 +170,9 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
           progress=None, files_only=False, timeout_s=None, seed=None) -> BuildResult:
     """Build ``config`` for ``board`` in ``out_dir``: a bitstream (open flows) or the vendor
     project (Xilinx); ``seed``: nextpnr's placement seed (None: the config's ``pnr_seed``,
-    and at 0 nextpnr's own). Raises FitError when it does not fit, BuildTimeout when the tools take
-    longer than ``timeout_s`` seconds (None: no limit); timing is reported, not raised.
+    and at 0 nextpnr's own). Raises FitError when it does not fit, BuildTimeout when the
+    tools take longer than ``timeout_s`` seconds (None: no limit); timing is reported, not
+    raised.
     ``files_only`` writes the design, constraints and build script without running a tool."""
     say = progress or (lambda msg: None)
     clock = float(clock_mhz if clock_mhz is not None else config.clock_mhz)
@@ -225,6 +226,9 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
     def left():
         return None if timeout_s is None else timeout_s - (time.monotonic() - t0)
     diverged = []
+
+    def seed_name(x):
+        return "nextpnr's own" if x is None else str(x)
     while True:
         failed = _execute(plan, out_dir, say, left())
         if (failed is not None and not isinstance(failed, (subprocess.TimeoutExpired, Diverged))
@@ -244,15 +248,14 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         # another: stop it and place again with the next seed (a few times)
         diverged.append(seed)
         if len(diverged) > SEED_RETRIES:
-            tried = ", ".join("nextpnr's own" if x is None else str(x) for x in diverged)
+            tried = ", ".join(seed_name(x) for x in diverged)
             raise UserError(f"routing {config.name} for {board.title} did not converge with "
                             f"placement seeds {tried} ({failed}); the design is too congested "
                             f"for this device (try other seeds with --seed N, or a smaller "
                             f"config) (logs in {out_dir})")
         nxt = (seed or 1) + 1
-        say(f"routing is diverging with placement seed "
-            f"{'(nextpnr default)' if seed is None else seed} ({failed}); stopped, placing "
-            f"again with seed {nxt}")
+        say(f"routing is diverging with placement seed {seed_name(seed)} ({failed}); "
+            f"stopped, placing again with seed {nxt}")
         seed = nxt
         kw.update(nextpnr_opts(seed))
         top, plan = prepare()

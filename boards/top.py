@@ -23,7 +23,7 @@ from .link import Link
 from .memory import BoardMemory
 from .uart import UartRx, UartTx
 
-__all__ = ["BoardCore", "BoardTop", "uart_divisor", "idle_cycles"]
+__all__ = ["BoardCore", "BoardTop", "uart_divisor", "idle_cycles", "global_net"]
 
 
 def uart_divisor(clock_hz, baud):
@@ -38,6 +38,16 @@ def idle_cycles(clock_hz, divisor):
     """How long a frame may pause mid-way before the board drops it: 10 ms, and at least
     64 byte times."""
     return max(clock_hz // 100, 64 * 10 * divisor)
+
+
+def global_net(m, value, name, platform):
+    """``value`` (one bit) over a global network on an ECP5 (through a DCCA, for a net of
+    thousands of reset pins); elsewhere ``value`` itself."""
+    if not uses_ecp5_cells(platform):
+        return value
+    out = Signal(name=f"{name}_o")
+    m.submodules[name] = Instance("DCCA", i_CLKI=value, i_CE=1, o_CLKO=out)
+    return out
 
 
 class BoardCore(wiring.Component):
@@ -61,16 +71,12 @@ class BoardCore(wiring.Component):
         # run) and the slices between them are reset with the link's acc_rst. Above the
         # low-clock threshold that is a flop high through the board's reset too (see Link),
         # and it is the reset of a domain of their own: no gate between the flop and the
-        # reset pins of their ~3000 registers; on an ECP5 it reaches them over a global
+        # reset pins of their ~4,700 registers; on an ECP5 it reaches them over a global
         # clock network (a DCCA), as fabric routing to that many pins took 8 ns.
         if fast:
             m.domains.acc = acc_cd = ClockDomain("acc", local=True)
-            rst_net = link.acc_rst
-            if uses_ecp5_cells(platform):
-                rst_net = Signal()
-                m.submodules.acc_rst_buf = Instance("DCCA", i_CLKI=link.acc_rst, i_CE=1,
-                                                    o_CLKO=rst_net)
-            m.d.comb += [acc_cd.clk.eq(ClockSignal("sync")), acc_cd.rst.eq(rst_net)]
+            m.d.comb += [acc_cd.clk.eq(ClockSignal("sync")),
+                         acc_cd.rst.eq(global_net(m, link.acc_rst, "acc_rst_buf", platform))]
 
             def in_acc(unit):
                 return DomainRenamer("acc")(unit)
@@ -133,16 +139,14 @@ class BoardTop(Elaboratable):
         # the board clock's constraint comes with the platform; nextpnr and Vivado derive the
         # PLL output's from it (and the reports compare Fmax with clock_hz themselves)
         _clk, locked = self.target.clock(m, platform, self.clock_hz)
-        if uses_ecp5_cells(platform):
-            # the board's reset (a flop of the synchroniser) reaches the link's and the
-            # UART's registers over a global network, as the accelerator's does (BoardCore)
-            m.domains.rst_raw = raw = ClockDomain("rst_raw", local=True)
-            m.d.comb += raw.clk.eq(ClockSignal("sync"))
-            m.submodules.rst_sync = ResetSynchronizer(~locked, domain="rst_raw")
-            m.submodules.rst_buf = Instance("DCCA", i_CLKI=ResetSignal("rst_raw"), i_CE=1,
-                                            o_CLKO=ResetSignal("sync"))
-        else:
-            m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
+        # the board's reset, a flop of the synchroniser (in a domain of its own on the same
+        # clock), reaches the link's and the UART's registers over a global network on an
+        # ECP5, as the accelerator's does (BoardCore)
+        m.domains.rst_raw = raw = ClockDomain("rst_raw", local=True)
+        m.d.comb += raw.clk.eq(ClockSignal("sync"))
+        m.submodules.rst_sync = ResetSynchronizer(~locked, domain="rst_raw")
+        m.d.comb += ResetSignal("sync").eq(
+            global_net(m, ResetSignal("rst_raw"), "rst_buf", platform))
         m.submodules.core = core = self.core
         # every subsignal raw (some boards' UARTs also have dtr/rts pins we leave alone)
         uart = platform.request("uart", 0, dir={sub.name: "-" for sub in

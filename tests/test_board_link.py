@@ -249,3 +249,51 @@ def test_host_extends_narrow_counters_across_wraps(cfg):
     _, stats = ex.run(rp.program, rp.memory)
     for c in Counter:
         assert stats[c.name.lower()] == steps[-1] * (c.value + 1), c.name
+
+
+def test_link_resets_the_accelerator_from_a_flop():
+    """The accelerator's reset (``Link.acc_rst``) is high through the board's reset (one
+    edge late), then low; a START frame raises it for exactly the cycle before the
+    start pulse. Above the low-clock threshold it is the accelerator's only reset, so the
+    board's reset must reach the accelerator through it."""
+    from amaranth import Signal
+    from amaranth.hdl import ResetInserter
+    from amaranth.sim import Simulator
+    from boards.link import Link as LinkRTL
+    from hw.config import AccelConfig
+
+    cfg = AccelConfig(rows=4, cols=4, bus_bytes=4, dram_bytes=4096, mem_bytes_per_cycle=4)
+    dut = LinkRTL(cfg, clock_hz=1_000_000, idle_cycles=1000, addr_bits=10)
+    board_rst = Signal()
+    trace = []
+
+    async def bench(ctx):
+        ctx.set(board_rst, 1)
+        for _ in range(3):
+            await ctx.tick()
+            trace.append(("reset", ctx.get(dut.acc_rst)))
+        ctx.set(board_rst, 0)
+        await ctx.tick()
+        trace.append(("after", ctx.get(dut.acc_rst)))
+        await ctx.tick()
+        trace.append(("idle", ctx.get(dut.acc_rst)))
+        ctx.set(dut.tx.ready, 1)
+        for b in encode(SOF_REQ, Cmd.START, 1, struct.pack("<I", 0x40)):
+            ctx.set(dut.rx.payload, b)
+            ctx.set(dut.rx.valid, 1)
+            await ctx.tick()
+            ctx.set(dut.rx.valid, 0)
+            await ctx.tick()
+        for _ in range(50):
+            trace.append(("run", ctx.get(dut.acc_rst), ctx.get(dut.start)))
+            await ctx.tick()
+
+    sim = Simulator(ResetInserter({"sync": board_rst})(dut))
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert trace[:5] == [("reset", 1)] * 3 + [("after", 0), ("idle", 0)], trace[:5]
+    run = [t[1:] for t in trace[5:]]
+    rst_at = [i for i, (r, _) in enumerate(run) if r]
+    start_at = [i for i, (_, s) in enumerate(run) if s]
+    assert len(rst_at) == 1 and start_at == [rst_at[0] + 1], run

@@ -21,16 +21,21 @@ def _verilog(name, platform):
     return component_verilog(arr, name, platform)
 
 
-def _equivalent():
+def _check_equivalent(verilog, seq, timeout):
+    """Yosys' equivalence check of modules ``gold`` and ``gate`` (with the ECP5 cells'
+    simulation models) over ``seq`` cycles; its status text."""
     # both modules are tops (hierarchy would keep one); Amaranth's internal wires ($N)
     # are numbered differently in the two, so only named wires are matched
     script = ("read_verilog +/lattice/common_sim.vh; setattr -mod -unset top; "
               "hierarchy -check; proc; flatten gate; rename -hide w:$*; opt_clean; "
               "equiv_make gold gate equiv; hierarchy -top equiv; "
-              "equiv_simple -seq 4; equiv_induct -seq 4; "
+              f"equiv_simple -seq {seq}; equiv_induct -seq {seq}; "
               "tee -o status.txt equiv_status -assert")
-    return run_yosys(_verilog("gold", None) + _verilog("gate", ECP5), script, "status.txt",
-                     what="equivalence check", timeout=600)
+    return run_yosys(verilog, script, "status.txt", what="equivalence check", timeout=timeout)
+
+
+def _equivalent():
+    return _check_equivalent(_verilog("gold", None) + _verilog("gate", ECP5), 4, 600)
 
 
 def test_ecp5_cells_are_the_behavioural_lookup():
@@ -84,12 +89,6 @@ class _Kept(wiring.Component):
 def test_kept_registers_are_plain_registers():
     """On an ECP5 the copies are TRELLIS_FF cells: the same registers (with the same reset
     values) as the behavioural ones."""
-    script = ("read_verilog +/lattice/common_sim.vh; setattr -mod -unset top; "
-              "hierarchy -check; proc; flatten gate; rename -hide w:$*; opt_clean; "
-              "equiv_make gold gate equiv; hierarchy -top equiv; "
-              "equiv_simple -seq 2; equiv_induct -seq 2; "
-              "tee -o status.txt equiv_status -assert")
-    status = run_yosys(component_verilog(_Kept(), "gold", None)
-                       + component_verilog(_Kept(), "gate", ECP5), script, "status.txt",
-                       what="equivalence check", timeout=300)
+    status = _check_equivalent(component_verilog(_Kept(), "gold", None)
+                               + component_verilog(_Kept(), "gate", ECP5), 2, 300)
     assert "Equivalence successfully proven" in status, status
