@@ -17,6 +17,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.bus import bus_signature
 from hw.dsp import is_ice40_ultraplus
+from hw.lut_ecp5 import kept
+from hw.requant import registered
 
 __all__ = ["BoardMemory", "link_mem_signature", "SPRAM_WORDS"]
 
@@ -75,23 +77,24 @@ class BoardMemory(wiring.Component):
         # latches a read's data three cycles after its request, and the RAM's output holds.
         depth = 5
         m.submodules.rq = rq = SyncFIFO(width=2 + 8 * bb, depth=depth)
-        addr, wdata = Signal(self.addr_bits), Signal(8 * bb)
-        we, en = Signal(), Signal()
         b1, b2, b3 = Signal(), Signal(), Signal()   # a bus request in stage 1, 2, 3
         tag1, tag2, tag3 = Signal(2), Signal(2), Signal(2)
         room = (b1 + b2 + b3 + rq.level) < depth
         m.d.comb += req.ready.eq(~self.link.busy & room)
         accept = req.valid & req.ready
-        with m.If(self.link.en):
-            m.d.sync += [addr.eq(self.link.addr), wdata.eq(self.link.wdata),
-                         we.eq(self.link.we), en.eq(1)]
-        with m.Else():
-            m.d.sync += [addr.eq(req.payload.addr >> shift), wdata.eq(req.payload.wdata),
-                         we.eq(req.payload.we), en.eq(accept)]
+        lk = self.link.en
+        nxt = (Mux(lk, self.link.addr, req.payload.addr >> shift),
+               Mux(lk, self.link.wdata, req.payload.wdata), Mux(lk, self.link.we, req.payload.we),
+               lk | accept)
         m.d.sync += [b1.eq(accept), tag1.eq(req.payload.tag), b2.eq(b1), tag2.eq(tag1),
                      b3.eq(b2), tag3.eq(tag2)]
         rdata = Signal(8 * bb, reset_less=True)
-        m.d.sync += rdata.eq(self._ram(m, platform, addr, wdata, we & en, en))
+        if _uses_spram(platform, self.config):
+            addr, wdata, we, en = (registered(m, v, f"s1_{n}", reset=n == "en")
+                                   for v, n in zip(nxt, ("addr", "wdata", "we", "en")))
+            m.d.sync += rdata.eq(self._spram(m, addr, wdata, we & en, en))
+        else:
+            m.d.sync += rdata.eq(self._lanes(m, platform, *nxt))
 
         # writes are acknowledged too (a response per request, in order)
         m.d.comb += [rq.w_data.eq(Cat(tag3, rdata)), rq.w_en.eq(b3),
@@ -122,6 +125,24 @@ class BoardMemory(wiring.Component):
         m.d.comb += [resp.valid.eq(waiting), resp.payload.tag.eq(tag1),
                      resp.payload.rdata.eq(rdata), self.link.rdata.eq(rdata)]
         return m
+
+    def _lanes(self, m, platform, addr, wdata, we, en):
+        """The registered RAM as one memory per byte lane, each behind stage-1 registers of
+        its own (``addr``, ``wdata``, ``we``, ``en`` are their next values). One address
+        register driving all the block RAMs, spread over the chip, was 13.5 ns of routing
+        on the ulx3s build; on an ECP5 the copies are cells Yosys does not merge."""
+        outs = []
+        for k in range(self.config.bus_bytes):
+            a = kept(m, addr, f"lane{k}_addr", platform)
+            w, e = kept(m, we, f"lane{k}_we", platform), kept(m, en, f"lane{k}_en", platform)
+            d = registered(m, wdata[8 * k:8 * k + 8], f"lane{k}_wdata")
+            mem = Memory(shape=8, depth=self.words, init=[])
+            m.submodules[f"dram{k}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            m.d.comb += [wp.addr.eq(a), wp.data.eq(d), wp.en.eq(e & w),
+                         rp.addr.eq(a), rp.en.eq(e & ~w)]
+            outs.append(rp.data)
+        return Cat(*outs)
 
     def _ram(self, m, platform, addr, wdata, we, en):
         if _uses_spram(platform, self.config):

@@ -17,7 +17,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .drain import ColumnDrain, drain_members
-from .lut_ecp5 import ecp5_lookup, kept, uses_ecp5_cells
+from .lut_ecp5 import ecp5_lookup, kept, kept_lut, uses_ecp5_cells
 from .requant import registered
 from .systolic import column_layout
 
@@ -116,8 +116,13 @@ class LutPrecompute(wiring.Component):
         # The partial sums are assigned outside the enable's `If`: a comb assignment under
         # it would be zero while the enable is low, which put the enable (the LUT array's
         # ready) in front of the adders instead of on the flops' CE.
-        upd = adv & valid & i.newgroup
+        # Each row's table has its own copy of the enable (a LUT4 of its own on an ECP5):
+        # one gate enabling every row's entries was a 452-pin net behind the LUT array's
+        # ready, 13.7 ns on the ulx3s build.
         for r in range(self._rows):
+            upd = kept_lut(m, lambda ov, rdy, v, new: (~ov | rdy) & v & new,
+                           [self.o.valid, self.o.ready, valid, i.newgroup], f"upd{r}",
+                           platform)
             a0, a1, a2, a3 = (i.act[t][r] for t in range(4))
             # shared partial sums: (-a0 -+ a1) and (+-a2 +-a3)
             lo = [Signal(signed(10), name=f"lo{r}_{b}") for b in range(2)]

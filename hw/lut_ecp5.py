@@ -12,12 +12,12 @@ board flow's netlist keeps them (nextpnr packs each LUT4 pair with its PFUMX).
 
 from types import SimpleNamespace
 
-from amaranth import Signal, Value
+from amaranth import Const, Signal, Value
 from amaranth.hdl import ClockSignal, Instance, ResetSignal
 
 from .requant import registered
 
-__all__ = ["uses_ecp5_cells", "ecp5_lookup", "kept", "ECP5"]
+__all__ = ["uses_ecp5_cells", "ecp5_lookup", "kept", "kept_lut", "ECP5"]
 
 #: What the design is elaborated for outside a board build when it should look like one on
 #: an ECP5 (synthesis reports, the equivalence check).
@@ -79,3 +79,22 @@ def kept(m, value, name, platform, init=0):
             p_SRMODE="LSR_OVER_CE", p_REGSET="SET" if init >> b & 1 else "RESET",
             i_CLK=ClockSignal(), i_LSR=ResetSignal(), i_CE=1, i_DI=value[b], o_Q=r[b])
     return r
+
+
+def kept_lut(m, fn, inputs, name, platform):
+    """``fn(*inputs)`` (one bit of up to four one-bit inputs, written with ``& | ^ ~``) as a
+    LUT4 of its own on an ECP5, so that copies of one function stay apart: each drives its
+    own share of a large fanout (Yosys would merge equal gates into one net). Elsewhere
+    the plain expression."""
+    if not uses_ecp5_cells(platform):
+        return fn(*inputs)
+    n = len(inputs)
+    assert 1 <= n <= 4
+    init = 0
+    for i in range(16):
+        init |= (fn(*(i >> t & 1 for t in range(n))) & 1) << i
+    pins = [Value.cast(v) for v in inputs] + [Const(0)] * (4 - n)
+    out = Signal(name=name)
+    m.submodules[f"{name}_lut"] = Instance(
+        "LUT4", p_INIT=init, i_A=pins[0], i_B=pins[1], i_C=pins[2], i_D=pins[3], o_Z=out)
+    return out
