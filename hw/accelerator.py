@@ -12,6 +12,7 @@ from .dma import DmaLoad, DmaStore
 from .fetch import Fetch
 from .protect import ParityMemory
 from .queue import SlicedFifo
+from .requant import registered
 from .isa import view, INSN_BITS, Buffer, Counter, ErrorCode, Opcode, Queue, SyncInsn, Header
 
 __all__ = ["Accelerator", "TOKEN_BITS"]
@@ -231,17 +232,18 @@ class Accelerator(wiring.Component):
             m.d.comb += [rp.addr.eq(port.addr), rp.en.eq(port.en), port.data.eq(rp.data)]
 
         def banked_read(addr, en, quad=0):
-            """Read ports on every bank; returns (selected entry, all four entries)."""
+            """Read ports on every bank; returns (selected entry, all four entries, the
+            selecting register: None with one bank)."""
             rps = [mem.read_port() for mem in banks]
             if nb == 1:
                 m.d.comb += [rps[0].addr.eq(addr), rps[0].en.eq(en)]
-                return rps[0].data, rps[0].data
+                return rps[0].data, rps[0].data, None
             sel = Signal(2)
             with m.If(en):
                 m.d.sync += sel.eq(addr[:2])
             for rp in rps:
                 m.d.comb += [rp.addr.eq(Mux(quad, addr, addr >> 2)), rp.en.eq(en)]
-            return Array(rp.data for rp in rps)[sel], Cat(*(rp.data for rp in rps))
+            return Array(rp.data for rp in rps)[sel], Cat(*(rp.data for rp in rps)), sel
 
         shared = cfg.scratchpad_ports == "shared"
         st_act_en = store.rd_en & (store.rd_buf == Buffer.ACT)
@@ -254,9 +256,9 @@ class Accelerator(wiring.Component):
             acc_store = ~comp.acc_rd.en & ~comp.acc_rq.en
             m.d.comb += store.rd_ok.eq(Mux(store.rd_buf == Buffer.ACC, acc_store, act_store))
             a_addr = Mux(comp.act_rd.en, comp.act_rd.addr, store.rd_addr)
-            one, four = banked_read(a_addr, comp.act_rd.en | (st_act_en & act_store),
-                                    comp.act_rd.quad & comp.act_rd.en)
-            st_act = one
+            one, four, sel = banked_read(a_addr, comp.act_rd.en | (st_act_en & act_store),
+                                         comp.act_rd.quad & comp.act_rd.en)
+            st_act = (one, four, sel)
             acc_rp = acc.read_port()
             m.d.comb += [
                 acc_rp.addr.eq(Mux(comp.acc_rd.en, comp.acc_rd.addr,
@@ -266,7 +268,7 @@ class Accelerator(wiring.Component):
             st_acc_data = acc_rp.data
         else:
             m.d.comb += store.rd_ok.eq(1)
-            one, four = banked_read(comp.act_rd.addr, comp.act_rd.en, comp.act_rd.quad)
+            one, four, _ = banked_read(comp.act_rd.addr, comp.act_rd.en, comp.act_rd.quad)
             connect_rd(comp.acc_rd, acc.read_port())
             connect_rd(comp.acc_rq, acc.read_port())
         m.d.comb += [comp.act_rd.data.eq(one), comp.act_rd.data4.eq(four)]
@@ -295,11 +297,25 @@ class Accelerator(wiring.Component):
                      scale_wp.addr.eq(load.wr_addr), scale_wp.data.eq(load.wr_data),
                      scale_wp.en.eq(load.wr_en & (load.wr_buf == Buffer.SCALE))]
         if not shared:
-            st_act, _ = banked_read(store.rd_addr, st_act_en)
+            st_act = banked_read(store.rd_addr, st_act_en)
             st_acc = acc.read_port()
             m.d.comb += [st_acc.addr.eq(store.rd_addr), st_acc.en.eq(st_acc_en)]
             st_acc_data = st_acc.data
-        m.d.comb += store.rd_data.eq(Mux(store.rd_buf == Buffer.ACC, st_acc_data, st_act))
+        st_one, st_four, st_sel = st_act
+        if not cfg.low_clock:
+            # The store's data is registered as the block RAMs give it (every bank's and the
+            # accumulators' output: the bank's choice and the buffer's come after), the
+            # cycle after the read; the store takes it a cycle later (DmaStore). Each
+            # RAM's clock-to-out and its routing to the store's entry register, through
+            # the choice, was 12.6 ns on the ulx3s build.
+            st_acc_data = registered(m, st_acc_data, "st_acc_r")
+            if st_sel is not None:
+                four_r = registered(m, st_four, "st_act_r")
+                st_one = Array(four_r.word_select(b, 8 * R)
+                               for b in range(nb))[registered(m, st_sel, "st_sel_r")]
+            else:
+                st_one = registered(m, st_one, "st_act_r")
+        m.d.comb += store.rd_data.eq(Mux(store.rd_buf == Buffer.ACC, st_acc_data, st_one))
 
         # --- completion, deadlock and errors ----------------------------------------------
         parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()

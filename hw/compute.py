@@ -9,7 +9,6 @@ from amaranth.lib.wiring import In, Out
 from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
-from .lut_ecp5 import kept
 from .queue import Front, executor_members, sum_exceeds
 from .requant import (RequantUnit, gather_groups, make_requant, registered, rne_wrap_parts,
                       split_product)
@@ -208,7 +207,7 @@ class Compute(wiring.Component):
         # each a register deep (every one of them on the ECP5's worst path once):
         #   0: the column leaves its engine; read its scale
         #   1: register the scale RAM's word
-        #   2: register the lane's scale (a copy per lane)
+        #   2: register the lane's scale (a copy per multiplier) and the column
         #   3: multiply: the column's low and high 16-bit halves by the scale
         #   4: add the two partial products
         #   5: shift by 32, 16 and 8 (with round-half-to-even's guard and sticky bits);
@@ -254,17 +253,19 @@ class Compute(wiring.Component):
         if cfg.group_scale:
             reg = partial(registered, m)
             # the scale RAM's word, registered where it leaves the RAM; then the lane's
-            # scale, one copy per lane (kept apart on an ECP5: each beside its lane's
-            # multipliers, where one register's routing to all of them took 9 ns)
+            # scale, a copy per multiplier (on an ECP5 each DSP block's input register:
+            # one register's routing to all of them took 9 ns)
             scale_q = reg(self.scale_dr.data, "gs_word")
             lane2 = reg(lane1, "gs_lane")
             scale = Mux(ctl[1].scaled, scale_q.word_select(lane2, 16), 1).as_signed()
-            d3 = reg(reg(d1, "gs_d2"), "gs_d3")
+            d2 = reg(d1, "gs_d2")
             vals, ups = [], []
             for i in range(R):
-                mult = kept(m, scale, f"gs_mult{i}", platform)
-                p4 = reg(split_product(reg, d3.word_select(i, 32), mult, f"gs_prod{i}"),
-                         f"gs_prod{i}", shape=signed(48))
+                # stage 2's registers (the column's word, the lane's scale) and stage 3's
+                # products: in the DSP blocks on an ECP5 (each block's own copy of the
+                # scale)
+                p4 = reg(split_product(m, platform, d2.word_select(i, 32), scale,
+                                       f"gs_prod{i}"), f"gs_prod{i}", shape=signed(48))
                 q, up = rne_wrap_parts(m, p4, ctl[4].shift, 32, f"gs{i}",
                                        split=(3, reg, ctl[5].shift))
                 vals.append(reg(q, f"gs_q{i}"))
@@ -390,13 +391,19 @@ class Compute(wiring.Component):
         q_valid = Signal()
         lane = Signal(range(lanes))
         requanting = run & is_op[Opcode.REQUANT]
+        # entries left to read (n < count); above the low-clock threshold a flop kept equal
+        # to it while the REQUANT runs (set as it starts, updated as n counts): no
+        # comparator between the instruction and the read enables (12.5 ns on the ulx3s
+        # build)
+        rq_more = Signal(name="rq_more")
+        more_cmp = (n < count) if cfg.low_clock else rq_more
         if shared:
             # the read ports are shared (with the drain, then the store): an entry is read
             # only when the requant unit takes it the next cycle, and never while the drain
             # reads the accumulators
-            q_issue = requanting & (n < count) & ~q_valid & rq.i.ready & ~dr_rd
+            q_issue = requanting & more_cmp & ~q_valid & rq.i.ready & ~dr_rd
         else:
-            q_issue = requanting & (n < count) & (~q_valid | rq.i.ready)
+            q_issue = requanting & more_cmp & (~q_valid | rq.i.ready)
         sidx = (rqi.scale_addr[:sb] + n)[:sb]
         nb = R // rq_lanes             # (reread) lane groups of an entry
         lb, lb1 = Signal(range(nb)), Signal(range(nb))     # group of the next read, the last
@@ -427,20 +434,20 @@ class Compute(wiring.Component):
             self.scale_rd.addr.eq(sidx >> lane_bits),
             self.scale_rd.en.eq(q_issue),
             rq.o.ready.eq(1),
-            self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab]),
             self.act_wr.data.eq(wr_data),
             self.act_wr.en.eq(wr_en),
             self.requant_busy.eq(requanting),
         ]
         out_done = Signal()     # n_out == count, as a flop (count >= 1 once checked)
         with m.If(front.start):
-            m.d.sync += [n.eq(0), n_out.eq(0), q_valid.eq(0), lb.eq(0), out_done.eq(0)]
+            m.d.sync += [n.eq(0), n_out.eq(0), q_valid.eq(0), lb.eq(0), out_done.eq(0),
+                         rq_more.eq(count != 0)]
         with m.Else():
             with m.If(q_issue):
                 m.d.sync += [q_valid.eq(1), lane.eq(sidx[:lane_bits]), lb1.eq(lb),
                              lb.eq(Mux(last_group, 0, lb + 1))]
                 with m.If(last_group):
-                    m.d.sync += n.eq(n + 1)
+                    m.d.sync += [n.eq(n + 1), rq_more.eq(n + 1 < count)]
             with m.Elif(rq.i.ready):
                 m.d.sync += q_valid.eq(0)
             with m.If(wr_en):
@@ -448,17 +455,50 @@ class Compute(wiring.Component):
         rq_done = requanting & out_done
 
         # shared read ports
-        m.d.comb += [self.acc_rq.addr.eq((rqi.acc_addr[:cb] + n)[:cb]),
-                     self.acc_rq.en.eq(q_issue)]
+        rq_addr = (rqi.acc_addr[:cb] + n)[:cb]
+        res_addr = (rqi.res_addr[:ab] + n)[:ab]
+        lut_addr = ((mm.act_addr[:ab] >> 2) + grp)[:ab]
+        sys_addr = (mm.act_addr[:ab] + step)[:ab]
+        if not cfg.low_clock:
+            # Above the low-clock threshold the addresses are registers of their own (base
+            # plus count, kept as the counts move): no adder between the instruction and
+            # the block RAMs' address pins (13.2 ns on the ulx3s build). The activations'
+            # read: a MATMUL's step (a LUT group's last plane), or a REQUANT's entry.
+            ptr_rq, ptr_act, ptr_out = Signal(cb), Signal(ab), Signal(ab)
+            with m.If(issue):
+                m.d.sync += ptr_act.eq(ptr_act + Mux(lut_mode, plane_end, 1))
+            with m.Elif(front.start):
+                m.d.sync += ptr_act.eq(Mux(is_op[Opcode.REQUANT], rqi.res_addr[:ab],
+                                           Mux(lut_mode, mm.act_addr[:ab] >> 2,
+                                               mm.act_addr[:ab])))
+            with m.Elif(q_issue & last_group):
+                m.d.sync += ptr_act.eq(ptr_act + 1)
+            with m.If(front.start):
+                m.d.sync += [ptr_rq.eq(rqi.acc_addr[:cb]), ptr_out.eq(rqi.out_addr[:ab])]
+            with m.Else():
+                with m.If(q_issue & last_group):
+                    m.d.sync += ptr_rq.eq(ptr_rq + 1)
+                with m.If(wr_en):
+                    m.d.sync += ptr_out.eq(ptr_out + 1)
+            rq_addr = res_addr = lut_addr = sys_addr = None
+            m.d.comb += [self.acc_rq.addr.eq(ptr_rq), self.act_rd.addr.eq(ptr_act),
+                         self.act_wr.addr.eq(ptr_out)]
+        else:
+            m.d.comb += [self.acc_rq.addr.eq(rq_addr),
+                         self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab])]
+        m.d.comb += self.acc_rq.en.eq(q_issue)
         with m.If(requanting):
-            m.d.comb += [self.act_rd.addr.eq((rqi.res_addr[:ab] + n)[:ab]),
-                         self.act_rd.en.eq(q_issue)]
+            m.d.comb += self.act_rd.en.eq(q_issue)
+            if res_addr is not None:
+                m.d.comb += self.act_rd.addr.eq(res_addr)
         with m.Elif(lut_mode):
-            m.d.comb += [self.act_rd.addr.eq(((mm.act_addr[:ab] >> 2) + grp)[:ab]),
-                         self.act_rd.quad.eq(1), self.act_rd.en.eq(issue & (plane == 0))]
+            m.d.comb += [self.act_rd.quad.eq(1), self.act_rd.en.eq(issue & (plane == 0))]
+            if lut_addr is not None:
+                m.d.comb += self.act_rd.addr.eq(lut_addr)
         with m.Else():
-            m.d.comb += [self.act_rd.addr.eq((mm.act_addr[:ab] + step)[:ab]),
-                         self.act_rd.en.eq(issue)]
+            m.d.comb += self.act_rd.en.eq(issue)
+            if sys_addr is not None:
+                m.d.comb += self.act_rd.addr.eq(sys_addr)
 
         # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.

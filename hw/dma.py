@@ -376,17 +376,19 @@ class DmaStore(_Dma):
         return m
 
     def _deep_words(self, m, front, d, beats, rows, run, spb, beb, db):
-        """The store's datapath above the low-clock threshold: a read (cycle 0), the entry
-        registered as the block RAM gives it (1), the beat's word chosen from that register
-        into a FIFO of four (2), sent from the FIFO's head (3 on). A read is issued while
-        fewer than four words are read and not yet sent: a beat per cycle."""
+        """The store's datapath above the low-clock threshold: a read (cycle 0), the block
+        RAMs' outputs registered by the accelerator (1), the entry chosen from them
+        registered (2), the beat's word chosen from that register into a FIFO of four (3),
+        sent from the FIFO's head (4 on). A read is issued while fewer than four words are
+        read and not yet sent: a beat per cycle."""
         from amaranth.lib.fifo import SyncFIFO
         cfg, bb = self._cfg, self._cfg.bus_bytes
         nwords = max_entry_bits(cfg) // (8 * bb)
         r_rd, b_rd = Signal(spb), Signal(beb)   # entry and beat of the next read
         more = Signal()         # reads left to issue (a flag: no comparator before rd_en)
         occ = Signal(3)         # words read and not yet sent
-        a_valid, a_beat = Signal(), Signal(beb)         # a read's data is on rd_data
+        r_valid, r_beat = Signal(), Signal(beb)         # a read's data leaves the RAM
+        a_valid, a_beat = Signal(), Signal(beb)         # ... is on rd_data
         e_valid, e_beat = Signal(), Signal(beb)         # ... registered in `ent`
         ent = Signal(max_entry_bits(cfg), reset_less=True)
         m.submodules.words = words = SyncFIFO(width=8 * bb, depth=4)
@@ -411,7 +413,8 @@ class DmaStore(_Dma):
             words.r_en.eq(sending),
             self.bus.resp.ready.eq(1),
         ]
-        m.d.sync += [a_valid.eq(granted), a_beat.eq(b_rd), e_valid.eq(a_valid),
+        m.d.sync += [r_valid.eq(granted), r_beat.eq(b_rd), a_valid.eq(r_valid),
+                     a_beat.eq(r_beat), e_valid.eq(a_valid),
                      e_beat.eq(a_beat), occ.eq(occ + granted - sending)]
         with m.If(a_valid):
             m.d.sync += ent.eq(self.rd_data)

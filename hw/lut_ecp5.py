@@ -15,7 +15,6 @@ from types import SimpleNamespace
 from amaranth import Const, Signal, Value
 from amaranth.hdl import ClockSignal, Instance, ResetSignal
 
-from .requant import registered
 
 __all__ = ["uses_ecp5_cells", "ecp5_lookup", "kept", "kept_lut", "ECP5"]
 
@@ -68,6 +67,7 @@ def kept(m, value, name, platform, init=0):
     taps), on an ECP5 (a board build) they are TRELLIS_FF cells, which it leaves alone.
     Elsewhere a plain register."""
     if not uses_ecp5_cells(platform):
+        from .requant import registered     # (requant uses the DSP cells of hw.dsp)
         return registered(m, value, name, reset=True, init=init)
     value = Value.cast(value)
     r = Signal(value.shape(), name=name)

@@ -29,13 +29,15 @@ def registered(m, value, name, *, shape=None, en=None, reset=False, init=0):
     return r
 
 
-def split_product(reg, a, mult, name):
+def split_product(m, platform, a, mult, name, en=None):
     """``a * mult`` (``a`` 32 bits, ``mult`` signed 16) from the products of ``a``'s 16-bit
-    halves, one MULT18X18D each, registered by ``reg(value, name)``: returns their sum
-    (comb, a register later than ``a`` and ``mult``)."""
+    halves, one MULT18X18D each: ``a`` and ``mult`` are registered, then the halves'
+    products (``hw.dsp.registered_product``, loaded while ``en``). Returns their sum:
+    comb, two registers later than ``a`` and ``mult``."""
+    from .dsp import registered_product
     a = Value.cast(a)
-    lo = reg(a[:16] * mult, f"{name}_lo")
-    hi = reg(a[16:].as_signed() * mult, f"{name}_hi")
+    lo = registered_product(m, platform, a[:16], mult, f"{name}_lo", en=en)
+    hi = registered_product(m, platform, a[16:].as_signed(), mult, f"{name}_hi", en=en)
     return (hi << 16) + lo
 
 
@@ -194,9 +196,10 @@ class RequantUnit(wiring.Component):
                 inner += [reg(valid, "v_in", reset=True)]
                 inner += [reg(inner[-1], "v_part", reset=True)]
                 valid = inner[-1]
-                acc = [reg(inp.acc[i], f"acc_in{i}") for i in range(R)]
-                mult = reg(inp.mult, "mult_in")
-                products = [split_product(reg, acc[i], mult, f"prod{i}") for i in range(R)]
+                # (the operands' and the halves' products' registers: in the DSP blocks
+                # on an ECP5)
+                products = [split_product(m, platform, inp.acc[i], inp.mult, f"prod{i}",
+                                          en=adv) for i in range(R)]
                 side = [(r, reg(reg(v, f"side_in{k}"), f"side_part{k}"))
                         for k, (r, v) in enumerate(side)]
             else:
