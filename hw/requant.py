@@ -156,11 +156,11 @@ class RequantUnit(wiring.Component):
     products take ``16 / mult_bits`` cycles (``acc x mult_bits`` partial products, no wide
     multiplier) and an entry is taken every ``16 / mult_bits + 1`` cycles.
 
-    ``deep`` (for high clocks, with ``mult_bits`` 16) adds seven registers: two on the inputs
-    (nothing from the scale RAM and its lane multiplexer into the multipliers, the second
-    the DSP blocks' own on an ECP5), between the products of the accumulator's 16-bit
-    halves and their sum, after the shifter's shifts by 32 and by 8 (three segments), and
-    between the rounded sum and the clamp (ten stages).
+    ``deep`` (for high clocks, with ``mult_bits`` 16) adds six registers: on the inputs
+    (nothing from the scale RAM and its lane multiplexer into the multipliers), between the
+    products of the accumulator's 16-bit halves and their sum, after the shifter's shifts
+    by 32 and by 8 (three segments), and between the rounded sum and the clamp (nine
+    stages).
 
     ``q = clamp(rne(acc * mult, shift) + (res if residual), relu ? 0 : -128, 127)``, exactly
     as ``sw.golden.requant``.
@@ -192,20 +192,15 @@ class RequantUnit(wiring.Component):
             prod = [Signal(signed(48), name=f"prod{i}") for i in range(R)]
             m.d.comb += self.i.ready.eq(adv)
             inp, valid = self.i.payload, self.i.valid
-            if deep:
-                # inputs registered (where the block RAMs' words arrive), then again in
-                # front of the multipliers, the halves' products registered: on an ECP5
-                # the last two are the DSP blocks' own registers (a RAM's word straight
-                # into a block's input register was 12.5 ns on the ulx3s build)
+            if deep:        # inputs registered; the halves' products registered
                 inner += [reg(valid, "v_in", reset=True)]
-                inner += [reg(inner[-1], "v_op", reset=True)]
                 inner += [reg(inner[-1], "v_part", reset=True)]
                 valid = inner[-1]
-                acc = [reg(inp.acc[i], f"acc_in{i}") for i in range(R)]
-                mult = reg(inp.mult, "mult_in")
-                products = [split_product(m, platform, acc[i], mult, f"prod{i}", en=adv)
-                            for i in range(R)]
-                side = [(r, reg(reg(reg(v, f"side_in{k}"), f"side_op{k}"), f"side_part{k}"))
+                # (the operands' and the halves' products' registers: in the DSP blocks
+                # on an ECP5)
+                products = [split_product(m, platform, inp.acc[i], inp.mult, f"prod{i}",
+                                          en=adv) for i in range(R)]
+                side = [(r, reg(reg(v, f"side_in{k}"), f"side_part{k}"))
                         for k, (r, v) in enumerate(side)]
             else:
                 products = [inp.acc[i] * inp.mult for i in range(R)]
