@@ -454,41 +454,51 @@ class Compute(wiring.Component):
                 m.d.sync += [n_out.eq(n_out + 1), out_done.eq(n_out + 1 == count)]
         rq_done = requanting & out_done
 
-        # shared read ports; the activations' read is a REQUANT's entry or a MATMUL's step
-        # (with the LUT engine, a group's: read with its first plane)
-        if cfg.low_clock:
-            act_addr = Mux(requanting, rqi.res_addr[:ab] + n,
-                           Mux(lut_mode, (mm.act_addr[:ab] >> 2) + grp, mm.act_addr[:ab] + step))
-            addrs = (act_addr[:ab], (rqi.acc_addr[:cb] + n)[:cb], (rqi.out_addr[:ab] + n_out)[:ab])
-        else:
-            # Above the low-clock threshold each address is a register of its own (the base
-            # as the instruction starts, then counting with n, the step or the group, n_out):
-            # no adder between the instruction and the block RAMs' address pins (13.2 ns on
-            # the ulx3s build).
-            addrs = act_ptr, rq_ptr, out_ptr = Signal(ab), Signal(cb), Signal(ab)
+        # shared read ports
+        rq_addr = (rqi.acc_addr[:cb] + n)[:cb]
+        res_addr = (rqi.res_addr[:ab] + n)[:ab]
+        lut_addr = ((mm.act_addr[:ab] >> 2) + grp)[:ab]
+        sys_addr = (mm.act_addr[:ab] + step)[:ab]
+        if not cfg.low_clock:
+            # Above the low-clock threshold the addresses are registers of their own (base
+            # plus count, kept as the counts move): no adder between the instruction and
+            # the block RAMs' address pins (13.2 ns on the ulx3s build). The activations'
+            # read: a MATMUL's step (a LUT group's last plane), or a REQUANT's entry.
+            ptr_rq, ptr_act, ptr_out = Signal(cb), Signal(ab), Signal(ab)
             with m.If(issue):
-                m.d.sync += act_ptr.eq(act_ptr + Mux(lut_mode, plane_end, 1))
+                m.d.sync += ptr_act.eq(ptr_act + Mux(lut_mode, plane_end, 1))
             with m.Elif(front.start):
-                m.d.sync += act_ptr.eq(Mux(is_op[Opcode.REQUANT], rqi.res_addr[:ab],
+                m.d.sync += ptr_act.eq(Mux(is_op[Opcode.REQUANT], rqi.res_addr[:ab],
                                            Mux(lut_mode, mm.act_addr[:ab] >> 2,
                                                mm.act_addr[:ab])))
             with m.Elif(q_issue & last_group):
-                m.d.sync += act_ptr.eq(act_ptr + 1)
+                m.d.sync += ptr_act.eq(ptr_act + 1)
             with m.If(front.start):
-                m.d.sync += [rq_ptr.eq(rqi.acc_addr[:cb]), out_ptr.eq(rqi.out_addr[:ab])]
+                m.d.sync += [ptr_rq.eq(rqi.acc_addr[:cb]), ptr_out.eq(rqi.out_addr[:ab])]
             with m.Else():
                 with m.If(q_issue & last_group):
-                    m.d.sync += rq_ptr.eq(rq_ptr + 1)
+                    m.d.sync += ptr_rq.eq(ptr_rq + 1)
                 with m.If(wr_en):
-                    m.d.sync += out_ptr.eq(out_ptr + 1)
-        m.d.comb += [self.act_rd.addr.eq(addrs[0]), self.acc_rq.addr.eq(addrs[1]),
-                     self.act_wr.addr.eq(addrs[2]), self.acc_rq.en.eq(q_issue)]
+                    m.d.sync += ptr_out.eq(ptr_out + 1)
+            rq_addr = res_addr = lut_addr = sys_addr = None
+            m.d.comb += [self.acc_rq.addr.eq(ptr_rq), self.act_rd.addr.eq(ptr_act),
+                         self.act_wr.addr.eq(ptr_out)]
+        else:
+            m.d.comb += [self.acc_rq.addr.eq(rq_addr),
+                         self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab])]
+        m.d.comb += self.acc_rq.en.eq(q_issue)
         with m.If(requanting):
             m.d.comb += self.act_rd.en.eq(q_issue)
+            if res_addr is not None:
+                m.d.comb += self.act_rd.addr.eq(res_addr)
         with m.Elif(lut_mode):
             m.d.comb += [self.act_rd.quad.eq(1), self.act_rd.en.eq(issue & (plane == 0))]
+            if lut_addr is not None:
+                m.d.comb += self.act_rd.addr.eq(lut_addr)
         with m.Else():
             m.d.comb += self.act_rd.en.eq(issue)
+            if sys_addr is not None:
+                m.d.comb += self.act_rd.addr.eq(sys_addr)
 
         # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.
