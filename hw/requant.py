@@ -157,8 +157,9 @@ class RequantUnit(wiring.Component):
     multiplier) and an entry is taken every ``16 / mult_bits + 1`` cycles.
 
     ``deep`` (for high clocks, with ``mult_bits`` 16) adds six registers: on the inputs
-    (nothing from the scale RAM and its lane multiplexer into the multipliers), between the
-    products of the accumulator's 16-bit halves and their sum, after the shifter's shifts
+    (nothing from the scale RAM and its lane multiplexer into the multipliers; on an ECP5
+    the DSP blocks' own input registers, as the products' are), between the products of
+    the accumulator's 16-bit halves and their sum, after the shifter's shifts
     by 32 and by 8 (three segments), and between the rounded sum and the clamp (nine
     stages).
 
