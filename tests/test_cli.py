@@ -199,7 +199,10 @@ def test_bitstream_time_limit(capsys, tmp_path):
     t0 = time.monotonic()
     code, out, err = run_cli(capsys, "bitstream", "--board", "ulx3s-85f", "--config", "tiny",
                              "--timeout-min", "0.1", "-o", str(tmp_path), "--json")
-    assert time.monotonic() - t0 < 60
+    # (far less than the build, a few minutes: the bound has room for elaborating the
+    # design on a loaded machine, which the time limit does not cover; 66 s was seen with
+    # four other builds and simulations beside the suite on 2 cores)
+    assert time.monotonic() - t0 < 150
     assert code != 0
     line = one_clear_line(err)
     assert "stopped after" in line and "still" in line, line
