@@ -102,7 +102,8 @@ def absorb(netlist: dict, top: str = "top") -> list[tuple[str, int]]:
         for side, halves in groups:
             conn = ram["connections"]
             clk = conn.get(f"CLK{side}", [None])[0]
-            if (not isinstance(clk, int) or _param(ram, f"CLK{side}MUX", f"CLK{side}") != f"CLK{side}"
+            clkmux = _param(ram, f"CLK{side}MUX", f"CLK{side}")
+            if (not isinstance(clk, int) or clkmux != f"CLK{side}"
                     or any(conn.get(f"RST{h}", ["0"]) != ["0"] for h in halves)
                     or any(_param(ram, f"REGMODE_{h}", "NOREG") != "NOREG" for h in halves)
                     or (pdp and conn.get("CLKA", [None])[0] != clk)):

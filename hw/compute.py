@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
-from .lut import LutArray, LutPrecompute
+from .bus import StreamSlice
+from .lut import LutArray, LutPrecompute, lut_step_layout
 from .queue import Front, executor_members, sum_exceeds
 from .requant import (RequantUnit, gather_groups, make_requant, registered, rne_wrap_parts,
                       split_product)
@@ -124,7 +125,16 @@ class Compute(wiring.Component):
             m.submodules.lut_array = lut = LutArray(rows=R, ch=N, tag_bits=TAG_BITS,
                                                     max_wbits=max(cfg.lut_wbits),
                                                     skew=not cfg.low_clock)
-            wiring.connect(m, pre.o, lut.i)
+            feed = None
+            if cfg.low_clock:
+                wiring.connect(m, pre.o, lut.i)
+            else:
+                # a register slice between them: the precompute's table and the array's
+                # input stage sit far apart (11.7 ns of routing on the ulx3s build), and
+                # the array's acceptance no longer reaches the precompute's enables
+                m.submodules.lut_feed = feed = StreamSlice(lut_step_layout(R, N, TAG_BITS))
+                wiring.connect(m, pre.o, feed.i)
+                wiring.connect(m, feed.o, lut.i)
 
         wbits_ok = Const(sum(1 << b for b in cfg.lut_wbits), 8)
 
@@ -307,6 +317,8 @@ class Compute(wiring.Component):
                      self.acc_wr.en.eq(w_en)]
         sys_idle = array.idle if has_sys else Const(1)
         lut_idle = (lut.idle & ~pre.o.valid & ~pre.held.any()) if has_lut else Const(1)
+        if has_lut and feed is not None:
+            lut_idle = lut_idle & ~feed.o.valid & ~feed.skid_valid
         drain_idle = sys_idle & lut_idle & ~Cat(*(c.valid for c in in_flight)).any()
         if not cfg.low_clock:
             # registered (its tree reaches no status flop's logic): a cycle old, it is never
@@ -417,9 +429,10 @@ class Compute(wiring.Component):
             # accumulators' and the scales' become the RAMs' own output registers,
             # boards/ram_outreg.py): the requant unit takes an entry two cycles after its
             # read. It takes one every cycle (its output is never held), so the stage
-            # needs no handshake (a lane-serial unit, which holds its input, goes without). (A RAM's clock-to-out and its routing into the DSP
-            # blocks' input registers, through the scale's lane multiplexer, was 12.5 ns
-            # on the ulx3s build.)
+            # needs no handshake (a lane-serial unit, which holds its input, goes
+            # without). A RAM's clock-to-out and its routing into the DSP blocks' input
+            # registers, through the scale's lane multiplexer, was 12.5 ns on the ulx3s
+            # build.
             acc_in, res_in, scale_in = (registered(m, v, f"rq_{n}_r") for v, n in (
                 (acc_in, "acc"), (res_in, "res"), (scale_in, "scale")))
             valid_in = registered(m, q_valid, "rq_valid_r", reset=True)
@@ -535,6 +548,9 @@ class Compute(wiring.Component):
                      hits(pre.o.valid, pre.o.payload.tag[:16], N),
                      hits(pre.held[0], pre.held_tags[0][:16], N),
                      hits(pre.held[1], pre.held_tags[1][:16], N)]
+            if feed is not None:
+                busy += [hits(feed.o.valid, feed.o.payload.tag[:16], N),
+                         hits(feed.skid_valid, feed.skid.tag[:16], N)]
         acc_busy = Cat(*busy).any()
         # The hazard verdict is registered (its adders and comparators are not on the path
         # into the token counters and the error logic): a REQUANT starts the cycle after it

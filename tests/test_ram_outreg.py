@@ -194,7 +194,8 @@ def test_the_registers_the_block_can_be_are_moved(netlists):
 def test_the_rewritten_netlist_is_the_synthesized_one(netlists):
     before, after, _ = netlists
     models = _models()
-    script = ("read_verilog -sv models.v; read_json gold.json; read_json gate.json; setattr -mod -unset top; "
+    script = ("read_verilog -sv models.v; read_json gold.json; read_json gate.json; "
+              "setattr -mod -unset top; "
               "hierarchy -check; proc; flatten; memory; opt_clean; "
               "miter -equiv -flatten -make_outputs gold gate miter; hierarchy -top miter; "
               "sat -verify -prove trigger 0 -set-init-zero -seq 6 miter; "
@@ -214,7 +215,8 @@ def test_a_wrong_enable_is_caught(netlists):
             if cells[ram]["connections"].get(pin) not in (["1"], ["0"]):
                 cells[ram]["connections"][pin] = ["1"]
     models = _models()
-    script = ("read_verilog -sv models.v; read_json gold.json; read_json gate.json; setattr -mod -unset top; "
+    script = ("read_verilog -sv models.v; read_json gold.json; read_json gate.json; "
+              "setattr -mod -unset top; "
               "hierarchy -check; proc; flatten; memory; opt_clean; "
               "miter -equiv -flatten -make_outputs gold gate miter; hierarchy -top miter; "
               "sat -prove trigger 0 -set-init-zero -seq 6 -show-ports miter; "
