@@ -100,12 +100,10 @@ class StreamSlice(wiring.Component):
     def __init__(self, layout):
         self._layout = layout
         super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
-        # the second entry (taken while ``o`` stalls), for users that track what is inside
-        self.skid, self.skid_valid = Signal(layout, name="skid"), Signal(name="skid_valid")
 
     def elaborate(self, platform):
         m = Module()
-        skid, skid_valid = self.skid, self.skid_valid
+        skid, skid_valid = Signal(self._layout), Signal()
         m.d.comb += self.i.ready.eq(~skid_valid)
         with m.If(self.o.ready | ~self.o.valid):
             m.d.sync += [self.o.valid.eq(self.i.valid | skid_valid),

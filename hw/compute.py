@@ -8,8 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
-from .bus import StreamSlice
-from .lut import LutArray, LutPrecompute, lut_step_layout
+from .lut import LutArray, LutPrecompute
 from .queue import Front, executor_members, sum_exceeds
 from .requant import (RequantUnit, gather_groups, make_requant, registered, rne_wrap_parts,
                       split_product)
@@ -125,16 +124,7 @@ class Compute(wiring.Component):
             m.submodules.lut_array = lut = LutArray(rows=R, ch=N, tag_bits=TAG_BITS,
                                                     max_wbits=max(cfg.lut_wbits),
                                                     skew=not cfg.low_clock)
-            feed = None
-            if cfg.low_clock:
-                wiring.connect(m, pre.o, lut.i)
-            else:
-                # a register slice between them: the precompute's table and the array's
-                # input stage sit far apart (11.7 ns of routing on the ulx3s build), and
-                # the array's acceptance no longer reaches the precompute's enables
-                m.submodules.lut_feed = feed = StreamSlice(lut_step_layout(R, N, TAG_BITS))
-                wiring.connect(m, pre.o, feed.i)
-                wiring.connect(m, feed.o, lut.i)
+            wiring.connect(m, pre.o, lut.i)
 
         wbits_ok = Const(sum(1 << b for b in cfg.lut_wbits), 8)
 
@@ -317,8 +307,6 @@ class Compute(wiring.Component):
                      self.acc_wr.en.eq(w_en)]
         sys_idle = array.idle if has_sys else Const(1)
         lut_idle = (lut.idle & ~pre.o.valid & ~pre.held.any()) if has_lut else Const(1)
-        if has_lut and feed is not None:
-            lut_idle = lut_idle & ~feed.o.valid & ~feed.skid_valid
         drain_idle = sys_idle & lut_idle & ~Cat(*(c.valid for c in in_flight)).any()
         if not cfg.low_clock:
             # registered (its tree reaches no status flop's logic): a cycle old, it is never
@@ -548,9 +536,6 @@ class Compute(wiring.Component):
                      hits(pre.o.valid, pre.o.payload.tag[:16], N),
                      hits(pre.held[0], pre.held_tags[0][:16], N),
                      hits(pre.held[1], pre.held_tags[1][:16], N)]
-            if feed is not None:
-                busy += [hits(feed.o.valid, feed.o.payload.tag[:16], N),
-                         hits(feed.skid_valid, feed.skid.tag[:16], N)]
         acc_busy = Cat(*busy).any()
         # The hazard verdict is registered (its adders and comparators are not on the path
         # into the token counters and the error logic): a REQUANT starts the cycle after it
