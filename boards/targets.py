@@ -60,11 +60,13 @@ class Board:
     dsps: int               # multiplier blocks on the device
     baud: int = 1_000_000
 
-    def make_platform(self):
+    def make_platform(self, ram_outreg=False):
+        """The amaranth-boards platform; ``ram_outreg`` (ECP5): its build script moves the
+        registers after block RAM reads into the RAMs (boards/ram_outreg.py)."""
         mod, cls = self.platform.split(":")
         import importlib
         platform = getattr(importlib.import_module(f"amaranth_boards.{mod}"), cls)()
-        if self.family == "ecp5":
+        if ram_outreg and self.family == "ecp5":
             _move_ram_registers(platform)
         return platform
 
@@ -188,10 +190,13 @@ def parse_report(family, nextpnr_log: str, yosys_log: str = "") -> tuple[dict, f
 
 
 def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
-          progress=None, files_only=False, timeout_s=None, seed=None) -> BuildResult:
+          progress=None, files_only=False, timeout_s=None, seed=None,
+          ram_outreg=False) -> BuildResult:
     """Build ``config`` for ``board`` in ``out_dir``: a bitstream (open flows) or the vendor
     project (Xilinx); ``seed``: nextpnr's placement seed (None: the config's ``pnr_seed``,
-    and at 0 nextpnr's own). Raises FitError when it does not fit, BuildTimeout when the
+    and at 0 nextpnr's own); ``ram_outreg`` (ECP5): registers after block RAM reads become
+    the RAMs' output registers (boards/ram_outreg.py, between Yosys and nextpnr). Raises
+    FitError when it does not fit, BuildTimeout when the
     tools take longer than ``timeout_s`` seconds (None: no limit); timing is reported, not
     raised.
     ``files_only`` writes the design, constraints and build script without running a tool."""
@@ -232,7 +237,7 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
 
     def prepare():          # a platform prepares one design once: a fresh one per plan
         top = BoardTop(board, config, clock_hz=int(clock * 1e6), baud=baud or board.baud)
-        plan = board.make_platform().build(top, name="top", build_dir=str(out_dir),
+        plan = board.make_platform(ram_outreg).build(top, name="top", build_dir=str(out_dir),
                                            do_build=False, **kw)
         return top, plan
     say(f"elaborating {config.name} for {board.title}")

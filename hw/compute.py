@@ -289,12 +289,11 @@ class Compute(wiring.Component):
             # drain go to distinct entries, and two drains are three cycles apart or more
             # (ColumnDrain: the gap cycle, then the promotion), the write two stages after
             # the read (tests/test_acc_chain.py chains drains onto shared entries).
-            # The register holds the RAM's word as it is (no reset, no enable: on an ECP5
-            # it becomes the block RAM's output register, boards/ram_outreg.py); the
-            # write's accumulate flag, registered beside it, masks it in front of the adder.
-            old_r = registered(m, old, "wr_old")
-            accum_r = registered(m, ctl[5].accum, "wr_accum")
-            olds = [Mux(accum_r, old_r.word_select(i, 32), 0) for i in range(R)]
+            # The register takes the old value only for an accumulating write (zero
+            # otherwise): the write's accumulate flag is not in front of the adder.
+            old_r = Signal(32 * R, name="wr_old", reset_less=True)
+            m.d.sync += old_r.eq(Mux(ctl[5].accum, old, 0))
+            olds = [old_r.word_select(i, 32) for i in range(R)]
             # quotient + increment + old in one carry chain: (2q + up) + (2old + up) =
             # 2(q + old + up)
             m.d.comb += summed.eq(Cat(*((Cat(ups[i], vals[i]) + Cat(ups[i], olds[i]))[1:33]
@@ -409,26 +408,11 @@ class Compute(wiring.Component):
         nb = R // rq_lanes             # (reread) lane groups of an entry
         lb, lb1 = Signal(range(nb)), Signal(range(nb))     # group of the next read, the last
         last_group = (lb == nb - 1) if reread else Const(1)
-        acc_in, res_in, scale_in = self.acc_rq.data, self.act_rd.data, self.scale_rd.data
-        valid_in, lane_in, lb_in = q_valid, lane, lb1
-        # (a unit that never stalls: 16-bit multipliers, every lane it has at once)
-        if not cfg.low_clock and cfg.requant_mult_bits == 16 and (reread or rq_lanes == R):
-            # The reads' words are registered as they leave the block RAMs (on an ECP5 the
-            # accumulators' and the scales' become the RAMs' own output registers,
-            # boards/ram_outreg.py): the requant unit takes an entry two cycles after its
-            # read. It takes one every cycle (its output is never held), so the stage
-            # needs no handshake (a lane-serial unit, which holds its input, goes
-            # without). A RAM's clock-to-out and its routing into the DSP blocks' input
-            # registers, through the scale's lane multiplexer, was 12.5 ns on the ulx3s
-            # build.
-            acc_in, res_in, scale_in = (registered(m, v, f"rq_{n}_r") for v, n in (
-                (acc_in, "acc"), (res_in, "res"), (scale_in, "scale")))
-            valid_in = registered(m, q_valid, "rq_valid_r", reset=True)
-            lane_in, lb_in = registered(m, lane, "rq_lane_r"), registered(m, lb1, "rq_lb_r")
         if reread:
             m.d.comb += [
-                rq.i.payload.acc.as_value().eq(acc_in.word_select(lb_in, 32 * rq_lanes)),
-                rq.i.payload.res.as_value().eq(res_in.word_select(lb_in, 8 * rq_lanes)),
+                rq.i.payload.acc.as_value().eq(
+                    self.acc_rq.data.word_select(lb1, 32 * rq_lanes)),
+                rq.i.payload.res.as_value().eq(self.act_rd.data.word_select(lb1, 8 * rq_lanes)),
             ]
             # the groups' results are gathered and the entry written the cycle after the last
             out, ob, last = gather_groups(m, rq.o.valid, rq.o.payload, nb, "rq_out")
@@ -438,11 +422,12 @@ class Compute(wiring.Component):
                 m.d.sync += ob.eq(0)
             wr_data, wr_en = out, w_valid
         else:
-            m.d.comb += [rq.i.payload.acc.eq(acc_in), rq.i.payload.res.eq(res_in)]
+            m.d.comb += [rq.i.payload.acc.eq(self.acc_rq.data),
+                         rq.i.payload.res.eq(self.act_rd.data)]
             wr_data, wr_en = rq.o.payload, rq.o.valid
         m.d.comb += [
-            rq.i.valid.eq(valid_in),
-            rq.i.payload.mult.eq(scale_in.word_select(lane_in, 16)),
+            rq.i.valid.eq(q_valid),
+            rq.i.payload.mult.eq(self.scale_rd.data.word_select(lane, 16)),
             rq.i.payload.shift.eq(rqi.shift),
             rq.i.payload.residual.eq(rqi.residual),
             rq.i.payload.relu.eq(rqi.relu),

@@ -12,7 +12,7 @@ Two stream components (docs/lut.md has the arithmetic):
   systolic array's, while the next MATMUL streams in. No multipliers.
 """
 
-from amaranth import Module, Signal, Mux, Array, Cat, Value, signed
+from amaranth import Module, Signal, Mux, Array, Cat, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -110,19 +110,9 @@ class LutPrecompute(wiring.Component):
         o = self.o.payload
         with m.If(adv):
             m.d.sync += self.o.valid.eq(valid)
-        # The other fields load under copies of the enable too (a LUT4 each on an ECP5):
-        # the weight indices in 16-bit pieces, the rest together (one enable for them
-        # all was 6.4 ns of routing from its gate on the ulx3s build).
-        def bits(step, names):
-            return Cat(*(Value.cast(getattr(step, n)) for n in names))
-        nib_o, nib_i = bits(o, fields[:1]), bits(i, fields[:1])
-        pieces = [(nib_o[k:k + 16], nib_i[k:k + 16]) for k in range(0, len(nib_o), 16)]
-        pieces.append((bits(o, fields[1:]), bits(i, fields[1:])))
-        for k, (dst, src) in enumerate(pieces):
-            ld = kept_lut(m, lambda ov, rdy, v: (~ov | rdy) & v,
-                          [self.o.valid, self.o.ready, valid], f"ld{k}", platform)
-            with m.If(ld):
-                m.d.sync += dst.eq(src)
+        with m.If(adv & valid):
+            for name in fields:
+                m.d.sync += getattr(o, name).eq(getattr(i, name))
         # The partial sums are assigned outside the enable's `If`: a comb assignment under
         # it would be zero while the enable is low, which put the enable (the LUT array's
         # ready) in front of the adders instead of on the flops' CE.
