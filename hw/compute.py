@@ -454,16 +454,21 @@ class Compute(wiring.Component):
                 m.d.sync += [n_out.eq(n_out + 1), out_done.eq(n_out + 1 == count)]
         rq_done = requanting & out_done
 
-        # shared read ports
-        rq_addr = (rqi.acc_addr[:cb] + n)[:cb]
-        res_addr = (rqi.res_addr[:ab] + n)[:ab]
-        lut_addr = ((mm.act_addr[:ab] >> 2) + grp)[:ab]
-        sys_addr = (mm.act_addr[:ab] + step)[:ab]
-        if not cfg.low_clock:
-            # Above the low-clock threshold the addresses are registers of their own (base
-            # plus count, kept as the counts move): no adder between the instruction and
-            # the block RAMs' address pins (13.2 ns on the ulx3s build). The activations'
-            # read: a MATMUL's step (a LUT group's last plane), or a REQUANT's entry.
+        # shared read ports; the activations' read is a REQUANT's entry or a MATMUL's step
+        # (with the LUT engine, a group's: read with its first plane). Below the low-clock
+        # threshold each address is the instruction's base plus its count (`act_addrs`:
+        # the activations' by reader, REQUANT / LUT / systolic).
+        act_addrs = None
+        if cfg.low_clock:
+            act_addrs = ((rqi.res_addr[:ab] + n)[:ab], ((mm.act_addr[:ab] >> 2) + grp)[:ab],
+                         (mm.act_addr[:ab] + step)[:ab])
+            m.d.comb += [self.acc_rq.addr.eq((rqi.acc_addr[:cb] + n)[:cb]),
+                         self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab])]
+        else:
+            # Above it the addresses are registers of their own (base plus count, kept as
+            # the counts move): no adder between the instruction and the block RAMs'
+            # address pins (13.2 ns on the ulx3s build). The activations' read: a MATMUL's
+            # step (a LUT group's last plane), or a REQUANT's entry.
             ptr_rq, ptr_act, ptr_out = Signal(cb), Signal(ab), Signal(ab)
             with m.If(issue):
                 m.d.sync += ptr_act.eq(ptr_act + Mux(lut_mode, plane_end, 1))
@@ -480,25 +485,21 @@ class Compute(wiring.Component):
                     m.d.sync += ptr_rq.eq(ptr_rq + 1)
                 with m.If(wr_en):
                     m.d.sync += ptr_out.eq(ptr_out + 1)
-            rq_addr = res_addr = lut_addr = sys_addr = None
             m.d.comb += [self.acc_rq.addr.eq(ptr_rq), self.act_rd.addr.eq(ptr_act),
                          self.act_wr.addr.eq(ptr_out)]
-        else:
-            m.d.comb += [self.acc_rq.addr.eq(rq_addr),
-                         self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab])]
         m.d.comb += self.acc_rq.en.eq(q_issue)
         with m.If(requanting):
             m.d.comb += self.act_rd.en.eq(q_issue)
-            if res_addr is not None:
-                m.d.comb += self.act_rd.addr.eq(res_addr)
+            if act_addrs:
+                m.d.comb += self.act_rd.addr.eq(act_addrs[0])
         with m.Elif(lut_mode):
             m.d.comb += [self.act_rd.quad.eq(1), self.act_rd.en.eq(issue & (plane == 0))]
-            if lut_addr is not None:
-                m.d.comb += self.act_rd.addr.eq(lut_addr)
+            if act_addrs:
+                m.d.comb += self.act_rd.addr.eq(act_addrs[1])
         with m.Else():
             m.d.comb += self.act_rd.en.eq(issue)
-            if sys_addr is not None:
-                m.d.comb += self.act_rd.addr.eq(sys_addr)
+            if act_addrs:
+                m.d.comb += self.act_rd.addr.eq(act_addrs[2])
 
         # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.
