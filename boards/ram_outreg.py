@@ -23,7 +23,8 @@ output register and the flip-flops' enable (``REGMODE_A``/``_B``, ``OCEA``/``OCE
 so whichever the block uses for which half, the word is registered as one.
 
 It works on the netlist Yosys writes for nextpnr (``top.json``) and runs between the two
-in a board build (boards/targets.py): ``python -m boards.ram_outreg top.json``.
+in a board build asked for it (``llmaccel bitstream --ram-outreg``, boards/targets.py):
+``python -m boards.ram_outreg top.json``.
 """
 
 from __future__ import annotations
