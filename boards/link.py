@@ -110,6 +110,7 @@ class Link(wiring.Component):
         m.d.comb += info_rp.addr.eq(idx)
         # reply payload byte `idx`, valid two cycles after R_FETCH drove the addresses
         rd_addr = (p_addr + idx)[:db]
+        req_addr = Signal(db)       # (deep) the word's address, registered in R_FETCH
         csr_addr = Signal(4)        # registered in R_FETCH: no adder before the counters' mux
         m.d.comb += self.csr_addr.eq(csr_addr)
         # a counter's bytes leave one by one, thousands of cycles apart: all of them come
@@ -343,12 +344,22 @@ class Link(wiring.Component):
                             m.next = "R_FETCH"
             with m.State("R_FETCH"):
                 # (`busy` is up for a READ alone: no decode of the command here)
-                m.d.comb += [self.mem.en.eq(self.mem.busy), self.mem.addr.eq(rd_addr >> shift)]
+                if deep:
+                    # the word's address registered first (its adder in front of the board
+                    # memory's address registers: 12.1 ns on the ulx3s build)
+                    m.d.sync += req_addr.eq(rd_addr >> shift)
+                else:
+                    m.d.comb += [self.mem.en.eq(self.mem.busy),
+                                 self.mem.addr.eq(rd_addr >> shift)]
                 kk = (idx - 2)[:3]
                 m.d.sync += [k.eq(kk), first_byte.eq((idx >= 2) & (kk == 0)), is0.eq(idx == 0),
                              is1.eq(idx == 1), lane.eq(rd_addr[:shift] if shift else 0),
                              csr_addr.eq((idx - 2) >> 3)]
-                m.next = "R_WAIT"
+                m.next = "R_REQ" if deep else "R_WAIT"
+            if deep:
+                with m.State("R_REQ"):
+                    m.d.comb += [self.mem.en.eq(self.mem.busy), self.mem.addr.eq(req_addr)]
+                    m.next = "R_WAIT"
             with m.State("R_WAIT"):             # the memory registers the request first
                 m.next = "R_WAIT2"
             with m.State("R_WAIT2"):            # (counters in a block RAM: read a cycle late)

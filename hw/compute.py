@@ -488,12 +488,23 @@ class Compute(wiring.Component):
             m.d.comb += [self.acc_rq.addr.eq(ptr_rq), self.act_rd.addr.eq(ptr_act),
                          self.act_wr.addr.eq(ptr_out)]
         m.d.comb += self.acc_rq.en.eq(q_issue)
+        if not act_addrs:
+            # whether the read takes a LUT group (the same row of every bank): a flop set
+            # as the instruction starts, as the address register is (decoded from the
+            # instruction, it sat in front of every bank's address pins: 12.2 ns on the
+            # ulx3s build)
+            quad = Signal(name="act_quad")
+            with m.If(front.start):
+                m.d.sync += quad.eq(~is_op[Opcode.REQUANT] & lut_mode)
+            m.d.comb += self.act_rd.quad.eq(quad)
         with m.If(requanting):
             m.d.comb += self.act_rd.en.eq(q_issue)
             if act_addrs:
                 m.d.comb += self.act_rd.addr.eq(act_addrs[0])
         with m.Elif(lut_mode):
-            m.d.comb += [self.act_rd.quad.eq(1), self.act_rd.en.eq(issue & (plane == 0))]
+            m.d.comb += self.act_rd.en.eq(issue & (plane == 0))
+            if act_addrs:
+                m.d.comb += self.act_rd.quad.eq(1)
             if act_addrs:
                 m.d.comb += self.act_rd.addr.eq(act_addrs[1])
         with m.Else():

@@ -385,6 +385,9 @@ class DmaStore(_Dma):
         cfg, bb = self._cfg, self._cfg.bus_bytes
         nwords = max_entry_bits(cfg) // (8 * bb)
         r_rd, b_rd = Signal(spb), Signal(beb)   # entry and beat of the next read
+        # the next read's scratchpad address, a register counting with r_rd (no adder
+        # between the instruction and the RAMs' address pins: 11.6 ns on the ulx3s build)
+        rd_ptr = Signal(spb)
         more = Signal()         # reads left to issue (a flag: no comparator before rd_en)
         occ = Signal(3)         # words read and not yet sent
         r_valid, r_beat = Signal(), Signal(beb)         # a read's data leaves the RAM
@@ -401,7 +404,7 @@ class DmaStore(_Dma):
         granted = self.rd_en & self.rd_ok
         m.d.comb += [
             self.rd_buf.eq(d.buf),
-            self.rd_addr.eq((d.sp_addr[:spb] + r_rd)[:spb]),
+            self.rd_addr.eq(rd_ptr),
             self.rd_en.eq(run & more & (~occ[2] | sending)),
             words.w_data.eq(ent.word_select(e_beat, 8 * bb) if nwords > 1 else ent[:8 * bb]),
             words.w_en.eq(e_valid),
@@ -420,11 +423,13 @@ class DmaStore(_Dma):
             m.d.sync += ent.eq(self.rd_data)
         with m.If(front.start):
             m.d.sync += [r_rd.eq(0), b_rd.eq(0), more.eq(1), b.eq(0),
-                         row_addr.eq(d.dram_addr[:db]), ack_r.eq(0), ack_b.eq(0), acked.eq(0)]
+                         rd_ptr.eq(d.sp_addr[:spb]), row_addr.eq(d.dram_addr[:db]),
+                         ack_r.eq(0), ack_b.eq(0), acked.eq(0)]
         with m.Else():
             with m.If(granted):
                 with m.If(b_rd == beats - 1):
-                    m.d.sync += [b_rd.eq(0), r_rd.eq(r_rd + 1), more.eq(r_rd + 1 != rows)]
+                    m.d.sync += [b_rd.eq(0), r_rd.eq(r_rd + 1), more.eq(r_rd + 1 != rows),
+                                 rd_ptr.eq(rd_ptr + 1)]
                 with m.Else():
                     m.d.sync += b_rd.eq(b_rd + 1)
             with m.If(sending):

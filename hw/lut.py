@@ -116,13 +116,14 @@ class LutPrecompute(wiring.Component):
         # The partial sums are assigned outside the enable's `If`: a comb assignment under
         # it would be zero while the enable is low, which put the enable (the LUT array's
         # ready) in front of the adders instead of on the flops' CE.
-        # Each row's table has its own copy of the enable (a LUT4 of its own on an ECP5):
-        # one gate enabling every row's entries was a 452-pin net behind the LUT array's
-        # ready, 13.7 ns on the ulx3s build.
+        # Each half of a row's table has its own copy of the enable (a LUT4 of its own on
+        # an ECP5): one gate enabling every row's entries was a 452-pin net behind the LUT
+        # array's ready, 13.7 ns on the ulx3s build; one a row still drove 88 flops spread
+        # towards the array (6.2 ns).
         for r in range(self._rows):
-            upd = kept_lut(m, lambda ov, rdy, v, new: (~ov | rdy) & v & new,
-                           [self.o.valid, self.o.ready, valid, i.newgroup], f"upd{r}",
-                           platform)
+            upd = [kept_lut(m, lambda ov, rdy, v, new: (~ov | rdy) & v & new,
+                            [self.o.valid, self.o.ready, valid, i.newgroup], f"upd{r}_{h}",
+                            platform) for h in range(2)]
             a0, a1, a2, a3 = (i.act[t][r] for t in range(4))
             # shared partial sums: (-a0 -+ a1) and (+-a2 +-a3)
             lo = [Signal(signed(10), name=f"lo{r}_{b}") for b in range(2)]
@@ -131,9 +132,9 @@ class LutPrecompute(wiring.Component):
             # hi = -s, d, -d, s by (bit 2, bit 1) of u (signs of a3, a2), subtracted rather
             # than negated and added: a negation is a carry chain of its own
             hi = [(s, True), (d, False), (d, True), (s, False)]
-            with m.If(upd):
-                for u in range(8):
-                    y, sub = hi[u >> 1]
+            for u in range(8):
+                y, sub = hi[u >> 1]
+                with m.If(upd[u >> 2]):
                     m.d.sync += o.table[r][u].eq(lo[u & 1] - y if sub else lo[u & 1] + y)
         return m
 
@@ -247,9 +248,19 @@ class LutArray(wiring.Component):
         for r in range(R):
             # the token's table, shifted by the plane into the stage, then r cycles later
             # for the row and one more for each group of channels
-            stage_tbl = Signal(8 * T, name=f"tbl{r}", reset_less=True)
-            m.d.sync += stage_tbl.eq(Cat(*(inp.table[r][u] << plane for u in range(8))))
-            row_tbl = delayed(stage_tbl, rdelay[r], f"tbl{r}")
+            if rdelay[r]:
+                # (skew) the table as it is, and a copy of the plane for the row: shifted
+                # on the way to the row's first hop. One plane register shifting every
+                # row's entries was a 672-pin net, 10.8 ns on the ulx3s build.
+                stage_tbl = Signal(8 * TABLE_BITS, name=f"tbl{r}", reset_less=True)
+                m.d.sync += stage_tbl.eq(Cat(*(inp.table[r][u] for u in range(8))))
+                r_plane = kept(m, plane, f"plane{r}", platform)
+                row_tbl = delayed(Cat(*(stage_tbl.word_select(u, TABLE_BITS).as_signed()
+                                        << r_plane for u in range(8))), rdelay[r], f"tbl{r}")
+            else:
+                stage_tbl = Signal(8 * T, name=f"tbl{r}", reset_less=True)
+                m.d.sync += stage_tbl.eq(Cat(*(inp.table[r][u] << plane for u in range(8))))
+                row_tbl = stage_tbl
             tbls = [row_tbl]
             for g in range(1, G):
                 tbls.append(hop(tbls[-1], f"tbl{r}_g{g}"))

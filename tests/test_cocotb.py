@@ -82,7 +82,7 @@ def test_lut_array(seed, skew):
 def test_requant_unit(lanes, bits, deep, seed):
     """All four lanes at once, and lane-serial (one and two lanes), with one-cycle and
     digit-serial products (``bits`` of the multiplier per cycle; 2 is radix-4 Booth), the
-    one-cycle ones also ``deep`` (nine stages), under stalls and back-pressure, over every
+    one-cycle ones also ``deep`` (ten stages), under stalls and back-pressure, over every
     shift and full-scale operands."""
     from hw.requant import LaneSerialRequant, RequantUnit
     unit = (RequantUnit(rows=4, mult_bits=bits, deep=deep) if lanes == 4
