@@ -73,17 +73,26 @@ class LutPrecompute(wiring.Component):
     is free), not from the LUT array's verdict through this unit. ``held``/``held_tags``
     tell of the steps in the buffer."""
 
-    def __init__(self, *, rows, ch, tag_bits, deep=False):
+    def __init__(self, *, rows, ch, tag_bits, deep=False, chained=False):
         self._rows, self._ch, self._tag, self._deep = rows, ch, tag_bits, deep
+        self._chained = chained
         super().__init__({
             "i": In(stream.Signature(precompute_in_layout(rows, ch, tag_bits))),
             "o": Out(stream.Signature(lut_step_layout(rows, ch, tag_bits))),
             "held": Out(2), "held_tags": Out(data.ArrayLayout(tag_bits, 2)),
+            **({"first_ok": In(1)} if chained else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
         adv = ~self.o.valid | self.o.ready
+        if self._chained:
+            # feeding a LutArray, whose ready is ``~first | first_ok`` (a flop): the output
+            # advances unless it holds a first step the array refuses, ``~of | first_ok``
+            # with ``of`` (valid and first) a flop of its own, so each enable below is one
+            # LUT4 of flops (through the array's ready, two: 11.7 ns on the ulx3s build)
+            of = Signal(name="o_first")
+            adv = ~of | self.first_ok
         if self._deep:
             # a skid buffer: the step the next stage takes (`valid`, `i`) and one more
             # (`skid`), taken while the next stage stalls; the input is ready while the
@@ -110,6 +119,8 @@ class LutPrecompute(wiring.Component):
         o = self.o.payload
         with m.If(adv):
             m.d.sync += self.o.valid.eq(valid)
+            if self._chained:
+                m.d.sync += of.eq(valid & i.first)
         with m.If(adv & valid):
             for name in fields:
                 m.d.sync += getattr(o, name).eq(getattr(i, name))
@@ -121,9 +132,13 @@ class LutPrecompute(wiring.Component):
         # array's ready, 13.7 ns on the ulx3s build; one a row still drove 88 flops spread
         # towards the array (6.2 ns).
         for r in range(self._rows):
-            upd = [kept_lut(m, lambda ov, rdy, v, new: (~ov | rdy) & v & new,
-                            [self.o.valid, self.o.ready, valid, i.newgroup], f"upd{r}_{h}",
-                            platform) for h in range(2)]
+            if self._chained:
+                fn, ins = (lambda of, ok, v, new: (~of | ok) & v & new,
+                           [of, self.first_ok, valid, i.newgroup])
+            else:
+                fn, ins = (lambda ov, rdy, v, new: (~ov | rdy) & v & new,
+                           [self.o.valid, self.o.ready, valid, i.newgroup])
+            upd = [kept_lut(m, fn, ins, f"upd{r}_{h}", platform) for h in range(2)]
             a0, a1, a2, a3 = (i.act[t][r] for t in range(4))
             # shared partial sums: (-a0 -+ a1) and (+-a2 +-a3)
             lo = [Signal(signed(10), name=f"lo{r}_{b}") for b in range(2)]
@@ -172,6 +187,8 @@ class LutArray(wiring.Component):
             **drain_members(column_layout(rows, tag_bits), tag_bits),
             # a step in the cells' input stage (its job not yet created in the drain)
             "staged": Out(1), "staged_tag": Out(tag_bits),
+            # a flop: a first step would be taken (``i.ready = ~i.payload.first | first_ok``)
+            "first_ok": Out(1),
         })
 
     def elaborate(self, platform):
@@ -351,15 +368,17 @@ class LutArray(wiring.Component):
                     bl + Mux(drain.act_valid, 1, 2))
         # (a job is created the cycle after its last step is accepted, from the stage)
         created = (go & inp.last) | lat
-        bound2, empty = Signal(18, name="bound2"), Signal(init=1, name="empty")
-        m.d.sync += [bound2.eq(Mux(created, max(wait, N + self.GAP) + N + 3, left2)),
-                     empty.eq(~created & drain.idle)]
-        # the bound's verdict on a waiting first step, registered: it holds a cycle later
-        # (the bound only grows when a job is created); a first step thus starts the cycle
-        # after the verdict (at once when the drain is empty)
-        ok = Signal()
-        m.d.sync += ok.eq(self.i.valid & ~go & ~created & (bound2 <= inp.steps))
-        m.d.comb += self.i.ready.eq(~inp.first | empty | ok)
+        bound2 = Signal(18, name="bound2")
+        m.d.sync += bound2.eq(Mux(created, max(wait, N + self.GAP) + N + 3, left2))
+        # A first step is accepted when the drain is empty, or on the bound's verdict on a
+        # waiting first step, registered: it holds a cycle later (the bound only grows when
+        # a job is created); a first step thus starts the cycle after the verdict (at once
+        # when the drain is empty). Both in one flop (``first_ok``: the precompute's
+        # enables use it directly).
+        first_ok = Signal(init=1, name="first_ok")
+        m.d.sync += first_ok.eq(~created & (drain.idle | (self.i.valid & ~go
+                                                          & (bound2 <= inp.steps))))
+        m.d.comb += [self.i.ready.eq(~inp.first | first_ok), self.first_ok.eq(first_ok)]
 
         column = Cat(*(res[r][0] for r in range(R)))
         drained = Signal(32 * R)
@@ -388,10 +407,11 @@ class LutEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.pre = pre = LutPrecompute(**self._args)
+        m.submodules.pre = pre = LutPrecompute(**self._args, chained=True)
         m.submodules.array = arr = LutArray(**self._args, max_wbits=self._wbits)
         wiring.connect(m, wiring.flipped(self.i), pre.i)
         wiring.connect(m, pre.o, arr.i)
+        m.d.comb += pre.first_ok.eq(arr.first_ok)
         wiring.connect(m, arr.o, wiring.flipped(self.o))
         m.d.comb += self.idle.eq(arr.idle & ~pre.o.valid)
         return m
