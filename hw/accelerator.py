@@ -55,7 +55,8 @@ class Accelerator(wiring.Component):
 
         # the fetch buffer holds as many instructions as a queue, 1 to 4 (fetch runs ahead)
         m.submodules.fetch = fetch = Fetch(bus_bytes=cfg.bus_bytes, dram_bytes=cfg.dram_bytes,
-                                           depth=max(1, min(4, cfg.queue_depth)))
+                                           depth=max(1, min(4, cfg.queue_depth)),
+                                           deep=not cfg.low_clock)
         m.submodules.load = load = DmaLoad(cfg)
         m.submodules.compute = comp = Compute(cfg)
         m.submodules.store = store = DmaStore(cfg)

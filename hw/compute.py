@@ -507,9 +507,9 @@ class Compute(wiring.Component):
             if act_addrs:
                 m.d.comb += self.act_rd.addr.eq(act_addrs[0])
         with m.Elif(lut_mode):
-            m.d.comb += self.act_rd.en.eq(issue & (plane == 0))
             if act_addrs:
                 m.d.comb += self.act_rd.quad.eq(1)
+            m.d.comb += self.act_rd.en.eq(issue & (plane == 0))
             if act_addrs:
                 m.d.comb += self.act_rd.addr.eq(act_addrs[1])
         with m.Else():

@@ -385,9 +385,11 @@ class DmaStore(_Dma):
         cfg, bb = self._cfg, self._cfg.bus_bytes
         nwords = max_entry_bits(cfg) // (8 * bb)
         r_rd, b_rd = Signal(spb), Signal(beb)   # entry and beat of the next read
-        # the next read's scratchpad address, a register counting with r_rd (no adder
-        # between the instruction and the RAMs' address pins: 11.6 ns on the ulx3s build)
+        # the next read's scratchpad address: above the low clock a register counting with
+        # r_rd (no adder between the instruction and the RAMs' address pins: 11.6 ns on
+        # the ulx3s build), below it the instruction's address plus r_rd
         rd_ptr = Signal(spb)
+        rd_addr = (d.sp_addr[:spb] + r_rd)[:spb] if cfg.low_clock else rd_ptr
         more = Signal()         # reads left to issue (a flag: no comparator before rd_en)
         occ = Signal(3)         # words read and not yet sent
         r_valid, r_beat = Signal(), Signal(beb)         # a read's data leaves the RAM
@@ -404,7 +406,7 @@ class DmaStore(_Dma):
         granted = self.rd_en & self.rd_ok
         m.d.comb += [
             self.rd_buf.eq(d.buf),
-            self.rd_addr.eq(rd_ptr),
+            self.rd_addr.eq(rd_addr),
             self.rd_en.eq(run & more & (~occ[2] | sending)),
             words.w_data.eq(ent.word_select(e_beat, 8 * bb) if nwords > 1 else ent[:8 * bb]),
             words.w_en.eq(e_valid),

@@ -20,10 +20,11 @@ class Fetch(wiring.Component):
     word lies beyond external memory and nothing is buffered or in flight.
     """
 
-    def __init__(self, *, bus_bytes, dram_bytes, depth=4):
+    def __init__(self, *, bus_bytes, dram_bytes, depth=4, deep=False):
         self._bb = bus_bytes
         self._dram = dram_bytes
         self._depth = depth
+        self._deep = deep
         super().__init__({
             "bus": Out(bus_signature(bus_bytes)),
             "start": In(1),
@@ -58,11 +59,17 @@ class Fetch(wiring.Component):
 
         def set_pc(at, ahead=0):
             """pc = ``at + ahead``; whether its instruction lies in memory, ``at + ahead +
-            INSN_BYTES <= dram``, compared as ``at <= dram - INSN_BYTES - ahead`` (``at``
-            whole: 32 bits from ``addr``, or pc): against a constant, with no adder in front
-            (pc's adder and the comparator behind it were 11.5 ns on the ulx3s build)."""
+            INSN_BYTES <= dram`` (``at`` whole: 32 bits from ``addr``, or pc). ``deep``
+            compares ``at <= dram - INSN_BYTES - ahead``: against a constant, with no adder
+            in front (pc's adder and the comparator behind it were 11.5 ns on the ulx3s
+            build)."""
+            value = at + ahead if ahead else at
             room = self._dram - INSN_BYTES - ahead
-            m.d.sync += [pc.eq(at + ahead), in_range.eq(at <= room if room >= 0 else 0)]
+            if self._deep:
+                fits = at <= room if room >= 0 else 0
+            else:
+                fits = value + INSN_BYTES <= self._dram
+            m.d.sync += [pc.eq(value), in_range.eq(fits)]
 
         with m.If(self.start & ~running):
             set_pc(self.addr)
