@@ -63,7 +63,9 @@ class Fetch(wiring.Component):
             compares ``at <= dram - INSN_BYTES - ahead``: against a constant, with no adder
             in front (pc's adder and the comparator behind it were 11.5 ns on the ulx3s
             build)."""
-            value = at + ahead if ahead else at
+            # (deep: the sum even for ahead = 0, as in the netlist of the measured ulx3s
+            # build; nextpnr's placement follows the netlist's names)
+            value = at + ahead if ahead or self._deep else at
             room = self._dram - INSN_BYTES - ahead
             if self._deep:
                 fits = at <= room if room >= 0 else 0

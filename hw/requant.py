@@ -187,10 +187,10 @@ class RequantUnit(wiring.Component):
         v1 = Signal()
         res1 = Signal(data.ArrayLayout(signed(8), R))
         shift1, residual1, relu1 = Signal(6), Signal(), Signal()
-        carried = (res1, shift1, residual1, relu1)
 
         def side_of(p):     # what stage 1 carries beside the products
-            return list(zip(carried, (p.res, p.shift, p.residual, p.relu)))
+            return [(res1, p.res), (shift1, p.shift), (residual1, p.residual),
+                    (relu1, p.relu)]
         side = side_of(self.i.payload)
         if self._mult_bits == 16:
             prod = [Signal(signed(48), name=f"prod{i}") for i in range(R)]
