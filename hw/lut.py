@@ -71,7 +71,10 @@ class LutPrecompute(wiring.Component):
     from a block RAM's output, which on an ECP5 leaves little of a 10 ns cycle for the
     table's two adders, and the input's ready comes from a flop (the buffer's second entry
     is free), not from the LUT array's verdict through this unit. ``held``/``held_tags``
-    tell of the steps in the buffer."""
+    tell of the steps in the buffer.
+
+    ``chained``: the output feeds a ``LutArray`` directly, whose ``first_ok`` comes in
+    beside its ready: the enables are computed from flops alone (see ``elaborate``)."""
 
     def __init__(self, *, rows, ch, tag_bits, deep=False, chained=False):
         self._rows, self._ch, self._tag, self._deep = rows, ch, tag_bits, deep
@@ -263,8 +266,9 @@ class LutArray(wiring.Component):
         lats = [[None] * N for _ in range(R)]      # its latch
         bias_res = []
         for r in range(R):
-            # the token's table, shifted by the plane into the stage, then r cycles later
-            # for the row and one more for each group of channels
+            # the token's table, shifted by the plane (into the stage, or with the skew
+            # after it), then r cycles later for the row and one more for each group of
+            # channels
             if rdelay[r]:
                 # (skew) the table as it is, and a copy of the plane for the row: shifted
                 # on the way to the row's first hop. One plane register shifting every
