@@ -43,7 +43,7 @@ def _uses_spram(platform, config):
 
 class BoardMemory(wiring.Component):
     """``registered`` (for high clocks): requests registered in front of the RAM and its
-    data behind it, responses through a 5-deep FIFO. Otherwise requests go straight to the
+    data behind it, responses through a 6-deep FIFO. Otherwise requests go straight to the
     RAM and a response is the RAM's output the cycle after, held there until the bus takes
     it (no FIFO). The bus side
     restarts with the accelerator (the board top resets both): a response still waiting
@@ -71,15 +71,18 @@ class BoardMemory(wiring.Component):
         # link's address arithmetic nor the bus arbitration shares a path with their routing.
         # A read's data leaves the RAM the cycle after stage 1 (stage 2) and is registered
         # (stage 3: a block RAM's clock-to-out and the routing from RAMs all over the chip
-        # do not share a cycle) before a small FIFO; a bus request is taken only when the
-        # FIFO is sure to have room for its response (requests in stages 1 to 3 plus
-        # entries queued < its depth: one per cycle). The host link reads stage 3 too: it
-        # latches a read's data three cycles after its request, and the RAM's output holds.
-        depth = 5
+        # do not share a cycle), then registered again (stage 4: stage 3's flops sit by
+        # their RAMs, the FIFO wherever the bus is) before a small FIFO; a bus request is
+        # taken only when the FIFO is sure to have room for its response (requests in
+        # stages 1 to 4 plus entries queued < its depth: one per cycle). The host link
+        # reads stage 3: it latches a read's data three cycles after its request, and the
+        # RAM's output holds.
+        depth = 6
         m.submodules.rq = rq = SyncFIFO(width=2 + 8 * bb, depth=depth)
-        b1, b2, b3 = Signal(), Signal(), Signal()   # a bus request in stage 1, 2, 3
-        tag1, tag2, tag3 = Signal(2), Signal(2), Signal(2)
-        room = (b1 + b2 + b3 + rq.level) < depth
+        # b{i}: a bus request in stage i, tag{i} its tag
+        b1, b2, b3, b4 = (Signal(name=f"b{i}") for i in range(1, 5))
+        tag1, tag2, tag3, tag4 = (Signal(2, name=f"tag{i}") for i in range(1, 5))
+        room = (b1 + b2 + b3 + b4 + rq.level) < depth
         m.d.comb += req.ready.eq(~self.link.busy & room)
         accept = req.valid & req.ready
         lk = self.link.en
@@ -87,7 +90,7 @@ class BoardMemory(wiring.Component):
                Mux(lk, self.link.wdata, req.payload.wdata), Mux(lk, self.link.we, req.payload.we),
                lk | accept)
         m.d.sync += [b1.eq(accept), tag1.eq(req.payload.tag), b2.eq(b1), tag2.eq(tag1),
-                     b3.eq(b2), tag3.eq(tag2)]
+                     b3.eq(b2), tag3.eq(tag2), b4.eq(b3), tag4.eq(tag3)]
         rdata = Signal(8 * bb, reset_less=True)
         if _uses_spram(platform, self.config):
             addr, wdata, we, en = (registered(m, v, f"s1_{n}", reset=n == "en")
@@ -97,7 +100,9 @@ class BoardMemory(wiring.Component):
             m.d.sync += rdata.eq(self._lanes(m, platform, *nxt))
 
         # writes are acknowledged too (a response per request, in order)
-        m.d.comb += [rq.w_data.eq(Cat(tag3, rdata)), rq.w_en.eq(b3),
+        rdata4 = Signal(8 * bb, reset_less=True)
+        m.d.sync += rdata4.eq(rdata)
+        m.d.comb += [rq.w_data.eq(Cat(tag4, rdata4)), rq.w_en.eq(b4),
                      resp.valid.eq(rq.r_rdy), resp.payload.tag.eq(rq.r_data[:2]),
                      resp.payload.rdata.eq(rq.r_data[2:]), rq.r_en.eq(resp.ready),
                      self.link.rdata.eq(rdata)]

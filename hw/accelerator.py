@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .bus import BusArbiter, StreamSlice, bus_signature, req_layout
+from .bus import BusArbiter, StreamSlice, bus_signature, req_layout, resp_layout
 from .compute import Compute
 from .config import AccelConfig
 from .dma import DmaLoad, DmaStore
@@ -74,7 +74,14 @@ class Accelerator(wiring.Component):
                 m.submodules[f"{name}_slice"] = sl = StreamSlice(req_layout(cfg.bus_bytes))
                 wiring.connect(m, unit.bus.req, sl.i)
                 wiring.connect(m, sl.o, port.req)
-                wiring.connect(m, port.resp, unit.bus.resp)
+                if name == "load":
+                    # and the load's responses one: its beat handshake steers the write
+                    # buffer's ~100 enables, and the tag's decode was a long wire before it
+                    m.submodules.load_resp = rs = StreamSlice(resp_layout(cfg.bus_bytes))
+                    wiring.connect(m, port.resp, rs.i)
+                    wiring.connect(m, rs.o, unit.bus.resp)
+                else:
+                    wiring.connect(m, port.resp, unit.bus.resp)
         wiring.connect(m, arb.bus, wiring.flipped(self.bus))
         execs = [load, comp, store]      # indexed by Queue value
 

@@ -4,7 +4,7 @@ Every request gets exactly one response (read data, or a write acknowledgement),
 in request order with the request's tag; masters tell their responses apart by tag.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -95,20 +95,36 @@ class BusArbiter(wiring.Component):
 class StreamSlice(wiring.Component):
     """A register slice (skid buffer) for a stream: ``o``'s valid and payload and ``i``'s
     ready all come from flops, so no combinational path crosses it; one cycle of latency,
-    full throughput."""
+    full throughput.
+
+    On an ECP5 (a board build) the output register's enable is a LUT of its own for every
+    32 bits, each driving its share of the register (one enable reaching 128 flops was a
+    4.8 ns wire), and the skid register loads whenever it is empty (its enable a flop,
+    not the consumer's ready)."""
+
+    CHUNK = 32
 
     def __init__(self, layout):
         self._layout = layout
         super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
 
     def elaborate(self, platform):
+        from .lut_ecp5 import kept_lut
         m = Module()
         skid, skid_valid = Signal(self._layout), Signal()
         m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(self.o.ready | ~self.o.valid):
-            m.d.sync += [self.o.valid.eq(self.i.valid | skid_valid),
-                         self.o.payload.eq(Mux(skid_valid, skid, self.i.payload)),
-                         skid_valid.eq(0)]
+        moving = self.o.ready | ~self.o.valid
+        with m.If(moving):
+            m.d.sync += [self.o.valid.eq(self.i.valid | skid_valid), skid_valid.eq(0)]
         with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
+        with m.If(~skid_valid):     # (its content counts only once skid_valid is set)
+            m.d.sync += skid.eq(self.i.payload)
+        out, nxt = Value.cast(self.o.payload), Value.cast(Mux(skid_valid, skid, self.i.payload))
+        for k, lo in enumerate(range(0, len(out), self.CHUNK)):
+            hi = min(lo + self.CHUNK, len(out))
+            en = kept_lut(m, lambda r, v: r | ~v, [self.o.ready, self.o.valid], f"en{k}",
+                          platform)
+            with m.If(en):
+                m.d.sync += out[lo:hi].eq(nxt[lo:hi])
         return m

@@ -190,10 +190,10 @@ class Compute(wiring.Component):
                 (is_lut & (mm.act_addr[:2] != 0), ErrorCode.MISALIGNED),
                 (is_rq & overlap, ErrorCode.OVERLAP),
             ]
-        # At high clocks the checks' sums are registered from the queue's output and the
-        # verdict the cycle after (lookahead); at low ones (cfg.low_clock) the verdict is
-        # registered straight from the instruction as it enters: no registers for the sums,
-        # and no wait for the lookahead
+        # At high clocks the checks' sums are registered from the queue's output, their
+        # conditions the cycle after and the verdict the cycle after that (lookahead); at
+        # low ones (cfg.low_clock) the verdict is registered straight from the instruction
+        # as it enters: no registers for the sums, and no wait for the lookahead
         if cfg.low_clock:
             front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks)
         else:
@@ -209,7 +209,9 @@ class Compute(wiring.Component):
         # each a register deep (every one of them on the ECP5's worst path once):
         #   0: the column leaves its engine; read its scale
         #   1: register the scale RAM's word
-        #   2: register the lane's scale (a copy per multiplier) and the column
+        #   2: register the lane's scale (a copy per multiplier) and the column (above
+        #      the low-clock threshold twice, first in the fabric: the stages below come
+        #      a cycle later)
         #   3: multiply: the column's low and high 16-bit halves by the scale
         #   4: add the two partial products
         #   5: shift by 32, 16 and 8 (with round-half-to-even's guard and sticky bits);
@@ -238,7 +240,10 @@ class Compute(wiring.Component):
         # registers below: a small fanout for the accelerator's reset)
         ctl_layout = data.StructLayout({"addr": cb, "accum": 1, "last": 1, "rel": 3,
                                         "scaled": 1, "shift": 6})
-        n_ctl = 7 if cfg.group_scale else 1
+        # (above the low-clock threshold the lane's scale is registered once more, a copy
+        # per multiplier in the fabric: stages 3 to 7 below come a cycle later)
+        gx = int(not cfg.low_clock)
+        n_ctl = 7 + gx if cfg.group_scale else 1
         ctl = [_Column(Signal(name=f"wr_valid{i + 1}"),
                        Signal(ctl_layout, name=f"wr_ctl{i + 1}", reset_less=True))
                for i in range(n_ctl)]
@@ -261,21 +266,27 @@ class Compute(wiring.Component):
             lane2 = reg(lane1, "gs_lane")
             scale = Mux(ctl[1].scaled, scale_q.word_select(lane2, 16), 1).as_signed()
             d2 = reg(d1, "gs_d2")
+            if gx:
+                d2 = reg(d2, "gs_d3")
             vals, ups = [], []
             for i in range(R):
                 # stage 2's registers (the column's word, the lane's scale) and stage 3's
                 # products: in the DSP blocks on an ECP5 (each block's own copy of the
                 # scale)
-                p4 = reg(split_product(m, platform, d2.word_select(i, 32), scale,
+                # (the lane multiplexer's output routed to every block's input pins was
+                # 10.7 ns on the ulx3s build: each block has a fabric copy first)
+                sc = kept(m, scale, f"gs{i}_scale", platform) if gx else scale
+                p4 = reg(split_product(m, platform, d2.word_select(i, 32), sc,
                                        f"gs_prod{i}"), f"gs_prod{i}", shape=signed(48))
                 # the shift amounts, a copy per lane for each of the shifter's two
                 # segments (one register's shift into every lane's shifter: 11.3 ns on the
                 # ulx3s build)
-                sh = [kept(m, ctl[k].shift, f"gs{i}_shift{k}", platform) for k in (3, 4)]
+                sh = [kept(m, ctl[k + gx].shift, f"gs{i}_shift{k}", platform)
+                      for k in (3, 4)]
                 q, up = rne_wrap_parts(m, p4, sh[0], 32, f"gs{i}", split=(3, reg, sh[1]))
                 vals.append(reg(q, f"gs_q{i}"))
                 ups.append(reg(up, f"gs_up{i}"))
-            dr, w = ctl[4], ctl[6]              # the drain's accumulator read; the write
+            dr, w = ctl[4 + gx], ctl[6 + gx]    # the drain's accumulator read; the write
             in_flight = ctl                     # columns read but not yet written
         else:
             data_ = array.o.payload.data.as_value() if late else d1
@@ -297,7 +308,7 @@ class Compute(wiring.Component):
             # The register takes the old value only for an accumulating write (zero
             # otherwise): the write's accumulate flag is not in front of the adder.
             old_r = Signal(32 * R, name="wr_old", reset_less=True)
-            m.d.sync += old_r.eq(Mux(ctl[5].accum, old, 0))
+            m.d.sync += old_r.eq(Mux(ctl[5 + gx].accum, old, 0))
             olds = [old_r.word_select(i, 32) for i in range(R)]
             # quotient + increment + old in one carry chain: (2q + up) + (2old + up) =
             # 2(q + old + up)

@@ -64,10 +64,11 @@ class Front:
     and the comparison.
 
     ``lookahead=True`` (with ``pre``) checks the instruction while it waits at the queue's
-    output instead: ``pre`` values and then the verdict are registered from it every cycle,
-    and it is taken only once it has sat there two cycles (so both registers describe it).
-    The verdict is ready as the instruction enters: no CHECK2 cycle, and no arithmetic on
-    the path into the slot; an instruction arriving at an idle unit waits two cycles."""
+    output instead: ``pre`` values, then each check's condition, then the verdict are
+    registered from it every cycle, and it is taken only once it has sat there three cycles
+    (so all three registers describe it). The verdict is ready as the instruction enters:
+    no CHECK2 cycle, and no arithmetic on the path into the slot; an instruction arriving at
+    an idle unit waits three cycles."""
     IDLE, CHECK, WAIT, RUN, HALT, CHECK2 = range(6)
 
     def __init__(self, m: Module, port, *, queue, checks, pre=None, lookahead=False,
@@ -92,19 +93,23 @@ class Front:
             new_op = view(Header, port.insn.payload).opcode
             m.d.sync += [flag.eq(new_op == op) for op, flag in self.is_op.items()]
 
-        def verdict(word, *pre_values):
+        def verdicts(word, *pre_values):
             h = view(Header, word)
-            return first_error(m, [((h.wait | h.release) & own, ErrorCode.ILLEGAL_FIELD)]
-                               + list(checks(word, *pre_values)))
+            return ([((h.wait | h.release) & own, ErrorCode.ILLEGAL_FIELD)]
+                    + list(checks(word, *pre_values)))
+
+        def verdict(word, *pre_values):
+            return first_error(m, verdicts(word, *pre_values))
         self.loading = loading = port.insn.valid & port.insn.ready
         take_ok = Const(1)
         if lookahead:
             assert pre is not None
             # stable[k]: the queue's output now is what it was k cycles ago
-            stable1, stable2 = Signal(), Signal()
+            stable1, stable2, stable3 = Signal(), Signal(), Signal()
             m.d.sync += [stable1.eq(port.insn.valid & ~loading),
-                         stable2.eq(stable1 & port.insn.valid & ~loading)]
-            take_ok = stable2
+                         stable2.eq(stable1 & port.insn.valid & ~loading),
+                         stable3.eq(stable2 & port.insn.valid & ~loading)]
+            take_ok = stable3
         err = Signal(ErrorCode)
         self.slot_pre = None    # with lookahead: the slot instruction's pre values
         if lookahead:
@@ -116,8 +121,12 @@ class Front:
             self.slot_pre = [Signal(v.shape(), name=f"slot_pre{i}") for i, v in enumerate(values)]
             with m.If(loading):
                 m.d.sync += [s.eq(r) for s, r in zip(self.slot_pre, regs)]
+            # each check's condition is registered, then the first true one's code
+            conds = verdicts(port.insn.payload, regs)
+            held = [Signal(name=f"ahead_c{i}") for i in range(len(conds))]
+            m.d.sync += [h.eq(c) for h, (c, _) in zip(held, conds)]
             ahead = Signal(ErrorCode)
-            m.d.sync += ahead.eq(verdict(port.insn.payload, regs))
+            m.d.sync += ahead.eq(first_error(m, [(h, c) for h, (_, c) in zip(held, conds)]))
             with m.If(loading):
                 m.d.sync += err.eq(ahead)
             decide = self.CHECK
