@@ -124,7 +124,7 @@ class Front:
             # each check's condition is registered, then the first true one's code
             conds = verdicts(port.insn.payload, regs)
             held = [Signal(name=f"ahead_c{i}") for i in range(len(conds))]
-            m.d.sync += [h.eq(c) for h, (c, _) in zip(held, conds)]
+            m.d.sync += [h.eq(Value.cast(c).bool()) for h, (c, _) in zip(held, conds)]
             ahead = Signal(ErrorCode)
             m.d.sync += ahead.eq(first_error(m, [(h, c) for h, (_, c) in zip(held, conds)]))
             with m.If(loading):
