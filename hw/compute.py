@@ -106,10 +106,18 @@ class Compute(wiring.Component):
         # lanes (its data is used the cycle after a read, see below), so the requant unit
         # needs no copy of the whole entry
         reread = shared and rq_lanes < R
+        # Above the low-clock threshold, with the LUT engine's four activation banks, the
+        # residual is registered as it leaves the banks and their multiplexer comes after
+        # (the banks' outputs through it into the requant unit's input registers: 10.5 ns
+        # on the ulx3s build); the unit takes it a cycle after the entry (late_res)
+        late_res = (not reread and rq_lanes == R and has_lut and not cfg.low_clock
+                    and cfg.requant_mult_bits == 16)
         if reread:
             m.submodules.requant = rq = RequantUnit(rows=rq_lanes,
                                                     mult_bits=cfg.requant_mult_bits,
                                                     deep=not cfg.low_clock)
+        elif late_res:
+            m.submodules.requant = rq = RequantUnit(rows=R, deep=True, late_res=True)
         else:
             m.submodules.requant = rq = make_requant(cfg)
         if has_sys:
@@ -437,9 +445,17 @@ class Compute(wiring.Component):
             with m.If(front.start):
                 m.d.sync += ob.eq(0)
             wr_data, wr_en = out, w_valid
+        elif late_res:
+            banks = Signal(32 * R, name="rq_res_banks", reset_less=True)
+            bank = [Signal(2, name=f"rq_res_bank{i}", reset_less=True) for i in (1, 2)]
+            m.d.sync += [banks.eq(self.act_rd.data4), bank[0].eq(self.act_rd.addr[:2]),
+                         bank[1].eq(bank[0])]
+            m.d.comb += [rq.i.payload.acc.eq(self.acc_rq.data),
+                         rq.res_late.as_value().eq(banks.word_select(bank[1], 8 * R))]
         else:
             m.d.comb += [rq.i.payload.acc.eq(self.acc_rq.data),
                          rq.i.payload.res.eq(self.act_rd.data)]
+        if not reread:
             wr_data, wr_en = rq.o.payload, rq.o.valid
         m.d.comb += [
             rq.i.valid.eq(q_valid),

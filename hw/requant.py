@@ -163,15 +163,24 @@ class RequantUnit(wiring.Component):
     by 32 and by 8 (three segments), and between the rounded sum and the clamp (ten
     stages).
 
+    ``late_res`` (with ``deep``): the residual comes on ``res_late``, a cycle after its
+    entry (``i``'s ``res`` is not used): the caller registers it from its block RAMs first.
+    Only for a caller whose output is always ready (the pipeline never stalls).
+
     ``q = clamp(rne(acc * mult, shift) + (res if residual), relu ? 0 : -128, 127)``, exactly
     as ``sw.golden.requant``.
     """
 
-    def __init__(self, *, rows, mult_bits=16, deep=False):
+    def __init__(self, *, rows, mult_bits=16, deep=False, late_res=False):
         assert mult_bits in REQUANT_MULT_BITS
         self._rows, self._mult_bits = rows, mult_bits
         self._deep = deep and mult_bits == 16
-        super().__init__(requant_signature(rows))
+        self._late_res = late_res
+        assert not late_res or self._deep
+        members = requant_signature(rows)
+        if late_res:
+            members["res_late"] = In(data.ArrayLayout(signed(8), rows))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -203,6 +212,8 @@ class RequantUnit(wiring.Component):
                 inner += [reg(valid, "v_in0", reset=True)]
                 inp = data.View(inp.shape(), reg(inp, "in0"))
                 valid, side = inner[-1], side_of(inp)
+                if self._late_res:      # the residual comes a cycle after the entry
+                    side[0] = (res1, self.res_late)
                 inner += [reg(valid, "v_in", reset=True)]
                 inner += [reg(inner[-1], "v_part", reset=True)]
                 valid = inner[-1]
