@@ -363,7 +363,10 @@ class Link(wiring.Component):
             with m.State("R_WAIT"):             # the memory registers the request first
                 m.next = "R_WAIT2"
             with m.State("R_WAIT2"):            # (counters in a block RAM: read a cycle late)
-                m.next = "R_LATCH"
+                m.next = "R_WAIT3" if deep else "R_LATCH"
+            if deep:
+                with m.State("R_WAIT3"):        # (the memory registers its data twice)
+                    m.next = "R_LATCH"
             with m.State("R_LATCH"):
                 if deep:
                     m.d.sync += captured

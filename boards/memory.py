@@ -75,8 +75,8 @@ class BoardMemory(wiring.Component):
         # their RAMs, the FIFO wherever the bus is) before a small FIFO; a bus request is
         # taken only when the FIFO is sure to have room for its response (requests in
         # stages 1 to 4 plus entries queued < its depth: one per cycle). The host link
-        # reads stage 3: it latches a read's data three cycles after its request, and the
-        # RAM's output holds.
+        # reads stage 4 too (stage 3's flops then have one load each): it latches a read's
+        # data four cycles after its request, and the RAM's output holds.
         depth = 6
         m.submodules.rq = rq = SyncFIFO(width=2 + 8 * bb, depth=depth)
         # b{i}: a bus request in stage i, tag{i} its tag
@@ -105,7 +105,7 @@ class BoardMemory(wiring.Component):
         m.d.comb += [rq.w_data.eq(Cat(tag4, rdata4)), rq.w_en.eq(b4),
                      resp.valid.eq(rq.r_rdy), resp.payload.tag.eq(rq.r_data[:2]),
                      resp.payload.rdata.eq(rq.r_data[2:]), rq.r_en.eq(resp.ready),
-                     self.link.rdata.eq(rdata)]
+                     self.link.rdata.eq(rdata4)]
         return m
 
     def _direct(self, m, platform, shift):

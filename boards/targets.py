@@ -231,8 +231,9 @@ def build(board: Board, config, *, out_dir: Path, clock_mhz=None, baud=None,
         seeded = "" if seed is None else f" --seed {int(seed)}"
         if board.family == "ice40":
             return {"nextpnr_opts": "--timing-allow-fail --sdf top.sdf" + seeded}
-        # router2 copes with congested designs (the LUT engine's wide muxes) far faster
-        return {"nextpnr_opts": "--timing-allow-fail --router router2 --sdf top.sdf" + seeded}
+        # router1: on the ulx3s preset router2 kept diverging (docs/boards.md), where
+        # router1 routed the same placements in about four minutes
+        return {"nextpnr_opts": "--timing-allow-fail --router router1 --sdf top.sdf" + seeded}
     kw = {**split(), **nextpnr_opts(seed)} if board.family in ("ice40", "ecp5") else {}
 
     def prepare():          # a platform prepares one design once: a fresh one per plan
@@ -430,6 +431,8 @@ class _Watcher:
               ("top.tim", "Program finished", "writing the bitstream"))
     DETAIL = {"placing": re.compile(r"at (?:initial placer )?iter(?:ation)? #?(\d+)"),
               "routing": re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")}
+    # router1's table: arcs routed so far | ripped up, not | the last 1,000's | arcs left
+    ROUTER1 = re.compile(r"Info: +(\d+) \| +\d+ +\d+ \| +\d+ +\d+ \| +(\d+)\|")
 
     def __init__(self, out_dir, say, every=10.0, detail_every=60.0):
         import threading
@@ -456,6 +459,10 @@ class _Watcher:
             detail = f"iteration {hits[-1]}"
         elif hits:
             detail = f"iteration {hits[-1][0]}, {int(hits[-1][1]):,} wires overused"
+        elif phase == "routing":
+            table = cls.ROUTER1.findall(logs.get("top.tim", ""))
+            if table:
+                detail = f"{int(table[-1][0]):,} arc routes, {int(table[-1][1]):,} arcs left"
         return phase, detail
 
     def _run(self):

@@ -241,6 +241,14 @@ def test_build_progress_reads_placer_and_router_iterations(tmp_path):
             "Info:     iter=2 wires=880000 overused=7012 overuse=9000 archfail=NA\n")
     (tmp_path / "top.tim").write_text(log)
     assert status() == ("routing", "iteration 2, 7,012 wires overused")
+    # router1 (ECP5 builds) logs a table: its routes so far and the arcs left
+    log = log.split("Info: Running router2")[0] + (
+        "Info: Routing 140983 arcs.\n"
+        "Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|\n"
+        "Info:       1000 |      439        560 |  439   560 |    140558|       5.38       5.38|\n"
+        "Info:       2000 |      754       1245 |  315   685 |    140013|       2.13       7.52|\n")
+    (tmp_path / "top.tim").write_text(log)
+    assert status() == ("routing", "2,000 arc routes, 140,013 arcs left")
 
 
 def _router_log(overused):
