@@ -565,29 +565,24 @@ class Compute(wiring.Component):
                      hits(pre.o.valid, pre.o.payload.tag[:16], N),
                      hits(pre.held[0], pre.held_tags[0][:16], N),
                      hits(pre.held[1], pre.held_tags[1][:16], N)]
-        if cfg.low_clock:
-            acc_busy = Cat(*busy).any()
-        else:
-            # above the low-clock threshold each hit is registered, and the verdict from
-            # those a cycle later (the in-flight columns' comparators and the OR of them
-            # in one cycle: 10.4 ns on the ulx3s build)
-            busy_r = Signal(len(busy), name="rq_hits")
-            m.d.sync += busy_r.eq(Cat(*busy))
-            acc_busy = busy_r.any()
         # The hazard verdict is registered (its adders and comparators are not on the path
         # into the token counters and the error logic): a REQUANT starts the cycle after it
         # is seen clear. That is safe because a hazard only ever clears while the REQUANT
         # waits (every MATMUL it depends on was fed before it); the verdict only counts from
         # the instruction's second cycle in the slot (the cycle before was another's).
-        # (Above the low-clock threshold the hits are a cycle older: the verdict counts from
-        # the instruction's third cycle in the slot.)
         in_slot = (front.state == Front.CHECK) | (front.state == Front.WAIT)
         rq_clear = Signal()
         if cfg.low_clock:
-            m.d.sync += rq_clear.eq(in_slot & ~acc_busy)
+            m.d.sync += rq_clear.eq(in_slot & ~Cat(*busy).any())
         else:
+            # above the low-clock threshold each hit is registered, and the verdict from
+            # those a cycle later (the in-flight columns' comparators and the OR of them
+            # in one cycle: 10.4 ns on the ulx3s build), so it counts from the
+            # instruction's third cycle in the slot
+            busy_r = Signal(len(busy), name="rq_hits")
             was_in_slot = Signal()
-            m.d.sync += [was_in_slot.eq(in_slot), rq_clear.eq(in_slot & was_in_slot & ~acc_busy)]
+            m.d.sync += [busy_r.eq(Cat(*busy)), was_in_slot.eq(in_slot),
+                         rq_clear.eq(in_slot & was_in_slot & ~busy_r.any())]
         # The drains' idleness is registered the same way (the engines' and the writer's
         # valid bits are not on the path into the token counters): while an instruction
         # waits in the slot nothing is fed, so an idle drain stays idle. A SYNC, and a
