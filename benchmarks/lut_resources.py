@@ -28,7 +28,7 @@ FAMILIES = ("ecp5", "xc7")
 def _job(spec):
     """Synthesize one engine; a failed synthesis is a result too."""
     from hw.lut import LutEngine
-    from hw.lut_ecp5 import ECP5
+    from hw.lib import ECP5
     from hw.synth import SynthError, component_verilog, synthesize
     from hw.systolic import SystolicArray
     kind, family, wbits = spec

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import hw
-from hw.dsp import ICE40UP5K
+from hw.lib import ICE40UP5K
 from hw.synth import SynthError, cached_text, lattice_synth, run_yosys
 from sim.fast import TOP, FastRunner
 

@@ -16,9 +16,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.bus import bus_signature
-from hw.dsp import is_ice40_ultraplus
-from hw.lut_ecp5 import kept
-from hw.requant import registered
+from hw.lib import is_ice40_ultraplus, kept, registered
 
 __all__ = ["BoardMemory", "link_mem_signature", "SPRAM_WORDS"]
 

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import is_low_clock
 from hw.accelerator import Accelerator
-from hw.lut_ecp5 import uses_ecp5_cells
+from hw.lib import uses_ecp5_cells
 from hw.bus import StreamSlice, req_layout, resp_layout
 from sw.errors import UserError
 from .link import Link

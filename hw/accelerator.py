@@ -12,7 +12,7 @@ from .dma import DmaLoad, DmaStore
 from .fetch import Fetch
 from .protect import ParityMemory
 from .queue import SlicedFifo
-from .requant import registered
+from .lib import registered
 from .isa import view, INSN_BITS, Buffer, Counter, ErrorCode, Opcode, Queue, SyncInsn, Header
 
 __all__ = ["Accelerator", "TOKEN_BITS"]

@@ -8,6 +8,8 @@ from amaranth import Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .lib import kept_lut
+
 __all__ = ["req_layout", "resp_layout", "bus_signature", "BusArbiter", "StreamSlice",
            "TAG_FETCH", "TAG_LOAD", "TAG_STORE", "ADDR_BITS", "place_word"]
 
@@ -109,7 +111,6 @@ class StreamSlice(wiring.Component):
         super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
 
     def elaborate(self, platform):
-        from .lut_ecp5 import kept_lut
         m = Module()
         skid, skid_valid = Signal(self._layout), Signal()
         m.d.comb += self.i.ready.eq(~skid_valid)

@@ -9,9 +9,9 @@ from amaranth.lib.wiring import In, Out
 from .config import span_bits
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
-from .lut_ecp5 import kept
+from .lib import kept, registered
 from .queue import Front, executor_members, sum_exceeds
-from .requant import (RequantUnit, gather_groups, make_requant, registered, rne_wrap_parts,
+from .requant import (RequantUnit, gather_groups, make_requant, rne_wrap_parts,
                       split_product)
 from .systolic import SystolicArray
 

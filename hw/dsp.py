@@ -10,27 +10,11 @@ simulation (``platform`` None), the products are plain multiplications for the t
 The gate-level test simulates the SB_MAC16 path with Yosys' cell model.
 """
 
-from types import SimpleNamespace
-
 from amaranth import Cat, ClockSignal, Const, Instance, Signal, Value, signed
 
-from .lut_ecp5 import uses_ecp5_cells
+from .lib import is_ice40_ultraplus, registered, uses_ecp5_cells
 
-__all__ = ["is_ice40_ultraplus", "products", "registered_product", "MULT18X18D_REGISTERS",
-           "ICE40UP5K"]
-
-#: What the design is elaborated for outside a board build when it should look like one on
-#: the iCEBreaker's device (gate-level check, area reports).
-ICE40UP5K = SimpleNamespace(family="ice40", device="iCE40UP5K")
-
-
-def is_ice40_ultraplus(platform) -> bool:
-    """Whether ``platform`` is an iCE40 UltraPlus (the iCE40s with SB_MAC16 and SPRAM
-    blocks); False in simulation (``platform`` None)."""
-    family = getattr(platform, "family", None) if platform is not None else None
-    return str(family).lower() == "ice40" and \
-        str(getattr(platform, "device", "")).startswith("iCE40UP")
-
+__all__ = ["products", "registered_product", "MULT18X18D_REGISTERS"]
 
 def products(m, platform, ops, name="mul"):
     """Drive each ``prod`` (signed(16)) of ``ops = [(a, b, prod), ...]`` with ``a * b``
@@ -93,7 +77,6 @@ def registered_product(m, platform, a, b, name, *, en=None):
         return v.as_signed() if v.shape().signed else Cat(v, Const(0, 1)).as_signed()
 
     if not uses_ecp5_cells(platform):
-        from .requant import registered
         ra = registered(m, a, f"{name}_a", en=en)
         rb = registered(m, b, f"{name}_b", en=en)
         return registered(m, ra * rb, name, en=en)

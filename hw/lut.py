@@ -17,8 +17,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .drain import ColumnDrain, drain_members
-from .lut_ecp5 import ecp5_lookup, kept, kept_lut, uses_ecp5_cells
-from .requant import registered
+from .lib import kept, kept_lut, registered, uses_ecp5_cells
+from .lut_ecp5 import ecp5_lookup
 from .systolic import column_layout
 
 __all__ = ["LutPrecompute", "LutArray", "LutEngine", "TABLE_BITS", "ACC_BITS", "table_layout",

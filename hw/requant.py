@@ -5,9 +5,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import REQUANT_MULT_BITS
+from .dsp import registered_product
+from .lib import registered
 
 __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layout",
-           "rne_sat_parts", "rne_wrap_parts", "gather_groups", "registered", "split_product"]
+           "rne_sat_parts", "rne_wrap_parts", "gather_groups", "split_product"]
 
 
 #: Bits of the requant unit's shifted value: a quotient outside the signed 9-bit range
@@ -16,25 +18,11 @@ __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layou
 Q_BITS = 9
 
 
-def registered(m, value, name, *, shape=None, en=None, reset=False, init=0):
-    """A register holding ``value`` (of ``shape``, or value's own), loaded while ``en``
-    (every cycle without): data registers have no reset unless asked (then to ``init``)."""
-    value = Value.cast(value)
-    r = Signal(shape or value.shape(), name=name, init=init, reset_less=not reset)
-    if en is None:
-        m.d.sync += r.eq(value)
-    else:
-        with m.If(en):
-            m.d.sync += r.eq(value)
-    return r
-
-
 def split_product(m, platform, a, mult, name, en=None):
     """``a * mult`` (``a`` 32 bits, ``mult`` signed 16) from the products of ``a``'s 16-bit
     halves, one MULT18X18D each: ``a`` and ``mult`` are registered, then the halves'
     products (``hw.dsp.registered_product``, loaded while ``en``). Returns their sum:
     comb, two registers later than ``a`` and ``mult``."""
-    from .dsp import registered_product
     a = Value.cast(a)
     lo = registered_product(m, platform, a[:16], mult, f"{name}_lo", en=en)
     hi = registered_product(m, platform, a[16:].as_signed(), mult, f"{name}_hi", en=en)

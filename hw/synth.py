@@ -211,8 +211,7 @@ def unit_area(config, family, *, timeout=1800) -> list:
     ``ecp5``): rows of ``{"unit", "luts", "ffs", "carry", "dsps", "brams"}``, each unit's own
     cells (not its submodules'), largest first. Cached like ``synthesize``."""
     import hw
-    from .dsp import ICE40UP5K
-    from .lut_ecp5 import ECP5
+    from .lib import ECP5, ICE40UP5K
     if family not in AREA_FAMILIES:
         raise SynthError(f"no area report for {family!r}; choose from "
                          f"{', '.join(AREA_FAMILIES)}")

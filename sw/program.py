@@ -6,12 +6,15 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from hw.isa import INSN_BYTES, ISA_VERSION, disasm
+from .errors import UserError
 
-__all__ = ["Program", "MemoryImage", "ProgramError", "Symbol", "HEADER_BYTES", "MAGIC"]
+__all__ = ["Program", "MemoryImage", "ProgramError", "Symbol", "HEADER_BYTES", "MAGIC",
+           "load_program"]
 
 MAGIC = b"LLMA"
 HEADER_BYTES = 32
@@ -149,3 +152,13 @@ class MemoryImage:
             raise ProgramError(f"{path}: not a memory image ({type(e).__name__}: {e})") from None
         syms = {k: Symbol(a, tuple(s), d, r) for k, (a, s, d, r) in meta.items()}
         return cls(data, syms)
+
+
+def load_program(path, cfg):
+    """The program in file ``path``, checked to belong to configuration ``cfg``."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{path}: no such program file")
+    prog = Program.from_bytes(p.read_bytes(), source=str(path))
+    prog.check_config(cfg, source=str(path))
+    return prog

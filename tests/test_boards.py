@@ -121,7 +121,7 @@ def test_unknown_board_and_missing_programmer(tmp_path):
 
 def _bitstream(board, config, out, *extra):
     """`llmaccel bitstream --json` through the CLI, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "sw.cli", "bitstream", "--board", board,
+    return subprocess.run([sys.executable, "-m", "llmaccel", "bitstream", "--board", board,
                            "--config", str(config), "-o", str(out), "--json", *extra],
                           capture_output=True, text=True, timeout=1800)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sw.cli import main
+from llmaccel.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,7 +105,7 @@ def test_verilog(capsys, tmp_path):
 
 def test_demo_json_subprocess():
     """The console entry point end to end: demo block on Verilator, checked."""
-    out = subprocess.run([sys.executable, "-m", "sw.cli", "demo", "--config", "tiny", "--tokens",
+    out = subprocess.run([sys.executable, "-m", "llmaccel", "demo", "--config", "tiny", "--tokens",
                           "5", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout)

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw import dsp
 from hw.dsp import registered_product
-from hw.lut_ecp5 import ECP5
+from hw.lib import ECP5
 from hw.synth import SynthError, component_verilog, run_yosys, synthesize
 
 

@@ -181,13 +181,13 @@ def test_stuck_at_in_instruction_path_never_hangs_silently(injector, element, bi
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "sw.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "llmaccel", *args], cwd=ROOT,
                           capture_output=True, text=True, **kw)
 
 
 def test_kill_and_resume(tmp_path):
     db = _fresh(tmp_path / "kill.db")
-    cmd = [sys.executable, "-m", "sw.cli", "faults", "run", "--config", "tiny", "--workload",
+    cmd = [sys.executable, "-m", "llmaccel", "faults", "run", "--config", "tiny", "--workload",
            "demo", "--margin", "0.05", "--confidence", "0.95", "--db", db, "--workers", "2"]
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)

@@ -1,14 +1,15 @@
-"""The LUT array's ECP5 build (lookups from LUT4 / PFUMX / L6MUX21 cells, its skew's control
-registers TRELLIS_FF cells, hw/lut_ecp5.py) is the behavioural LUT array: a Yosys equivalence check with the cells' simulation models,
-which a wrong LUT4 truth table fails; and synth_ecp5 keeps the cells."""
+"""The LUT array's ECP5 build (lookups from LUT4 / PFUMX / L6MUX21 cells, hw/lut_ecp5.py; its
+skew's control registers TRELLIS_FF cells, hw/lib.py) is the behavioural LUT array: a Yosys
+equivalence check with the cells' simulation models, which a wrong LUT4 truth table fails;
+and synth_ecp5 keeps the cells."""
 
 import pytest
 from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw import lut_ecp5
-from hw.lut_ecp5 import ECP5
+from hw import lib, lut_ecp5
+from hw.lib import ECP5
 from hw.lut import TABLE_BITS, LutArray
 from hw.synth import SynthError, component_verilog, run_yosys, synthesize
 
@@ -52,11 +53,11 @@ def test_a_wrong_cell_truth_table_is_caught(monkeypatch):
 
 def test_a_wrong_flop_reset_is_caught(monkeypatch):
     # the ECP5 control registers' reset value: a clear that comes out of reset low
-    real = lut_ecp5.kept
+    real = lib.kept
 
     def wrong(m, value, name, platform, init=0):
         return real(m, value, name, platform, init=init if platform is None else 0)
-    monkeypatch.setattr(lut_ecp5, "kept", wrong)
+    monkeypatch.setattr(lib, "kept", wrong)
     monkeypatch.setattr("hw.lut.kept", wrong)
     with pytest.raises(SynthError, match="equivalence check failed"):
         _equivalent()
@@ -81,8 +82,8 @@ class _Kept(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += [self.q0.eq(lut_ecp5.kept(m, self.a, "k0", platform)),
-                     self.q1.eq(lut_ecp5.kept(m, self.a, "k1", platform, init=0b1010))]
+        m.d.comb += [self.q0.eq(lib.kept(m, self.a, "k0", platform)),
+                     self.q1.eq(lib.kept(m, self.a, "k1", platform, init=0b1010))]
         return m
 
 

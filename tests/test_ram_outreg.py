@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from boards.gatelevel import cell_models
 from boards.ram_outreg import absorb
-from hw.requant import registered
+from hw.lib import registered
 from hw.synth import _yosys, component_verilog, lattice_synth
 
 # the block's address LSB for each data width (a narrow model: entries 0..7 by the address

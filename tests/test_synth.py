@@ -32,7 +32,7 @@ def test_area_report_per_unit(capsys):
     array's 16 products are 8 SB_MAC16 pairs, and nothing else takes a DSP)."""
     from hw.config import load_config
     from hw.synth import unit_area
-    from sw.cli import main
+    from llmaccel.cli import main
     rows = {r["unit"]: r for r in unit_area(load_config("ice40"), "ice40")}
     assert {"(top level)", "compute", "compute.array", "load", "store", "fetch"} <= set(rows)
     assert rows["compute.array"]["dsps"] == 8 and sum(r["dsps"] for r in rows.values()) == 8

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser"]
+__all__ = ["add_parsers"]
 
 
 def _user_error(msg):
@@ -143,7 +143,7 @@ def cmd_plan(args):
     return 0 if plan["reached"] else 1
 
 
-def add_parser(sub):
+def add_parsers(sub):
     f = sub.add_parser("faults", help="fault-injection campaigns on the accelerator RTL")
     fs = f.add_subparsers(dest="faults_cmd", required=True)
     r = fs.add_parser("run", help="run (or resume) a campaign into a SQLite database")
