@@ -36,11 +36,12 @@ class Assembler:
                    rows=rows, stride=stride, wait=wait, release=release)
 
     def matmul(self, act_addr, wgt_addr, acc_addr, k, *, accumulate=False,
-               engine=Engine.SYSTOLIC, wbits=0, odd=False, scaled=False, shift=0,
+               engine=Engine.SYSTOLIC, mode=0, scaled=False, shift=0,
                scale_addr=0, wait=0, release=0, comment=""):
+        """``mode``: the engine's MATMUL mode, a dict of its fields (or the raw bits)."""
         self._emit(Opcode.MATMUL, comment, act_addr=act_addr, wgt_addr=wgt_addr,
                    acc_addr=acc_addr, k=k, accumulate=int(accumulate), engine=engine,
-                   wbits=wbits, odd=int(odd), scaled=int(scaled), shift=shift,
+                   mode=mode, scaled=int(scaled), shift=shift,
                    scale_addr=scale_addr, wait=wait, release=release)
 
     def requant(self, acc_addr, out_addr, scale_addr, count, shift, *, res_addr=None,

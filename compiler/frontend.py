@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.fx
 
-from hw.isa import Engine
+from hw.engines import spec
 from .lower import CompileError, Target, lower_linear, pad_to
 from .quantize import (act_scale, quantize_act, quantize_groups, quantize_weight,
                        requant_params, weight_format)
@@ -145,40 +145,33 @@ def lower_layer(config, name, m, w, x_absmax, y_absmax, fmt="int8", *, group=128
     may be short unless ``pad_groups`` is False, which makes a non-dividing group an error).
     """
     fmt = weight_format(getattr(fmt, "name", fmt))
-    engine = Target(config).engine_for(fmt)
+    es = spec(Target(config).engine_for(fmt))
     sx, sy = act_scale(x_absmax), act_scale(y_absmax)
     n, k = w.shape
-    if engine == Engine.SYSTOLIC:
-        wq, sw = quantize_weight(w)
-        mult, shift = requant_params(sx * sw / sy)
-        kern = lower_linear(config, name, m, wq, mult, shift, x_scale=sx,
-                            y_scale=np.full(n, sy))
-        kern.w_dequant = wq.astype(np.float64) * sw[:, None]
-        return kern
-    group = pad_to(k, 4) if group is None else int(group)
-    if group <= 0 or group % 4:
-        raise CompileError(f"{name}: group size {group} must be a positive multiple of 4 "
-                           f"(the LUT engine's table group)")
+    kp = pad_to(k, es.act_group)
+    group = kp if group is None or not fmt.grouped else int(group)
+    if group <= 0 or group % es.act_group:
+        raise CompileError(f"{name}: group size {group} must be a positive multiple of "
+                           f"{es.act_group} (the {es.name} engine's activation group)")
     if k % group and not pad_groups:
         raise CompileError(f"{name}: group size {group} does not divide K={k} and group "
                            f"padding is off")
-    q, s = quantize_groups(w, fmt, group)
-    kp = pad_to(k, 4)
+    q, s = fmt.quantize(w, group)
     if s.shape[1] == 1:
         mult, shift = requant_params(sx * s[:, 0] / sy)
         gmult, gshift, grp = None, 0, None
+        w_dequant = q.astype(np.float64) * s
     else:
         sref = np.abs(s).max(1)
         gmult = np.rint(s / sref[:, None] * (1 << GROUP_BITS)).astype(np.int16)
-        qmax = (1 << fmt.wbits) - 1 if fmt.odd else 1 << (fmt.wbits - 1)
-        bound = kp * 128 * qmax * (1 << GROUP_BITS)          # worst-case |accumulator|
+        bound = kp * 128 * fmt.qmax * (1 << GROUP_BITS)      # worst-case |accumulator|
         gshift = max(0, int(np.ceil(np.log2(bound / 2.0 ** 30))))
         mult, shift = requant_params(sx * sref * 2.0 ** (gshift - GROUP_BITS) / sy)
         grp = group
-    kern = lower_linear(config, name, m, q, mult, shift, x_scale=sx, y_scale=np.full(n, sy),
-                        engine=engine, wbits=fmt.wbits, odd=fmt.odd, group=grp, gmult=gmult,
-                        gshift=gshift)
-    kern.w_dequant = q.astype(np.float64) * np.repeat(s, group, 1)[:, :k]
+        w_dequant = q.astype(np.float64) * np.repeat(s, group, 1)[:, :k]
+    kern = lower_linear(config, name, m, q, mult, shift, fmt=fmt, x_scale=sx,
+                        y_scale=np.full(n, sy), group=grp, gmult=gmult, gshift=gshift)
+    kern.w_dequant = w_dequant
     return kern
 
 

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.isa import (Buffer, Engine, Opcode, buffer_entry_bytes, matmul_channels,
-                    matmul_weight_entries)
+from types import SimpleNamespace
+
+from hw.engines import spec
+from hw.isa import Buffer, Engine, Opcode, buffer_entry_bytes
 from sw.program import MemoryImage, Program
-from .lutpack import pack_planes
+from .engines import plugin
+from .quantize import WeightFormat, weight_format
 from .schedule import Scheduler
 
 __all__ = ["LinearKernel", "lower_linear", "CompileError", "Target", "pad_to"]
@@ -33,12 +36,9 @@ def pad_to(x, m):
 
 
 class Target:
-    """What the compiler knows about a configuration's engines.
-
-    Lowering choices read as data: which engine runs which weight format.
-    """
-    ENGINE_FOR_FORMAT = {"int8": Engine.SYSTOLIC, "w1": Engine.LUT, "w2": Engine.LUT,
-                         "w3": Engine.LUT, "w4": Engine.LUT, "ternary": Engine.LUT}
+    """What the compiler knows about a configuration's engines: the weight-format table
+    (compiler.quantize.FORMATS) names each format's engine, checked against what this
+    configuration builds."""
 
     def __init__(self, config):
         self.config = config
@@ -46,17 +46,15 @@ class Target:
     def engine_for(self, fmt):
         """The engine for weight format ``fmt`` (a name or a WeightFormat), checked against
         what this configuration builds."""
-        from .quantize import weight_format
-        f = weight_format(getattr(fmt, "name", fmt))
-        eng = self.ENGINE_FOR_FORMAT[f.name]
+        f = fmt if isinstance(fmt, WeightFormat) else weight_format(fmt)
+        eng = f.engine
         if eng.name.lower() not in self.config.engines:
             raise CompileError(f"weight format {f.name!r} needs the {eng.name.lower()} engine; "
                                f"config {self.config.name!r} has engines "
                                f"{', '.join(self.config.engines)}")
-        if eng == Engine.LUT and f.wbits not in self.config.lut_wbits:
-            raise CompileError(f"weight format {f.name!r} needs {f.wbits}-bit weights; config "
-                               f"{self.config.name!r} enables lut_wbits "
-                               f"{list(self.config.lut_wbits)}")
+        why = plugin(eng).check(self.config, f)
+        if why:
+            raise CompileError(why)
         return eng
 
 
@@ -81,8 +79,8 @@ class _Emit:
                     reads=[(buf, sp, sp + rows)], writes=[self._span(buf, addr, rows, stride)],
                     comment=comment)
 
-    def matmul(self, act, wgt, acc, k, accumulate, *, engine, channels, w_entries, wbits=0,
-               odd=False, scale=None, shift=0, comment=""):
+    def matmul(self, act, wgt, acc, k, accumulate, *, engine, mode, channels, w_entries,
+               scale=None, shift=0, comment=""):
         """``scale``: the int16 lane index of the group multipliers (a scaled MATMUL)."""
         lanes = self.cfg.scale_lanes
         reads = [(Buffer.ACT, act, act + k), (Buffer.WGT, wgt, wgt + w_entries)]
@@ -91,7 +89,7 @@ class _Emit:
         if scale is not None:
             reads.append((Buffer.SCALE, scale // lanes, (scale + channels + lanes - 1) // lanes))
         self.s.emit(Opcode.MATMUL, act_addr=act, wgt_addr=wgt, acc_addr=acc, k=k,
-                    accumulate=int(accumulate), engine=engine, wbits=wbits, odd=int(odd),
+                    accumulate=int(accumulate), engine=engine, mode=mode,
                     scaled=int(scale is not None), scale_addr=scale or 0, shift=shift,
                     reads=reads, writes=[(Buffer.ACC, acc, acc + channels)], comment=comment)
 
@@ -136,34 +134,42 @@ class LinearKernel:
         return memory.read("y")[:self.n, :self.m].T.copy()
 
 
-def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0,
-                 y_scale=None, engine=Engine.SYSTOLIC, wbits=0, odd=False, group=None,
-                 gmult=None, gshift=0) -> LinearKernel:
+def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
+                 x_scale=1.0, y_scale=None, group=None, gmult=None,
+                 gshift=0) -> LinearKernel:
     """Compile ``Y = requant(X @ W^T)`` for ``X [m, K]`` int8 and integer ``w_int [N, K]``
-    (torch layout) with per-channel int16 ``mult`` and one ``shift``.
+    (torch layout, on the grid of weight format ``fmt``) with per-channel int16 ``mult`` and
+    one ``shift``, on the engine the format names.
 
-    Systolic: int8 weights. LUT: weights on the ``wbits`` grid (``odd`` or two's
-    complement); with ``group`` < K the K axis is cut into groups (the last may be short)
-    whose partial sums are scaled by int16 ``gmult [N, groups]`` >> ``gshift`` on their way
-    into the accumulators (the MATMUL's scaled drain)."""
+    With ``group`` < K the K axis is cut into groups (the last may be short) whose partial
+    sums are scaled by int16 ``gmult [N, groups]`` >> ``gshift`` on their way into the
+    accumulators (the MATMUL's scaled drain)."""
     cfg = config
     R, C, B = cfg.rows, cfg.cols, cfg.bus_bytes
-    lut = engine == Engine.LUT
+    fmt = fmt if isinstance(fmt, WeightFormat) else weight_format(fmt)
+    engine = Target(cfg).engine_for(fmt)
+    es, plug = spec(engine), plugin(engine)
+    mode = plug.mode_of(fmt)
+    mode_ns = SimpleNamespace(**mode)
     n, k = w_int.shape
     if k == 0 or n == 0 or m == 0:
         raise CompileError(f"{name}: empty layer (M={m}, K={k}, N={n})")
     if m > 65535 or k > 65535:
         raise CompileError(f"{name}: M={m}, K={k} exceed the 16-bit instruction fields")
-    tn = matmul_channels(cfg, engine)                   # output channels per MATMUL
-    kp = pad_to(k, 4) if lut else k                     # LUT: K padded with zero activations
-    grouped = lut and group is not None and group < kp
-    if grouped and (group <= 0 or group % 4):
-        raise CompileError(f"{name}: group size {group} must be a positive multiple of 4 "
-                           f"(the LUT engine's table group)")
-    unit = group if grouped else (4 if lut else 1)      # K chunks are whole units
+    tn = es.channels(cfg)                               # output channels per MATMUL
+    align = es.act_group                                # K padded with zero activations
+    kp = pad_to(k, align)
+    grouped = group is not None and group < kp
+    if grouped and not cfg.group_scale:
+        raise CompileError(f"{name}: group scales need the scaled drain, which config "
+                           f"{cfg.name!r} does not build")
+    if grouped and (group <= 0 or group % align):
+        raise CompileError(f"{name}: group size {group} must be a positive multiple of "
+                           f"{align} (the {es.name} engine's activation group)")
+    unit = group if grouped else align                  # K chunks are whole units
 
     def w_entries(kk):          # weight entries, and engine steps, for kk features
-        return matmul_weight_entries(engine, kk, wbits)
+        return es.steps(cfg, kk, mode_ns)
 
     mp, np_ = pad_to(m, R), pad_to(n, tn)
     lanes = cfg.scale_lanes
@@ -185,7 +191,7 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
         if limit < unit:
             return 0
         return -(-units // -(-units // per)) * unit
-    w_limit = cfg.wgt_depth // 2 // wbits * 4 if lut else cfg.wgt_depth // 2
+    w_limit = cfg.wgt_depth // 2 // w_entries(align) * align
     if grouped:                 # the chunk's group multipliers share the scale memory
         free = cfg.scale_depth * lanes - mult_lanes
         w_limit = min(w_limit, free // 2 // tn * group)
@@ -232,13 +238,9 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
     gs_slot = [mult_lanes + i * gs_lanes for i in range(n_w)]
 
     mem = MemoryImage(bytearray())
-    if lut:
-        wfull = np.full((kp, np_), 1 if odd else 0, np.int64)   # pads meet zero activations
-        wfull[:k, :n] = np.asarray(w_int).T
-        w_rows = pack_planes(wfull, wbits, odd)                  # [kp // 4 * wbits, np_ // 2]
-    else:
-        w_rows = np.zeros((k, np_), np.int8)
-        w_rows[:, :n] = np.asarray(w_int).T
+    wfull = np.full((kp, np_), plug.pad_value(mode), np.int64)   # pads meet zero activations
+    wfull[:k, :n] = np.asarray(w_int).T
+    w_rows = plug.pack(wfull, mode)                               # [w_entries(kp), entry]
     w_stride = w_rows.shape[1]
     mult_p = np.zeros(mult_lanes, np.int16)
     mult_p[:n] = mult
@@ -324,9 +326,9 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
         for c in comps:
             if c[0] == "mm":
                 _, act, wgt, acc, kk, accum, sc, comment = c
-                e.matmul(act, wgt, acc, kk, accum, engine=engine, channels=tn,
-                         w_entries=w_entries(kk), wbits=wbits if lut else 0, odd=odd,
-                         scale=sc, shift=gshift if sc is not None else 0, comment=comment)
+                e.matmul(act, wgt, acc, kk, accum, engine=engine, mode=mode, channels=tn,
+                         w_entries=w_entries(kk), scale=sc,
+                         shift=gshift if sc is not None else 0, comment=comment)
             elif c[0] == "rq":
                 e.requant(*c[1:8], comment=c[8])
             else:
@@ -347,6 +349,5 @@ def lower_linear(config, name, m, w_int, mult, shift, *, relu=False, x_scale=1.0
     emit_comps(deferred)
     prog = e.s.program()
     y_scale = np.ones(n) if y_scale is None else np.asarray(y_scale, np.float64)
-    peak = cfg.lut_peak_macs_per_cycle(wbits) if lut else cfg.peak_macs_per_cycle
     return LinearKernel(name, m, k, n, prog, mem, x_scale, y_scale, m * k * n, engine,
-                        wbits if lut else 8, peak)
+                        fmt.wbits, es.peak_macs(cfg, mode_ns))

@@ -4,8 +4,11 @@ ternary) for the LUT engine, static per-tensor int8 activations, requant multipl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+from hw.isa import Engine
 
 __all__ = ["quantize_weight", "act_scale", "quantize_act", "requant_params", "WeightFormat",
            "FORMATS", "weight_format", "quantize_groups"]
@@ -49,28 +52,49 @@ def requant_params(real_mult):
 
 @dataclass(frozen=True)
 class WeightFormat:
-    """How a layer's weights are stored: ``int8`` (systolic engine, per channel) or a
-    low-bit group-quantized format for the LUT engine."""
+    """How a layer's weights are stored and which engine multiplies by them.
+
+    ``quantizer(w [N, K], fmt, group) -> (q [N, K] int8, scales [N, G])``, ``w ~= q *
+    scales[:, k // group]`` (G = 1: one scale per output channel); the engine's compiler
+    module (compiler/engines) packs ``q`` and names its MATMUL mode."""
     name: str
+    engine: Engine
+    quantizer: Callable
     wbits: int = 8
     odd: bool = False       # symmetric odd grid {+-1, +-3, ...} (no zero level)
+    grouped: bool = False   # scales per group of input features (else per output channel)
 
     @property
-    def lut(self):
-        return self.wbits <= 4
+    def qmax(self):
+        """The largest weight magnitude on the grid."""
+        if self.wbits >= 8:
+            return 127
+        return (1 << self.wbits) - 1 if self.odd else 1 << (self.wbits - 1)
+
+    def quantize(self, w, group):
+        return self.quantizer(w, self, group)
 
 
-#: w1: binary +-1 (odd grid, absmean scale); w2..w4: two's-complement grid with a
-#: signed-absmax scale (llama.cpp Q4_0 style); ternary: {-1, 0, 1} with an absmean scale
-#: (BitNet b1.58), run as 2 bit planes.
-FORMATS = {
-    "int8": WeightFormat("int8"),
-    "w1": WeightFormat("w1", 1, odd=True),
-    "w2": WeightFormat("w2", 2),
-    "w3": WeightFormat("w3", 3),
-    "w4": WeightFormat("w4", 4),
-    "ternary": WeightFormat("ternary", 2),
-}
+def _per_channel(w, fmt, group):
+    q, scale = quantize_weight(w)
+    return q, scale[:, None]
+
+
+def _grouped(w, fmt, group):
+    return quantize_groups(w, fmt, group)
+
+
+#: int8: per output channel, on the systolic array. On the LUT engine: w1: binary +-1 (odd
+#: grid, absmean scale); w2..w4: two's-complement grid with a signed-absmax scale (llama.cpp
+#: Q4_0 style); ternary: {-1, 0, 1} with an absmean scale (BitNet b1.58), run as 2 bit planes.
+FORMATS = {f.name: f for f in (
+    WeightFormat("int8", Engine.SYSTOLIC, _per_channel),
+    WeightFormat("w1", Engine.LUT, _grouped, 1, odd=True, grouped=True),
+    WeightFormat("w2", Engine.LUT, _grouped, 2, grouped=True),
+    WeightFormat("w3", Engine.LUT, _grouped, 3, grouped=True),
+    WeightFormat("w4", Engine.LUT, _grouped, 4, grouped=True),
+    WeightFormat("ternary", Engine.LUT, _grouped, 2, grouped=True),
+)}
 
 
 def weight_format(name):

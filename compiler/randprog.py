@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.isa import Buffer, Engine, Queue
+from types import SimpleNamespace
+
+from hw.engines import specs_of
+from hw.isa import Buffer, Queue
 from sw.golden import requant, rne_shift, wrap32
 from sw.program import MemoryImage, Program
 from .asm import Assembler, mask
-from .lutpack import pack_planes, random_weights
+from .engines import plugin
 
 __all__ = ["random_program", "RandomProgram"]
 
@@ -35,7 +38,7 @@ class RandomProgram:
 
 def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=None,
                    ternary=False) -> RandomProgram:
-    """``engines`` restricts the engines jobs draw from; ``wbits`` fixes the LUT weight
+    """``engines`` restricts the engines (tags) jobs draw from; ``wbits`` fixes the LUT weight
     width; ``ternary`` draws LUT weights from {-1, 0, 1} (2 planes)."""
     rng = np.random.default_rng(seed)
     R, C, B = config.rows, config.cols, config.bus_bytes
@@ -43,19 +46,19 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
     slots = int(rng.integers(1, 3))
     # scratchpad plan: per slot an act input region, a weight region, a residual region,
     # an output region and an accumulator tile
-    CH = config.lut_cols if config.has_lut else C      # widest MATMUL output tile
+    built = [s for s in specs_of(config) if engines is None or s.tag in engines]
+    CH = max(s.channels(config) for s in specs_of(config))     # widest MATMUL output tile
+    align = max(s.act_group for s in specs_of(config))
     max_k = max(1, min(max_k or 3 * R + 5, (config.act_depth - 4 * CH) // (2 * slots) - 3,
                        config.wgt_depth // slots))
-    span = (max_k + 3) // 4 * 4                        # LUT activations are 4-aligned
+    span = (max_k + align - 1) // align * align       # every engine's activations aligned
     act_in = [s * span for s in range(slots)]
     act_res = [slots * span + s * CH for s in range(slots)]
     act_out = [slots * span + slots * CH + s * CH for s in range(slots)]
     wgt_in = [s * max_k for s in range(slots)]
     acc_t = [s * CH for s in range(slots)]
     assert act_out[-1] + CH <= config.act_depth and slots * CH <= config.acc_depth
-    engines = [e for e in (engines or (Engine.SYSTOLIC, Engine.LUT))
-               if e.name.lower() in config.engines]
-    force_wbits = 2 if ternary else wbits
+    engines = [s for s in built if s.act_group <= max_k]
 
     mem = MemoryImage(bytearray())
     asm = Assembler(config)
@@ -70,26 +73,20 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
     desc = [f"slots={slots}"]
     for j in range(njobs):
         s = j % slots
-        eng = engines[int(rng.integers(0, len(engines)))]
-        lut = eng == Engine.LUT and max_k >= 4
-        eng = Engine.LUT if lut else Engine.SYSTOLIC
-        if not lut and "systolic" not in config.engines:
+        if not engines:
             continue
-        ch = CH if lut else C
-        k = 4 * int(rng.integers(1, max_k // 4 + 1)) if lut else int(rng.integers(1, max_k + 1))
+        es = engines[int(rng.integers(0, len(engines)))]
+        plug = plugin(es.tag)
+        mode = plug.random_mode(rng, config, wbits=wbits, ternary=ternary)
+        mode_ns = SimpleNamespace(**mode)
+        ch = es.channels(config)
+        unit = es.act_group
+        k = unit * int(rng.integers(1, max_k // unit + 1))
         ncols = int(rng.integers(1, ch + 1))           # partial output tile on store
         a = rng.integers(-128, 128, (k, R), dtype=np.int8)
         res = rng.integers(-128, 128, (ch, R), dtype=np.int8)
-        wbits, odd = 0, False
-        if lut:
-            wbits = force_wbits or int(rng.choice(config.lut_wbits))
-            odd = bool(rng.random() < 0.5) and not ternary
-            w = rng.integers(-1, 2, (k, ch)) if ternary else \
-                random_weights(rng, (k, ch), wbits, odd)
-            w_rows = pack_planes(w, wbits, odd).view(np.int8)   # [k // 4 * wbits, C]
-        else:
-            w = rng.integers(-128, 128, (k, C), dtype=np.int8)
-            w_rows = w
+        w = plug.random_weights(rng, (k, ch), mode, ternary=ternary)
+        w_rows = plug.pack(w, mode)                    # [steps(k), entry bytes]
         # rows padded to a random multiple of the bus width: strided DMA
         pad_a = R + B * int(rng.integers(0, 3))
         pad_w = C + B * int(rng.integers(0, 3))
@@ -125,7 +122,6 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
                      comment=f"job {j} load {buf.name.lower()}")
 
         # --- compute: K split into accumulating MATMULs, then REQUANT -------------------
-        unit = 4 if lut else 1
         n_units = k // unit
         cuts = sorted(set(unit * int(x) for x in rng.integers(1, n_units, int(rng.integers(0, 3)))
                           )) if n_units > 1 else []
@@ -140,9 +136,9 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
                 wait |= mask(S)                         # the store of job j-slots is done
             g_addr = int(rng.integers(0, n_scales - ch + 1)) if scaled else 0
             g_shift = int(rng.integers(0, 20)) if scaled else 0
-            w_off = k0 // 4 * wbits if lut else k0
+            w_off = es.steps(config, k0, mode_ns)
             asm.matmul(act_in[s] + k0, wgt_in[s] + w_off, acc_t[s], k1 - k0, accumulate=i > 0,
-                       wait=wait, engine=eng, wbits=wbits, odd=odd, scaled=scaled,
+                       wait=wait, engine=es.tag, mode=mode, scaled=scaled,
                        shift=g_shift, scale_addr=g_addr,
                        comment=f"job {j} k[{k0}:{k1}]")
             # independent oracle: the exact integer product of this K slice
@@ -180,7 +176,7 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
             q = requant(acc, scales[scale_off:scale_off + ch], shift,
                         res if use_res else None, relu)
             expected[f"out{j}"] = q[:ncols]
-        eng_s = f"lut w{wbits}{'odd' if odd else ''}" if lut else "systolic"
+        eng_s = plug.describe(mode)
         desc.append(f"job{j}: {eng_s} k={k} cols={ncols} parts={'+'.join(parts)} res={use_res} "
                     f"relu={relu} shift={shift} relay={relay}")
     return RandomProgram(asm.program(), mem, expected, "; ".join(desc))

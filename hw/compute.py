@@ -7,6 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import span_bits
+from .engines import mode_legal, specs_of
 from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lut import LutArray, LutPrecompute
 from .lib import kept, registered
@@ -136,26 +137,23 @@ class Compute(wiring.Component):
             wiring.connect(m, pre.o, lut.i)
             m.d.comb += pre.first_ok.eq(lut.first_ok)
 
-        wbits_ok = Const(sum(1 << b for b in cfg.lut_wbits), 8)
+        specs = specs_of(cfg)
 
-        def lut_steps(mm):
-            """LUT engine steps of a MATMUL: (k / 4) groups x wbits planes (0 when the engine
-            is not built: no multiplier for an instruction that is refused anyway)."""
-            if not has_lut:
-                return Const(0, 16)
-            # wbits is 1..4 when legal (other widths are refused first, ILLEGAL_FIELD): shifts
-            # and one adder, no multiplier (a DSP's combinational delay alone is most of a
-            # 10 ns cycle on an ECP5)
-            g, w = mm.k >> 2, mm.wbits
-            return Mux(w[2], g << 2, Mux(w[1], Mux(w[0], g + (g << 1), g << 1), g))
+        def per_engine(mm, rule):
+            """``rule(spec, mode)`` of the MATMUL's engine (of the engines built; a MATMUL
+            for another is refused first)."""
+            out = rule(specs[0], mm.mode[specs[0].name])
+            for es in specs[1:]:
+                out = Mux(mm.engine == es.tag, rule(es, mm.mode[es.name]), out)
+            return out
 
         def ranges(insn):
             """The (start, length) pairs of the ranges the checks bound."""
             mm, r = view(MatmulInsn, insn), view(RequantInsn, insn)
-            is_lut = mm.engine == Engine.LUT
-            ch = Mux(is_lut, N, C)
+            ch = per_engine(mm, lambda es, mode: es.channels(cfg))
+            steps = per_engine(mm, lambda es, mode: es.steps(cfg, mm.k, mode))
             n = r.count
-            return [(mm.act_addr, mm.k), (mm.wgt_addr, Mux(is_lut, lut_steps(mm), mm.k)),
+            return [(mm.act_addr, mm.k), (mm.wgt_addr, steps),
                     (mm.acc_addr, ch), (mm.scale_addr, ch), (r.acc_addr, n),
                     (r.out_addr, n), (r.res_addr, n), (r.scale_addr, n)]
 
@@ -170,8 +168,6 @@ class Compute(wiring.Component):
             op = view(Header, insn).opcode
             mm, r = view(MatmulInsn, insn), view(RequantInsn, insn)
             is_mm, is_rq = op == Opcode.MATMUL, op == Opcode.REQUANT
-            is_sys = is_mm & (mm.engine == Engine.SYSTOLIC)
-            is_lut = is_mm & (mm.engine == Engine.LUT)
             if pre is None:     # on the instruction itself: sums as wide as the bounds
                 over = [sum_exceeds(p, bd) for p, bd in zip(ranges(insn), bounds)]
                 # OVERLAP is raised only with the ranges inside the scratchpad (SP_RANGE
@@ -184,18 +180,23 @@ class Compute(wiring.Component):
             act_over, wgt_over, acc_over, scale_over, rq_acc, rq_out_over, rq_res_over, \
                 rq_scale = over
             overlap = (r.residual & (out != res) & (out < rq_res) & (res < rq_out))
-            engine_ok = (is_sys & int(has_sys)) | (is_lut & int(has_lut))
+            # per engine built: this MATMUL names it; its mode or k refused; misaligned
+            named = [is_mm & (mm.engine == es.tag) for es in specs]
+            refused = [is_es & (~mode_legal(es.tag, mm.mode.raw)
+                                | es.illegal(cfg, mm.k, mm.mode[es.name]))
+                       for es, is_es in zip(specs, named)]
+            misaligned = [is_es & es.misaligned(mm.act_addr)
+                          for es, is_es in zip(specs, named) if es.act_group > 1]
             return [
-                (is_mm & (~engine_ok | (mm.k == 0) | (mm.scaled & int(not cfg.group_scale))
-                          | (is_sys & ((mm.wbits != 0) | mm.odd))
-                          | (is_lut & (~wbits_ok.bit_select(mm.wbits, 1) | (mm.k[:2] != 0)))),
+                (is_mm & (~Cat(*named).any() | (mm.k == 0)
+                          | (mm.scaled & int(not cfg.group_scale)) | Cat(*refused).any()),
                  ErrorCode.ILLEGAL_FIELD),
                 (is_rq & (r.count == 0), ErrorCode.ILLEGAL_FIELD),
                 (is_mm & (act_over | wgt_over | acc_over | (mm.scaled & scale_over)),
                  ErrorCode.SP_RANGE),
                 (is_rq & (rq_acc | rq_out_over | (r.residual & rq_res_over) | rq_scale),
                  ErrorCode.SP_RANGE),
-                (is_lut & (mm.act_addr[:2] != 0), ErrorCode.MISALIGNED),
+                (Cat(*misaligned).any(), ErrorCode.MISALIGNED),
                 (is_rq & overlap, ErrorCode.OVERLAP),
             ]
         # At high clocks the checks' sums are registered from the queue's output, their
@@ -345,7 +346,7 @@ class Compute(wiring.Component):
         # --- MATMUL feeder: a shared step counter; LUT steps walk (group, plane) ----------
         total = Signal(stb)     # steps of this MATMUL, registered as it starts
         with m.If(front.start):
-            m.d.sync += total.eq(Mux(lut_mode, lut_steps(mm), mm.k))
+            m.d.sync += total.eq(per_engine(mm, lambda es, mode: es.steps(cfg, mm.k, mode)))
         step = Signal(stb)
         plane = Signal(2)
         grp = Signal(ab)
@@ -381,7 +382,7 @@ class Compute(wiring.Component):
                 pre.i.valid.eq(f_valid & f_lut),
                 pi.act.eq(self.act_rd.data4), pi.nib.eq(self.wgt_rd.data),
                 pi.plane.eq(f_plane), pi.newgroup.eq(f_new), pi.first.eq(f_first),
-                pi.last.eq(f_last), pi.odd.eq(mm.odd), pi.steps.eq(total), pi.tag.eq(tag),
+                pi.last.eq(f_last), pi.odd.eq(mm.mode.lut.odd), pi.steps.eq(total), pi.tag.eq(tag),
             ]
             m.d.comb += [self.lut_step.eq(lut.i.valid & lut.i.ready),
                          self.lut_group.eq(lut.i.valid & lut.i.ready & lut.i.payload.newgroup)]
@@ -389,7 +390,7 @@ class Compute(wiring.Component):
             m.d.comb += self.step.eq(array.i.valid & array.i.ready)
         m.d.comb += [self.wgt_rd.addr.eq((mm.wgt_addr[:wb] + step)[:wb]),
                      self.wgt_rd.en.eq(issue)]
-        plane_end = plane == mm.wbits - 1
+        plane_end = plane == mm.mode.lut.wbits - 1
         last_step = step + 1 == total
         with m.If(issue):
             m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_lut.eq(lut_mode),

@@ -17,13 +17,13 @@ from amaranth.lib import data, enum
 
 __all__ = [
     "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "Opcode", "Queue", "Engine", "Buffer",
-    "Header", "DmaInsn", "MatmulInsn", "RequantInsn", "SyncInsn", "EndInsn",
-    "FORMATS", "QUEUE_OF", "ErrorCode", "Counter", "encode", "decode", "disasm",
-    "IsaError", "view", "buffer_entry_bytes", "buffer_depth", "matmul_channels",
-    "matmul_weight_entries",
+    "Header", "DmaInsn", "MatmulInsn", "MatmulMode", "SystolicMode", "LutMode", "MODE_BITS",
+    "RequantInsn", "SyncInsn", "EndInsn", "FORMATS", "QUEUE_OF", "ErrorCode", "Counter",
+    "encode", "decode", "disasm", "IsaError", "view", "buffer_entry_bytes", "buffer_depth",
+    "mode_layout", "mode_fields", "mode_value",
 ]
 
-ISA_VERSION = 2
+ISA_VERSION = 3
 INSN_BITS = 128
 INSN_BYTES = INSN_BITS // 8
 
@@ -45,7 +45,8 @@ class Queue(enum.Enum, shape=2):
 
 
 class Engine(enum.Enum, shape=3):
-    """MATMUL datapath. Each new engine adds a tag here, not a new instruction."""
+    """MATMUL datapath. Each new engine adds a tag here and a member of ``MatmulMode``, not a
+    new instruction; its rules (channels, steps, legality) live in hw/engines."""
     SYSTOLIC = 0    # int8 x int8 output-stationary array
     LUT = 1         # low-bit weight planes x int8 by table lookup (LUT tensor core)
 
@@ -70,17 +71,6 @@ def buffer_depth(cfg):
             Buffer.ACC: cfg.acc_depth, Buffer.SCALE: cfg.scale_depth}
 
 
-def matmul_channels(cfg, engine):
-    """Output channels (accumulator entries) one MATMUL on ``engine`` writes."""
-    return cfg.lut_cols if engine == Engine.LUT else cfg.cols
-
-
-def matmul_weight_entries(engine, k, wbits):
-    """Weight-scratchpad entries a MATMUL of ``k`` features reads (also its engine steps):
-    one per feature on the systolic array, ``wbits`` planes per 4 features on the LUT."""
-    return k // 4 * wbits if engine == Engine.LUT else k
-
-
 class Header(data.Struct):
     opcode: Opcode
     wait: 3         # bit q = take a token from queue q
@@ -103,21 +93,76 @@ class DmaInsn(data.Struct):
     stride: 32
 
 
+#: Bits of a MATMUL's engine-specific mode (the widest engine's options fit).
+MODE_BITS = 8
+
+
+#: SYSTOLIC: no options; every mode bit must be 0.
+SystolicMode = data.StructLayout({})
+
+
+class LutMode(data.Struct):
+    """LUT: the weights' bit planes and grid."""
+    wbits: 3        # 1..4 planes (the configuration's lut_wbits)
+    odd: 1          # 1: the symmetric odd grid {+-1, +-3, ...}; 0: two's complement
+
+
+class MatmulMode(data.Union):
+    """A MATMUL's engine-specific options: the member named after its engine. Bits beyond
+    that member's must be 0 (ILLEGAL_FIELD). ``raw`` views all of them."""
+    raw: MODE_BITS
+    systolic: SystolicMode
+    lut: LutMode
+
+
+def mode_layout(engine):
+    """The ``MatmulMode`` member (a struct layout) of ``engine``."""
+    return data.Layout.cast(MatmulMode)[Engine(engine).name.lower()].shape
+
+
+def mode_fields(engine, raw):
+    """The named fields of ``engine``'s mode in the ``raw`` mode bits, or None when ``raw``
+    sets a bit the mode does not have (an illegal MATMUL)."""
+    layout = data.Layout.cast(mode_layout(engine))
+    if raw >> layout.size:
+        return None
+    return {name: (raw >> f.offset) & ((1 << Shape.cast(f.shape).width) - 1)
+            for name, f in layout}
+
+
+def mode_value(engine, **fields):
+    """The raw mode bits of ``engine``'s mode with ``fields`` (unnamed ones 0)."""
+    layout = data.Layout.cast(mode_layout(engine))
+    raw = 0
+    for name, f in layout:
+        v = int(fields.pop(name, 0))
+        width = Shape.cast(f.shape).width
+        if not 0 <= v < (1 << width):
+            raise IsaError(f"MATMUL mode {Engine(engine).name.lower()}.{name} = {v} does not "
+                           f"fit in {width} bits")
+        raw |= v << f.offset
+    if fields:
+        raise IsaError(f"the {Engine(engine).name.lower()} engine's MATMUL mode has no field "
+                       f"{sorted(fields)[0]!r}")
+    return raw
+
+
 class MatmulInsn(data.Struct):
     """acc[acc_addr + j][i] (+)= g(sum_k act[act_addr + k][i] * w[k][j]).
 
     i over ``rows`` tokens, j over the engine's output channels, k over ``k`` (>= 1) input
     features; the sum is int32 (wrapping); ``accumulate`` adds the old value.
 
-    SYSTOLIC: ``cols`` channels, ``w[k][j]`` = int8 ``wgt[wgt_addr + k][j]``; ``wbits`` and
-    ``odd`` must be 0.
+    ``mode`` holds the engine's options (``MatmulMode``; docs/engines.md).
 
-    LUT: ``2 * cols`` channels; ``k`` and ``act_addr`` multiples of 4; weights of ``wbits``
-    (1..4) bits stored as bit planes: entry ``wgt_addr + g * wbits + p`` holds plane ``p``
-    of features ``4g .. 4g + 3``, a 4-bit (inverted) table index per channel
-    (docs/lut.md). The integer weight is ``u - 2**(wbits-1)`` (``odd`` = 0) or
-    ``2*u - (2**wbits - 1)`` (``odd`` = 1, the symmetric odd grid), ``u`` the unsigned value
-    of the planes.
+    SYSTOLIC: ``cols`` channels, ``w[k][j]`` = int8 ``wgt[wgt_addr + k][j]``; the mode is 0.
+
+    LUT: ``2 * cols`` channels; ``k`` and ``act_addr`` multiples of 4; weights of
+    ``mode.lut.wbits`` (1..4) bits stored as bit planes: entry ``wgt_addr + g * wbits + p``
+    holds plane ``p`` of features ``4g .. 4g + 3``, a 4-bit (inverted) table index per
+    channel (docs/lut.md). The integer weight is ``u - 2**(wbits-1)`` (``mode.lut.odd`` = 0)
+    or ``2*u - (2**wbits - 1)`` (``odd`` = 1, the symmetric odd grid), ``u`` the unsigned
+    value of the planes.
 
     ``scaled`` (configs with the LUT engine): g(x) = rne(x * m[scale_addr + j], shift),
     wrapped to int32, with ``m`` as in REQUANT -- a per-group weight scale; else g(x) = x.
@@ -131,8 +176,7 @@ class MatmulInsn(data.Struct):
     wgt_addr: 16
     acc_addr: 16
     k: 16
-    wbits: 3
-    odd: 1
+    mode: MatmulMode
     scaled: 1
     shift: 6
     scale_addr: 16
@@ -191,11 +235,12 @@ class ErrorCode(enum.Enum, shape=4):
     NONE = 0
     ILLEGAL_OPCODE = 1
     ILLEGAL_FIELD = 2       # own queue in wait/release, unknown or absent engine/buffer/queue,
-                            # k == 0, a LUT k not a multiple of 4, a weight width not enabled
+                            # k == 0, a mode the engine does not take (hw/engines: for the
+                            # LUT a k not a multiple of 4 or a weight width not enabled)
     SP_RANGE = 3            # scratchpad address out of range
     DRAM_RANGE = 4          # external address out of range
     MISALIGNED = 5          # DMA address or stride not a multiple of the bus width, or a
-                            # LUT MATMUL act_addr not a multiple of 4
+                            # MATMUL act_addr off its engine's alignment (LUT: 4)
     OVERLAP = 6             # REQUANT output and residual ranges partly overlap
     TOKEN_OVERFLOW = 7      # a dependency-token counter overflowed
     DEADLOCK = 8            # every queue waits for a token nobody can give
@@ -244,13 +289,16 @@ _OPCODE_WIDTH = Shape.cast(Opcode).width
 
 
 def encode(opcode, **fields) -> int:
-    """Encode one instruction to its 128-bit integer. Unnamed fields are 0."""
+    """Encode one instruction to its 128-bit integer. Unnamed fields are 0; a MATMUL's
+    ``mode`` is its raw bits or a dict of the engine's mode fields."""
     opcode = Opcode(opcode)
     word = 0
     given = dict(fields)
     given["opcode"] = opcode
     for name, offset, width, enum_cls in _FIELDS[opcode]:
         v = given.pop(name, 0)
+        if name == "mode" and isinstance(v, dict):     # the engine's named options
+            v = mode_value(fields.get("engine", Engine.SYSTOLIC), **v)
         if enum_cls is not None:
             v = enum_cls(v).value
         v = int(v)
@@ -297,5 +345,10 @@ def disasm(word: int) -> str:
             if v:
                 parts.append(f"{k}=" + "|".join(q.name.lower() for q in Queue if v >> q.value & 1))
             continue
+        if k == "mode" and isinstance(d.get("engine"), Engine):
+            named = mode_fields(d["engine"], v)
+            if named is not None:
+                parts += [f"{f}={x}" for f, x in named.items()]
+                continue
         parts.append(f"{k}={v.name.lower() if isinstance(v, enum.Enum) else v}")
     return f"{op.name.lower():8s}" + " ".join(parts)

@@ -17,7 +17,23 @@ def _table(fmt):
         kind = ""
         if isinstance(f.shape, type) and issubclass(f.shape, isa.enum.Enum):
             kind = f"`{f.shape.__name__}`: " + ", ".join(f"{m.name}={m.value}" for m in f.shape)
+        elif f.shape is isa.MatmulMode:
+            kind = "`MatmulMode`: the engine's options (below)"
         rows.append(f"| {bits} | `{name}` | {kind} |")
+    return "\n".join(rows)
+
+
+def _modes():
+    """The MatmulMode member of each engine: its fields' bits within ``mode``."""
+    rows = ["| engine | bits of `mode` | field |", "|---|---|---|"]
+    for eng in isa.Engine:
+        fields = list(data.Layout.cast(isa.mode_layout(eng)))
+        if not fields:
+            rows.append(f"| {eng.name} | | (none: the mode is 0) |")
+        for name, f in fields:
+            width = Shape.cast(f.shape).width
+            bits = f"{f.offset}" if width == 1 else f"{f.offset + width - 1}:{f.offset}"
+            rows.append(f"| {eng.name} | {bits} | `{name}` |")
     return "\n".join(rows)
 
 
@@ -55,6 +71,9 @@ def render() -> str:
         ops = ", ".join(o.name for o, f in isa.FORMATS.items() if f is fmt)
         out += ["", f"## {fmt.__name__} ({ops})", "", " ".join((fmt.__doc__ or "").split()), "",
                 _table(fmt)]
+        if fmt is isa.MatmulInsn:
+            out += ["", "### MatmulMode", "", " ".join((isa.MatmulMode.__doc__ or "").split()),
+                    "", _modes()]
     out += ["", "## Error codes", "", "| code | name | meaning |", "|---|---|---|"]
     import inspect
     src = inspect.getsource(isa.ErrorCode).splitlines()

@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import AccelConfig
+from hw.engines import mode_view, spec
 from hw.isa import (INSN_BYTES, QUEUE_OF, Buffer, Engine, ErrorCode, IsaError, Opcode, Queue,
-                    buffer_depth, buffer_entry_bytes, decode, matmul_channels,
-                    matmul_weight_entries)
+                    buffer_depth, buffer_entry_bytes, decode)
+from . import engines
+from .engines.lut import lut_matmul, lut_tables
 from .executor import place_program
 from .program import MemoryImage, Program
 
@@ -42,42 +44,6 @@ def requant(acc, mult, shift, residual=None, relu=False):
     return np.clip(q, 0 if relu else -128, 127).astype(np.int8)
 
 
-def lut_tables(a):
-    """The LUT engine's stored tables: ``a [..., 4]`` int -> ``h [..., 8]`` with
-    ``h[u] = -a0 + sum_{t=1..3} (bit t-1 of u ? +a_t : -a_t)`` (the other 8 of the 16 signed
-    sums are their negations: ``T[15 - idx] = -T[idx]``)."""
-    a = np.asarray(a, np.int64)
-    u = np.arange(8)
-    sign = np.stack([-np.ones(8, np.int64)] + [2 * ((u >> t) & 1) - 1 for t in range(3)], -1)
-    return a @ sign.T
-
-
-def lut_matmul(act, entries, wbits, odd):
-    """The LUT engine's arithmetic, as the hardware does it: ``act [k, rows]`` int8,
-    ``entries [k//4 * wbits, cols]`` int8 weight-plane entries -> int64 ``[2*cols, rows]``.
-
-    For group g and plane p each channel's 4-bit index n selects ``h[n >> 1]``, negated when
-    ``n & 1``; planes are weighted by 2**p; the {0,1} -> {-1,+1} reinterpretation leaves
-    ``S = sum_k (2u - (2**wbits - 1)) a_k``, which is the result on the odd grid and
-    ``(S - sum_k a_k) / 2`` on the two's-complement offset grid.
-    """
-    k, rows = act.shape
-    groups = k // 4
-    h = lut_tables(np.asarray(act, np.int64).reshape(groups, 4, rows).transpose(0, 2, 1))
-    raw = np.asarray(entries).view(np.uint8).reshape(groups, wbits, -1)
-    nib = np.stack([raw & 15, raw >> 4], -1).reshape(groups, wbits, -1).astype(np.int64)
-    sel, neg = nib >> 1, nib & 1                                     # [g, p, ch]
-    gi = np.arange(groups)[:, None, None, None]
-    ri = np.arange(rows)[None, None, None, :]
-    v = h[gi, ri, sel[..., None]]                                    # [g, p, ch, rows]
-    v = np.where(neg[..., None] == 1, -v, v)
-    s = (v * (1 << np.arange(wbits))[None, :, None, None]).sum((0, 1))   # [ch, rows]
-    if odd:
-        return s
-    bias = np.asarray(act, np.int64).sum(0)                          # sum_k a_k per token
-    return (s - bias[None, :]) >> 1
-
-
 _LOADABLE = (Buffer.ACT, Buffer.WGT, Buffer.SCALE)
 _STORABLE = (Buffer.ACT, Buffer.ACC)
 
@@ -104,23 +70,21 @@ def check_insn(cfg: AccelConfig, d: dict, queue: Queue):
         if last > cfg.dram_bytes:
             return ErrorCode.DRAM_RANGE
     elif op == Opcode.MATMUL:
-        eng, k, wbits = d["engine"], d["k"], d["wbits"]
+        eng, k = d["engine"], d["k"]
         if not isinstance(eng, Engine) or eng.name.lower() not in cfg.engines or k == 0:
             return ErrorCode.ILLEGAL_FIELD
         if d["scaled"] and not cfg.group_scale:
             return ErrorCode.ILLEGAL_FIELD
-        if eng == Engine.SYSTOLIC:
-            if wbits or d["odd"]:
-                return ErrorCode.ILLEGAL_FIELD
-        elif wbits not in cfg.lut_wbits or k % 4:
+        es, mode = spec(eng), mode_view(eng, d["mode"])
+        if mode is None or es.illegal(cfg, k, mode):
             return ErrorCode.ILLEGAL_FIELD
-        w_entries = matmul_weight_entries(eng, k, wbits)
-        ch = matmul_channels(cfg, eng)
-        if (d["act_addr"] + k > cfg.act_depth or d["wgt_addr"] + w_entries > cfg.wgt_depth
+        ch = es.channels(cfg)
+        if (d["act_addr"] + k > cfg.act_depth
+                or d["wgt_addr"] + es.steps(cfg, k, mode) > cfg.wgt_depth
                 or d["acc_addr"] + ch > cfg.acc_depth
                 or (d["scaled"] and d["scale_addr"] + ch > cfg.scale_depth * cfg.scale_lanes)):
             return ErrorCode.SP_RANGE
-        if eng == Engine.LUT and d["act_addr"] % 4:
+        if es.misaligned(d["act_addr"]):
             return ErrorCode.MISALIGNED
     elif op == Opcode.REQUANT:
         n = d["count"]
@@ -250,15 +214,11 @@ class Machine:
                 self.counters["bytes_written"] += rows * eb
         elif op == Opcode.MATMUL:
             k, eng = d["k"], d["engine"]
-            ch = matmul_channels(cfg, eng)
+            es, mode = spec(eng), mode_view(eng, d["mode"])
+            ch = es.channels(cfg)
             a = self.act[d["act_addr"]:d["act_addr"] + k]                    # [k, rows]
-            if eng == Engine.LUT:
-                w = self.wgt[d["wgt_addr"]:d["wgt_addr"]
-                             + matmul_weight_entries(eng, k, d["wbits"])]
-                prod = wrap32(lut_matmul(a, w, d["wbits"], d["odd"]))       # [ch, rows]
-            else:
-                w = self.wgt[d["wgt_addr"]:d["wgt_addr"] + k].astype(np.int64)   # [k, cols]
-                prod = wrap32(w.T @ a.astype(np.int64))                     # [ch, rows]
+            w = self.wgt[d["wgt_addr"]:d["wgt_addr"] + es.steps(cfg, k, mode)]
+            prod = wrap32(engines.matmul(eng, a, w, mode))                  # [ch, rows]
             if d["scaled"]:
                 m = self.scale.reshape(-1)[d["scale_addr"]:d["scale_addr"] + ch]
                 prod = wrap32(rne_shift(prod.astype(np.int64) * m.astype(np.int64)[:, None],

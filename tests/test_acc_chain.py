@@ -35,7 +35,7 @@ def _chain(cfg, engine, wbits=0):
     asm = Assembler(cfg)
     asm.load(Buffer.ACT, 0, a_addr, kmax, R)
     asm.load(Buffer.WGT, 0, w_addr, len(wgt), cfg.cols, release=mask(Queue.COMPUTE))
-    kw = dict(engine=engine, wbits=wbits)
+    kw = dict(engine=engine, mode=dict(wbits=wbits) if lut else 0)
     # every entry written once, then the overlapping chain accumulates over them
     for base in range(0, n_acc - ch + 1, ch):
         asm.matmul(0, 0, base, 4 if lut else 1, wait=mask(Queue.LOAD) if base == 0 else 0,

@@ -90,6 +90,7 @@ def _lut_case(cfg, m, k, n, wbits, odd, group, seed):
     """A LUT-engine linear with integer weights on the grid and random group multipliers,
     and its exact result computed directly (sum of rounded, scaled group products)."""
     from compiler.lutpack import random_weights
+    from compiler.quantize import WeightFormat, quantize_groups
     from hw.isa import Engine
     from sw.golden import rne_shift
     rng = np.random.default_rng(seed)
@@ -101,9 +102,10 @@ def _lut_case(cfg, m, k, n, wbits, odd, group, seed):
     groups = -(-kp // group) if group else 1
     gmult = rng.integers(1, 1 << 14, (n, groups)).astype(np.int16) if groups > 1 else None
     gshift = 6
-    kern = lower_linear(cfg, "lut", m, w, mult, shift, engine=Engine.LUT, wbits=wbits,
-                        odd=odd, group=group if groups > 1 else None, gmult=gmult,
-                        gshift=gshift)
+    fmt = WeightFormat(f"w{wbits}{'odd' if odd else ''}", Engine.LUT, quantize_groups, wbits,
+                       odd, grouped=True)
+    kern = lower_linear(cfg, "lut", m, w, mult, shift, fmt=fmt,
+                        group=group if groups > 1 else None, gmult=gmult, gshift=gshift)
     mem = kern.memory.copy()
     kern.write_input(mem, x)
     acc = np.zeros((m, n), np.int64)

@@ -146,7 +146,7 @@ def test_rtl_rejects_a_width_the_config_does_not_enable(rect, rect_rtl):
     from hw.isa import encode, ErrorCode
     from sw.program import MemoryImage, Program
     for wbits in (3, 4):
-        p = Program([encode(Opcode.MATMUL, engine=Engine.LUT, wbits=wbits, k=4),
+        p = Program([encode(Opcode.MATMUL, engine=Engine.LUT, mode=dict(wbits=wbits), k=4),
                      encode(Opcode.END)], rect.hash)
         mem = MemoryImage(bytearray(256))
         _, gs = Machine(rect).run(p, mem)

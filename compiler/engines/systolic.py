@@ -1,0 +1,40 @@
+"""The systolic array in the compiler: int8 weights, one weight entry per input feature."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["mode_of", "check", "pad_value", "pack", "random_mode", "random_weights",
+           "describe"]
+
+
+def mode_of(fmt):
+    """The MATMUL mode (named fields) for weight format ``fmt``: none."""
+    return {}
+
+
+def check(cfg, fmt):
+    """Why ``cfg`` cannot run ``fmt`` on this engine beyond building it, or None."""
+    return None
+
+
+def pad_value(mode):
+    """The weight that padded features carry (they meet zero activations)."""
+    return 0
+
+
+def pack(w_kn, mode):
+    """Integer weights ``[K, N]`` -> weight entries ``[K, N]`` int8 (entry k: feature k)."""
+    return np.asarray(w_kn).astype(np.int8)
+
+
+def random_mode(rng, cfg, *, wbits=None, ternary=False):
+    return {}
+
+
+def random_weights(rng, shape, mode, *, ternary=False):
+    return rng.integers(-128, 128, shape, dtype=np.int8)
+
+
+def describe(mode):
+    return "systolic"
