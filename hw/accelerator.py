@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from .bus import BusArbiter, StreamSlice, bus_signature, req_layout, resp_layout
 from .compute import Compute
 from .config import AccelConfig
+from .engines import SPECS, act_banks, specs_of
 from .dma import DmaLoad, DmaStore
 from .fetch import Fetch
 from .protect import ParityMemory
@@ -221,11 +222,11 @@ class Accelerator(wiring.Component):
                     m.d.comb += tok_err.eq(1)
 
         # --- scratchpads ------------------------------------------------------------------
-        # Activations live in 4 banks (entry e in bank e % 4, row e // 4) so the LUT engine
-        # reads a whole 4-feature group per cycle; everyone else sees one flat scratchpad
-        # (without the LUT engine it is one memory: no bank multiplexers).
+        # Activations live in banks (entry e in bank e % banks, row e // banks) where an
+        # engine reads a group of entries per cycle (the LUT engine: 4 features); everyone
+        # else sees one flat scratchpad (with one bank it is one memory: no multiplexers).
         par = set(cfg.parity)
-        nb = 4 if cfg.has_lut else 1
+        nb = act_banks(cfg)
         lb = nb.bit_length() - 1
         banks = [ParityMemory(m, Memory(shape=8 * R, depth=cfg.act_depth // nb, init=[]),
                               f"act_bank{b}", "act" in par) for b in range(nb)]
@@ -371,22 +372,25 @@ class Accelerator(wiring.Component):
 
         # --- counters ---------------------------------------------------------------------
         bb = cfg.bus_bytes
-        macs_lut = 4 * R * cfg.lut_cols if cfg.has_lut else 0
+        specs = specs_of(cfg)
+        credits = [(comp.engine_credit[i], es.macs_per_credit(cfg))
+                   for i, es in enumerate(specs)]
         events = {          # counter: (event this cycle, its largest value)
             Counter.CYCLES: (running, 1),
             Counter.INSNS: (dispatched, 1),
             Counter.LOAD_BUSY: (running & load.busy, 1),
             Counter.COMPUTE_BUSY: (running & (comp.busy | ~comp.drain_idle), 1),
-            Counter.ARRAY_BUSY: (comp.step, 1),
             Counter.REQUANT_BUSY: (comp.requant_busy, 1),
             Counter.STORE_BUSY: (running & store.busy, 1),
-            Counter.MACS: (Mux(comp.step, R * C, 0) + Mux(comp.lut_group, macs_lut, 0),
-                           R * C + macs_lut),
-            Counter.LUT_BUSY: (comp.lut_step, 1),
+            Counter.MACS: (sum(Mux(c, n, 0) for c, n in credits), sum(n for _, n in credits)),
             Counter.BYTES_READ: (Mux(load.beat_in, bb, 0), bb),
             Counter.BYTES_WRITTEN: (Mux(store.ack_in, bb, 0), bb),
             Counter.FETCH_BYTES: (Mux(arb.m0.resp.valid, bb, 0), bb),
         }
+        # each engine's busy counter: cycles a step enters it (0 for an engine not built)
+        events.update({es.busy_counter: (Const(0), 1) for es in SPECS.values()})
+        events.update({es.busy_counter: (comp.engine_step[i], 1)
+                       for i, es in enumerate(specs)})
         if cfg.counter_store == "bram":
             with m.If(ending & self._bram_counters(m, events, ending)):
                 m.d.sync += [done.eq(1), ending.eq(0)]

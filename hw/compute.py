@@ -1,4 +1,5 @@
-"""The compute queue's executor: MATMUL on the systolic or the LUT engine, REQUANT, SYNC."""
+"""The compute queue's executor: MATMUL on the engines the configuration builds
+(hw/engines), REQUANT, SYNC."""
 
 from functools import partial
 
@@ -7,14 +8,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import span_bits
-from .engines import mode_legal, specs_of
-from .isa import view, Engine, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
-from .lut import LutArray, LutPrecompute
+from .engines import act_banks, mode_legal, specs_of
+from .isa import view, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
 from .lib import kept, registered
 from .queue import Front, executor_members, sum_exceeds
 from .requant import (RequantUnit, gather_groups, make_requant, rne_wrap_parts,
                       split_product)
-from .systolic import SystolicArray
 
 __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
 
@@ -49,15 +48,20 @@ def wr_port(width):
 
 
 class Compute(wiring.Component):
-    """Feeds MATMULs to their engine, one step per cycle (systolic: one k; LUT: one bit
-    plane of a 4-feature group), writes drained columns to the accumulators (scaled by a
-    per-group multiplier when ``scaled``, adding the old value when ``accumulate``), and runs
-    REQUANT through the requant unit one accumulator entry per cycle.
+    """Feeds MATMULs to their engine, one step per cycle (``EngineSpec.steps``; an
+    activation read serves ``EngineSpec.planes`` of them), writes drained columns to the
+    accumulators (scaled by a per-group multiplier when ``scaled``, adding the old value
+    when ``accumulate``), and runs REQUANT through the requant unit one accumulator entry
+    per cycle. The engines come from hw/engines; this unit names none of them.
 
     A MATMUL leaves the executing slot once it is fed; its release tokens are given when its
     last column is written. A REQUANT first waits for the earlier MATMULs that still write
     the accumulators it reads; SYNC waits for every earlier MATMUL to drain. A MATMUL on one
-    engine waits until the other engine has drained (they share the accumulator writer).
+    engine waits until the others have drained (they share the accumulator writer).
+
+    Members beyond the executor's: the scratchpad ports; ``engine_step`` and
+    ``engine_credit``, a bit per engine built (``specs_of(cfg)`` order): its ``step`` and
+    ``credit`` events for the counters.
     """
 
     def __init__(self, cfg):
@@ -76,9 +80,8 @@ class Compute(wiring.Component):
             # act_rd's data is still needed next cycle (a step waits for its engine): a
             # shared activation port must not serve another reader this cycle
             "act_keep": Out(1),
-            "step": Out(1),          # a k step entered the systolic array this cycle
-            "lut_step": Out(1),      # a step (one plane of one group) entered the LUT array
-            "lut_group": Out(1),     # ... and it was the group's first plane
+            "engine_step": Out(len(specs_of(cfg))),
+            "engine_credit": Out(len(specs_of(cfg))),
             "requant_busy": Out(1),
             "drain_idle": Out(1),
             "fault": Out(1),         # a protection check failed (residue accumulators)
@@ -88,30 +91,33 @@ class Compute(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        R, C, N = cfg.rows, cfg.cols, cfg.lut_cols
+        R = cfg.rows
         lanes = cfg.scale_lanes
         lane_bits = lanes.bit_length() - 1
-        has_sys, has_lut = "systolic" in cfg.engines, cfg.has_lut
+        specs = specs_of(cfg)
         # Datapath widths: an instruction runs only once its ranges are checked (full width,
         # in Front), so its addresses and counts fit the scratchpads' depths from then on.
         ab, wb, cb = (span_bits(cfg.act_depth), span_bits(cfg.wgt_depth),
                       span_bits(cfg.acc_depth))
         sb = span_bits(cfg.scale_depth * lanes)
-        stb = max(ab, wb)       # a MATMUL's steps: k <= act_depth, LUT steps <= wgt_depth
+        stb = max(ab, wb)       # a MATMUL's steps: k <= act_depth, steps <= wgt_depth
         shared = cfg.scratchpad_ports == "shared"
-        # the two-stage accumulator writer (no group scales, so no LUT engine) takes a
-        # directly drained array's column a cycle late instead of registering it
+        # the two-stage accumulator writer (no group scales) takes a directly drained
+        # systolic array's column a cycle late instead of registering it
         late = cfg.systolic_drain == "direct" and not cfg.group_scale
+        if late and len(specs) > 1:
+            raise ValueError(f"config {cfg.name!r}: systolic_drain = 'direct' without group "
+                             f"scales needs the systolic engine alone")
         rq_lanes = cfg.requant_lanes or R
         # Lanes fewer than rows on shared ports: the entry is read again for each group of
         # lanes (its data is used the cycle after a read, see below), so the requant unit
         # needs no copy of the whole entry
         reread = shared and rq_lanes < R
-        # Above the low-clock threshold, with the LUT engine's four activation banks, the
-        # residual is registered as it leaves the banks and their multiplexer comes after
+        # Above the low-clock threshold, with four activation banks, the residual is
+        # registered as it leaves the banks and their multiplexer comes after
         # (the banks' outputs through it into the requant unit's input registers: 10.5 ns
         # on the ulx3s build); the unit takes it a cycle after the entry (late_res)
-        late_res = (not reread and rq_lanes == R and has_lut and not cfg.low_clock
+        late_res = (not reread and rq_lanes == R and act_banks(cfg) > 1 and not cfg.low_clock
                     and cfg.requant_mult_bits == 16)
         if reread:
             m.submodules.requant = rq = RequantUnit(rows=rq_lanes,
@@ -121,23 +127,15 @@ class Compute(wiring.Component):
             m.submodules.requant = rq = RequantUnit(rows=R, deep=True, late_res=True)
         else:
             m.submodules.requant = rq = make_requant(cfg)
-        if has_sys:
-            m.submodules.array = array = SystolicArray(rows=R, cols=C, tag_bits=TAG_BITS,
-                                                       residue=cfg.acc_check == "residue",
-                                                       drain=cfg.systolic_drain, late=late,
-                                                       acc_bits=cfg.systolic_acc_bits,
-                                                       tile_rows=cfg.systolic_tile_rows)
-            m.d.comb += self.fault.eq(array.fault)
-        if has_lut:
-            m.submodules.lut_pre = pre = LutPrecompute(rows=R, ch=N, tag_bits=TAG_BITS,
-                                                       deep=not cfg.low_clock, chained=True)
-            m.submodules.lut_array = lut = LutArray(rows=R, ch=N, tag_bits=TAG_BITS,
-                                                    max_wbits=max(cfg.lut_wbits),
-                                                    skew=not cfg.low_clock)
-            wiring.connect(m, pre.o, lut.i)
-            m.d.comb += pre.first_ok.eq(lut.first_ok)
-
-        specs = specs_of(cfg)
+        # the planes counter counts up to the most steps an activation read serves
+        max_planes = max(es.max_planes(cfg) for es in specs)
+        plane_bits = max(1, (max_planes - 1).bit_length())
+        units = []
+        for es in specs:
+            m.submodules[es.name] = unit = es.component(cfg, tag_bits=TAG_BITS,
+                                                        plane_bits=plane_bits)
+            units.append(unit)
+        m.d.comb += self.fault.eq(Cat(*(u.fault for u in units)).any())
 
         def per_engine(mm, rule):
             """``rule(spec, mode)`` of the MATMUL's engine (of the engines built; a MATMUL
@@ -211,7 +209,8 @@ class Compute(wiring.Component):
         mm, rqi = view(MatmulInsn, front.insn), view(RequantInsn, front.insn)
         is_op = front.is_op         # the slot's opcode, decoded into flops
         run = front.state == Front.RUN
-        lut_mode = mm.engine == Engine.LUT
+        # the MATMUL's engine, as one bit per engine built
+        named = Cat(*(mm.engine == es.tag for es in specs))
 
         # --- the engines' drains -> accumulator writer --------------------------------------
         # With group scales (cfg.group_scale) a drained column goes through eight stages,
@@ -230,16 +229,16 @@ class Compute(wiring.Component):
         # An unscaled column goes through the same stages with scale 1 and shift 0.
         # Without group scales there are two stages: the old value is read as the column
         # leaves its engine, added and written in stage 1.
-        drains = ([array] if has_sys else []) + ([lut] if has_lut else [])
         o_valid = Signal()
-        o = Signal.like(drains[0].o.payload)
-        m.d.comb += o_valid.eq(Cat(*(d.o.valid for d in drains)).any())
-        # one engine's column or the other's (never both at once): chosen by the second's
-        # valid alone, so a lone engine's column reaches the writer with no gate on it
-        m.d.comb += o.eq(drains[0].o.payload)
-        if len(drains) > 1:
-            with m.If(drains[1].o.valid):
-                m.d.comb += o.eq(drains[1].o.payload)
+        o = Signal.like(units[0].o.payload)
+        m.d.comb += o_valid.eq(Cat(*(u.o.valid for u in units)).any())
+        # one engine's column (never two at once: an engine starts only once the others
+        # have drained), chosen by the later engines' valids alone, so a lone engine's
+        # column reaches the writer with no gate on it
+        m.d.comb += o.eq(units[0].o.payload)
+        for u in units[1:]:
+            with m.If(u.o.valid):
+                m.d.comb += o.eq(u.o.payload)
         t_acc, t_accum, t_rel = o.tag[:cb], o.tag[16], o.tag[17:20]
         t_scaled, t_shift, t_saddr = o.tag[20], o.tag[21:27], o.tag[27:27 + sb]
         s_idx = (t_saddr + o.col)[:sb]
@@ -298,7 +297,7 @@ class Compute(wiring.Component):
             dr, w = ctl[4 + gx], ctl[6 + gx]    # the drain's accumulator read; the write
             in_flight = ctl                     # columns read but not yet written
         else:
-            data_ = array.o.payload.data.as_value() if late else d1
+            data_ = o.data.as_value() if late else d1
             vals = [data_.word_select(i, 32) for i in range(R)]
             dr, w = None, ctl[0]
             in_flight = ctl
@@ -329,9 +328,8 @@ class Compute(wiring.Component):
         m.d.comb += [self.acc_rd.addr.eq(dr_addr), self.acc_rd.en.eq(dr_rd),
                      self.acc_wr.addr.eq(w_addr), self.acc_wr.data.eq(summed),
                      self.acc_wr.en.eq(w_en)]
-        sys_idle = array.idle if has_sys else Const(1)
-        lut_idle = (lut.idle & ~pre.o.valid & ~pre.held.any()) if has_lut else Const(1)
-        drain_idle = sys_idle & lut_idle & ~Cat(*(c.valid for c in in_flight)).any()
+        drain_idle = (Cat(*(u.idle for u in units)).all()
+                      & ~Cat(*(c.valid for c in in_flight)).any())
         if not cfg.low_clock:
             # registered (its tree reaches no status flop's logic): a cycle old, it is never
             # wrongly up where it is used. Work reaches an engine only as a step the feeder
@@ -343,61 +341,56 @@ class Compute(wiring.Component):
         m.d.comb += self.drain_idle.eq(drain_idle)
         matmul_release = Mux(w_en & w_last, w_rel, 0)
 
-        # --- MATMUL feeder: a shared step counter; LUT steps walk (group, plane) ----------
+        # --- MATMUL feeder: a step counter, and (plane, read) for the activations ---------
+        # A step reads a weight entry; its activations are read with its plane 0 and serve
+        # the engine's planes (1 on an engine that reads them every step).
         total = Signal(stb)     # steps of this MATMUL, registered as it starts
         with m.If(front.start):
             m.d.sync += total.eq(per_engine(mm, lambda es, mode: es.steps(cfg, mm.k, mode)))
         step = Signal(stb)
-        plane = Signal(2)
-        grp = Signal(ab)
+        plane = Signal(plane_bits)
+        grp = Signal(ab)        # activation reads so far
         f_valid, f_first, f_last, f_new = (Signal(name=f"f_{n}")
                                            for n in ("valid", "first", "last", "new"))
-        # the fed step's engine, registered as it issues: the engines' input valids and the
-        # LUT tables' enable come from flops, not from the instruction's decoding
-        f_lut = Signal()
-        f_plane = Signal(2)
+        # the fed step's engine (a bit per engine), registered as it issues: the engines'
+        # input valids come from flops, not from the instruction's decoding
+        f_eng = Signal(len(units), name="f_eng")
+        f_plane = Signal(plane_bits)
         # the first step issues in the MATMUL's first RUN cycle: the decision to start (tokens,
         # hazards, the engines' readiness) reaches no read enable in the same cycle
         feeding = run & is_op[Opcode.MATMUL]
-        sys_ready = array.i.ready if has_sys else Const(0)
-        lut_ready = pre.i.ready if has_lut else Const(0)
-        tgt_ready = Mux(f_lut, lut_ready, sys_ready)      # (for a fed step: f_valid)
+        tgt_ready = Cat(*(f & u.i.ready for f, u in zip(f_eng, units))).any()  # (f_valid)
         more = Signal()         # steps left to issue (a flag: no comparator before the reads)
         issue = feeding & more & (~f_valid | tgt_ready)
         tag = Cat(mm.acc_addr, mm.accumulate, front.hdr.release, mm.scaled, mm.shift,
                   mm.scale_addr)
-        if has_sys:
+        for f, u in zip(f_eng, units):
+            p = u.i.payload
             m.d.comb += [
-                array.i.valid.eq(f_valid & ~f_lut),
-                array.i.payload.a.eq(self.act_rd.data),
-                array.i.payload.b.eq(self.wgt_rd.data),
-                array.i.payload.first.eq(f_first),
-                array.i.payload.last.eq(f_last),
-                array.i.payload.k.eq(mm.k),
-                array.i.payload.tag.eq(tag),
+                # (with one engine, every MATMUL that runs is its: no gate)
+                u.i.valid.eq(f_valid & f if len(units) > 1 else f_valid),
+                p.act.eq(self.act_rd.data), p.act4.eq(self.act_rd.data4),
+                p.wgt.eq(self.wgt_rd.data), p.plane.eq(f_plane), p.new.eq(f_new),
+                p.first.eq(f_first), p.last.eq(f_last), p.steps.eq(total),
+                p.mode.eq(mm.mode), p.tag.eq(tag),
             ]
-        if has_lut:
-            pi = pre.i.payload
-            m.d.comb += [
-                pre.i.valid.eq(f_valid & f_lut),
-                pi.act.eq(self.act_rd.data4), pi.nib.eq(self.wgt_rd.data),
-                pi.plane.eq(f_plane), pi.newgroup.eq(f_new), pi.first.eq(f_first),
-                pi.last.eq(f_last), pi.odd.eq(mm.mode.lut.odd), pi.steps.eq(total), pi.tag.eq(tag),
-            ]
-            m.d.comb += [self.lut_step.eq(lut.i.valid & lut.i.ready),
-                         self.lut_group.eq(lut.i.valid & lut.i.ready & lut.i.payload.newgroup)]
-        if has_sys:
-            m.d.comb += self.step.eq(array.i.valid & array.i.ready)
+        m.d.comb += [self.engine_step.eq(Cat(*(u.step for u in units))),
+                     self.engine_credit.eq(Cat(*(u.credit for u in units)))]
         m.d.comb += [self.wgt_rd.addr.eq((mm.wgt_addr[:wb] + step)[:wb]),
                      self.wgt_rd.en.eq(issue)]
-        plane_end = plane == mm.mode.lut.wbits - 1
+        # an activation read per step where no engine built reads them less often
+        single = max_planes == 1
+        plane_end = Const(1) if single else \
+            plane == per_engine(mm, lambda es, mode: es.planes(mode)) - 1
+        reads = step if single else grp
         last_step = step + 1 == total
         with m.If(issue):
-            m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_lut.eq(lut_mode),
+            m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_eng.eq(named),
                          f_first.eq(step == 0),
                          f_last.eq(last_step), more.eq(~last_step), f_plane.eq(plane),
-                         f_new.eq(plane == 0), plane.eq(Mux(plane_end, 0, plane + 1)),
-                         grp.eq(grp + plane_end)]
+                         f_new.eq(plane == 0)]
+            if not single:
+                m.d.sync += [plane.eq(Mux(plane_end, 0, plane + 1)), grp.eq(grp + plane_end)]
         with m.Else():
             with m.If(front.start):
                 m.d.sync += [step.eq(0), plane.eq(0), grp.eq(0), more.eq(1)]
@@ -407,8 +400,9 @@ class Compute(wiring.Component):
         # took it): the slot's end, and the queue's read, come from flops, not from the
         # engines' readiness
         feed_done = run & is_op[Opcode.MATMUL] & ~more & ~f_valid
-        # a LUT group's activations serve all its planes (read with the first only)
-        m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | f_lut))
+        # an engine that holds its activations over its planes keeps them the whole step
+        held = Cat(*(f for f, es in zip(f_eng, specs) if es.act_held))
+        m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | held.any()))
         # --- REQUANT ----------------------------------------------------------------------
         n = Signal(cb)
         n_out = Signal(cb)
@@ -491,24 +485,27 @@ class Compute(wiring.Component):
         # (with the LUT engine, a group's: read with its first plane). Below the low-clock
         # threshold each address is the instruction's base plus its count (`act_addrs`:
         # the activations' by reader, REQUANT / LUT / systolic).
+        # a MATMUL's activation reads: from its base (in reads: a group of four entries on
+        # an engine that reads four banks at once) on, one a plane 0
+        mm_base = per_engine(mm, lambda es, mode:
+                             mm.act_addr[:ab] >> (es.act_group.bit_length() - 1))
+        mm_quad = per_engine(mm, lambda es, mode: Const(int(es.act_group > 1)))
+        mm_rd = issue if single else issue & (plane == 0)
         act_addrs = None
         if cfg.low_clock:
-            act_addrs = ((rqi.res_addr[:ab] + n)[:ab], ((mm.act_addr[:ab] >> 2) + grp)[:ab],
-                         (mm.act_addr[:ab] + step)[:ab])
+            act_addrs = ((rqi.res_addr[:ab] + n)[:ab], (mm_base + reads)[:ab])
             m.d.comb += [self.acc_rq.addr.eq((rqi.acc_addr[:cb] + n)[:cb]),
                          self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab])]
         else:
             # Above it the addresses are registers of their own (base plus count, kept as
             # the counts move): no adder between the instruction and the block RAMs'
             # address pins (13.2 ns on the ulx3s build). The activations' read: a MATMUL's
-            # step (a LUT group's last plane), or a REQUANT's entry.
+            # step (the last plane of a read), or a REQUANT's entry.
             ptr_rq, ptr_act, ptr_out = Signal(cb), Signal(ab), Signal(ab)
             with m.If(issue):
-                m.d.sync += ptr_act.eq(ptr_act + Mux(lut_mode, plane_end, 1))
+                m.d.sync += ptr_act.eq(ptr_act + plane_end)
             with m.Elif(front.start):
-                m.d.sync += ptr_act.eq(Mux(is_op[Opcode.REQUANT], rqi.res_addr[:ab],
-                                           Mux(lut_mode, mm.act_addr[:ab] >> 2,
-                                               mm.act_addr[:ab])))
+                m.d.sync += ptr_act.eq(Mux(is_op[Opcode.REQUANT], rqi.res_addr[:ab], mm_base))
             with m.Elif(q_issue & last_group):
                 m.d.sync += ptr_act.eq(ptr_act + 1)
             with m.If(front.start):
@@ -522,28 +519,22 @@ class Compute(wiring.Component):
                          self.act_wr.addr.eq(ptr_out)]
         m.d.comb += self.acc_rq.en.eq(q_issue)
         if not act_addrs:
-            # whether the read takes a LUT group (the same row of every bank): a flop set
-            # as the instruction starts, as the address register is (decoded from the
+            # whether the read takes a group (the same row of every bank): a flop set as
+            # the instruction starts, as the address register is (decoded from the
             # instruction, it sat in front of every bank's address pins: 12.2 ns on the
             # ulx3s build)
             quad = Signal(name="act_quad")
             with m.If(front.start):
-                m.d.sync += quad.eq(~is_op[Opcode.REQUANT] & lut_mode)
+                m.d.sync += quad.eq(~is_op[Opcode.REQUANT] & mm_quad)
             m.d.comb += self.act_rd.quad.eq(quad)
         with m.If(requanting):
             m.d.comb += self.act_rd.en.eq(q_issue)
             if act_addrs:
                 m.d.comb += self.act_rd.addr.eq(act_addrs[0])
-        with m.Elif(lut_mode):
-            if act_addrs:
-                m.d.comb += self.act_rd.quad.eq(1)
-            m.d.comb += self.act_rd.en.eq(issue & (plane == 0))
-            if act_addrs:
-                m.d.comb += self.act_rd.addr.eq(act_addrs[1])
         with m.Else():
-            m.d.comb += self.act_rd.en.eq(issue)
+            m.d.comb += self.act_rd.en.eq(mm_rd)
             if act_addrs:
-                m.d.comb += self.act_rd.addr.eq(act_addrs[2])
+                m.d.comb += [self.act_rd.quad.eq(mm_quad), self.act_rd.addr.eq(act_addrs[1])]
 
         # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.
@@ -556,16 +547,8 @@ class Compute(wiring.Component):
             base = base[:cb]
             return valid & (base < hi) & (lo < (base + width)[:cb])
         busy = [hits(c.valid, c.addr, 1) for c in in_flight]
-        if has_sys:
-            busy += [hits(array.pending, array.pending_tag[:16], C),
-                     hits(array.active, array.active_tag[:16], C)]
-        if has_lut:
-            busy += [hits(lut.pending, lut.pending_tag[:16], N),
-                     hits(lut.active, lut.active_tag[:16], N),
-                     hits(lut.staged, lut.staged_tag[:16], N),
-                     hits(pre.o.valid, pre.o.payload.tag[:16], N),
-                     hits(pre.held[0], pre.held_tags[0][:16], N),
-                     hits(pre.held[1], pre.held_tags[1][:16], N)]
+        busy += [hits(slot.valid, slot.tag[:16], es.channels(cfg))
+                 for u, es in zip(units, specs) for slot in u.inflight]
         # The hazard verdict is registered (its adders and comparators are not on the path
         # into the token counters and the error logic): a REQUANT starts the cycle after it
         # is seen clear. That is safe because a hazard only ever clears while the REQUANT
@@ -587,14 +570,15 @@ class Compute(wiring.Component):
         # The drains' idleness is registered the same way (the engines' and the writer's
         # valid bits are not on the path into the token counters): while an instruction
         # waits in the slot nothing is fed, so an idle drain stays idle. A SYNC, and a
-        # MATMUL waiting for the other engine, start a cycle after the drain is seen idle;
-        # a MATMUL on the only engine waits for nothing.
+        # MATMUL waiting for the other engines, start a cycle after they are seen idle; a
+        # MATMUL on the only engine waits for nothing.
         drained = Signal()
         m.d.sync += drained.eq(in_slot & drain_idle)
         other_idle = Const(1)
-        if has_sys and has_lut:
+        if len(units) > 1:
             other_idle = Signal()
-            m.d.sync += other_idle.eq(in_slot & Mux(lut_mode, sys_idle, lut_idle))
+            m.d.sync += other_idle.eq(in_slot & Cat(*(u.idle | own for u, own
+                                                      in zip(units, named))).all())
         ready = Signal()
         with m.If(is_op[Opcode.MATMUL]):    # one engine drains at a time
             m.d.comb += ready.eq(other_idle)

@@ -3,7 +3,7 @@
 Amaranth emits every register and memory write as a non-blocking assignment (``x <= ...``)
 inside a clocked ``always`` block, and all combinational logic with blocking assignments, so
 the left-hand sides of ``<=`` in each module are exactly that module's state. Verilator's
-scope for module ``\\llmaccel_top.compute.array`` is ``TOP.llmaccel_top.compute.array``.
+scope for module ``\\llmaccel_top.compute.systolic.array`` is ``TOP.llmaccel_top.compute.systolic.array``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ _NBA = re.compile(r"^\s*(?:if\s*\(.*\)\s*)?(\\\S+ |[A-Za-z_][\w$]*)\s*(?:\[.*\])
 class StateElement:
     """A flop (depth 1) or memory (depth > 1) of the design.
 
-    ``name`` is hierarchical below the top (``compute.array.pe0_0_acc``); ``structure`` is
-    its enclosing instance path (``compute.array``), the unit fault injection groups by.
+    ``name`` is hierarchical below the top (``compute.systolic.array.pe0_0_acc``); ``structure`` is
+    its enclosing instance path (``compute.systolic.array``), the unit fault injection groups by.
     """
     name: str
     width: int

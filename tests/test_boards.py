@@ -61,7 +61,7 @@ def test_board_files_without_tools(tmp_path, ice40, name):
         assert res.vendor
         design = (tmp_path / "top.v").read_text()
         assert "module top" in design and "MMCME2_BASE" in design
-        for unit in ("acc.compute.array", "acc.load", "acc.store", "link", "uart_rx"):
+        for unit in ("acc.compute.systolic.array", "acc.load", "acc.store", "link", "uart_rx"):
             assert unit in design, unit
         xdc = (tmp_path / "top.xdc").read_text()
         assert "uart_0__rx" in xdc and "create_clock" in xdc and "LOC E3" in xdc

@@ -42,8 +42,8 @@ def test_wilson_and_stratified():
 
 
 def test_fault_ids_are_deterministic():
-    f = Fault(0, 10, "array", "compute.array.pe0_0_acc", 0, 3, "flip")
-    assert fault_id(1, f) == fault_id(1, Fault(0, 10, "array", "compute.array.pe0_0_acc", 0, 3,
+    f = Fault(0, 10, "array", "compute.systolic.array.pe0_0_acc", 0, 3, "flip")
+    assert fault_id(1, f) == fault_id(1, Fault(0, 10, "array", "compute.systolic.array.pe0_0_acc", 0, 3,
                                                 "flip"))
     assert fault_id(1, f) != fault_id(2, f) and 0 <= fault_id(1, f) < 2 ** 63
     assert parse_model("mbu:3") == ("mbu", 3, 0) and parse_model("stuck1:50") == ("stuck1", 1, 50)
@@ -93,7 +93,7 @@ def _fault(inj, element, cycle, bit=0, model="flip", entry=0, duration=0):
 
 def test_flip_in_live_accumulator_is_sdc(injector):
     g = injector.golden[0]
-    acc = injector.elements["compute.array.pe0_0_acc"]
+    acc = injector.elements["compute.systolic.array.pe0_0_acc"]
     # find a cycle where the accumulator is live (non-zero and the MATMUL still running)
     rtl = injector.rtl
     rtl.restore(g.snaps[0][1])
@@ -112,7 +112,7 @@ def test_flip_in_dead_register_is_masked(injector):
     g = injector.golden[0]
     # the array's input register is rewritten every cycle: a flip before the MATMUL starts
     # is gone the next cycle and the state converges back to the golden run
-    r = injector.run_fault(_fault(injector, "compute.array.in_a0", g.start_cycle + 1, bit=3))
+    r = injector.run_fault(_fault(injector, "compute.systolic.array.in_a0", g.start_cycle + 1, bit=3))
     assert r["outcome"] == "masked" and r["converged"] is not None and not r["latent"]
     # a performance counter is never an output
     r = injector.run_fault(_fault(injector, "cnt_macs", g.start_cycle + 5, bit=40))

@@ -19,23 +19,23 @@ def test_state_enumeration(tiny, tiny_rtl):
     R, C = tiny.rows, tiny.cols
     for i in range(R):
         for j in range(C):
-            e = elems[f"compute.array.pe{i}_{j}_acc"]
+            e = elems[f"compute.systolic.array.pe{i}_{j}_acc"]
             assert (e.width, e.depth) == (tiny.systolic_acc_bits, 1)
-            assert e.structure == "compute.array"
+            assert e.structure == "compute.systolic.array"
     for b in range(4):          # the activation scratchpad's four banks
         assert (elems[f"act_bank{b}"].width, elems[f"act_bank{b}"].depth) == \
             (8 * R, tiny.act_depth // 4)
     # the LUT engine's cells and table are state too
-    assert (elems["compute.lut_array.cell0_0_acc"].width) == 28
-    assert elems["compute.lut_array.cell0_0_acc"].structure == "compute.lut_array"
-    assert "compute.lut_pre.o__payload" in elems or any(
-        n.startswith("compute.lut_pre.") for n in elems)
+    assert (elems["compute.lut.array.cell0_0_acc"].width) == 28
+    assert elems["compute.lut.array.cell0_0_acc"].structure == "compute.lut.array"
+    assert "compute.lut.pre.o__payload" in elems or any(
+        n.startswith("compute.lut.pre.") for n in elems)
     assert (elems["acc_mem"].width, elems["acc_mem"].depth) == (32 * R, tiny.acc_depth)
     assert (elems["wgt_mem"].depth, elems["scale_mem"].depth) == (tiny.wgt_depth, tiny.scale_depth)
     assert "tok_load_compute" in elems and "cnt_cycles" in elems
     assert "fetch.pc" in elems and "compute.state" in elems
     # no combinational nets: the PE's adder output is a wire, not state
-    assert "compute.array.pe0_0_sum" not in elems and "compute.array.pe0_0_res" in elems
+    assert "compute.systolic.array.pe0_0_sum" not in elems and "compute.systolic.array.pe0_0_res" in elems
     assert len(elems) > 100
 
 
@@ -67,7 +67,7 @@ def test_snapshot_restore_is_exact(tiny, tiny_rtl):
 def test_flip_in_live_accumulator_changes_exactly_that_output(tiny, tiny_rtl):
     prog, mem = _long_matmul(tiny, seed=1)
     gold, _ = Machine(tiny).run(prog, mem)
-    acc_pe = {e.name: e for e in tiny_rtl.state_elements()}["compute.array.pe0_0_acc"]
+    acc_pe = {e.name: e for e in tiny_rtl.state_elements()}["compute.systolic.array.pe0_0_acc"]
     addr = tiny_rtl.load(prog, mem)
     tiny_rtl.start(addr)
     # mid-feed: the load of 200 rows at 1 beat/cycle takes ~400 cycles, then 200 k steps

@@ -34,8 +34,8 @@ def test_area_report_per_unit(capsys):
     from hw.synth import unit_area
     from llmaccel.cli import main
     rows = {r["unit"]: r for r in unit_area(load_config("ice40"), "ice40")}
-    assert {"(top level)", "compute", "compute.array", "load", "store", "fetch"} <= set(rows)
-    assert rows["compute.array"]["dsps"] == 8 and sum(r["dsps"] for r in rows.values()) == 8
+    assert {"(top level)", "compute", "compute.systolic.array", "load", "store", "fetch"} <= set(rows)
+    assert rows["compute.systolic.array"]["dsps"] == 8 and sum(r["dsps"] for r in rows.values()) == 8
     assert rows["(top level)"]["brams"] > 0 and all(r["luts"] >= 0 for r in rows.values())
     assert main(["area", "--config", "ice40", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

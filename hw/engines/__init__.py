@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Const, Value
 from amaranth.lib import data
 
 from ..isa import Engine, mode_fields, mode_layout
-from .base import EngineSpec, is_value
+from .base import EngineSpec, engine_signature, feed_layout, inflight_layout, is_value
 from .lut import LutSpec
 from .systolic import SystolicSpec
 
-__all__ = ["EngineSpec", "SPECS", "spec", "specs_of", "mode_legal", "mode_view", "is_value"]
+__all__ = ["EngineSpec", "SPECS", "spec", "specs_of", "act_banks", "mode_legal", "mode_view",
+           "is_value", "engine_signature", "feed_layout", "inflight_layout"]
 
 #: Every engine the ISA names, by tag (a test fails when a tag has no entry here).
 SPECS = {s.tag: s for s in (SystolicSpec(), LutSpec())}
@@ -38,6 +38,11 @@ def specs_of(cfg):
     """The specs of the engines configuration ``cfg`` builds, in tag order."""
     return [s for t, s in sorted(SPECS.items(), key=lambda x: x[0].value)
             if s.name in cfg.engines]
+
+
+def act_banks(cfg):
+    """Banks of the activation scratchpad: the most entries an engine reads at once."""
+    return max(es.act_group for es in specs_of(cfg))
 
 
 def mode_legal(engine, raw):

@@ -12,9 +12,9 @@ __all__ = ["STRUCTURE_RULES", "Structure", "fault_sites", "select_structures", "
 
 #: (pattern on the hierarchical element name, structure); the first match wins.
 STRUCTURE_RULES = [
-    (r"^compute\.array\.pe\d+_\d+_(acc|racc)$", "accumulators"),
-    (r"^compute\.array\.", "array"),
-    (r"^compute\.lut_", "lut_engine"),
+    (r"^compute\.systolic\.array\.pe\d+_\d+_(acc|racc)$", "accumulators"),
+    (r"^compute\.systolic\.", "array"),
+    (r"^compute\.lut\.", "lut_engine"),
     (r"^compute\.requant\.", "requant"),
     (r"^compute\.", "compute_ctrl"),
     (r"^(fetch|q_load|q_compute|q_store)\b", "insn_queues"),
