@@ -45,9 +45,9 @@ class Link(wiring.Component):
         shift = (bb - 1).bit_length()
         rx, tx = self.rx, self.tx
         byte = rx.payload
-        # Registers that only serve timing (above the low-clock threshold): at low clocks
-        # the same values are wires (`timed`), the sources they copy hold still anyway
-        deep = not cfg.low_clock
+        # Registers that only serve timing (the link_registers knob): without them the same
+        # values are wires (`timed`), the sources they copy hold still anyway
+        deep = cfg.pipelining.link_registers
         timed = m.d.sync if deep else m.d.comb
 
         # one CRC unit: a request's bytes, then (stop and wait) its reply's

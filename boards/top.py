@@ -14,7 +14,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from hw.config import is_low_clock
+from hw.timing import Pipelining
 from hw.accelerator import Accelerator
 from hw.lib import uses_ecp5_cells
 from hw.bus import StreamSlice, req_layout, resp_layout
@@ -63,17 +63,18 @@ class BoardCore(wiring.Component):
         m = Module()
         cfg = self.config
         acc = Accelerator(cfg)
-        fast = not is_low_clock(self.clock_hz / 1e6)
-        mem = BoardMemory(cfg, registered=fast)
+        # the board's own knobs follow the clock it is built for
+        pipe = Pipelining.derive(self.clock_hz / 1e6, cfg.timing)
+        mem = BoardMemory(cfg, registered=pipe.board_memory_registered)
         m.submodules.link = link = Link(cfg, clock_hz=self.clock_hz, idle_cycles=self.idle,
                                         addr_bits=mem.addr_bits)
         # The accelerator, the memory's bus side (so it holds no response of an earlier
-        # run) and the slices between them are reset with the link's acc_rst. Above the
-        # low-clock threshold that is a flop high through the board's reset too (see Link),
+        # run) and the slices between them are reset with the link's acc_rst. With the
+        # reset_domain knob that is a flop high through the board's reset too (see Link),
         # and it is the reset of a domain of their own: no gate between the flop and the
-        # reset pins of their ~4,700 registers; on an ECP5 it reaches them over a global
-        # clock network (a DCCA), as fabric routing to that many pins took 8 ns.
-        if fast:
+        # reset pins of thousands of registers; on an ECP5 it reaches them over a global
+        # clock network (a DCCA) rather than fabric routing.
+        if pipe.reset_domain:
             m.domains.acc = acc_cd = ClockDomain("acc", local=True)
             m.d.comb += [acc_cd.clk.eq(ClockSignal("sync")),
                          acc_cd.rst.eq(global_net(m, link.acc_rst, "acc_rst_buf", platform))]
@@ -87,11 +88,10 @@ class BoardCore(wiring.Component):
         m.submodules.acc = in_acc(acc)
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
-        # register slices both ways between the accelerator and the memory, except at low
-        # clocks (hw.config.is_low_clock): on a large FPGA the memory's block RAMs spread over
-        # the chip, and the accelerator's bus arbitration in front of their address pins was
-        # the critical path
-        if fast:
+        # register slices both ways between the accelerator and the memory (bus_slices): on
+        # a large FPGA the memory's block RAMs spread over the chip, and the accelerator's
+        # bus arbitration would sit in front of their address pins
+        if pipe.bus_slices:
             req = StreamSlice(req_layout(cfg.bus_bytes))
             resp = StreamSlice(resp_layout(cfg.bus_bytes))
             m.submodules.req_slice = in_acc(req)

@@ -52,12 +52,13 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
+        pipe = cfg.pipelining
         R, C = cfg.rows, cfg.cols
 
         # the fetch buffer holds as many instructions as a queue, 1 to 4 (fetch runs ahead)
         m.submodules.fetch = fetch = Fetch(bus_bytes=cfg.bus_bytes, dram_bytes=cfg.dram_bytes,
                                            depth=max(1, min(4, cfg.queue_depth)),
-                                           deep=not cfg.low_clock)
+                                           deep=pipe.fetch_registered)
         m.submodules.load = load = DmaLoad(cfg)
         m.submodules.compute = comp = Compute(cfg)
         m.submodules.store = store = DmaStore(cfg)
@@ -69,7 +70,7 @@ class Accelerator(wiring.Component):
         # each, full throughput.
         for i, (name, unit) in enumerate((("fetch", fetch), ("load", load), ("store", store))):
             port = getattr(arb, f"m{i}")
-            if cfg.low_clock:
+            if not pipe.bus_slices:
                 wiring.connect(m, unit.bus, port)
             else:
                 m.submodules[f"{name}_slice"] = sl = StreamSlice(req_layout(cfg.bus_bytes))
@@ -107,7 +108,7 @@ class Accelerator(wiring.Component):
         # its unit's executing slot (the golden model counts the same capacity, 1)
         direct = cfg.queue_depth == 0
         # (above the low-clock threshold a queue's last two entries are a register slice)
-        qfifo = [] if direct else [SlicedFifo(cfg.queue_depth, sliced=not cfg.low_clock)
+        qfifo = [] if direct else [SlicedFifo(cfg.queue_depth, sliced=pipe.queue_slices)
                                    for _ in Queue]
         for q, f in zip(Queue, qfifo):
             m.submodules[f"q_{q.name.lower()}"] = f
@@ -118,7 +119,7 @@ class Accelerator(wiring.Component):
         # emptiness alone. Fetch brings an instruction every other cycle at best (two bus
         # beats), which the stage keeps up with. The stage is emptied when a run starts. At
         # low clocks dispatch decodes the buffer's head directly (no 128 flip-flops).
-        staged = not cfg.low_clock
+        staged = pipe.dispatch_stage
         head = view(Header, fetch.o.payload)
         consumed = Signal()         # the instruction leaves (dispatched, or END)
         target, legal_q, known, is_end = Signal(2), Signal(), Signal(), Signal()
@@ -199,9 +200,8 @@ class Accelerator(wiring.Component):
                 inc = Signal(name=f"{t.name}_give")
                 m.d.sync += inc.eq(execs[p.value].give[q.value])
                 dec = execs[q.value].take[p.value]
-                if not cfg.low_clock:
-                    # above the low-clock threshold the take is registered too: the adder
-                    # works on flops alone
+                if pipe.token_registered:
+                    # the take is registered too: the adder works on flops alone
                     dec_r, dec_r2 = (Signal(name=f"{t.name}_take{i}") for i in (1, 2))
                     m.d.sync += [dec_r.eq(dec), dec_r2.eq(dec_r)]
                     dec = dec_r
@@ -215,7 +215,7 @@ class Accelerator(wiring.Component):
                 # cycles after a take see no token (a short stall, never a token twice)
                 avail = Signal(name=f"{t.name}_avail")
                 m.d.sync += avail.eq(t != 0)
-                if not cfg.low_clock:
+                if pipe.token_registered:
                     avail = avail & ~dec_r & ~dec_r2
                 m.d.comb += execs[q.value].avail[p.value].eq(avail)
                 with m.If(t[TOKEN_BITS]):
@@ -311,7 +311,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [st_acc.addr.eq(store.rd_addr), st_acc.en.eq(st_acc_en)]
             st_acc_data = st_acc.data
         st_one, st_four, st_sel = st_act
-        if not cfg.low_clock:
+        if pipe.store_read_registered:
             # The store's data is registered as the block RAMs give it (every bank's and the
             # accumulators' output: the bank's choice and the buffer's come after), the
             # cycle after the read; the store takes it a cycle later (DmaStore). Each
@@ -343,7 +343,7 @@ class Accelerator(wiring.Component):
         # first error's code) are registered before they act: no unit's handshake reaches
         # the status flops, the counter or the units' halt. A run ends a cycle later; an
         # error seen in a cycle still takes precedence over the end seen in the same one.
-        late_end = not cfg.low_clock
+        late_end = pipe.end_registered
         if late_end:
             stuck_r, finished_r = Signal(), Signal()
             m.d.sync += [stuck_r.eq(stuck), finished_r.eq(finished)]
@@ -363,7 +363,7 @@ class Accelerator(wiring.Component):
             new_err = err_r
         # the run is over: `done` at once, or once the counters are up to date (in a BRAM,
         # or with their events registered)
-        late_events = cfg.counter_store != "bram" and not cfg.low_clock
+        late_events = cfg.counter_store != "bram" and pipe.events_registered
         over = ending if cfg.counter_store == "bram" or late_events else done
         with m.If(running & ~halted & (new_err != ErrorCode.NONE)):
             m.d.sync += [err.eq(new_err), halted.eq(1), over.eq(1), running.eq(0)]

@@ -91,6 +91,7 @@ class Compute(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
+        pipe = cfg.pipelining
         R = cfg.rows
         lanes = cfg.scale_lanes
         lane_bits = lanes.bit_length() - 1
@@ -117,12 +118,12 @@ class Compute(wiring.Component):
         # registered as it leaves the banks and their multiplexer comes after
         # (the banks' outputs through it into the requant unit's input registers: 10.5 ns
         # on the ulx3s build); the unit takes it a cycle after the entry (late_res)
-        late_res = (not reread and rq_lanes == R and act_banks(cfg) > 1 and not cfg.low_clock
-                    and cfg.requant_mult_bits == 16)
+        late_res = (not reread and rq_lanes == R and act_banks(cfg) > 1
+                    and pipe.requant_late_residual and cfg.requant_mult_bits == 16)
         if reread:
             m.submodules.requant = rq = RequantUnit(rows=rq_lanes,
                                                     mult_bits=cfg.requant_mult_bits,
-                                                    deep=not cfg.low_clock)
+                                                    deep=pipe.requant_registered_inputs)
         elif late_res:
             m.submodules.requant = rq = RequantUnit(rows=R, deep=True, late_res=True)
         else:
@@ -197,15 +198,15 @@ class Compute(wiring.Component):
                 (Cat(*misaligned).any(), ErrorCode.MISALIGNED),
                 (is_rq & overlap, ErrorCode.OVERLAP),
             ]
-        # At high clocks the checks' sums are registered from the queue's output, their
-        # conditions the cycle after and the verdict the cycle after that (lookahead); at
-        # low ones (cfg.low_clock) the verdict is registered straight from the instruction
-        # as it enters: no registers for the sums, and no wait for the lookahead
-        if cfg.low_clock:
-            front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks)
-        else:
+        # With check_lookahead the checks' sums are registered from the queue's output,
+        # their conditions the cycle after and the verdict the cycle after that; without,
+        # the verdict is registered straight from the instruction as it enters: no
+        # registers for the sums, and no wait for the lookahead
+        if pipe.check_lookahead:
             front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks, pre=ends,
                           lookahead=True, onehot=True)
+        else:
+            front = Front(m, self, queue=Queue.COMPUTE.value, checks=checks)
         mm, rqi = view(MatmulInsn, front.insn), view(RequantInsn, front.insn)
         is_op = front.is_op         # the slot's opcode, decoded into flops
         run = front.state == Front.RUN
@@ -250,7 +251,7 @@ class Compute(wiring.Component):
                                         "scaled": 1, "shift": 6})
         # (above the low-clock threshold the lane's scale is registered once more, a copy
         # per multiplier in the fabric: stages 3 to 7 below come a cycle later)
-        gx = int(not cfg.low_clock)
+        gx = int(pipe.group_scale_copy)
         n_ctl = 7 + gx if cfg.group_scale else 1
         ctl = [_Column(Signal(name=f"wr_valid{i + 1}"),
                        Signal(ctl_layout, name=f"wr_ctl{i + 1}", reset_less=True))
@@ -330,7 +331,7 @@ class Compute(wiring.Component):
                      self.acc_wr.en.eq(w_en)]
         drain_idle = (Cat(*(u.idle for u in units)).all()
                       & ~Cat(*(c.valid for c in in_flight)).any())
-        if not cfg.low_clock:
+        if pipe.idle_registered:
             # registered (its tree reaches no status flop's logic): a cycle old, it is never
             # wrongly up where it is used. Work reaches an engine only as a step the feeder
             # offered the cycle before, in RUN with the step pending, so the unit is still
@@ -415,7 +416,7 @@ class Compute(wiring.Component):
         # comparator between the instruction and the read enables (12.5 ns on the ulx3s
         # build)
         rq_more = Signal(name="rq_more")
-        more_cmp = (n < count) if cfg.low_clock else rq_more
+        more_cmp = rq_more if pipe.address_registers else (n < count)
         if shared:
             # the read ports are shared (with the drain, then the store): an entry is read
             # only when the requant unit takes it the next cycle, and never while the drain
@@ -492,7 +493,7 @@ class Compute(wiring.Component):
         mm_quad = per_engine(mm, lambda es, mode: Const(int(es.act_group > 1)))
         mm_rd = issue if single else issue & (plane == 0)
         act_addrs = None
-        if cfg.low_clock:
+        if not pipe.address_registers:
             act_addrs = ((rqi.res_addr[:ab] + n)[:ab], (mm_base + reads)[:ab])
             m.d.comb += [self.acc_rq.addr.eq((rqi.acc_addr[:cb] + n)[:cb]),
                          self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab])]
@@ -556,7 +557,7 @@ class Compute(wiring.Component):
         # the instruction's second cycle in the slot (the cycle before was another's).
         in_slot = (front.state == Front.CHECK) | (front.state == Front.WAIT)
         rq_clear = Signal()
-        if cfg.low_clock:
+        if not pipe.hazard_registered:
             m.d.sync += rq_clear.eq(in_slot & ~Cat(*busy).any())
         else:
             # above the low-clock threshold each hit is registered, and the verdict from

@@ -9,14 +9,17 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .isa import Engine
+from .timing import KNOBS, Pipelining
+
 __all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "LUT_WBITS", "LUT_GROUP",
            "ACC_CHECKS", "DMA_RANGE_CHECKS", "REQUANT_MULT_BITS", "load_config",
            "preset_names"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-#: Engines a MATMUL can name; the value is the ISA engine tag (see hw/isa.py).
-ENGINES = ("systolic", "lut")
+#: Engines a configuration can build: the ISA's engine tags, by name (hw/engines).
+ENGINES = tuple(e.name.lower() for e in Engine)
 
 #: Weight widths the LUT engine can run (ternary runs as 2-bit planes).
 LUT_WBITS = (1, 2, 3, 4)
@@ -32,15 +35,6 @@ SCRATCHPAD_PORTS = ("separate", "shared")
 SYSTOLIC_DRAINS = ("overlap", "direct")
 #: Where the event counters are kept (AccelConfig.counter_store).
 COUNTER_STORES = ("registers", "bram")
-
-#: Target clocks (clock_mhz) up to this get fewer pipeline registers where they only serve
-#: timing (AccelConfig.low_clock; the board top's register slices follow it too).
-LOW_CLOCK_MHZ = 40
-
-
-def is_low_clock(mhz):
-    """Whether a clock of ``mhz`` leaves out the registers that only serve timing."""
-    return mhz <= LOW_CLOCK_MHZ
 
 #: Activations per LUT table group (the table has 2**G / 2 stored entries).
 LUT_GROUP = 4
@@ -171,6 +165,11 @@ class AccelConfig:
     acc_check : str
         ``none`` or ``residue``: the systolic accumulators carry a mod-3 residue checked as
         results leave the array (error RESIDUE).
+    timing : dict
+        Overrides of the pipelining knobs (hw/timing.py, ``Pipelining``): knob name ->
+        true or false, from a ``[timing]`` table. Every knob not named follows
+        ``clock_mhz``; ``pipelining`` is the result. Not part of the hash: no knob changes
+        what a program computes.
     pnr_seed : int
         nextpnr's placement seed for this config's board builds (0: nextpnr's own; the
         ``--seed`` of ``llmaccel bitstream`` overrides it). Not part of the hardware (left
@@ -202,6 +201,7 @@ class AccelConfig:
     systolic_drain: str = "overlap"
     counter_store: str = "registers"
     systolic_tile_rows: int = 1
+    timing: tuple = field(default=())
     pnr_seed: int = 0
 
     def __post_init__(self):
@@ -259,6 +259,20 @@ class AccelConfig:
             v = getattr(self, fname)
             if isinstance(v, bool) or v not in allowed:
                 raise ConfigError(f"{where}: {fname} must be one of {list(allowed)}, not {v!r}")
+        raw = self.timing
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        try:
+            pairs = tuple(sorted((str(k), v) for k, v in pairs))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: timing must be a table of knob = true/false, "
+                              f"not {raw!r}") from None
+        for k, v in pairs:
+            if k not in KNOBS:
+                raise ConfigError(f"{where}: timing has no knob {k!r}; knobs are "
+                                  f"{', '.join(KNOBS)}")
+            if not isinstance(v, bool):
+                raise ConfigError(f"{where}: timing.{k} must be true or false, not {v!r}")
+        object.__setattr__(self, "timing", pairs)
         if self.act_depth % LUT_GROUP:
             raise ConfigError(f"{where}: act_depth must be a multiple of {LUT_GROUP} "
                               f"(the activation scratchpad has {LUT_GROUP} banks), "
@@ -314,10 +328,9 @@ class AccelConfig:
         return self.rows * self.lut_cols * LUT_GROUP / wbits
 
     @property
-    def low_clock(self):
-        """Whether ``clock_mhz`` is low enough (<= LOW_CLOCK_MHZ) to leave out registers that
-        only serve timing (the compute unit's lookahead check, the board's bus slices)."""
-        return is_low_clock(self.clock_mhz)
+    def pipelining(self) -> Pipelining:
+        """The pipelining knobs: derived from ``clock_mhz``, with ``timing``'s overrides."""
+        return Pipelining.derive(self.clock_mhz, self.timing)
 
     @property
     def group_scale(self):
@@ -333,6 +346,7 @@ class AccelConfig:
         d["engines"] = list(self.engines)
         d["lut_wbits"] = list(self.lut_wbits)
         d["parity"] = list(self.parity)
+        d["timing"] = dict(self.timing)
         return d
 
     @property
@@ -343,7 +357,8 @@ class AccelConfig:
         computes, so they are left out: one program runs under any memory model.
         """
         d = self.to_dict()
-        for k in ("name", "mem_bytes_per_cycle", "mem_latency", "clock_mhz", "pnr_seed"):
+        for k in ("name", "mem_bytes_per_cycle", "mem_latency", "clock_mhz", "pnr_seed",
+                  "timing"):
             d.pop(k)
         if not self.parity:         # unprotected configs keep the hash they always had
             d.pop("parity")

@@ -49,6 +49,7 @@ class _Dma(wiring.Component):
 
     def _front(self, m):
         cfg = self._cfg
+        pipe = cfg.pipelining
         eb, depths = buffer_entry_bytes(cfg), buffer_depth(cfg)
         spb, beb, db = self._widths()
 
@@ -82,21 +83,21 @@ class _Dma(wiring.Component):
                 legal = legal | (d.buf == b)
             depth = _table(d.buf, depths, self.allowed, 17)
             ebytes = _table(d.buf, eb, self.allowed, 8)
-            # above the low-clock threshold the address plus an entry's bytes is registered
-            # with the span (one adder left in the check); at low clocks the three are
-            # summed there (no more adders on the arriving instruction's bits)
+            # with check_lookahead the address plus an entry's bytes is registered with the
+            # span (one adder left in the check); without, the three are summed there (no
+            # more adders on the arriving instruction's bits)
             return [span(insn), is_dma & (~legal | (d.rows == 0)),
                     is_dma & sum_exceeds((d.sp_addr, d.rows), depth, bits=spb),
                     d.dram_addr[db:] != 0,
-                    Const(0, 1) if cfg.low_clock else d.dram_addr[:db] + ebytes]
+                    d.dram_addr[:db] + ebytes if pipe.check_lookahead else Const(0, 1)]
 
         def checks(insn, pre):
             d = view(DmaInsn, insn)
             is_dma = d.opcode != Opcode.SYNC
             lowmask = cfg.bus_bytes - 1
             span_v = prod_span if serial else pre[0]
-            terms = ((d.dram_addr[:db], span_v, _table(d.buf, eb, self.allowed, 8))
-                     if cfg.low_clock else (pre[4], span_v))
+            terms = ((pre[4], span_v) if pipe.check_lookahead
+                     else (d.dram_addr[:db], span_v, _table(d.buf, eb, self.allowed, 8)))
             dram_over = pre[3] | sum_exceeds(terms, cfg.dram_bytes, bits=db)
             return [
                 (pre[1], ErrorCode.ILLEGAL_FIELD),
@@ -105,7 +106,7 @@ class _Dma(wiring.Component):
                 (is_dma & dram_over, ErrorCode.DRAM_RANGE),
             ]
         front = Front(m, self, queue=self.queue.value, checks=checks, pre=pre,
-                      onehot=not cfg.low_clock)
+                      onehot=pipe.check_lookahead)
         if serial:
             new = view(DmaInsn, self.insn.payload)
             with m.If(front.loading):
@@ -165,7 +166,7 @@ class DmaLoad(_Dma):
         # entry is written. Up to four jobs wait; two without instruction queues (the next
         # LOAD comes from the fetch buffer, not from a queue of them).
         m.submodules.jobs = jobs = SlicedFifo(4 if cfg.queue_depth else 2,
-                                              sliced=not cfg.low_clock,
+                                              sliced=cfg.pipelining.queue_slices,
                                               width=len(self._job(d, beats).as_value()))
         r = Signal(spb)
         b = Signal(beb)
@@ -214,7 +215,7 @@ class DmaLoad(_Dma):
         # write waits while the requant unit writes (act_busy); beats are taken while the
         # buffer's second place is free (a flop: act_busy reaches no response's ready). At
         # low clocks the entry is written as its last beat arrives.
-        staged = not cfg.low_clock
+        staged = cfg.pipelining.load_write_staged
         recv_give = Signal(3)
         if staged:
             wlay = data.StructLayout({"buf": Buffer, "addr": spb, "give": 3,
@@ -318,7 +319,7 @@ class DmaStore(_Dma):
         # whether this cycle's read is granted). Above them (`_deep_words`) the entry read
         # is registered, then its word, so the block RAM's output meets no multiplexer on
         # its way to the bus.
-        if not cfg.low_clock:
+        if cfg.pipelining.store_read_registered:
             return self._deep_words(m, front, d, beats, rows, run, spb, beb, db)
         r_rd, b_rd = Signal(spb), Signal(beb)   # entry and beat of the next read
         out_valid = Signal()    # a word waits to be sent: fresh from the port, or held
@@ -385,11 +386,12 @@ class DmaStore(_Dma):
         cfg, bb = self._cfg, self._cfg.bus_bytes
         nwords = max_entry_bits(cfg) // (8 * bb)
         r_rd, b_rd = Signal(spb), Signal(beb)   # entry and beat of the next read
-        # the next read's scratchpad address: above the low clock a register counting with
-        # r_rd (no adder between the instruction and the RAMs' address pins: 11.6 ns on
-        # the ulx3s build), below it the instruction's address plus r_rd
+        # the next read's scratchpad address: a register counting with r_rd (no adder
+        # between the instruction and the RAMs' address pins), or the instruction's
+        # address plus r_rd
         rd_ptr = Signal(spb)
-        rd_addr = (d.sp_addr[:spb] + r_rd)[:spb] if cfg.low_clock else rd_ptr
+        rd_addr = rd_ptr if cfg.pipelining.address_registers else \
+            (d.sp_addr[:spb] + r_rd)[:spb]
         more = Signal()         # reads left to issue (a flag: no comparator before rd_en)
         occ = Signal(3)         # words read and not yet sent
         r_valid, r_beat = Signal(), Signal(beb)         # a read's data leaves the RAM

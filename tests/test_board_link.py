@@ -42,7 +42,7 @@ def test_board_runs_programs_bit_exact(cfg, board, seed):
 def test_board_with_register_slices(cfg):
     """Above LOW_CLOCK_MHZ the board top puts register slices between the accelerator and
     the memory (the default 24 MHz board above has none): still bit-exact."""
-    from hw.config import LOW_CLOCK_MHZ
+    from hw.timing import LOW_CLOCK_MHZ
     b = BoardSim(cfg, clock_hz=int(2 * LOW_CLOCK_MHZ * 1e6), quiet=True)
     try:
         st = check_program(cfg, BoardExecutor(cfg, SimSerial(b), **FAST), 5)

@@ -210,7 +210,7 @@ def test_error_codes_without_queues(tiny, case):
     """queue_depth = 0 (instructions go straight into the executing slots): the same error
     codes as the golden model, whose queues then hold one instruction each; "capacity" is a
     program that needs a second place in the compute queue (a deadlock here, fine with one
-    waiting entry). At a 24 MHz target (cfg.low_clock: the compute unit's checks are not
+    waiting entry). At a 24 MHz target (no check_lookahead: the compute unit's checks are not
     looked ahead)."""
     from sim.fast import FastRunner
     cfg = tiny.replace(queue_depth=0, clock_mhz=24)

@@ -84,14 +84,14 @@ def test_random_programs_small_fpga_options(tiny, rect, base, slow, seed):
     store) and the activations (MATMUL feed on both engines, residuals, store); the store
     waits for free cycles. ``direct``: also systolic_drain = "direct" (no result registers);
     ``systolic``: and no LUT engine, so no group scales (a two-stage accumulator writer);
-    ``noqueue``: and queue_depth = 0; ``lowclock``: and a 24 MHz target (cfg.low_clock).
+    ``noqueue``: and queue_depth = 0; ``lowclock``: and a 24 MHz target (every pipelining knob off).
     Same results, bit for bit, also under a slow memory."""
     from sim.fast import FastRunner
     serial = tiny.replace(requant_lanes=1, requant_mult_bits=2)    # a requant waits long
     direct = serial.replace(systolic_drain="direct")
     systolic = direct.replace(engines=("systolic",))   # no group scales: a 2-stage writer
     noqueue = systolic.replace(queue_depth=0)           # straight into the executing slots
-    lowclock = noqueue.replace(clock_mhz=24)            # no lookahead check (cfg.low_clock)
+    lowclock = noqueue.replace(clock_mhz=24)            # every pipelining knob off (hw/timing.py)
     cfg = {"tiny": tiny, "rect": rect, "serial": serial, "direct": direct,
            "systolic": systolic, "noqueue": noqueue, "lowclock": lowclock}[base].replace(
         scratchpad_ports="shared")

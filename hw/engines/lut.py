@@ -60,7 +60,7 @@ class LutSpec(EngineSpec):
     def component(self, cfg, *, tag_bits, plane_bits):
         return LutUnit(rows=cfg.rows, cols=cfg.cols, ch=cfg.lut_cols, tag_bits=tag_bits,
                        plane_bits=plane_bits, max_wbits=max(cfg.lut_wbits),
-                       deep=not cfg.low_clock, skew=not cfg.low_clock)
+                       deep=cfg.pipelining.lut_skid, skew=cfg.pipelining.lut_skew)
 
 
 class LutUnit(wiring.Component):

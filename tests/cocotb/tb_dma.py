@@ -104,7 +104,7 @@ async def stores(dut):
         # low-clock threshold: the accelerator registers the RAMs' outputs for the store);
         # the other cycles the port serves other readers, so its output is garbage.
         prt = random.Random(seed + 1)
-        late = [] if CFG.low_clock else [None]      # the reads of the cycles before
+        late = [None] if CFG.pipelining.store_read_registered else []      # the reads of the cycles before
         while True:
             ok = int(prt.random() < 0.6)
             dut.rd_ok.value = ok
