@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .lib import kept_lut
 
 __all__ = ["req_layout", "resp_layout", "bus_signature", "BusArbiter", "StreamSlice",
-           "TAG_FETCH", "TAG_LOAD", "TAG_STORE", "ADDR_BITS", "place_word"]
+           "TAG_FETCH", "TAG_LOAD", "TAG_STORE", "ADDR_BITS", "place_word", "c_header"]
 
 ADDR_BITS = 32
 TAG_FETCH, TAG_LOAD, TAG_STORE = 0, 1, 2
@@ -23,6 +23,20 @@ def req_layout(bus_bytes):
 
 def resp_layout(bus_bytes):
     return data.StructLayout({"rdata": 8 * bus_bytes, "tag": 2})
+
+
+def c_header(bus_bytes):
+    """The bus layout as C constants (``REQ_ADDR_LSB``, ``REQ_ADDR_BITS``, ...,
+    ``REQ_BITS``, ``RESP_RDATA_LSB``, ...) for the simulators' C++ memory models, so that
+    no bit offset is copied by hand."""
+    lines = ["// generated from hw/bus.py (c_header); do not edit", "#pragma once",
+             f"#define BUS_BYTES {bus_bytes}"]
+    for side, layout in (("REQ", req_layout(bus_bytes)), ("RESP", resp_layout(bus_bytes))):
+        for name, f in layout:
+            lines += [f"#define {side}_{name.upper()}_LSB {f.offset}",
+                      f"#define {side}_{name.upper()}_BITS {f.width}"]
+        lines.append(f"#define {side}_BITS {layout.size}")
+    return "\n".join(lines) + "\n"
 
 
 def bus_signature(bus_bytes):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.bus import c_header
 from hw.config import AccelConfig
 from hw.isa import Counter, ErrorCode
 from sw.executor import place_program, program_image
@@ -58,7 +59,8 @@ def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int, cells=None):
     log = tmp / "build.log"
     inc, libs = verilate_model(tmp, progress, sources=sources, top=TOP, flags=VERILATOR_FLAGS,
                                cxxflags=CXXFLAGS, log=log)
-    common = ["g++", *CXXFLAGS, f"-DBUS_BYTES={bus_bytes}", *inc, str(HARNESS)]
+    (tmp / "bus_layout.h").write_text(c_header(bus_bytes))
+    common = ["g++", *CXXFLAGS, "-I.", *inc, str(HARNESS)]
     progress("linking the runner library")
     run_logged([*common, "-shared", "-o", "libsim.so", *libs], cwd=tmp, env=env, log=log)
     progress("linking the bare C++ loop")
@@ -87,7 +89,7 @@ def build_model(config: AccelConfig, *, netlist=None, quiet=False) -> Path:
     import hw
     verilog, cells = netlist if netlist else (hw.verilog(config), None)
     key = [verilog, " ".join(VERILATOR_FLAGS + CXXFLAGS), RECIPE, cpu_id(), HARNESS.read_bytes(),
-           f"bus={config.bus_bytes}", cells or ""]
+           c_header(config.bus_bytes), cells or ""]
     d = cached_build("gates" if netlist else "fast", key,
                      lambda tmp, progress: _verilate(tmp, progress, verilog, config.bus_bytes,
                                                      cells),

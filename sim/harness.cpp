@@ -7,6 +7,7 @@
 #include "Vllmaccel_top.h"
 #include "verilated.h"
 #include "verilated_syms.h"
+#include "bus_layout.h"     // generated from hw/bus.py: BUS_BYTES and every field's offset
 
 #include <cstdint>
 #include <cstdio>
@@ -23,17 +24,13 @@
 #define RESP_READY bus___05Fresp___05Fready
 #define RESP_PAYLOAD bus___05Fresp___05Fpayload
 
-#ifndef BUS_BYTES
-#error "BUS_BYTES must be defined"
-#endif
-
 namespace {
 
-// Payloads are bit-packed (see hw/bus.py). Copy them into a zero-padded word buffer once,
+// Payloads are bit-packed (bus_layout.h). Copy them into a zero-padded word buffer once,
 // then extract fields with word operations.
-constexpr int REQ_BITS = 35 + 8 * BUS_BYTES;           // addr 32, we 1, wdata, tag 2
-constexpr int RESP_BITS = 2 + 8 * BUS_BYTES;           // rdata, tag 2
 constexpr int PAD_WORDS = (REQ_BITS + 31) / 32 + 2;
+// a response is written bytewise: its data from bit 0, its tag in the byte after
+static_assert(RESP_RDATA_LSB == 0 && RESP_TAG_LSB == 8 * BUS_BYTES, "response layout");
 
 static inline uint64_t get_bits(const uint32_t* w, int lsb, int width) {
     int i = lsb >> 5, sh = lsb & 31;
@@ -182,14 +179,14 @@ struct Sim {
         if (req_fire) {
             uint32_t w[PAD_WORDS];
             load_words(w, top->REQ_PAYLOAD);
-            uint64_t addr = get_bits(w, 0, 32);
-            bool we = get_bits(w, 32, 1);
-            r.tag = (uint8_t)get_bits(w, 33 + 8 * BUS_BYTES, 2);
+            uint64_t addr = get_bits(w, REQ_ADDR_LSB, REQ_ADDR_BITS);
+            bool we = get_bits(w, REQ_WE_LSB, REQ_WE_BITS);
+            r.tag = (uint8_t)get_bits(w, REQ_TAG_LSB, REQ_TAG_BITS);
             r.ready_at = cycle + latency;
             if (addr + BUS_BYTES <= dram.size()) {
                 if (we) {
                     for (int i = 0; i < BUS_BYTES; i += 4) {
-                        uint32_t v = (uint32_t)get_bits(w, 33 + 8 * i, 32);
+                        uint32_t v = (uint32_t)get_bits(w, REQ_WDATA_LSB + 8 * i, 32);
                         memcpy(&dram[addr + i], &v, 4);
                     }
                     memset(r.data, 0, BUS_BYTES);
