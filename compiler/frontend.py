@@ -19,8 +19,7 @@ import torch.fx
 
 from hw.engines import spec
 from .lower import CompileError, Target, lower_linear, pad_to
-from .quantize import (act_scale, quantize_act, quantize_groups, quantize_weight,
-                       requant_params, weight_format)
+from .quantize import (act_scale, quantize_act, requant_params, weight_format)
 
 __all__ = ["capture", "compile_model", "CompiledModel", "CompileError", "lower_layer",
            "GROUP_BITS"]

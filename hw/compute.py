@@ -2,6 +2,7 @@
 (hw/engines), REQUANT, SYNC."""
 
 from functools import partial
+from types import SimpleNamespace
 
 from amaranth import Module, Signal, Mux, Cat, Const, signed
 from amaranth.lib import data, wiring
@@ -20,6 +21,11 @@ __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
 #: What a MATMUL carries to its drained columns: acc_addr, accumulate, release, scaled,
 #: shift, scale_addr.
 TAG_BITS = 16 + 1 + 3 + 1 + 6 + 16
+
+
+def _take(x, names):
+    """The attributes ``names`` (space-separated) of the unit's parts so far."""
+    return tuple(getattr(x, n) for n in names.split())
 
 
 class _Column:
@@ -90,6 +96,17 @@ class Compute(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        x = self._setup(m)
+        self._checks(m, x)
+        self._writer(m, x, platform)
+        self._feeder(m, x)
+        self._requant(m, x)
+        self._addresses(m, x)
+        self._verdicts(m, x)
+        return m
+
+    def _setup(self, m):
+        """Datapath widths, the engines the configuration builds and the requant unit."""
         cfg = self._cfg
         pipe = cfg.pipelining
         R = cfg.rows
@@ -137,6 +154,16 @@ class Compute(wiring.Component):
                                                         plane_bits=plane_bits)
             units.append(unit)
         m.d.comb += self.fault.eq(Cat(*(u.fault for u in units)).any())
+
+        return SimpleNamespace(cfg=cfg, pipe=pipe, R=R, lanes=lanes, lane_bits=lane_bits,
+                               specs=specs, ab=ab, wb=wb, cb=cb, sb=sb, stb=stb, shared=shared,
+                               late=late, rq_lanes=rq_lanes, reread=reread, late_res=late_res,
+                               rq=rq, max_planes=max_planes, plane_bits=plane_bits, units=units)
+
+    def _checks(self, m, x):
+        """The executing slot (Front) with the compute queue's checks: ILLEGAL_FIELD, SP_RANGE,
+        MISALIGNED and OVERLAP, in that order, each rule from the engines' specs."""
+        cfg, pipe, specs, lanes, ab = _take(x, "cfg pipe specs lanes ab")
 
         def per_engine(mm, rule):
             """``rule(spec, mode)`` of the MATMUL's engine (of the engines built; a MATMUL
@@ -213,6 +240,14 @@ class Compute(wiring.Component):
         # the MATMUL's engine, as one bit per engine built
         named = Cat(*(mm.engine == es.tag for es in specs))
 
+        vars(x).update(per_engine=per_engine, front=front, mm=mm, rqi=rqi, is_op=is_op, run=run,
+                       named=named)
+
+    def _writer(self, m, x, platform):
+        """The engines' drained columns into the accumulators: group scales, the old value
+        added, the write; and the drains' idleness."""
+        (cfg, pipe, R, units, cb, sb, lane_bits, late) = \
+            _take(x, "cfg pipe R units cb sb lane_bits late")
         # --- the engines' drains -> accumulator writer --------------------------------------
         # With group scales (cfg.group_scale) a drained column goes through eight stages,
         # each a register deep (every one of them on the ECP5's worst path once):
@@ -342,6 +377,15 @@ class Compute(wiring.Component):
         m.d.comb += self.drain_idle.eq(drain_idle)
         matmul_release = Mux(w_en & w_last, w_rel, 0)
 
+        vars(x).update(in_flight=in_flight, drain_idle=drain_idle, matmul_release=matmul_release,
+                       dr_rd=dr_rd)
+
+    def _feeder(self, m, x):
+        """MATMUL steps into their engine: weight entries, activation reads, the step's fields."""
+        (cfg, front, per_engine, mm, stb, plane_bits, ab, wb, units, run, is_op, named, specs,
+         max_planes) = \
+            _take(x, "cfg front per_engine mm stb plane_bits ab wb units run is_op named specs "
+                     "max_planes")
         # --- MATMUL feeder: a step counter, and (plane, read) for the activations ---------
         # A step reads a weight entry; its activations are read with its plane 0 and serve
         # the engine's planes (1 on an engine that reads them every step).
@@ -404,6 +448,15 @@ class Compute(wiring.Component):
         # an engine that holds its activations over its planes keeps them the whole step
         held = Cat(*(f for f, es in zip(f_eng, specs) if es.act_held))
         m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | held.any()))
+        vars(x).update(issue=issue, plane=plane, plane_end=plane_end, reads=reads, step=step,
+                       feed_done=feed_done, single=single)
+
+    def _requant(self, m, x):
+        """REQUANT: accumulator entries through the requant unit into the activations."""
+        (cb, rqi, lanes, run, is_op, pipe, shared, rq, dr_rd, sb, R, rq_lanes, reread, late_res,
+         lane_bits, front) = \
+            _take(x, "cb rqi lanes run is_op pipe shared rq dr_rd sb R rq_lanes reread late_res "
+                     "lane_bits front")
         # --- REQUANT ----------------------------------------------------------------------
         n = Signal(cb)
         n_out = Signal(cb)
@@ -486,6 +539,15 @@ class Compute(wiring.Component):
         # (with the LUT engine, a group's: read with its first plane). Below the low-clock
         # threshold each address is the instruction's base plus its count (`act_addrs`:
         # the activations' by reader, REQUANT / LUT / systolic).
+        vars(x).update(n=n, n_out=n_out, count=count, q_issue=q_issue, last_group=last_group,
+                       wr_en=wr_en, rq_done=rq_done, requanting=requanting)
+
+    def _addresses(self, m, x):
+        """The scratchpad addresses and read enables of the MATMUL feed and of REQUANT."""
+        (mm, ab, cb, per_engine, single, issue, plane, pipe, rqi, n, n_out, reads, plane_end,
+         front, is_op, q_issue, last_group, wr_en, requanting) = \
+            _take(x, "mm ab cb per_engine single issue plane pipe rqi n n_out reads plane_end "
+                     "front is_op q_issue last_group wr_en requanting")
         # a MATMUL's activation reads: from its base (in reads: a group of four entries on
         # an engine that reads four banks at once) on, one a plane 0
         mm_base = per_engine(mm, lambda es, mode:
@@ -539,6 +601,14 @@ class Compute(wiring.Component):
 
         # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.
+
+    def _verdicts(self, m, x):
+        """When the slot's instruction may start (hazards, idle engines) and when it is done."""
+        (rqi, cb, count, front, in_flight, units, specs, cfg, pipe, drain_idle, named, is_op,
+         feed_done, rq_done, matmul_release) = \
+            _take(x, "rqi cb count front in_flight units specs cfg pipe drain_idle named is_op "
+                     "feed_done rq_done matmul_release")
+        run = x.run
         lo = rqi.acc_addr[:cb]
         # (the range's end from the sums the checks registered ahead, where they did: no
         # adder in front of the comparators; ranges()' fifth is this one)
@@ -593,4 +663,3 @@ class Compute(wiring.Component):
             front.finish.eq(feed_done | rq_done | (run & is_op[Opcode.SYNC])),
             self.give.eq(Mux(is_op[Opcode.MATMUL], 0, front.give) | matmul_release),
         ]
-        return m
