@@ -1,5 +1,7 @@
 """The accelerator top: fetch, dispatch to three queues, tokens, units, scratchpads, counters."""
 
+from types import SimpleNamespace
+
 from amaranth import Module, Signal, Mux, Array, Cat, Const, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -19,6 +21,11 @@ from .isa import view, INSN_BITS, Buffer, Counter, ErrorCode, Opcode, Queue, Syn
 __all__ = ["Accelerator", "TOKEN_BITS"]
 
 TOKEN_BITS = 8
+
+
+def _take(x, names):
+    """The attributes ``names`` (space-separated) of the unit's parts so far."""
+    return tuple(getattr(x, n) for n in names.split())
 
 
 class Accelerator(wiring.Component):
@@ -51,6 +58,17 @@ class Accelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        x = self._setup(m, platform)
+        self._status(m, x, platform)
+        self._dispatch(m, x, platform)
+        self._dependency_tokens(m, x, platform)
+        self._scratchpads(m, x, platform)
+        self._completion_deadlock(m, x, platform)
+        self._counters(m, x, platform)
+        return m
+
+    def _setup(self, m, platform):
+        """The units and the values every concern below shares."""
         cfg = self.config
         pipe = cfg.pipelining
         R, C = cfg.rows, cfg.cols
@@ -87,7 +105,12 @@ class Accelerator(wiring.Component):
         wiring.connect(m, arb.bus, wiring.flipped(self.bus))
         execs = [load, comp, store]      # indexed by Queue value
 
-        # --- status -----------------------------------------------------------------------
+        return SimpleNamespace(C=C, R=R, arb=arb, cfg=cfg, comp=comp, execs=execs,
+                               fetch=fetch, load=load, pipe=pipe, store=store)
+
+    def _status(self, m, x, platform):
+        """Status: running, done, error and the halt every unit obeys."""
+        execs, fetch = _take(x, "execs fetch")
         running = Signal()
         ending = Signal()       # finished or failed, `done` not yet up (see the counters)
         done = Signal()
@@ -99,10 +122,13 @@ class Accelerator(wiring.Component):
         m.d.comb += [fetch.start.eq(self.start & idle), fetch.addr.eq(self.prog_addr),
                      self.running.eq(running), self.done.eq(done), self.error.eq(halted),
                      self.error_code.eq(err)]
-        for x in execs:
-            m.d.comb += x.halt.eq(halted)
+        for ex in execs:
+            m.d.comb += ex.halt.eq(halted)
+        vars(x).update(done=done, ending=ending, err=err, halted=halted, running=running)
 
-        # --- dispatch ---------------------------------------------------------------------
+    def _dispatch(self, m, x, platform):
+        """Dispatch: the fetch buffer's head to its queue, END, illegal opcodes."""
+        cfg, execs, fetch, halted, pipe, running = _take(x, "cfg execs fetch halted pipe running")
         stopped = Signal()
         # queue_depth 0: no queues, an instruction goes from the fetch buffer straight into
         # its unit's executing slot (the golden model counts the same capacity, 1)
@@ -185,8 +211,12 @@ class Accelerator(wiring.Component):
         with m.If(live & fetch.oob & ~d_valid):
             m.d.comb += dispatch_err.eq(ErrorCode.FETCH_RANGE)
         m.d.comb += fetch.stop.eq(stopped | halted)
+        vars(x).update(d_valid=d_valid, dispatch_err=dispatch_err, dispatched=dispatched,
+                       qfifo=qfifo, stopped=stopped, w_rdy=w_rdy)
 
-        # --- dependency tokens ------------------------------------------------------------
+    def _dependency_tokens(self, m, x, platform):
+        """Dependency tokens: a counter per (producer, consumer) pair of queues."""
+        execs, pipe = _take(x, "execs pipe")
         # A given token lands the cycle after its instruction completes (the strobe is
         # registered: completion logic and the counter's adder are not one path). A counter
         # has one bit more than it may use: reaching 2**TOKEN_BITS is an overflow, raised the
@@ -220,8 +250,11 @@ class Accelerator(wiring.Component):
                 m.d.comb += execs[q.value].avail[p.value].eq(avail)
                 with m.If(t[TOKEN_BITS]):
                     m.d.comb += tok_err.eq(1)
+        vars(x).update(tok_err=tok_err)
 
-        # --- scratchpads ------------------------------------------------------------------
+    def _scratchpads(self, m, x, platform):
+        """Scratchpads and their ports to the units."""
+        C, R, cfg, comp, load, pipe, store = _take(x, "C R cfg comp load pipe store")
         # Activations live in banks (entry e in bank e % banks, row e // banks) where an
         # engine reads a group of entries per cycle (the LUT engine: 4 features); everyone
         # else sees one flat scratchpad (with one bank it is one memory: no multiplexers).
@@ -325,8 +358,14 @@ class Accelerator(wiring.Component):
             else:
                 st_one = registered(m, st_one, "st_act_r")
         m.d.comb += store.rd_data.eq(Mux(store.rd_buf == Buffer.ACC, st_acc_data, st_one))
+        vars(x).update(acc=acc, banks=banks, scale=scale, wgt=wgt)
 
-        # --- completion, deadlock and errors ----------------------------------------------
+    def _completion_deadlock(self, m, x, platform):
+        """Completion, deadlock and errors."""
+        (acc, banks, cfg, comp, d_valid, dispatch_err, done, ending, err, execs, fetch, halted,
+         pipe, qfifo, running, scale, stopped, tok_err, w_rdy, wgt) = \
+            _take(x, "acc banks cfg comp d_valid dispatch_err done ending err execs fetch halted "
+                     "pipe qfifo running scale stopped tok_err w_rdy wgt")
         parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()
         q_empty = Cat(*(f.empty for f in qfifo)).all() if qfifo else Const(1)
         all_idle = Cat(*(~x.busy for x in execs)).all() & comp.drain_idle
@@ -369,8 +408,12 @@ class Accelerator(wiring.Component):
             m.d.sync += [err.eq(new_err), halted.eq(1), over.eq(1), running.eq(0)]
         with m.Elif(finished & running & ~halted):
             m.d.sync += [over.eq(1), running.eq(0)]
+        vars(x).update(late_events=late_events)
 
-        # --- counters ---------------------------------------------------------------------
+    def _counters(self, m, x, platform):
+        """The host-readable event counters."""
+        (arb, cfg, comp, dispatched, done, ending, late_events, load, running, store) = \
+            _take(x, "arb cfg comp dispatched done ending late_events load running store")
         bb = cfg.bus_bytes
         specs = specs_of(cfg)
         credits = [(comp.engine_credit[i], es.macs_per_credit(cfg))
@@ -411,7 +454,6 @@ class Accelerator(wiring.Component):
                     m.d.sync += [done.eq(1), ending.eq(0)]
             m.d.comb += self.csr_data.eq(Mux(self.csr_addr < len(Counter),
                                              counters[self.csr_addr], 0))
-        return m
 
     def _bram_counters(self, m, events, ending):
         """The counters' totals in a block RAM (``counter_store = "bram"``): every counter
