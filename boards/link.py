@@ -345,8 +345,8 @@ class Link(wiring.Component):
             with m.State("R_FETCH"):
                 # (`busy` is up for a READ alone: no decode of the command here)
                 if deep:
-                    # the word's address registered first (its adder in front of the board
-                    # memory's address registers: 12.1 ns on the ulx3s build)
+                    # the word's address registered first (no adder in front of the board
+                    # memory's address registers)
                     m.d.sync += req_addr.eq(rd_addr >> shift)
                 else:
                     m.d.comb += [self.mem.en.eq(self.mem.busy),

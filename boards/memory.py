@@ -2,9 +2,9 @@
 
 One single-ported RAM of ``dram_bytes`` (``bus_bytes`` per word). On an iCE40UP5K with a
 32-bit bus it is built from SB_SPRAM256KA blocks (4 x 32 KiB); elsewhere Yosys infers block
-RAM. Above the low-clock threshold requests are registered in front of the RAM and its
+RAM. With its pipelining knob (hw/timing.py) requests are registered in front of the RAM and its
 output behind it, so a read's data arrives three cycles after the request (the host link
-waits for it; bus responses queue in a small FIFO); at low clocks it is the RAM's output the
+waits for it; bus responses queue in a small FIFO); without it it is the RAM's output the
 cycle after. The host link has priority (it only touches memory while the accelerator is
 stopped); a bus request waits while the link uses the port.
 """
@@ -131,9 +131,9 @@ class BoardMemory(wiring.Component):
 
     def _lanes(self, m, platform, addr, wdata, we, en):
         """The registered RAM as one memory per byte lane, each behind stage-1 registers of
-        its own (``addr``, ``wdata``, ``we``, ``en`` are their next values). One address
-        register driving all the block RAMs, spread over the chip, was 13.5 ns of routing
-        on the ulx3s build; on an ECP5 the copies are cells Yosys does not merge."""
+        its own (``addr``, ``wdata``, ``we``, ``en`` are their next values): one address
+        register cannot sit near all the block RAMs, spread over the chip; on an ECP5 the
+        copies are cells Yosys does not merge."""
         outs = []
         for k in range(self.config.bus_bytes):
             a = kept(m, addr, f"lane{k}_addr", platform)

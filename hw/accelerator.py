@@ -81,7 +81,7 @@ class Accelerator(wiring.Component):
         m.submodules.compute = comp = Compute(cfg)
         m.submodules.store = store = DmaStore(cfg)
         m.submodules.arbiter = arb = BusArbiter(bus_bytes=cfg.bus_bytes, n=3)
-        # Every master's requests pass a register slice (not at low clocks): the arbitration
+        # Every master's requests pass a register slice (not without it): the arbitration
         # sits between flops, with no path from one unit's request through the grant into
         # another's ready (the store's scratchpad read, which prefetches the next word as
         # one leaves, the fetch buffer's counters, the load's address). One cycle of latency
@@ -133,18 +133,17 @@ class Accelerator(wiring.Component):
         # queue_depth 0: no queues, an instruction goes from the fetch buffer straight into
         # its unit's executing slot (the golden model counts the same capacity, 1)
         direct = cfg.queue_depth == 0
-        # (above the low-clock threshold a queue's last two entries are a register slice)
+        # (with its pipelining knob (hw/timing.py) a queue's last two entries are a register slice)
         qfifo = [] if direct else [SlicedFifo(cfg.queue_depth, sliced=pipe.queue_slices)
                                    for _ in Queue]
         for q, f in zip(Queue, qfifo):
             m.submodules[f"q_{q.name.lower()}"] = f
             wiring.connect(m, f.r, execs[q.value].insn)
-        # Above the low-clock threshold the instruction at the head of the fetch buffer is
+        # With its pipelining knob (hw/timing.py) the instruction at the head of the fetch buffer is
         # decoded into a register stage first (its queue, whether it is known, END or
         # legal): dispatch acts on flops, and the fetch buffer's read enable is that stage's
         # emptiness alone. Fetch brings an instruction every other cycle at best (two bus
-        # beats), which the stage keeps up with. The stage is emptied when a run starts. At
-        # low clocks dispatch decodes the buffer's head directly (no 128 flip-flops).
+        # beats), which the stage keeps up with. The stage is emptied when a run starts. Without it dispatch decodes the buffer's head directly (no 128 flip-flops).
         staged = pipe.dispatch_stage
         head = view(Header, fetch.o.payload)
         consumed = Signal()         # the instruction leaves (dispatched, or END)
@@ -347,9 +346,8 @@ class Accelerator(wiring.Component):
         if pipe.store_read_registered:
             # The store's data is registered as the block RAMs give it (every bank's and the
             # accumulators' output: the bank's choice and the buffer's come after), the
-            # cycle after the read; the store takes it a cycle later (DmaStore). Each
-            # RAM's clock-to-out and its routing to the store's entry register, through
-            # the choice, was 12.6 ns on the ulx3s build.
+            # cycle after the read; the store takes it a cycle later (DmaStore): a RAM's
+            # clock-to-out and its routing meet no multiplexer before a register.
             st_acc_data = registered(m, st_acc_data, "st_acc_r")
             if st_sel is not None:
                 four_r = registered(m, st_four, "st_act_r")
@@ -378,7 +376,7 @@ class Accelerator(wiring.Component):
                  & dispatch_stuck & fetch.idle)
         # (stuck for 7 cycles running: a give takes 3 to show in `avail`, see the tokens)
         stuck_cnt = Signal(3)
-        # Above the low-clock threshold the verdicts that end a run (stuck, finished, and the
+        # With its pipelining knob (hw/timing.py) the verdicts that end a run (stuck, finished, and the
         # first error's code) are registered before they act: no unit's handshake reaches
         # the status flops, the counter or the units' halt. A run ends a cycle later; an
         # error seen in a cycle still takes precedence over the end seen in the same one.
@@ -442,7 +440,7 @@ class Accelerator(wiring.Component):
                              for c in Counter)
             for c, (ev, _) in events.items():
                 if late_events:
-                    # above the low-clock threshold an event is registered before its
+                    # with its pipelining knob (hw/timing.py) an event is registered before its
                     # counter's carry chain (no unit's handshake reaches a 64-bit adder);
                     # `done` rises a cycle later, with the last events counted
                     r = Signal(len(Value.cast(ev)), name=f"ev_{c.name.lower()}")

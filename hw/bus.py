@@ -115,8 +115,8 @@ class StreamSlice(wiring.Component):
 
     The skid register loads whenever it is empty (its enable a flop, not the consumer's
     ready), and on an ECP5 (a board build) the output register's enable is a LUT of its own
-    for every 32 bits, each driving its share of the register (one enable reaching 128
-    flops was a 4.8 ns wire)."""
+    for every 32 bits, each driving its share of the register (one enable reaching every
+    flop of a wide payload is a long wire)."""
 
     CHUNK = 32
 

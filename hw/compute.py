@@ -131,10 +131,10 @@ class Compute(wiring.Component):
         # lanes (its data is used the cycle after a read, see below), so the requant unit
         # needs no copy of the whole entry
         reread = shared and rq_lanes < R
-        # Above the low-clock threshold, with four activation banks, the residual is
-        # registered as it leaves the banks and their multiplexer comes after
-        # (the banks' outputs through it into the requant unit's input registers: 10.5 ns
-        # on the ulx3s build); the unit takes it a cycle after the entry (late_res)
+        # With requant_late_residual and activation banks, the residual is registered as
+        # it leaves the banks and their multiplexer comes after (no multiplexer between
+        # a block RAM's output and the requant unit's input registers); the unit takes it
+        # a cycle after the entry (late_res)
         late_res = (not reread and rq_lanes == R and act_banks(cfg) > 1
                     and pipe.requant_late_residual and cfg.requant_mult_bits == 16)
         if reread:
@@ -253,9 +253,9 @@ class Compute(wiring.Component):
         # each a register deep (every one of them on the ECP5's worst path once):
         #   0: the column leaves its engine; read its scale
         #   1: register the scale RAM's word
-        #   2: register the lane's scale (a copy per multiplier) and the column (above
-        #      the low-clock threshold twice, first in the fabric: the stages below come
-        #      a cycle later)
+        #   2: register the lane's scale (a copy per multiplier) and the column (with
+        #      group_scale_copy twice, first in the fabric: the stages below come a cycle
+        #      later)
         #   3: multiply: the column's low and high 16-bit halves by the scale
         #   4: add the two partial products
         #   5: shift by 32, 16 and 8 (with round-half-to-even's guard and sticky bits);
@@ -284,7 +284,7 @@ class Compute(wiring.Component):
         # registers below: a small fanout for the accelerator's reset)
         ctl_layout = data.StructLayout({"addr": cb, "accum": 1, "last": 1, "rel": 3,
                                         "scaled": 1, "shift": 6})
-        # (above the low-clock threshold the lane's scale is registered once more, a copy
+        # (with its pipelining knob (hw/timing.py) the lane's scale is registered once more, a copy
         # per multiplier in the fabric: stages 3 to 7 below come a cycle later)
         gx = int(pipe.group_scale_copy)
         n_ctl = 7 + gx if cfg.group_scale else 1
@@ -305,7 +305,7 @@ class Compute(wiring.Component):
             reg = partial(registered, m)
             # the scale RAM's word, registered where it leaves the RAM; then the lane's
             # scale, a copy per multiplier (on an ECP5 each DSP block's input register:
-            # one register's routing to all of them took 9 ns)
+            # one register cannot sit near all of them)
             scale_q = reg(self.scale_dr.data, "gs_word")
             lane2 = reg(lane1, "gs_lane")
             scale = Mux(ctl[1].scaled, scale_q.word_select(lane2, 16), 1).as_signed()
@@ -317,14 +317,14 @@ class Compute(wiring.Component):
                 # stage 2's registers (the column's word, the lane's scale) and stage 3's
                 # products: in the DSP blocks on an ECP5 (each block's own copy of the
                 # scale)
-                # (the lane multiplexer's output routed to every block's input pins was
-                # 10.7 ns on the ulx3s build: each block has a fabric copy first)
+                # (with group_scale_copy each block has a fabric copy first: no
+                # multiplexer output routed to every block's input pins)
                 sc = kept(m, scale, f"gs{i}_scale", platform) if gx else scale
                 p4 = reg(split_product(m, platform, d2.word_select(i, 32), sc,
                                        f"gs_prod{i}"), f"gs_prod{i}", shape=signed(48))
                 # the shift amounts, a copy per lane for each of the shifter's two
-                # segments (one register's shift into every lane's shifter: 11.3 ns on the
-                # ulx3s build)
+                # segments (one register's shift into every lane's shifter is a fanout
+                # across all of them)
                 sh = [kept(m, ctl[k + gx].shift, f"gs{i}_shift{k}", platform)
                       for k in (3, 4)]
                 q, up = rne_wrap_parts(m, p4, sh[0], 32, f"gs{i}", split=(3, reg, sh[1]))
@@ -464,10 +464,9 @@ class Compute(wiring.Component):
         q_valid = Signal()
         lane = Signal(range(lanes))
         requanting = run & is_op[Opcode.REQUANT]
-        # entries left to read (n < count); above the low-clock threshold a flop kept equal
-        # to it while the REQUANT runs (set as it starts, updated as n counts): no
-        # comparator between the instruction and the read enables (12.5 ns on the ulx3s
-        # build)
+        # entries left to read (n < count); with address_registers a flop kept equal to it
+        # while the REQUANT runs (set as it starts, updated as n counts): no comparator
+        # between the instruction and the read enables
         rq_more = Signal(name="rq_more")
         more_cmp = rq_more if pipe.address_registers else (n < count)
         if shared:
@@ -536,8 +535,7 @@ class Compute(wiring.Component):
         rq_done = requanting & out_done
 
         # shared read ports; the activations' read is a REQUANT's entry or a MATMUL's step
-        # (with the LUT engine, a group's: read with its first plane). Below the low-clock
-        # threshold each address is the instruction's base plus its count (`act_addrs`:
+        # (with the LUT engine, a group's: read with its first plane). Without address_registers each address is the instruction's base plus its count (`act_addrs`:
         # the activations' by reader, REQUANT / LUT / systolic).
         vars(x).update(n=n, n_out=n_out, count=count, q_issue=q_issue, last_group=last_group,
                        wr_en=wr_en, rq_done=rq_done, requanting=requanting)
@@ -560,10 +558,10 @@ class Compute(wiring.Component):
             m.d.comb += [self.acc_rq.addr.eq((rqi.acc_addr[:cb] + n)[:cb]),
                          self.act_wr.addr.eq((rqi.out_addr[:ab] + n_out)[:ab])]
         else:
-            # Above it the addresses are registers of their own (base plus count, kept as
-            # the counts move): no adder between the instruction and the block RAMs'
-            # address pins (13.2 ns on the ulx3s build). The activations' read: a MATMUL's
-            # step (the last plane of a read), or a REQUANT's entry.
+            # The addresses are registers of their own (base plus count, kept as the
+            # counts move): no adder between the instruction and the block RAMs' address
+            # pins. The activations' read: a MATMUL's step (the last plane of a read), or
+            # a REQUANT's entry.
             ptr_rq, ptr_act, ptr_out = Signal(cb), Signal(ab), Signal(ab)
             with m.If(issue):
                 m.d.sync += ptr_act.eq(ptr_act + plane_end)
@@ -584,8 +582,7 @@ class Compute(wiring.Component):
         if not act_addrs:
             # whether the read takes a group (the same row of every bank): a flop set as
             # the instruction starts, as the address register is (decoded from the
-            # instruction, it sat in front of every bank's address pins: 12.2 ns on the
-            # ulx3s build)
+            # instruction it would sit in front of every bank's address pins)
             quad = Signal(name="act_quad")
             with m.If(front.start):
                 m.d.sync += quad.eq(~is_op[Opcode.REQUANT] & mm_quad)
@@ -630,10 +627,9 @@ class Compute(wiring.Component):
         if not pipe.hazard_registered:
             m.d.sync += rq_clear.eq(in_slot & ~Cat(*busy).any())
         else:
-            # above the low-clock threshold each hit is registered, and the verdict from
-            # those a cycle later (the in-flight columns' comparators and the OR of them
-            # in one cycle: 10.4 ns on the ulx3s build), so it counts from the
-            # instruction's third cycle in the slot
+            # each hit is registered, and the verdict from those a cycle later (the
+            # in-flight columns' comparators and the OR of them are not in one cycle), so
+            # it counts from the instruction's third cycle in the slot
             busy_r = Signal(len(busy), name="rq_hits")
             was_in_slot = Signal()
             m.d.sync += [busy_r.eq(Cat(*busy)), was_in_slot.eq(in_slot),

@@ -209,12 +209,11 @@ class DmaLoad(_Dma):
             word = place_word(m, asm, rb, resp.payload.rdata, max_entry_bits(cfg) // (8 * bb))
         else:
             word = resp.payload.rdata
-        # Above the low-clock threshold an entry's write is registered first, in a buffer of
+        # With its pipelining knob (hw/timing.py) an entry's write is registered first, in a buffer of
         # two (its address adder, and the beat's handshake, reach no block RAM's enable),
         # and its job's release tokens go with it: given as it is written. An activation
         # write waits while the requant unit writes (act_busy); beats are taken while the
-        # buffer's second place is free (a flop: act_busy reaches no response's ready). At
-        # low clocks the entry is written as its last beat arrives.
+        # buffer's second place is free (a flop: act_busy reaches no response's ready). Without it the entry is written as its last beat arrives.
         staged = cfg.pipelining.load_write_staged
         recv_give = Signal(3)
         if staged:
@@ -313,7 +312,7 @@ class DmaStore(_Dma):
         cfg, bb = self._cfg, self._cfg.bus_bytes
         front, d, beats, rows, run, (spb, beb, db) = self._front(m)     # SYNC: nothing to move
 
-        # One scratchpad read per beat. At low clocks at most one beat ahead of the bus: the
+        # One scratchpad read per beat. Without it at most one beat ahead of the bus: the
         # word read goes out the next cycle, or waits in `held` (the read port may serve
         # another reader meanwhile: config.scratchpad_ports = "shared", where `rd_ok` says
         # whether this cycle's read is granted). Above them (`_deep_words`) the entry read
@@ -377,7 +376,7 @@ class DmaStore(_Dma):
         return m
 
     def _deep_words(self, m, front, d, beats, rows, run, spb, beb, db):
-        """The store's datapath above the low-clock threshold: a read (cycle 0), the block
+        """The store's datapath with its pipelining knob (hw/timing.py): a read (cycle 0), the block
         RAMs' outputs registered by the accelerator (1), the entry chosen from them
         registered (2), the beat's word chosen from that register into a FIFO of four (3),
         sent from the FIFO's head (4 on). A read is issued while fewer than four words are

@@ -64,9 +64,8 @@ def registered_product(m, platform, a, b, name, *, en=None):
     """``reg(reg(a) * reg(b))``, each register loaded while ``en`` (every cycle without):
     ``a`` and ``b`` are the operands' next values, signed or unsigned, at most 18 bits
     wide as signed numbers; the product has the shape of ``a * b``. On an ECP5 one
-    MULT18X18D holds all three registers: the fabric's operand registers and the routing
-    from them into the block were most of a 10 ns cycle on the ulx3s build (5.3 ns in,
-    6.7 ns through and out). Elsewhere (simulation, other FPGAs) three plain registers
+    MULT18X18D holds all three registers: operand registers in the fabric, and the routing
+    from them into the block and out, would take most of a 100 MHz cycle. Elsewhere (simulation, other FPGAs) three plain registers
     around a multiplication."""
     a, b = Value.cast(a), Value.cast(b)
     shape = (a * b).shape()         # the behavioural product's

@@ -61,10 +61,9 @@ class Fetch(wiring.Component):
             """pc = ``at + ahead``; whether its instruction lies in memory, ``at + ahead +
             INSN_BYTES <= dram`` (``at`` whole: 32 bits from ``addr``, or pc). ``deep``
             compares ``at <= dram - INSN_BYTES - ahead``: against a constant, with no adder
-            in front (pc's adder and the comparator behind it were 11.5 ns on the ulx3s
-            build)."""
-            # (deep: the sum even for ahead = 0, as in the netlist of the measured ulx3s
-            # build; nextpnr's placement follows the netlist's names)
+            in front (pc's adder and a comparator behind it would share the cycle)."""
+            # (deep: the sum even for ahead = 0, which keeps the netlist the board presets
+            # were placed with: nextpnr's placement follows the netlist's names)
             value = at + ahead if ahead or self._deep else at
             room = self._dram - INSN_BYTES - ahead
             if self._deep:

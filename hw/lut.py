@@ -93,7 +93,7 @@ class LutPrecompute(wiring.Component):
             # feeding a LutArray, whose ready is ``~first | first_ok`` (a flop): the output
             # advances unless it holds a first step the array refuses, ``~of | first_ok``
             # with ``of`` (valid and first) a flop of its own, so each enable below is one
-            # LUT4 of flops (through the array's ready, two: 11.7 ns on the ulx3s build)
+            # LUT4 of flops (through the array's ready it would be two)
             of = Signal(name="o_first")
             adv = ~of | self.first_ok
         if self._deep:
@@ -131,9 +131,9 @@ class LutPrecompute(wiring.Component):
         # it would be zero while the enable is low, which put the enable (the LUT array's
         # ready) in front of the adders instead of on the flops' CE.
         # Each half of a row's table has its own copy of the enable (a LUT4 of its own on
-        # an ECP5): one gate enabling every row's entries was a 452-pin net behind the LUT
-        # array's ready, 13.7 ns on the ulx3s build; one a row still drove 88 flops spread
-        # towards the array (6.2 ns).
+        # an ECP5): one gate enabling every row's entries would be a net of hundreds of
+        # pins behind the LUT array's ready, and one a row still drives flops spread
+        # towards the array.
         for r in range(self._rows):
             if self._chained:
                 fn, ins = (lambda of, ok, v, new: (~of | ok) & v & new,
@@ -174,7 +174,7 @@ class LutArray(wiring.Component):
     group`` cycles after the stage. The weight indices and the cells' enables pass down the
     rows and the tables across groups of ``group`` channels, one register a hop, so no
     register drives cells further than its neighbours (a broadcast index register's
-    routing was the ECP5 build's worst path: 12.4 ns of an 18.2 ns cycle), and each cell
+    routing to every cell would dominate the cycle on a large FPGA), and each cell
     registers its lookup, adding it a cycle later. Results drain once the last cell has
     latched them, ``rows + ch // group - 1`` cycles after the stage.
     """
@@ -244,8 +244,8 @@ class LutArray(wiring.Component):
 
         # With the skew the cells' lookups are registered (``pipe``): a cell adds what it
         # looked up a cycle before, so its control (and its row's bias) is a hop later.
-        # On the ECP5 the index register's routing to the lookup's multiplexers and the
-        # adder behind them were one path (13.9 ns).
+        # (the index register's routing to the lookup's multiplexers and the adder behind
+        # them are then not one path).
         pipe = int(skew)
         ctl_c = ctl if not pipe else [
             [kept(m, ctl[r][g], f"ctlc{r}_{g}", platform, init=0b010) for g in range(G)]
@@ -271,8 +271,8 @@ class LutArray(wiring.Component):
             # channels
             if rdelay[r]:
                 # (skew) the table as it is, and a copy of the plane for the row: shifted
-                # on the way to the row's first hop. One plane register shifting every
-                # row's entries was a 672-pin net, 10.8 ns on the ulx3s build.
+                # on the way to the row's first hop (one plane register shifting every
+                # row's entries would be a net of hundreds of pins).
                 stage_tbl = Signal(8 * TABLE_BITS, name=f"tbl{r}", reset_less=True)
                 m.d.sync += stage_tbl.eq(Cat(*(inp.table[r][u] for u in range(8))))
                 r_plane = kept(m, plane, f"plane{r}", platform)
@@ -345,8 +345,8 @@ class LutArray(wiring.Component):
         # feeds only its neighbour). A latch never meets an active drain but in its last
         # cycle (the rule on new MATMULs below), and wins then.
         # With the skew every row has a copy of the drain's active flag (kept apart on an
-        # ECP5): one flop enabling the shift of all R x N result registers was a 1221-pin
-        # net, 13.5 ns on the ulx3s build.
+        # ECP5): one flop enabling the shift of all R x N result registers would be a
+        # net of over a thousand pins.
         shifting = [drain.act_valid] * R if not skew else [
             kept(m, drain.act_valid_next(), f"shift{r}", platform) for r in range(R)]
         for r in range(R):

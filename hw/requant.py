@@ -195,8 +195,8 @@ class RequantUnit(wiring.Component):
             inp, valid = self.i.payload, self.i.valid
             if deep:        # inputs registered twice; the halves' products registered
                 # first in the fabric, where the entry leaves the scratchpads (their block
-                # RAMs' outputs and the lane and bank multiplexers behind them; into the
-                # DSP blocks' input registers directly, 12.5 ns on the ulx3s build)
+                # RAMs' outputs and the lane and bank multiplexers behind them would go
+                # straight into the DSP blocks' input registers otherwise)
                 inner += [reg(valid, "v_in0", reset=True)]
                 inp = data.View(inp.shape(), reg(inp, "in0"))
                 valid, side = inner[-1], side_of(inp)
