@@ -139,11 +139,12 @@ class Accelerator(wiring.Component):
         for q, f in zip(Queue, qfifo):
             m.submodules[f"q_{q.name.lower()}"] = f
             wiring.connect(m, f.r, execs[q.value].insn)
-        # With its pipelining knob (hw/timing.py) the instruction at the head of the fetch buffer is
-        # decoded into a register stage first (its queue, whether it is known, END or
-        # legal): dispatch acts on flops, and the fetch buffer's read enable is that stage's
+        # With dispatch_stage the instruction at the head of the fetch buffer is decoded
+        # into a register stage first (its queue, whether it is known, END or legal):
+        # dispatch acts on flops, and the fetch buffer's read enable is that stage's
         # emptiness alone. Fetch brings an instruction every other cycle at best (two bus
-        # beats), which the stage keeps up with. The stage is emptied when a run starts. Without it dispatch decodes the buffer's head directly (no 128 flip-flops).
+        # beats), which the stage keeps up with. The stage is emptied when a run starts.
+        # Without it dispatch decodes the buffer's head directly (no 128 flip-flops).
         staged = pipe.dispatch_stage
         head = view(Header, fetch.o.payload)
         consumed = Signal()         # the instruction leaves (dispatched, or END)
@@ -376,8 +377,8 @@ class Accelerator(wiring.Component):
                  & dispatch_stuck & fetch.idle)
         # (stuck for 7 cycles running: a give takes 3 to show in `avail`, see the tokens)
         stuck_cnt = Signal(3)
-        # With its pipelining knob (hw/timing.py) the verdicts that end a run (stuck, finished, and the
-        # first error's code) are registered before they act: no unit's handshake reaches
+        # With end_registered the verdicts that end a run (stuck, finished, and the first
+        # error's code) are registered before they act: no unit's handshake reaches
         # the status flops, the counter or the units' halt. A run ends a cycle later; an
         # error seen in a cycle still takes precedence over the end seen in the same one.
         late_end = pipe.end_registered

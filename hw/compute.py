@@ -533,10 +533,6 @@ class Compute(wiring.Component):
             with m.If(wr_en):
                 m.d.sync += [n_out.eq(n_out + 1), out_done.eq(n_out + 1 == count)]
         rq_done = requanting & out_done
-
-        # shared read ports; the activations' read is a REQUANT's entry or a MATMUL's step
-        # (with the LUT engine, a group's: read with its first plane). Without address_registers each address is the instruction's base plus its count (`act_addrs`:
-        # the activations' by reader, REQUANT / LUT / systolic).
         vars(x).update(n=n, n_out=n_out, count=count, q_issue=q_issue, last_group=last_group,
                        wr_en=wr_en, rq_done=rq_done, requanting=requanting)
 
@@ -546,6 +542,9 @@ class Compute(wiring.Component):
          front, is_op, q_issue, last_group, wr_en, requanting) = \
             _take(x, "mm ab cb per_engine single issue plane pipe rqi n n_out reads plane_end "
                      "front is_op q_issue last_group wr_en requanting")
+        # Shared read ports; the activations' read is a REQUANT's entry or a MATMUL's step
+        # (read with its plane 0). Without address_registers each address is the
+        # instruction's base plus its count (`act_addrs`: REQUANT's, the MATMUL's).
         # a MATMUL's activation reads: from its base (in reads: a group of four entries on
         # an engine that reads four banks at once) on, one a plane 0
         mm_base = per_engine(mm, lambda es, mode:
