@@ -133,7 +133,7 @@ class Accelerator(wiring.Component):
         # queue_depth 0: no queues, an instruction goes from the fetch buffer straight into
         # its unit's executing slot (the golden model counts the same capacity, 1)
         direct = cfg.queue_depth == 0
-        # (with its pipelining knob (hw/timing.py) a queue's last two entries are a register slice)
+        # (with queue_slices a queue's last two entries are a register slice)
         qfifo = [] if direct else [SlicedFifo(cfg.queue_depth, sliced=pipe.queue_slices)
                                    for _ in Queue]
         for q, f in zip(Queue, qfifo):
@@ -441,7 +441,7 @@ class Accelerator(wiring.Component):
                              for c in Counter)
             for c, (ev, _) in events.items():
                 if late_events:
-                    # with its pipelining knob (hw/timing.py) an event is registered before its
+                    # with events_registered an event is registered before its
                     # counter's carry chain (no unit's handshake reaches a 64-bit adder);
                     # `done` rises a cycle later, with the last events counted
                     r = Signal(len(Value.cast(ev)), name=f"ev_{c.name.lower()}")

@@ -284,7 +284,7 @@ class Compute(wiring.Component):
         # registers below: a small fanout for the accelerator's reset)
         ctl_layout = data.StructLayout({"addr": cb, "accum": 1, "last": 1, "rel": 3,
                                         "scaled": 1, "shift": 6})
-        # (with its pipelining knob (hw/timing.py) the lane's scale is registered once more, a copy
+        # (with group_scale_copy the lane's scale is registered once more, a copy
         # per multiplier in the fabric: stages 3 to 7 below come a cycle later)
         gx = int(pipe.group_scale_copy)
         n_ctl = 7 + gx if cfg.group_scale else 1

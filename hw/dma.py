@@ -209,11 +209,12 @@ class DmaLoad(_Dma):
             word = place_word(m, asm, rb, resp.payload.rdata, max_entry_bits(cfg) // (8 * bb))
         else:
             word = resp.payload.rdata
-        # With its pipelining knob (hw/timing.py) an entry's write is registered first, in a buffer of
-        # two (its address adder, and the beat's handshake, reach no block RAM's enable),
-        # and its job's release tokens go with it: given as it is written. An activation
-        # write waits while the requant unit writes (act_busy); beats are taken while the
-        # buffer's second place is free (a flop: act_busy reaches no response's ready). Without it the entry is written as its last beat arrives.
+        # With load_write_staged an entry's write is registered first, in a buffer of two
+        # (its address adder, and the beat's handshake, reach no block RAM's enable), and
+        # its job's release tokens go with it: given as it is written. An activation write
+        # waits while the requant unit writes (act_busy); beats are taken while the
+        # buffer's second place is free (a flop: act_busy reaches no response's ready).
+        # Without it the entry is written as its last beat arrives.
         staged = cfg.pipelining.load_write_staged
         recv_give = Signal(3)
         if staged:
@@ -376,7 +377,7 @@ class DmaStore(_Dma):
         return m
 
     def _deep_words(self, m, front, d, beats, rows, run, spb, beb, db):
-        """The store's datapath with its pipelining knob (hw/timing.py): a read (cycle 0), the block
+        """The store's datapath with store_read_registered: a read (cycle 0), the block
         RAMs' outputs registered by the accelerator (1), the entry chosen from them
         registered (2), the beat's word chosen from that register into a FIFO of four (3),
         sent from the FIFO's head (4 on). A read is issued while fewer than four words are

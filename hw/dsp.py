@@ -65,8 +65,8 @@ def registered_product(m, platform, a, b, name, *, en=None):
     ``a`` and ``b`` are the operands' next values, signed or unsigned, at most 18 bits
     wide as signed numbers; the product has the shape of ``a * b``. On an ECP5 one
     MULT18X18D holds all three registers: operand registers in the fabric, and the routing
-    from them into the block and out, would take most of a 100 MHz cycle. Elsewhere (simulation, other FPGAs) three plain registers
-    around a multiplication."""
+    from them into the block and out, would take most of a 100 MHz cycle. Elsewhere
+    (simulation, other FPGAs) three plain registers around a multiplication."""
     a, b = Value.cast(a), Value.cast(b)
     shape = (a * b).shape()         # the behavioural product's
 

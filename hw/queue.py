@@ -74,7 +74,7 @@ class Front:
     def __init__(self, m: Module, port, *, queue, checks, pre=None, lookahead=False,
                  onehot=False):
         self.state = state = Signal(range(6))
-        if onehot:      # (with its pipelining knob (hw/timing.py)) a state test is one flop
+        if onehot:      # (with check_lookahead) a state test is one flop
             state.attrs["fsm_encoding"] = "one-hot"
         self.insn = insn = Signal(INSN_BITS)
         self.hdr = hdr = view(Header, insn)
@@ -179,11 +179,12 @@ class Front:
 
 
 class SlicedFifo(wiring.Component):
-    """A queue (of instructions, or of a DMA's jobs) of ``depth`` entries: ``w`` in, ``r`` out, ``empty`` when it holds
-    nothing. With ``sliced`` (with its pipelining knob (hw/timing.py)) and a depth of 2 or more, its
-    last two entries are a register slice (``StreamSlice``): the executor's ``ready`` reaches
-    two flops' enables and nothing of the FIFO's counters; the FIFO before it is two shorter,
-    so the queue holds exactly ``depth`` (the golden model's capacity)."""
+    """A queue (of instructions, or of a DMA's jobs) of ``depth`` entries: ``w`` in, ``r``
+    out, ``empty`` when it holds nothing. With ``sliced`` (the ``queue_slices`` knob) and a
+    depth of 2 or more, its last two entries are a register slice (``StreamSlice``): the
+    executor's ``ready`` reaches two flops' enables and nothing of the FIFO's counters; the
+    FIFO before it is two shorter, so the queue holds exactly ``depth`` (the golden model's
+    capacity)."""
 
     def __init__(self, depth, *, sliced, width=INSN_BITS):
         self._depth, self._width = depth, width

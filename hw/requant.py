@@ -365,7 +365,8 @@ class LaneSerialRequant(wiring.Component):
 def make_requant(config):
     """The requant unit ``config`` asks for (all lanes at once, or ``requant_lanes``)."""
     lanes = config.requant_lanes or config.rows
-    kw = {"mult_bits": config.requant_mult_bits, "deep": config.pipelining.requant_registered_inputs}
+    kw = {"mult_bits": config.requant_mult_bits,
+          "deep": config.pipelining.requant_registered_inputs}
     if lanes == config.rows:
         return RequantUnit(rows=config.rows, **kw)
     return LaneSerialRequant(rows=config.rows, lanes=lanes, **kw)
