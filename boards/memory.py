@@ -5,8 +5,8 @@ One single-ported RAM of ``dram_bytes`` (``bus_bytes`` per word). On an iCE40UP5
 RAM. With the ``board_memory_registered`` knob (hw/timing.py) requests are registered in
 front of the RAM and its output behind it, so a read's data arrives three cycles after the
 request (the host link waits for it; bus responses queue in a small FIFO); without it it is
-the RAM's output the cycle after. The host link has priority (it only touches memory while the accelerator is
-stopped); a bus request waits while the link uses the port.
+the RAM's output the cycle after. The host link has priority (it only touches memory while
+the accelerator is stopped); a bus request waits while the link uses the port.
 """
 
 from amaranth import ClockSignal, Module, Signal, Mux, Cat, Instance
