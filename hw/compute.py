@@ -44,7 +44,7 @@ def rd_port(width):
 
 def act_rd_port(rows):
     """The activation scratchpad's compute port: one entry, or (``quad``) the four entries
-    ``4*addr .. 4*addr + 3`` at once from its four banks (the LUT engine's table input)."""
+    ``4*addr .. 4*addr + 3`` at once from its four banks (for an engine whose act_group is 4)."""
     return wiring.Signature({"addr": Out(16), "en": Out(1), "quad": Out(1),
                              "data": In(8 * rows), "data4": In(32 * rows)})
 
@@ -120,12 +120,12 @@ class Compute(wiring.Component):
         sb = span_bits(cfg.scale_depth * lanes)
         stb = max(ab, wb)       # a MATMUL's steps: k <= act_depth, steps <= wgt_depth
         shared = cfg.scratchpad_ports == "shared"
-        # the two-stage accumulator writer (no group scales) takes a directly drained
-        # systolic array's column a cycle late instead of registering it
-        late = cfg.systolic_drain == "direct" and not cfg.group_scale
+        # an engine that gives a column's data a cycle after its valid (EngineSpec.late_column)
+        # drains into the two-stage writer alone
+        late = any(es.late_column(cfg) for es in specs)
         if late and len(specs) > 1:
-            raise ValueError(f"config {cfg.name!r}: systolic_drain = 'direct' without group "
-                             f"scales needs the systolic engine alone")
+            raise ValueError(f"config {cfg.name!r}: an engine whose columns come a cycle late "
+                             f"must be the only one")
         rq_lanes = cfg.requant_lanes or R
         # Lanes fewer than rows on shared ports: the entry is read again for each group of
         # lanes (its data is used the cycle after a read, see below), so the requant unit

@@ -15,12 +15,10 @@ from hw.engines import mode_view, spec
 from hw.isa import (INSN_BYTES, QUEUE_OF, Buffer, Engine, ErrorCode, IsaError, Opcode, Queue,
                     buffer_depth, buffer_entry_bytes, decode)
 from . import engines
-from .engines.lut import lut_matmul, lut_tables
 from .executor import place_program
 from .program import MemoryImage, Program
 
-__all__ = ["Machine", "rne_shift", "requant", "wrap32", "check_insn", "TOKEN_MAX", "lut_tables",
-           "lut_matmul"]
+__all__ = ["Machine", "rne_shift", "requant", "wrap32", "check_insn", "TOKEN_MAX"]
 
 TOKEN_MAX = 255     # dependency-token counters are 8 bits wide
 

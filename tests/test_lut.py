@@ -10,7 +10,8 @@ from compiler.lutpack import pack_planes, random_weights, unpack_planes, weight_
 from compiler.quantize import quantize_act, quantize_groups, weight_format
 from hw.config import AccelConfig, ConfigError
 from hw.isa import Engine, Opcode, decode
-from sw.golden import Machine, lut_matmul, lut_tables
+from sw.engines.lut import lut_matmul, lut_tables
+from sw.golden import Machine
 
 from test_rtl_random import check_program
 

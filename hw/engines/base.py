@@ -136,6 +136,11 @@ class EngineSpec:
             return False
         return (act_addr & (self.act_group - 1)) != 0
 
+    def late_column(self, cfg):
+        """Whether a drained column's data comes the cycle after its valid (the accumulator
+        writer then registers its address first and needs no copy of the data)."""
+        return False
+
     def peak_macs(self, cfg, mode):
         """Weight-MACs per cycle at full rate in ``mode``."""
         raise NotImplementedError

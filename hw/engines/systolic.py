@@ -30,10 +30,13 @@ class SystolicSpec(EngineSpec):
     def macs_per_credit(self, cfg):
         return cfg.rows * cfg.cols
 
-    def component(self, cfg, *, tag_bits, plane_bits):
+    def late_column(self, cfg):
         # the two-stage accumulator writer (no group scales) takes a directly drained
         # array's column a cycle late instead of registering it
-        late = cfg.systolic_drain == "direct" and not cfg.group_scale
+        return cfg.systolic_drain == "direct" and not cfg.group_scale
+
+    def component(self, cfg, *, tag_bits, plane_bits):
+        late = self.late_column(cfg)
         return SystolicUnit(rows=cfg.rows, cols=cfg.cols, tag_bits=tag_bits,
                             plane_bits=plane_bits, residue=cfg.acc_check == "residue",
                             drain=cfg.systolic_drain, late=late,

@@ -13,7 +13,7 @@ from compiler.lutpack import pack_planes, random_weights
 from hw.lut import lut_step_layout, precompute_in_layout
 from hw.systolic import column_layout
 from sim.cocotb_common import clock_and_reset, collect_tiles, drive
-from sw.golden import lut_tables
+from sw.engines.lut import lut_tables
 
 P = json.loads(os.environ["LLMACCEL_TB_PARAMS"])
 R, N, TAG = P["rows"], P["ch"], P["tag_bits"]
