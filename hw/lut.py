@@ -12,6 +12,8 @@ Two stream components (docs/lut.md has the arithmetic):
   systolic array's, while the next MATMUL streams in. No multipliers.
 """
 
+from types import SimpleNamespace
+
 from amaranth import Module, Signal, Mux, Array, Cat, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -60,6 +62,11 @@ def precompute_in_layout(rows, ch, tag_bits):
 
 def lut_step_layout(rows, ch, tag_bits):
     return data.StructLayout({"table": table_layout(rows), **_step_fields(ch, tag_bits)})
+
+
+def _take(x, names):
+    """The attributes ``names`` (space-separated) of the unit's parts so far."""
+    return tuple(getattr(x, n) for n in names.split())
 
 
 class LutPrecompute(wiring.Component):
@@ -196,6 +203,14 @@ class LutArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        x = self._setup(m, platform)
+        self._input_stage(m, x, platform)
+        self._cells(m, x, platform)
+        self._drain(m, x, platform)
+        return m
+
+    def _setup(self, m, platform):
+        """Widths and the skew's helpers."""
         R, N = self._rows, self._ch
         inp = self.i.payload
         go = self.i.valid & self.i.ready
@@ -217,6 +232,13 @@ class LutArray(wiring.Component):
                 sig = hop(sig, f"{name}_d{d}")
             return sig
 
+        return SimpleNamespace(A=A, G=G, N=N, R=R, T=T, delayed=delayed, ecp5=ecp5, go=go,
+                               grp=grp, hop=hop, inp=inp, plane=plane, rdelay=rdelay,
+                               skew=skew)
+
+    def _input_stage(self, m, x, platform):
+        """The accepted step, registered: the cells' enable, clear and latch from flops."""
+        N, go, inp = _take(x, "N go inp")
         # The cells work on the accepted step one register stage later: no path runs from
         # the acceptance check (the drain bound, the feeder's handshake) into them, and
         # their enable (``en``), clear (``clr``) and latch (``lat``) come straight from
@@ -228,6 +250,12 @@ class LutArray(wiring.Component):
         m.d.sync += [en.eq(go), lat.eq(go & inp.last), clr.eq(go & inp.last),
                      nib.eq(inp.nib), tag.eq(Cat(inp.tag, inp.odd))]
 
+        vars(x).update(clr=clr, en=en, lat=lat, nib=nib, tag=tag)
+
+    def _cells(self, m, x, platform):
+        """The cells: lookups, plane shifts and accumulators (skewed or broadcast)."""
+        (A, G, N, R, T, clr, delayed, ecp5, en, grp, hop, inp, lat, nib, plane, rdelay, skew) = \
+            _take(x, "A G N R T clr delayed ecp5 en grp hop inp lat nib plane rdelay skew")
         # Control of cell group (r, g) (enable, clear, latch), r + g cycles after the
         # stage: down the rows from a chain across row 0. Registers of equal delay are
         # equal, and Yosys would merge them into one driving a whole anti-diagonal, so on an
@@ -332,6 +360,12 @@ class LutArray(wiring.Component):
                     m.d.sync += acc.eq(total)
                 res[r][j], sums[r][j], lats[r][j] = out, total, c_lat
 
+        vars(x).update(bias_res=bias_res, lats=lats, pipe=pipe, res=res, sums=sums)
+
+    def _drain(self, m, x, platform):
+        """The drain: latched results out through column 0, and the rule on new MATMULs."""
+        (A, G, N, R, bias_res, en, go, inp, lat, lats, pipe, res, skew, sums, tag) = \
+            _take(x, "A G N R bias_res en go inp lat lats pipe res skew sums tag")
         # drain: a pending job (latched, or latching down the skew: the last cell group
         # latches R + G - 2 + pipe cycles after the stage) and an active one; the grid
         # (odd) rides along as an extra tag bit
@@ -393,7 +427,6 @@ class LutArray(wiring.Component):
             m.d.comb += drained.word_select(r, 32).eq(Mux(act_odd, s, unbiased >> 1))
         drain.connect(self, drained, self._tag, busy=en)
         m.d.comb += [self.staged.eq(en), self.staged_tag.eq(tag[:self._tag])]
-        return m
 
 
 class LutEngine(wiring.Component):
