@@ -44,7 +44,7 @@ def _run_with_upset(cfg, rtl, name, bit, index=0, *, wait_acc=True, seed=3):
     prog, mem = _long_matmul(cfg, seed=seed)
     gold, _ = Machine(cfg).run(prog, mem)
     elems = {e.name: e for e in rtl.state_elements()}
-    acc_pe = elems["compute.array.pe0_0_acc"]
+    acc_pe = elems["compute.systolic.array.pe0_0_acc"]
     rtl.start(rtl.load(prog, mem))
     while rtl.peek(acc_pe) == 0:
         assert not rtl.step(1)
@@ -64,9 +64,9 @@ def test_parity_turns_scratchpad_sdc_into_due(tiny, tiny_rtl, prot, prot_rtl, na
     assert err == "PARITY"
 
 
-@pytest.mark.parametrize("name,bit", [("compute.array.pe0_0_acc", 20),
-                                      ("compute.array.pe2_3_acc", 0),
-                                      ("compute.array.pe1_1_a", 7)])
+@pytest.mark.parametrize("name,bit", [("compute.systolic.array.pe0_0_acc", 20),
+                                      ("compute.systolic.array.pe2_3_acc", 0),
+                                      ("compute.systolic.array.pe1_1_a", 7)])
 def test_residue_turns_accumulator_sdc_into_due(tiny, tiny_rtl, prot, prot_rtl, name, bit):
     err, got, exp = _run_with_upset(tiny, tiny_rtl, name, bit)
     assert err is None and not np.array_equal(got, exp), "unprotected: expected SDC"
