@@ -5,7 +5,10 @@ nextpnr reports one critical path per clock. A timing push needs all of them: ho
 endpoints fail, in which parts of the design, by how much. This reads the SDF's cell delays
 (``IOPATH``), routed net delays (``INTERCONNECT``) and setup checks, and lists the endpoint
 groups over a budget, worst first, each with its worst path -- the same figures nextpnr's
-own analysis uses, so the worst group is its critical path.
+own analysis uses, so the worst group is its critical path. One thing the SDF does not
+carry: clock skew (its clock nets have no delay), which nextpnr adds to a path whose
+sink's clock arrives early (up to about a nanosecond into an iCE40 SPRAM), so its critical
+path may be that much longer than this one.
 
     python -m boards.sta BUILD_DIR/top.sdf [--budget NS] [--top N]
 

@@ -131,7 +131,10 @@ def _routed_timing_agrees(d):
     path: its delay is the period of nextpnr's Fmax."""
     t = d["timing"]
     assert t["endpoints"] > 1000 and t["period_ns"] == round(1000 / d["clock_mhz"], 3)
-    assert abs(t["critical_ns"] - 1000 / d["fmax_mhz"]) < 0.02 * t["critical_ns"], \
+    # nextpnr adds the clock skew between a path's ends, which its SDF does not carry (the
+    # clock nets' delays are 0 there): up to a nanosecond into an iCE40 SPRAM's clock
+    over = 1000 / d["fmax_mhz"] - t["critical_ns"]
+    assert -0.02 * t["critical_ns"] < over < 0.02 * t["critical_ns"] + 1.0, \
         (t["critical_ns"], d["fmax_mhz"])
     assert (t["failing_endpoints"] > 0) == (not d["timing_met"])
     if t["worst_paths"]:
