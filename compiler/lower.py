@@ -52,9 +52,10 @@ class Target:
             raise CompileError(f"weight format {f.name!r} needs the {eng.name.lower()} engine; "
                                f"config {self.config.name!r} has engines "
                                f"{', '.join(self.config.engines)}")
-        why = plugin(eng).check(self.config, f)
-        if why:
-            raise CompileError(why)
+        es, plug = spec(eng), plugin(eng)
+        # the hardware's own legality rule, on the smallest legal k
+        if es.illegal(self.config, es.act_group, SimpleNamespace(**plug.mode_of(f))):
+            raise CompileError(plug.why_illegal(self.config, f))
         return eng
 
 

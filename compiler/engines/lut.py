@@ -7,7 +7,7 @@ import numpy as np
 from ..lutpack import pack_planes
 from ..lutpack import random_weights as grid_weights
 
-__all__ = ["mode_of", "check", "pad_value", "pack", "random_mode", "random_weights",
+__all__ = ["mode_of", "why_illegal", "pad_value", "pack", "random_mode", "random_weights",
            "describe"]
 
 
@@ -16,11 +16,10 @@ def mode_of(fmt):
     return {"wbits": fmt.wbits, "odd": int(fmt.odd)}
 
 
-def check(cfg, fmt):
-    if fmt.wbits not in cfg.lut_wbits:
-        return (f"weight format {fmt.name!r} needs {fmt.wbits}-bit weights; config "
-                f"{cfg.name!r} enables lut_wbits {list(cfg.lut_wbits)}")
-    return None
+def why_illegal(cfg, fmt):
+    """Why the engine refuses ``fmt``'s mode in ``cfg`` (the spec's rule said it does)."""
+    return (f"weight format {fmt.name!r} needs {fmt.wbits}-bit weights; config "
+            f"{cfg.name!r} enables lut_wbits {list(cfg.lut_wbits)}")
 
 
 def pad_value(mode):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mode_of", "check", "pad_value", "pack", "random_mode", "random_weights",
+__all__ = ["mode_of", "why_illegal", "pad_value", "pack", "random_mode", "random_weights",
            "describe"]
 
 
@@ -13,9 +13,9 @@ def mode_of(fmt):
     return {}
 
 
-def check(cfg, fmt):
-    """Why ``cfg`` cannot run ``fmt`` on this engine beyond building it, or None."""
-    return None
+def why_illegal(cfg, fmt):
+    """Why the engine refuses ``fmt``'s mode in ``cfg`` (it refuses none)."""
+    return f"the systolic engine cannot run weight format {fmt.name!r}"
 
 
 def pad_value(mode):
