@@ -16,16 +16,12 @@ from amaranth.lib.wiring import In, Out
 
 from hw.isa import ErrorCode
 from hw.config import span_bits
+from hw.lib import take
 from .memory import link_mem_signature
 from .protocol import (CRC, HEADER_BYTES, MAX_PAYLOAD, SOF_REP, SOF_REQ, Cmd, Status,
                        info_bytes, status_bytes)
 
 __all__ = ["Link"]
-
-
-def _take(x, names):
-    """The attributes ``names`` (space-separated) of the unit's parts so far."""
-    return tuple(getattr(x, n) for n in names.split())
 
 
 class Link(wiring.Component):
@@ -174,7 +170,7 @@ class Link(wiring.Component):
         """The request's verdict, decided while its CRC bytes arrive."""
         (aligned, cmd, crcp, deep, idx, in_range, info, last_seq, length, p_count, pb, rep_len,
          seq, started, timed) = \
-            _take(x, "aligned cmd crcp deep idx in_range info last_seq length p_count pb rep_len "
+            take(x, "aligned cmd crcp deep idx in_range info last_seq length p_count pb rep_len "
                      "seq started timed")
         # The request's verdict, registered every cycle from registers that hold still from
         # the payload's end through the CRC bytes (`running` is a cycle old: a run can only
@@ -247,7 +243,7 @@ class Link(wiring.Component):
 
     def _frame_fsm(self, m, x, platform):
         """The link's state machine: a request in, its action, the reply out."""
-        crcp, deep, sent, sent_byte, sent_first = _take(x, "crcp deep sent sent_byte sent_first")
+        crcp, deep, sent, sent_byte, sent_first = take(x, "crcp deep sent sent_byte sent_first")
         with m.FSM() as fsm:
             self._receive_states(m, x)
             self._write_states(m, x)
@@ -266,7 +262,7 @@ class Link(wiring.Component):
         (V_READ, V_REPLY, V_START, V_WRITE, at_length, bw, byte, cmd, crc_ok, crcp, db, deep,
          full_length, idx, last_seq, len_hi, length, p_addr, p_count, p_high, prog_addr, reply,
          rx, send_reply, seq, started, timed_out, v_act, v_len, v_status) = \
-            _take(x, "V_READ V_REPLY V_START V_WRITE at_length bw byte cmd crc_ok crcp db deep "
+            take(x, "V_READ V_REPLY V_START V_WRITE at_length bw byte cmd crc_ok crcp db deep "
                      "full_length idx last_seq len_hi length p_addr p_count p_high prog_addr "
                      "reply rx send_reply seq started timed_out v_act v_len v_status")
         with m.State("HUNT"):
@@ -365,7 +361,7 @@ class Link(wiring.Component):
     def _write_states(self, m, x):
         """WRITE: the buffered payload into memory words (little-endian)."""
         (bb, br, idx, length, p_addr, reply, shift, word) = \
-            _take(x, "bb br idx length p_addr reply shift word")
+            take(x, "bb br idx length p_addr reply shift word")
         with m.State("W_READ"):
             m.d.comb += [br.addr.eq(idx), br.en.eq(1)]
             m.next = "W_SHIFT"
@@ -392,7 +388,7 @@ class Link(wiring.Component):
         (at_out, captured, crcp, csr_addr, csr_q, deep, first_byte, idx, info_q, is0, is1,
          is_read, is_status, k, lane, out_byte, rd_addr, rd_q, rep_len, req_addr, sent,
          sent_byte, sent_first, seq, shift, snap, stat_byte, status, timed, tx) = \
-            _take(x, "at_out captured crcp csr_addr csr_q deep first_byte idx info_q is0 is1 "
+            take(x, "at_out captured crcp csr_addr csr_q deep first_byte idx info_q is0 is1 "
                      "is_read is_status k lane out_byte rd_addr rd_q rep_len req_addr sent "
                      "sent_byte sent_first seq shift snap stat_byte status timed tx")
         # The reply's CRC takes each byte the cycle after the transmitter does, from

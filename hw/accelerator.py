@@ -15,17 +15,12 @@ from .dma import DmaLoad, DmaStore
 from .fetch import Fetch
 from .protect import ParityMemory
 from .queue import SlicedFifo
-from .lib import registered
+from .lib import registered, take
 from .isa import view, INSN_BITS, Buffer, Counter, ErrorCode, Opcode, Queue, SyncInsn, Header
 
 __all__ = ["Accelerator", "TOKEN_BITS"]
 
 TOKEN_BITS = 8
-
-
-def _take(x, names):
-    """The attributes ``names`` (space-separated) of the unit's parts so far."""
-    return tuple(getattr(x, n) for n in names.split())
 
 
 class Accelerator(wiring.Component):
@@ -110,7 +105,7 @@ class Accelerator(wiring.Component):
 
     def _status(self, m, x, platform):
         """Status: running, done, error and the halt every unit obeys."""
-        execs, fetch = _take(x, "execs fetch")
+        execs, fetch = take(x, "execs fetch")
         running = Signal()
         ending = Signal()       # finished or failed, `done` not yet up (see the counters)
         done = Signal()
@@ -128,7 +123,7 @@ class Accelerator(wiring.Component):
 
     def _dispatch(self, m, x, platform):
         """Dispatch: the fetch buffer's head to its queue, END, illegal opcodes."""
-        cfg, execs, fetch, halted, pipe, running = _take(x, "cfg execs fetch halted pipe running")
+        cfg, execs, fetch, halted, pipe, running = take(x, "cfg execs fetch halted pipe running")
         stopped = Signal()
         # queue_depth 0: no queues, an instruction goes from the fetch buffer straight into
         # its unit's executing slot (the golden model counts the same capacity, 1)
@@ -216,7 +211,7 @@ class Accelerator(wiring.Component):
 
     def _dependency_tokens(self, m, x, platform):
         """Dependency tokens: a counter per (producer, consumer) pair of queues."""
-        execs, pipe = _take(x, "execs pipe")
+        execs, pipe = take(x, "execs pipe")
         # A given token lands the cycle after its instruction completes (the strobe is
         # registered: completion logic and the counter's adder are not one path). A counter
         # has one bit more than it may use: reaching 2**TOKEN_BITS is an overflow, raised the
@@ -254,7 +249,7 @@ class Accelerator(wiring.Component):
 
     def _scratchpads(self, m, x, platform):
         """Scratchpads and their ports to the units."""
-        C, R, cfg, comp, load, pipe, store = _take(x, "C R cfg comp load pipe store")
+        C, R, cfg, comp, load, pipe, store = take(x, "C R cfg comp load pipe store")
         # Activations live in banks (entry e in bank e % banks, row e // banks) where an
         # engine reads a group of entries per cycle (the LUT engine: 4 features); everyone
         # else sees one flat scratchpad (with one bank it is one memory: no multiplexers).
@@ -363,7 +358,7 @@ class Accelerator(wiring.Component):
         """Completion, deadlock and errors."""
         (acc, banks, cfg, comp, d_valid, dispatch_err, done, ending, err, execs, fetch, halted,
          pipe, qfifo, running, scale, stopped, tok_err, w_rdy, wgt) = \
-            _take(x, "acc banks cfg comp d_valid dispatch_err done ending err execs fetch halted "
+            take(x, "acc banks cfg comp d_valid dispatch_err done ending err execs fetch halted "
                      "pipe qfifo running scale stopped tok_err w_rdy wgt")
         parity_err = Cat(*(p.finish() for p in [*banks, wgt, acc, scale])).any()
         q_empty = Cat(*(f.empty for f in qfifo)).all() if qfifo else Const(1)
@@ -412,7 +407,7 @@ class Accelerator(wiring.Component):
     def _counters(self, m, x, platform):
         """The host-readable event counters."""
         (arb, cfg, comp, dispatched, done, ending, late_events, load, running, store) = \
-            _take(x, "arb cfg comp dispatched done ending late_events load running store")
+            take(x, "arb cfg comp dispatched done ending late_events load running store")
         bb = cfg.bus_bytes
         specs = specs_of(cfg)
         credits = [(comp.engine_credit[i], es.macs_per_credit(cfg))

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .config import span_bits
 from .engines import act_banks, mode_legal, specs_of
 from .isa import view, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
-from .lib import kept, registered
+from .lib import kept, registered, take
 from .queue import Front, executor_members, sum_exceeds
 from .requant import (RequantUnit, gather_groups, make_requant, rne_wrap_parts,
                       split_product)
@@ -21,11 +21,6 @@ __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
 #: What a MATMUL carries to its drained columns: acc_addr, accumulate, release, scaled,
 #: shift, scale_addr.
 TAG_BITS = 16 + 1 + 3 + 1 + 6 + 16
-
-
-def _take(x, names):
-    """The attributes ``names`` (space-separated) of the unit's parts so far."""
-    return tuple(getattr(x, n) for n in names.split())
 
 
 class _Column:
@@ -163,7 +158,7 @@ class Compute(wiring.Component):
     def _checks(self, m, x):
         """The executing slot (Front) with the compute queue's checks: ILLEGAL_FIELD, SP_RANGE,
         MISALIGNED and OVERLAP, in that order, each rule from the engines' specs."""
-        cfg, pipe, specs, lanes, ab = _take(x, "cfg pipe specs lanes ab")
+        cfg, pipe, specs, lanes, ab = take(x, "cfg pipe specs lanes ab")
 
         def per_engine(mm, rule):
             """``rule(spec, mode)`` of the MATMUL's engine (of the engines built; a MATMUL
@@ -247,7 +242,7 @@ class Compute(wiring.Component):
         """The engines' drained columns into the accumulators: group scales, the old value
         added, the write; and the drains' idleness."""
         (cfg, pipe, R, units, cb, sb, lane_bits, late) = \
-            _take(x, "cfg pipe R units cb sb lane_bits late")
+            take(x, "cfg pipe R units cb sb lane_bits late")
         # --- the engines' drains -> accumulator writer --------------------------------------
         # With group scales (cfg.group_scale) a drained column goes through eight stages,
         # each a register deep (every one of them on the ECP5's worst path once):
@@ -384,7 +379,7 @@ class Compute(wiring.Component):
         """MATMUL steps into their engine: weight entries, activation reads, the step's fields."""
         (cfg, front, per_engine, mm, stb, plane_bits, ab, wb, units, run, is_op, named, specs,
          max_planes) = \
-            _take(x, "cfg front per_engine mm stb plane_bits ab wb units run is_op named specs "
+            take(x, "cfg front per_engine mm stb plane_bits ab wb units run is_op named specs "
                      "max_planes")
         # --- MATMUL feeder: a step counter, and (plane, read) for the activations ---------
         # A step reads a weight entry; its activations are read with its plane 0 and serve
@@ -455,7 +450,7 @@ class Compute(wiring.Component):
         """REQUANT: accumulator entries through the requant unit into the activations."""
         (cb, rqi, lanes, run, is_op, pipe, shared, rq, dr_rd, sb, R, rq_lanes, reread, late_res,
          lane_bits, front) = \
-            _take(x, "cb rqi lanes run is_op pipe shared rq dr_rd sb R rq_lanes reread late_res "
+            take(x, "cb rqi lanes run is_op pipe shared rq dr_rd sb R rq_lanes reread late_res "
                      "lane_bits front")
         # --- REQUANT ----------------------------------------------------------------------
         n = Signal(cb)
@@ -540,7 +535,7 @@ class Compute(wiring.Component):
         """The scratchpad addresses and read enables of the MATMUL feed and of REQUANT."""
         (mm, ab, cb, per_engine, single, issue, plane, pipe, rqi, n, n_out, reads, plane_end,
          front, is_op, q_issue, last_group, wr_en, requanting) = \
-            _take(x, "mm ab cb per_engine single issue plane pipe rqi n n_out reads plane_end "
+            take(x, "mm ab cb per_engine single issue plane pipe rqi n n_out reads plane_end "
                      "front is_op q_issue last_group wr_en requanting")
         # Shared read ports; the activations' read is a REQUANT's entry or a MATMUL's step
         # (read with its plane 0). Without address_registers each address is the
@@ -602,7 +597,7 @@ class Compute(wiring.Component):
         """When the slot's instruction may start (hazards, idle engines) and when it is done."""
         (rqi, cb, count, front, in_flight, units, specs, cfg, pipe, drain_idle, named, is_op,
          feed_done, rq_done, matmul_release) = \
-            _take(x, "rqi cb count front in_flight units specs cfg pipe drain_idle named is_op "
+            take(x, "rqi cb count front in_flight units specs cfg pipe drain_idle named is_op "
                      "feed_done rq_done matmul_release")
         run = x.run
         lo = rqi.acc_addr[:cb]

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 from amaranth import Const, Signal, Value
 from amaranth.hdl import ClockSignal, Instance, ResetSignal
 
-__all__ = ["registered", "kept", "kept_lut", "uses_ecp5_cells", "is_ice40_ultraplus", "ECP5",
-           "ICE40UP5K"]
+__all__ = ["take", "registered", "kept", "kept_lut", "uses_ecp5_cells", "is_ice40_ultraplus",
+           "ECP5", "ICE40UP5K"]
 
 
 #: What the design is elaborated for outside a board build when it should look like one on
@@ -35,6 +35,12 @@ def is_ice40_ultraplus(platform) -> bool:
     family = getattr(platform, "family", None) if platform is not None else None
     return str(family).lower() == "ice40" and \
         str(getattr(platform, "device", "")).startswith("iCE40UP")
+
+
+def take(parts, names):
+    """The attributes ``names`` (space-separated) of ``parts``: what one concern of a split
+    ``elaborate`` reads of the parts the concerns before it built."""
+    return tuple(getattr(parts, n) for n in names.split())
 
 
 def registered(m, value, name, *, shape=None, en=None, reset=False, init=0):

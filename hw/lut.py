@@ -19,7 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .drain import ColumnDrain, drain_members
-from .lib import kept, kept_lut, registered, uses_ecp5_cells
+from .lib import kept, kept_lut, registered, uses_ecp5_cells, take
 from .lut_ecp5 import ecp5_lookup
 from .systolic import column_layout
 
@@ -62,11 +62,6 @@ def precompute_in_layout(rows, ch, tag_bits):
 
 def lut_step_layout(rows, ch, tag_bits):
     return data.StructLayout({"table": table_layout(rows), **_step_fields(ch, tag_bits)})
-
-
-def _take(x, names):
-    """The attributes ``names`` (space-separated) of the unit's parts so far."""
-    return tuple(getattr(x, n) for n in names.split())
 
 
 class LutPrecompute(wiring.Component):
@@ -238,7 +233,7 @@ class LutArray(wiring.Component):
 
     def _input_stage(self, m, x, platform):
         """The accepted step, registered: the cells' enable, clear and latch from flops."""
-        N, go, inp = _take(x, "N go inp")
+        N, go, inp = take(x, "N go inp")
         # The cells work on the accepted step one register stage later: no path runs from
         # the acceptance check (the drain bound, the feeder's handshake) into them, and
         # their enable (``en``), clear (``clr``) and latch (``lat``) come straight from
@@ -255,7 +250,7 @@ class LutArray(wiring.Component):
     def _cells(self, m, x, platform):
         """The cells: lookups, plane shifts and accumulators (skewed or broadcast)."""
         (A, G, N, R, T, clr, delayed, ecp5, en, grp, hop, inp, lat, nib, plane, rdelay, skew) = \
-            _take(x, "A G N R T clr delayed ecp5 en grp hop inp lat nib plane rdelay skew")
+            take(x, "A G N R T clr delayed ecp5 en grp hop inp lat nib plane rdelay skew")
         # Control of cell group (r, g) (enable, clear, latch), r + g cycles after the
         # stage: down the rows from a chain across row 0. Registers of equal delay are
         # equal, and Yosys would merge them into one driving a whole anti-diagonal, so on an
@@ -365,7 +360,7 @@ class LutArray(wiring.Component):
     def _drain(self, m, x, platform):
         """The drain: latched results out through column 0, and the rule on new MATMULs."""
         (A, G, N, R, bias_res, en, go, inp, lat, lats, pipe, res, skew, sums, tag) = \
-            _take(x, "A G N R bias_res en go inp lat lats pipe res skew sums tag")
+            take(x, "A G N R bias_res en go inp lat lats pipe res skew sums tag")
         # drain: a pending job (latched, or latching down the skew: the last cell group
         # latches R + G - 2 + pipe cycles after the stage) and an active one; the grid
         # (odd) rides along as an extra tag bit
