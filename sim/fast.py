@@ -21,11 +21,12 @@ from hw.config import AccelConfig
 from hw.isa import Counter, ErrorCode
 from sw.executor import place_program, program_image
 from sw.program import MemoryImage, Program
-from .build import (cached_build, cpu_id, load_library, run_logged, verilate_model,
-                    verilator_env)
+from .build import (cached_build, cpu_id, load_library, lz4_sources, run_logged,
+                    verilate_model, verilator_env)
 from .state import StateElement, flops_by_module, memory_ports, state_elements
 
-__all__ = ["FastRunner", "build_model", "WatchdogError", "HARNESS", "VERILATOR_FLAGS"]
+__all__ = ["FastRunner", "build_model", "WatchdogError", "HARNESS", "VERILATOR_FLAGS",
+           "wave_format"]
 
 HARNESS = Path(__file__).resolve().parent / "harness.cpp"
 TOP = "llmaccel_top"
@@ -36,13 +37,24 @@ VERILATOR_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast",
 # which is part of the cache key
 CXXFLAGS = ["-O3", "-march=native", "-std=c++17", "-fPIC"]
 RECIPE = "6"    # bump when _verilate changes in a way that changes the result
+WAVES_RECIPE = "1"      # the same, for what only a traced build does
+#: waveform formats: file suffix -> Verilator's trace flag
+WAVE_FORMATS = {".vcd": "--trace-vcd", ".fst": "--trace-fst"}
 
 
 class WatchdogError(RuntimeError):
     """The cycle budget ran out before the accelerator raised done."""
 
 
-def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int, cells=None):
+def wave_format(path) -> str:
+    """``"vcd"`` or ``"fst"`` from a waveform file's suffix (ValueError otherwise)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in WAVE_FORMATS:
+        raise ValueError(f"waveform file {path}: the suffix must be .vcd or .fst")
+    return suffix[1:]
+
+
+def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int, cells=None, waves=None):
     env = verilator_env()
     (tmp / f"{TOP}.v").write_text(verilog)
     sources = [f"{TOP}.v"]
@@ -57,10 +69,27 @@ def _verilate(tmp: Path, progress, verilog: str, bus_bytes: int, cells=None):
         (tmp / "cells.v").write_text(cells)
         sources.append("cells.v")
     log = tmp / "build.log"
-    inc, libs = verilate_model(tmp, progress, sources=sources, top=TOP, flags=VERILATOR_FLAGS,
+    flags, defines, extra = list(VERILATOR_FLAGS), [], []
+    if waves:
+        flags.append(WAVE_FORMATS["." + waves])
+        defines.append(f"-DWAVES_{waves.upper()}")
+        # Yosys's temporaries ($1, $auto$...) carry no name a user knows: leave them out
+        (tmp / "waves.vlt").write_text('`verilator_config\ntracing_off -scope "*$*"\n')
+        sources.append("waves.vlt")
+    if waves == "fst":
+        lz4 = lz4_sources(progress)
+        if lz4 is None:
+            extra += ["-llz4", "-lz"]
+        else:
+            flags += ["-CFLAGS", f"-I{lz4}"]
+            run_logged(["gcc", "-O2", "-fPIC", "-c", str(lz4 / "lz4.c"), "-o", "lz4.o"],
+                       cwd=tmp, env=env, log=log)
+            extra += ["lz4.o", "-lz"]
+    inc, libs = verilate_model(tmp, progress, sources=sources, top=TOP, flags=flags,
                                cxxflags=CXXFLAGS, log=log)
+    libs += extra
     (tmp / "bus_layout.h").write_text(c_header(bus_bytes))
-    common = ["g++", *CXXFLAGS, "-I.", *inc, str(HARNESS)]
+    common = ["g++", *CXXFLAGS, *defines, "-I.", *inc, str(HARNESS)]
     progress("linking the runner library")
     run_logged([*common, "-shared", "-o", "libsim.so", *libs], cwd=tmp, env=env, log=log)
     progress("linking the bare C++ loop")
@@ -81,18 +110,23 @@ def _state_vlt(verilog):
     return "\n".join(lines) + "\n"
 
 
-def build_model(config: AccelConfig, *, netlist=None, quiet=False) -> Path:
+def build_model(config: AccelConfig, *, netlist=None, waves=None, quiet=False) -> Path:
     """Generate Verilog for ``config`` and build (or reuse) the runner; return its dir.
 
     ``netlist=(verilog, cell_models)`` builds a gate-level netlist of the same top (see
-    boards/gatelevel.py) instead of the RTL."""
+    boards/gatelevel.py) instead of the RTL. ``waves="vcd"`` or ``"fst"`` builds the traced
+    model (its own cache entry: the untraced build keeps its speed)."""
     import hw
     verilog, cells = netlist if netlist else (hw.verilog(config), None)
     key = [verilog, " ".join(VERILATOR_FLAGS + CXXFLAGS), RECIPE, cpu_id(), HARNESS.read_bytes(),
            c_header(config.bus_bytes), cells or ""]
-    d = cached_build("gates" if netlist else "fast", key,
+    kind = "gates" if netlist else "fast"
+    if waves:
+        key += [waves, WAVES_RECIPE]
+        kind += "-" + waves
+    d = cached_build(kind, key,
                      lambda tmp, progress: _verilate(tmp, progress, verilog, config.bus_bytes,
-                                                     cells),
+                                                     cells, waves),
                      quiet=quiet)
     return d
 
@@ -126,11 +160,23 @@ _SIGS = {
     "sim_force": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
                    ctypes.c_void_p, ctypes.c_uint64], ctypes.c_int),
     "sim_release_all": ([ctypes.c_void_p], None),
+    "sim_waves": ([ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64, ctypes.c_uint64,
+                   ctypes.c_uint64], ctypes.c_int),
+    "sim_waves_flush": ([ctypes.c_void_p], None),
     "sim_trace_ports": ([ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 5, ctypes.c_int),
     "sim_trace": ([ctypes.c_void_p, ctypes.c_int], None),
     "sim_trace_count": ([ctypes.c_void_p], ctypes.c_uint64),
     "sim_trace_take": ([ctypes.c_void_p] * 4, None),
 }
+
+
+def _window(window):
+    if window is None:
+        return (0, 2 ** 64 - 1)
+    start, stop = (int(x) for x in window)
+    if start < 0 or stop <= start:
+        raise ValueError(f"waveform window {window}: need 0 <= start < stop")
+    return (start, stop)
 
 
 @dataclass(frozen=True)
@@ -161,17 +207,26 @@ class FastRunner:
     config : AccelConfig
     bytes_per_cycle, latency : memory model (default: the config's)
     max_cycles : watchdog budget for one run (default: generous, from the program size)
+    waves : path of a waveform file (``.vcd`` or ``.fst``) that each run rewrites with the
+        cycles of ``window``; uses the traced build of the model
+    window : ``(start, stop)``: the cycles ``start <= c < stop`` after the start pulse
+        (cycle 0), default all of them. Cycle ``c`` is at time ``c * period`` (the clock
+        low, the values the runner peeks at that cycle) and ``c * period + period / 2`` (just
+        after its rising edge), in ps, ``period`` from the configuration's clock.
     """
 
     name = "verilator"
 
     def __init__(self, config: AccelConfig, *, bytes_per_cycle=None, latency=None,
-                 max_cycles=None, netlist=None, quiet=False):
+                 max_cycles=None, netlist=None, quiet=False, waves=None, window=None):
         self.config = config
         self.bytes_per_cycle = bytes_per_cycle or config.mem_bytes_per_cycle
         self.latency = latency or config.mem_latency
         self.max_cycles = max_cycles
-        self.build_dir = build_model(config, netlist=netlist, quiet=quiet)
+        self.waves = Path(waves) if waves else None
+        fmt = wave_format(waves) if waves else None
+        self.window = _window(window)
+        self.build_dir = build_model(config, netlist=netlist, waves=fmt, quiet=quiet)
         self.lib = load_library(self.build_dir / "libsim.so", _SIGS)
         self.h = self.lib.sim_new()
         self.lib.sim_mem_config(self.h, config.dram_bytes, float(self.bytes_per_cycle),
@@ -191,12 +246,28 @@ class FastRunner:
         self.close()
 
     # --- executor interface --------------------------------------------------------------
+    @property
+    def period_ps(self) -> int:
+        """One clock cycle in the waveform's time unit (ps), even, from the clock."""
+        return max(2, 2 * round(1e6 / self.config.clock_mhz / 2))
+
     def load(self, program: Program, memory: MemoryImage):
-        """Reset, place memory and program; return the program address (not started)."""
+        """Reset, place memory and program; return the program address (not started).
+        With ``waves``, (re)open the waveform file for the run that follows."""
         dram, prog_addr = place_program(self.config, program, memory)
         self.lib.sim_mem_write(self.h, 0, dram.ctypes.data, dram.size)
         self.lib.sim_reset(self.h)
+        if self.waves:
+            self.waves.parent.mkdir(parents=True, exist_ok=True)
+            if self.lib.sim_waves(self.h, str(self.waves).encode(), *self.window,
+                                  self.period_ps) != 0:
+                raise OSError(f"cannot write the waveform file {self.waves}")
         return prog_addr
+
+    def close_waves(self):
+        """Finish the waveform file (it is complete once this returns)."""
+        if self.waves and getattr(self, "h", None):
+            self.lib.sim_waves(self.h, None, 0, 0, 0)
 
     def run(self, program: Program, memory: MemoryImage, *, max_cycles=None):
         prog_addr = self.load(program, memory)
@@ -205,6 +276,7 @@ class FastRunner:
         self.lib.sim_start(self.h, prog_addr)
         done = self.lib.sim_run(self.h, budget)
         wall = time.perf_counter() - t0
+        self.close_waves()
         stats = self.stats(wall)
         if not done:
             stats["error"] = "WATCHDOG"

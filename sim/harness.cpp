@@ -8,6 +8,16 @@
 #include "verilated.h"
 #include "verilated_syms.h"
 #include "bus_layout.h"     // generated from hw/bus.py: BUS_BYTES and every field's offset
+// A traced build (sim/fast.py, waves=...) is its own build: the untraced one pays nothing.
+#if defined(WAVES_FST)
+#include "verilated_fst_c.h"
+typedef VerilatedFstC Waves;
+#define WAVES_FORMAT 1
+#elif defined(WAVES_VCD)
+#include "verilated_vcd_c.h"
+typedef VerilatedVcdC Waves;
+#define WAVES_FORMAT 1
+#endif
 
 #include <cstdint>
 #include <cstdio>
@@ -94,10 +104,19 @@ struct Sim {
     std::vector<uint32_t> tport, tentry;
     int cnt_mem = -1;       // counter_store = "bram": the counters' RAM, read directly
     bool csr_clocked = false;   // the counter port is a RAM's (a netlist: nothing to peek)
+#ifdef WAVES_FORMAT
+    Waves* waves = nullptr;
+#endif
+    uint64_t w_from = 0, w_to = 0, w_period = 2;   // the window [from, to) and the period
 
     Sim() {
         ctx.debug(0);
         ctx.randReset(0);
+#ifdef WAVES_FORMAT
+        ctx.traceEverOn(true);
+        ctx.timeunit(-12);
+        ctx.timeprecision(-12);
+#endif
         top = new Vllmaccel_top{&ctx, "TOP"};
         for (auto& sc : *ctx.scopeNameMap()) {
             const VerilatedScope* s = sc.second;
@@ -119,7 +138,28 @@ struct Sim {
             }
         }
     }
-    ~Sim() { top->final(); delete top; }
+    ~Sim() {
+        close_waves();
+        top->final();
+        delete top;
+    }
+
+    void close_waves() {
+#ifdef WAVES_FORMAT
+        if (waves) { waves->close(); delete waves; waves = nullptr; }
+#endif
+    }
+
+    // Dump the current values at `phase` (0: the clock low, the inputs for the coming
+    // edge; 1: just after the edge) when the cycle is in the window.
+    inline void dump(int phase) {
+#ifdef WAVES_FORMAT
+        if (waves && !in_reset && cycle >= w_from && cycle < w_to)
+            waves->dump(cycle * w_period + phase * (w_period / 2));
+#else
+        (void)phase;
+#endif
+    }
 
     void apply_forces() {
         for (size_t i = 0; i < forces.size();) {
@@ -172,6 +212,7 @@ struct Sim {
         set_inputs();
         top->clk = 0;
         top->eval();
+        dump(0);
         if (tracing) record_ports();
         bool req_fire = top->REQ_VALID && top->REQ_READY;
         bool resp_fire = top->RESP_VALID && top->RESP_READY;
@@ -202,6 +243,7 @@ struct Sim {
         top->clk = 1;
         top->eval();
         if (!forces.empty()) apply_forces();
+        dump(1);
         if (req_fire) resp.push_back(r);
         if (resp_fire) resp.pop_front();
         ++cycle;
@@ -273,6 +315,36 @@ int sim_run(void* h, uint64_t max_cycles) {
         s->tick();
     }
     return s->top->done ? 1 : 0;
+}
+
+// --- waveforms (a traced build only) -------------------------------------------------
+// Open `path` (closing any earlier file) for the cycles [from, to) of the runs that follow,
+// a cycle `period` time units (ps) long. Returns -1 when the build is not traced.
+int sim_waves(void* h, const char* path, uint64_t from, uint64_t to, uint64_t period) {
+    Sim* s = S(h);
+    s->close_waves();
+#ifdef WAVES_FORMAT
+    if (!path || !*path) return 0;
+    s->w_from = from;
+    s->w_to = to;
+    s->w_period = period < 2 ? 2 : period & ~1ull;
+    s->waves = new Waves;
+    s->top->trace(s->waves, 99);
+    s->waves->open(path);
+    return s->waves->isOpen() ? 0 : -2;
+#else
+    (void)path; (void)from; (void)to; (void)period;
+    return -1;
+#endif
+}
+
+void sim_waves_flush(void* h) {
+#ifdef WAVES_FORMAT
+    Sim* s = S(h);
+    if (s->waves) s->waves->flush();
+#else
+    (void)h;
+#endif
 }
 
 // --- memory-port trace (which entry each port touches, cycle by cycle) --------------------
