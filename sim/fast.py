@@ -209,6 +209,7 @@ class FastRunner:
     max_cycles : watchdog budget for one run (default: generous, from the program size)
     waves : path of a waveform file (``.vcd`` or ``.fst``) that each run rewrites with the
         cycles of ``window``; uses the traced build of the model
+    timeline : record a Timeline of every run (``self.timeline`` after it; sim/timeline.py)
     window : ``(start, stop)``: the cycles ``start <= c < stop`` after the start pulse
         (cycle 0), default all of them. Cycle ``c`` is at time ``c * period`` (the clock
         low, the values the runner peeks at that cycle) and ``c * period + period / 2`` (just
@@ -218,7 +219,8 @@ class FastRunner:
     name = "verilator"
 
     def __init__(self, config: AccelConfig, *, bytes_per_cycle=None, latency=None,
-                 max_cycles=None, netlist=None, quiet=False, waves=None, window=None):
+                 max_cycles=None, netlist=None, quiet=False, waves=None, window=None,
+                 timeline=False):
         self.config = config
         self.bytes_per_cycle = bytes_per_cycle or config.mem_bytes_per_cycle
         self.latency = latency or config.mem_latency
@@ -235,6 +237,9 @@ class FastRunner:
         # model; a netlist's RAM cells are read through the port, one clock edge a read
         self.lib.sim_csr_clocked(self.h, int(config.counter_store == "bram"))
         self._vars = None
+        self.record_timeline = timeline
+        self.timeline = None
+        self._timeline_rows = None
         _LIVE.add(self)
 
     def close(self):
@@ -272,12 +277,21 @@ class FastRunner:
     def run(self, program: Program, memory: MemoryImage, *, max_cycles=None):
         prog_addr = self.load(program, memory)
         budget = max_cycles or self.max_cycles or self.default_budget(program)
+        if self.record_timeline:
+            from .timeline import arm
+            if self._timeline_rows is None:
+                self._timeline_rows = arm(self)
+            self.lib.sim_timeline(self.h, 1)
         t0 = time.perf_counter()
         self.lib.sim_start(self.h, prog_addr)
         done = self.lib.sim_run(self.h, budget)
         wall = time.perf_counter() - t0
         self.close_waves()
         stats = self.stats(wall)
+        if self.record_timeline:
+            from .timeline import collect
+            self.lib.sim_timeline(self.h, 0)
+            self.timeline = collect(self, self._timeline_rows, stats["sim_cycles"])
         if not done:
             stats["error"] = "WATCHDOG"
         return self.read_memory(memory), stats

@@ -85,6 +85,26 @@ struct TPort {
     int en, addr, lo, width, depth;
 };
 
+// A variable the timeline watches, sampled after every clock edge:
+//   kind 0: its value changed (recorded with the cycle the new value holds in);
+//   kind 1: a counter: whether it went up this cycle (recorded when that flips);
+//   kind 2: a pending count that restarts from the cycle's event when the round-robin
+//           selector `rr` (its value before the edge) equals `sel`: whether the event
+//           was non-zero (recorded when that flips).
+struct Watch {
+    int var, kind, rr;
+    uint64_t sel;
+    uint8_t last[16];
+    uint64_t last_count;
+    bool on;
+};
+
+struct Event {
+    uint64_t cycle;
+    uint32_t watch;
+    uint8_t value[16];
+};
+
 struct Sim {
     VerilatedContext ctx;
     Vllmaccel_top* top;
@@ -108,6 +128,11 @@ struct Sim {
     Waves* waves = nullptr;
 #endif
     uint64_t w_from = 0, w_to = 0, w_period = 2;   // the window [from, to) and the period
+    std::vector<Watch> watches;
+    bool timeline = false;
+    std::vector<Event> events;
+    uint64_t rr_last = 0;   // kind 2's selector as it was before this edge
+    int rr_var = -1;
 
     Sim() {
         ctx.debug(0);
@@ -193,6 +218,44 @@ struct Sim {
         }
     }
 
+    int bytes_of(int i) const { return vars[i].entsize < 16 ? vars[i].entsize : 16; }
+
+    void watch_reset() {
+        for (auto& w : watches) {
+            memset(w.last, 0, 16);
+            memcpy(w.last, vars[w.var].datap, bytes_of(w.var));
+            w.last_count = value(w.var);
+            w.on = false;
+        }
+        if (rr_var >= 0) rr_last = value(rr_var);
+    }
+
+    void record_timeline() {
+        for (size_t i = 0; i < watches.size(); ++i) {
+            Watch& w = watches[i];
+            if (w.kind == 0) {
+                int n = bytes_of(w.var);
+                if (memcmp(w.last, vars[w.var].datap, n) == 0) continue;
+                memcpy(w.last, vars[w.var].datap, n);
+                Event e{cycle + 1, (uint32_t)i, {0}};
+                memcpy(e.value, w.last, 16);
+                events.push_back(e);
+                continue;
+            }
+            uint64_t v = value(w.var);
+            bool on = w.kind == 1 ? v != w.last_count
+                                  : (rr_last == w.sel ? v : v - w.last_count) != 0;
+            w.last_count = v;
+            if (on != w.on) {
+                w.on = on;
+                Event e{cycle, (uint32_t)i, {0}};
+                e.value[0] = on;
+                events.push_back(e);
+            }
+        }
+        if (rr_var >= 0) rr_last = value(rr_var);
+    }
+
     void set_inputs() {
         // request side: accept while the bandwidth credit covers a beat and the response
         // queue is not absurdly deep (the latency pipe)
@@ -244,6 +307,7 @@ struct Sim {
         top->eval();
         if (!forces.empty()) apply_forces();
         dump(1);
+        if (timeline && !in_reset) record_timeline();
         if (req_fire) resp.push_back(r);
         if (resp_fire) resp.pop_front();
         ++cycle;
@@ -345,6 +409,44 @@ void sim_waves_flush(void* h) {
 #else
     (void)h;
 #endif
+}
+
+// --- the timeline: changes of watched variables, cycle by cycle ----------------------------
+// Watch n variables (kind per Watch above; `rr` the kind-2 selector variable or -1).
+int sim_timeline_watch(void* h, int n, const int* var, const int* kind, const uint64_t* sel,
+                       int rr) {
+    Sim* s = S(h);
+    s->watches.clear();
+    if (rr >= (int)s->vars.size()) return -1;
+    s->rr_var = rr;
+    for (int i = 0; i < n; ++i) {
+        if (var[i] < 0 || var[i] >= (int)s->vars.size() || kind[i] < 0 || kind[i] > 2) return -1;
+        if (kind[i] == 2 && rr < 0) return -1;
+        Watch w{};
+        w.var = var[i];
+        w.kind = kind[i];
+        w.sel = sel[i];
+        s->watches.push_back(w);
+    }
+    return 0;
+}
+
+// Start (clearing what was recorded, taking the current values as the last ones) or stop.
+void sim_timeline(void* h, int on) {
+    Sim* s = S(h);
+    s->timeline = on != 0;
+    if (on) { s->events.clear(); s->watch_reset(); }
+}
+
+uint64_t sim_timeline_count(void* h) { return ((Sim*)h)->events.size(); }
+
+void sim_timeline_take(void* h, uint64_t* cycle, uint32_t* watch, uint8_t* value) {
+    Sim* s = S(h);
+    for (size_t i = 0; i < s->events.size(); ++i) {
+        cycle[i] = s->events[i].cycle;
+        watch[i] = s->events[i].watch;
+        memcpy(value + 16 * i, s->events[i].value, 16);
+    }
 }
 
 // --- memory-port trace (which entry each port touches, cycle by cycle) --------------------

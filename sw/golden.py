@@ -111,6 +111,8 @@ class Machine:
     act, wgt, acc, scale : numpy arrays
         The scratchpads after the last run (int8 [act_depth, rows], int8 [wgt_depth, cols],
         int32 [acc_depth, rows], int16 [scale_depth, lanes]).
+    executed : list of (Queue, dict)
+        The instructions of the last run in the order they executed (decoded).
     """
 
     name = "golden"
@@ -127,6 +129,7 @@ class Machine:
         self.acc = np.zeros((cfg.acc_depth, cfg.rows), np.int32)
         self.scale = np.zeros((cfg.scale_depth, cfg.scale_lanes), np.int16)
         self.counters = dict(insns=0, macs=0, bytes_read=0, bytes_written=0)
+        self.executed = []
         error = None
         try:
             self._schedule(prog_addr)
@@ -178,6 +181,7 @@ class Machine:
                         break
                     for p in waits:
                         tokens[(p, q)] -= 1
+                    self.executed.append((q, d))
                     self._execute(d)
                     for p in Queue:
                         if d["release"] >> p.value & 1:
