@@ -80,9 +80,10 @@ class CompiledModel:
     config: object
     order: list = field(default_factory=list)
 
-    def run(self, inputs, executor, *, check=None, progress=None):
+    def run(self, inputs, executor, *, check=None, progress=None, after=None):
         """Run on ``executor``; with ``check`` (another executor, e.g. the golden model)
         every kernel also runs there and the int8 outputs are compared bit for bit.
+        ``after(name, stats)`` is called after each kernel's run on ``executor``.
 
         Returns (outputs, report) where report holds per-kernel stats and mismatches.
         """
@@ -101,6 +102,8 @@ class CompiledModel:
             t0 = time.perf_counter()
             out_mem, st = executor.run(kern.program, mem)
             wall = time.perf_counter() - t0
+            if after:
+                after(name, st)
             if st.get("error"):
                 raise RuntimeError(f"{name}: accelerator error {st['error']}")
             yq = kern.read_output(out_mem)

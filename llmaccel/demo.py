@@ -7,7 +7,7 @@ import time
 
 from hw.config import load_config
 from sw.errors import EXIT_MISMATCH, UserError, say
-from .run import executor
+from .run import executor, write_timeline
 
 __all__ = ["add_parsers"]
 
@@ -34,14 +34,22 @@ def cmd_demo(args):
         f"{blk.s.heads}/{blk.s.kv_heads}), {args.tokens} tokens, config {cfg.name!r} "
         f"({cfg.rows}x{cfg.cols} array), weights {wformat}"
         + (f" in groups of {args.group_size} on the LUT engine" if wformat != "int8" else ""))
-    runner = executor("verilator", cfg, quiet=quiet)
+    runner = executor("verilator", cfg, quiet=quiet, timeline=bool(args.timeline))
+    after = None
+    if args.timeline:
+        from pathlib import Path
+
+        def after(name, st):
+            write_timeline(runner.timeline,
+                           Path(args.timeline) / f"{name.removesuffix('.weight')}.json")
     t0 = time.perf_counter()
     cm = compile_model(blk, calib, cfg, wformat=wformat, group=args.group_size,
                        progress=lambda m: log(f"[compile] {m}"))
     log(f"[compile] {len(cm.kernels)} linear layers, "
         f"{sum(len(k.program) for k in cm.kernels.values())} instructions in "
         f"{time.perf_counter() - t0:.1f}s")
-    out, rep = cm.run((x,), runner, check=Machine(cfg), progress=lambda m: log(f"[run] {m}"))
+    out, rep = cm.run((x,), runner, check=Machine(cfg), progress=lambda m: log(f"[run] {m}"),
+                      after=after)
     with torch.no_grad():
         ref = blk(x)
         # the same block with the weights the kernels really use (quantized, dequantized):
@@ -104,4 +112,6 @@ def add_parsers(sub):
                    help="LUT engine weight width (default 2)")
     d.add_argument("--group-size", type=int, default=128,
                    help="LUT weights: input features per group scale (default 128)")
+    d.add_argument("--timeline", metavar="DIR", help="write each layer's timeline here "
+                   "(Perfetto JSON and a utilisation PNG per layer)")
     d.set_defaults(fn=cmd_demo)

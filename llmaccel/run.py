@@ -12,7 +12,10 @@ from sw.program import MemoryImage, load_program
 __all__ = ["add_parsers", "executor"]
 
 
-def executor(name, config, quiet=False, port=None, baud=None):
+def executor(name, config, quiet=False, port=None, baud=None, waves=None, window=None,
+             timeline=False):
+    if (waves or timeline) and name != "verilator":
+        raise UserError("--waves and --timeline need --executor verilator (the fast runner)")
     if name == "board":
         from boards.host import BoardExecutor
         if not port:
@@ -28,7 +31,7 @@ def executor(name, config, quiet=False, port=None, baud=None):
         return Machine(config)
     if name == "verilator":
         from sim.fast import FastRunner
-        return FastRunner(config, quiet=quiet)
+        return FastRunner(config, quiet=quiet, waves=waves, window=window, timeline=timeline)
     if name == "pyverilator":
         from sim.interactive import InteractiveRunner
         return InteractiveRunner(config, quiet=quiet)
@@ -43,8 +46,15 @@ def cmd_run(args):
     if not Path(mem_path).exists():
         raise UserError(f"{mem_path}: no such memory image (give --memory)")
     mem = MemoryImage.load(mem_path)
-    ex = executor(args.executor, cfg, quiet=args.json, port=args.port, baud=args.baud)
+    window = wave_window(args)
+    ex = executor(args.executor, cfg, quiet=args.json, port=args.port, baud=args.baud,
+                  waves=args.waves, window=window, timeline=bool(args.timeline))
     out, st = ex.run(prog, mem)
+    if args.waves:
+        last = min(window[1], st["sim_cycles"]) - 1
+        say(f"waveform: {args.waves}, cycles {window[0]} to {last}")
+    if args.timeline:
+        write_timeline(ex.timeline, args.timeline)
     result = {"executor": args.executor, "stats": st}
     if args.check and args.executor != "golden":
         from sw.golden import Machine
@@ -65,6 +75,46 @@ def cmd_run(args):
     return 0 if result.get("bit_exact", True) else EXIT_MISMATCH
 
 
+def wave_window(args):
+    """``(start, stop)`` from ``--from`` and ``--cycles``, checked; None without --waves."""
+    if args.waves is None:
+        if args.start is not None or args.cycles is not None:
+            raise UserError("--from and --cycles choose the cycles of a waveform: add --waves")
+        return None
+    from sim.fast import wave_format
+    try:
+        wave_format(args.waves)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    start = args.start or 0
+    if start < 0 or (args.cycles is not None and args.cycles < 1):
+        raise UserError("--from must be 0 or more and --cycles 1 or more")
+    return (start, start + args.cycles if args.cycles else 2 ** 64 - 1)
+
+
+def write_timeline(tl, path):
+    """The Perfetto JSON at ``path`` and the utilisation PNG beside it."""
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        raise UserError(f"--timeline {path}: give a .json file (a PNG is written beside it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tl.write_trace(path)
+    tl.write_png(path.with_suffix(".png"))
+    say(f"timeline: {path} (open in ui.perfetto.dev or chrome://tracing), "
+        f"{path.with_suffix('.png')}")
+
+
+def add_wave_options(r):
+    r.add_argument("--waves", metavar="FILE",
+                   help="write a waveform (.fst or .vcd) of the run (the traced build)")
+    r.add_argument("--from", dest="start", type=int, metavar="C",
+                   help="first cycle of the waveform (default 0: the start pulse)")
+    r.add_argument("--cycles", type=int, metavar="N", help="cycles in the waveform "
+                   "(default: to the end of the run)")
+    r.add_argument("--timeline", metavar="FILE.json",
+                   help="write a timeline of every unit (Perfetto JSON, and a PNG beside it)")
+
+
 def add_parsers(sub):
     r = sub.add_parser("run", help="run a program on an executor")
     r.add_argument("program")
@@ -78,4 +128,5 @@ def add_parsers(sub):
     r.add_argument("--check", action="store_true", help="compare with the golden model")
     r.add_argument("-o", "--output", help="write the final memory image here")
     r.add_argument("--json", action="store_true")
+    add_wave_options(r)
     r.set_defaults(fn=cmd_run)

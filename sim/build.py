@@ -96,7 +96,8 @@ def run_logged(cmd, *, cwd, env, log, progress=None, count_pattern=None, total=N
             lf.write(line)
             if progress and count_pattern and count_pattern in line:
                 done += 1
-                progress(f"compiling C++ {done}/{total or '?'}")
+                progress(f"compiling C++ {done}/{total}" if total and done <= total
+                         else f"compiling C++ {done}")
         proc.wait()
     if proc.returncode != 0:
         tail = Path(log).read_text().splitlines()[-25:]

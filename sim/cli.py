@@ -143,6 +143,52 @@ def cmd_plan(args):
     return 0 if plan["reached"] else 1
 
 
+def cmd_wave(args):
+    from dataclasses import fields
+    from sim.faults.campaign import CampaignSpec
+    from sim.faults.wave import fault_waves
+    from sim.faults.workload import make_workload
+    db = _open_db(args.db)
+    try:
+        f = db.fault(args.id)
+        if f is None:
+            raise _user_error(f"{args.db} plans no fault with id {args.id} (the ids are in "
+                              "`llmaccel faults report --csv`)")
+        result = db.result(args.id)
+        spec = CampaignSpec(**{k: v for k, v in db.meta("spec").items()
+                               if k in {x.name for x in fields(CampaignSpec)}})
+    finally:
+        db.close()
+    if args.start is not None and args.start < 0 or args.cycles is not None and args.cycles < 1:
+        raise _user_error("--from must be 0 or more and --cycles 1 or more")
+    window = None
+    if args.start is not None or args.cycles is not None:
+        start = args.start if args.start is not None else max(0, f.cycle - 16)
+        window = (start, start + (args.cycles or 272))
+    out = Path(args.output or f"{Path(args.db).with_suffix('')}-fault{args.id}")
+    cfg = spec.accel_config()
+    wl = make_workload(spec.workload, cfg, spec.seed)
+    fw = fault_waves(cfg, wl, f, out, fmt=args.format, window=window, quiet=args.json)
+    info = {"id": args.id, "fault": vars(f), "result": result, "golden": str(fw.golden),
+            "faulty": str(fw.faulty), "window": list(fw.window),
+            "first_difference_cycle": fw.first_cycle, "first_difference": fw.signals}
+    if args.json:
+        print(json.dumps(info, default=str))
+        return 0
+    outcome = result["outcome"] if result else "not run yet"
+    print(f"fault {args.id}: {f.model} of {f.element}[{f.entry}] bit {f.bit} at cycle "
+          f"{f.cycle} of kernel {f.kernel} ({outcome})")
+    print(f"golden: {fw.golden}\nfaulty: {fw.faulty}\n(cycles {fw.window[0]} to "
+          f"{fw.window[1] - 1}; cycle c is at time c x {1e6 / cfg.clock_mhz:.0f} ps)")
+    if fw.first_cycle is None:
+        print("the two runs do not differ in this window")
+    else:
+        shown = ", ".join(n.removeprefix("TOP.llmaccel_top.") for n in fw.signals[:8])
+        more = f" and {len(fw.signals) - 8} more" if len(fw.signals) > 8 else ""
+        print(f"first difference at cycle {fw.first_cycle}: {shown}{more}")
+    return 0
+
+
 def add_parsers(sub):
     f = sub.add_parser("faults", help="fault-injection campaigns on the accelerator RTL")
     fs = f.add_subparsers(dest="faults_cmd", required=True)
@@ -182,3 +228,13 @@ def add_parsers(sub):
     pl.add_argument("--fit-per-bit", type=float)
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(fn=cmd_plan)
+    w = fs.add_parser("wave", help="waveforms of one fault: the golden and the faulty run")
+    w.add_argument("--db", required=True)
+    w.add_argument("--id", type=int, required=True, help="the fault's id")
+    w.add_argument("-o", "--output", help="directory (default: DB name + -faultID)")
+    w.add_argument("--format", choices=["vcd", "fst"], default="vcd")
+    w.add_argument("--from", dest="start", type=int, metavar="C",
+                   help="first cycle (default: 16 before the fault)")
+    w.add_argument("--cycles", type=int, metavar="N", help="cycles (default 272)")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(fn=cmd_wave)

@@ -263,11 +263,17 @@ class FastRunner:
         self.lib.sim_mem_write(self.h, 0, dram.ctypes.data, dram.size)
         self.lib.sim_reset(self.h)
         if self.waves:
-            self.waves.parent.mkdir(parents=True, exist_ok=True)
-            if self.lib.sim_waves(self.h, str(self.waves).encode(), *self.window,
-                                  self.period_ps) != 0:
-                raise OSError(f"cannot write the waveform file {self.waves}")
+            self.open_waves(self.waves)
         return prog_addr
+
+    def open_waves(self, path):
+        """(Re)open the waveform file: the cycles of the window from now on go to ``path``
+        (a traced runner only)."""
+        self.waves = Path(path)
+        self.waves.parent.mkdir(parents=True, exist_ok=True)
+        if self.lib.sim_waves(self.h, str(self.waves).encode(), *self.window,
+                              self.period_ps) != 0:
+            raise OSError(f"cannot write the waveform file {self.waves}")
 
     def close_waves(self):
         """Finish the waveform file (it is complete once this returns)."""

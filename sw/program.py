@@ -159,6 +159,11 @@ def load_program(path, cfg):
     p = Path(path)
     if not p.exists():
         raise UserError(f"{path}: no such program file")
+    if p.is_dir():
+        progs = sorted(x.name for x in p.glob("*.prog"))
+        hint = f"; it holds {', '.join(progs[:6])}{' ...' if len(progs) > 6 else ''}" \
+            if progs else ""
+        raise UserError(f"{path} is a directory: give one program file (.prog){hint}")
     prog = Program.from_bytes(p.read_bytes(), source=str(path))
     prog.check_config(cfg, source=str(path))
     return prog

@@ -53,3 +53,17 @@ def test_bad_waveform_requests(tiny):
         FastRunner(tiny, waves="run.txt", quiet=True)
     with pytest.raises(ValueError, match="window"):
         FastRunner(tiny, waves="run.vcd", window=(10, 5), quiet=True)
+
+
+def test_fault_waves_differ_from_the_fault_cycle_on(tiny, tmp_path):
+    """The faulty run starts from the golden run's own state: nothing differs before the
+    fault's cycle, and the flipped flop differs at it."""
+    from sim.faults.models import Fault
+    from sim.faults.wave import fault_waves
+    from sim.faults.workload import make_workload
+    wl = make_workload("matmul", tiny, seed=0)
+    f = Fault(kernel=0, cycle=60, structure="counters", element="cnt_insns", entry=0, bit=5,
+              model="flip")
+    fw = fault_waves(tiny, wl, f, tmp_path, window=(20, 120))
+    assert fw.first_cycle == 60
+    assert "TOP.llmaccel_top.cnt_insns" in fw.signals

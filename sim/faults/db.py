@@ -79,6 +79,18 @@ class CampaignDB:
             "LEFT JOIN results r ON r.id = f.id WHERE r.id IS NULL ORDER BY f.seq").fetchall()
         return [(r[0], Fault(*r[1:])) for r in rows]
 
+    def fault(self, fid):
+        """The planned Fault with id ``fid``, or None."""
+        r = self.con.execute(f"SELECT {', '.join(_FAULT_COLS)} FROM faults WHERE id = ?",
+                             (fid,)).fetchone()
+        return Fault(*r) if r else None
+
+    def result(self, fid):
+        """The result of fault ``fid`` as a dict, or None when it has not run."""
+        r = self.con.execute(f"SELECT {', '.join(_RESULT_COLS)} FROM results WHERE id = ?",
+                             (fid,)).fetchone()
+        return dict(zip(_RESULT_COLS, r)) if r else None
+
     def counts(self):
         planned = self.con.execute("SELECT COUNT(*) FROM faults").fetchone()[0]
         done = self.con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
