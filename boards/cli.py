@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from sw.errors import count, positive_float, positive_int
+
 __all__ = ["add_parsers", "EXIT_TIMING"]
 
 EXIT_TIMING = 5
@@ -23,8 +25,13 @@ def cmd_bitstream(args):
     from hw.config import load_config
     from sim.build import Progress
     from .targets import BuildTimeout, FitError, build, get_board
+    from .fit import fit_problems
     board = get_board(args.board)
     cfg = load_config(args.config)
+    problems = fit_problems(board, cfg)
+    if problems and not args.force:
+        raise FitError(f"config {cfg.name!r} cannot fit the {board.name}: "
+                       + "; ".join(problems) + " (--force builds anyway)")
     out = Path(args.output or f"build/boards/{board.name}-{cfg.name}")
     progress = Progress(f"bitstream {board.name}", quiet=args.json)
     try:
@@ -107,12 +114,12 @@ def add_parsers(sub):
     b = sub.add_parser("bitstream", help="build a bitstream (or a vendor project) for a board")
     b.add_argument("--board", required=True, help=f"one of {', '.join(BOARDS)}")
     b.add_argument("--config", required=True)
-    b.add_argument("--clock-mhz", type=float, help="override the config's clock_mhz")
-    b.add_argument("--baud", type=int, help="UART baud rate (default 1000000)")
+    b.add_argument("--clock-mhz", type=positive_float, help="override the config's clock_mhz")
+    b.add_argument("--baud", type=positive_int, help="UART baud rate (default 1000000)")
     b.add_argument("-o", "--output", help="build directory (default build/boards/BOARD-CONFIG)")
-    b.add_argument("--timeout-min", type=float, metavar="MIN",
+    b.add_argument("--timeout-min", type=positive_float, metavar="MIN",
                    help="stop the tools after this many minutes (default: no limit)")
-    b.add_argument("--seed", type=int, help="nextpnr's placement seed (default: the "
+    b.add_argument("--seed", type=count, help="nextpnr's placement seed (default: the "
                    "config's pnr_seed, else nextpnr's own); "
                    "another seed places differently, which may route a congested design "
                    "the first did not")
@@ -122,6 +129,8 @@ def add_parsers(sub):
                         "docs/boards.md)")
     b.add_argument("--allow-timing-failure", action="store_true",
                    help="exit 0 even when Fmax is below the requested clock")
+    b.add_argument("--force", action="store_true",
+                   help="build even when the configuration cannot fit the device")
     b.add_argument("--json", action="store_true")
     b.set_defaults(fn=cmd_bitstream)
     p = sub.add_parser("program", help="load a bitstream onto an attached board")
@@ -134,5 +143,5 @@ def add_parsers(sub):
     s = sub.add_parser("board-sim", help="serve a simulated board (Verilated board top) on a "
                        "pseudo-terminal, for host software without a board")
     s.add_argument("--config", required=True)
-    s.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    s.add_argument("--seconds", type=positive_float, help="stop after this long (default: Ctrl-C)")
     s.set_defaults(fn=cmd_board_sim)

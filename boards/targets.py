@@ -58,6 +58,8 @@ class Board:
     program_args: tuple     # its arguments; {bitstream} is replaced
     install_hint: str
     dsps: int               # multiplier blocks on the device
+    ram_bits: int = 0       # block RAM (and SPRAM) bits on the device
+    flops: int = 0          # flip-flops on the device
     baud: int = 1_000_000
 
     def make_platform(self, ram_outreg=False):
@@ -78,13 +80,16 @@ class Board:
 BOARDS = {b.name: b for b in (
     Board("icebreaker", "iCEBreaker (Lattice iCE40UP5K)", "icebreaker:ICEBreakerPlatform",
           "ice40", "open", "top.bin", "iceprog", ("{bitstream}",),
-          "install iceprog (icestorm) or openFPGALoader and plug the board in by USB", 8),
+          "install iceprog (icestorm) or openFPGALoader and plug the board in by USB", 8,
+          ram_bits=30 * 4096 + 4 * 262144, flops=5280),
     Board("ulx3s-85f", "ULX3S (Lattice ECP5 LFE5U-85F)", "ulx3s:ULX3S_85F_Platform",
           "ecp5", "open", "top.bit", "openFPGALoader", ("-b", "ulx3s", "{bitstream}"),
-          "install openFPGALoader and plug the board in by its US1 USB port", 156),
+          "install openFPGALoader and plug the board in by its US1 USB port", 156,
+          ram_bits=208 * 18432, flops=83640),
     Board("arty-a7-100", "Digilent Arty A7-100T (Xilinx Artix-7)", "arty_a7:ArtyA7_100Platform",
           "xilinx", "vendor", "top.bit", "openFPGALoader", ("-b", "arty", "{bitstream}"),
-          "install Vivado (to build) and openFPGALoader or Vivado's hardware manager", 240),
+          "install Vivado (to build) and openFPGALoader or Vivado's hardware manager", 240,
+          ram_bits=135 * 36864, flops=126800),
 )}
 
 
@@ -502,6 +507,9 @@ def program(board: Board, bitstream: Path, *, dry_run=False):
     if not Path(bitstream).exists():
         raise UserError(f"bitstream {bitstream} does not exist; build it with "
                         f"`llmaccel bitstream --board {board.name}`")
+    if not Path(bitstream).is_file() or Path(bitstream).stat().st_size == 0:
+        raise UserError(f"{bitstream} is not a bitstream file (a {board.bitstream} from "
+                        f"`llmaccel bitstream --board {board.name}`)")
     exe = shutil.which(board.programmer)
     cmd = [board.programmer, *(a.format(bitstream=bitstream) for a in board.program_args)]
     if dry_run:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import load_config
-from sw.errors import say
+from sw.errors import positive_int, say
 
 __all__ = ["add_parsers"]
 
@@ -53,14 +53,14 @@ def add_parsers(sub):
     c = sub.add_parser("compile", help="compile the decoder block (or one linear) to programs")
     c.add_argument("--config", default="default")
     c.add_argument("--shape")
-    c.add_argument("--tokens", type=int, default=16)
-    c.add_argument("--linear", type=int, nargs=3, metavar=("M", "K", "N"),
+    c.add_argument("--tokens", type=positive_int, default=16)
+    c.add_argument("--linear", type=positive_int, nargs=3, metavar=("M", "K", "N"),
                    help="compile one random int8 linear layer instead")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--weights", default="int8",
                    choices=["int8", "w1", "w2", "w3", "w4", "ternary"],
                    help="weight format: int8 (systolic engine) or low-bit (LUT engine)")
-    c.add_argument("--group-size", type=int, default=128,
+    c.add_argument("--group-size", type=positive_int, default=128,
                    help="low-bit weights: input features per group scale")
     c.add_argument("-o", "--output", required=True, help="output directory")
     c.set_defaults(fn=cmd_compile)

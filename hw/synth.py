@@ -78,15 +78,14 @@ class SynthTimeout(SynthError):
 def component_verilog(component, name, platform=None):
     """Verilog of a component as a top level (elaborated for ``platform``); constant
     members (the ``ready`` of an always-ready stream) are not ports."""
-    from amaranth.back import verilog
     from amaranth.hdl import Signal, Value
     ports = {}
     for path, _member, value in component.signature.flatten(component):
         v = Value.cast(value)
         if isinstance(v, Signal):
             ports["__".join(map(str, path))] = v
-    return verilog.convert(component, name=name, ports=list(ports.values()), emit_src=False,
-                           platform=platform)
+    from . import to_verilog
+    return to_verilog(component, name=name, ports=list(ports.values()), platform=platform)
 
 
 def _yosys():

@@ -31,8 +31,16 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS = (demo, hw.cli, compiler.cli, run, sw.cli, sim.cli, boards.cli)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option or value in one line (no usage block) and exit 2."""
+
+    def error(self, message):
+        say(f"llmaccel: error: {message} (see `{self.prog} --help`)")
+        sys.exit(EXIT_USER)
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="llmaccel", description=__doc__.splitlines()[0])
+    p = _Parser(prog="llmaccel", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for module in COMMANDS:
         module.add_parsers(sub)
@@ -47,6 +55,8 @@ def main(argv=None):
     except known as e:
         if os.environ.get("LLMACCEL_DEBUG"):
             raise
+        if isinstance(e, OSError) and e.strerror and e.filename:
+            e = f"{e.filename}: {e.strerror.lower()}"      # not Python's "[Errno 21] ..."
         say(f"llmaccel: error: {e}")
         return EXIT_USER
     except BuildError as e:

@@ -6,7 +6,7 @@ import json
 import time
 
 from hw.config import load_config
-from sw.errors import EXIT_MISMATCH, UserError, say
+from sw.errors import EXIT_MISMATCH, UserError, positive_int, say
 from .run import executor, write_timeline
 
 __all__ = ["add_parsers"]
@@ -103,14 +103,14 @@ def add_parsers(sub):
     d.add_argument("--config", help="configuration (default: 'default', or 'lut' with "
                    "--engine lut)")
     d.add_argument("--shape", help="block shape (smollm2-135m, llama2-7b, toy, ...)")
-    d.add_argument("--tokens", type=int, default=16)
+    d.add_argument("--tokens", type=positive_int, default=16)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true")
     d.add_argument("--engine", choices=["systolic", "lut"], default="systolic",
                    help="engine for the linear layers (lut: low-bit weights by table lookup)")
     d.add_argument("--wbits", choices=["1", "2", "3", "4", "ternary"],
                    help="LUT engine weight width (default 2)")
-    d.add_argument("--group-size", type=int, default=128,
+    d.add_argument("--group-size", type=positive_int, default=128,
                    help="LUT weights: input features per group scale (default 128)")
     d.add_argument("--timeline", metavar="DIR", help="write each layer's timeline here "
                    "(Perfetto JSON and a utilisation PNG per layer)")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from hw.config import load_config
-from sw.errors import EXIT_ACCEL, EXIT_MISMATCH, UserError, say
+from sw.errors import EXIT_ACCEL, EXIT_MISMATCH, UserError, count, positive_int, say
 from sw.program import MemoryImage, load_program
 
 __all__ = ["add_parsers", "executor"]
@@ -47,6 +47,8 @@ def cmd_run(args):
         raise UserError(f"{mem_path}: no such memory image (give --memory)")
     mem = MemoryImage.load(mem_path)
     window = wave_window(args)
+    if args.timeline:
+        timeline_path(args.timeline)
     ex = executor(args.executor, cfg, quiet=args.json, port=args.port, baud=args.baud,
                   waves=args.waves, window=window, timeline=bool(args.timeline))
     out, st = ex.run(prog, mem)
@@ -92,11 +94,16 @@ def wave_window(args):
     return (start, start + args.cycles if args.cycles else 2 ** 64 - 1)
 
 
-def write_timeline(tl, path):
-    """The Perfetto JSON at ``path`` and the utilisation PNG beside it."""
+def timeline_path(path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".json":
         raise UserError(f"--timeline {path}: give a .json file (a PNG is written beside it)")
+    return path
+
+
+def write_timeline(tl, path):
+    """The Perfetto JSON at ``path`` and the utilisation PNG beside it."""
+    path = timeline_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tl.write_trace(path)
     tl.write_png(path.with_suffix(".png"))
@@ -107,9 +114,9 @@ def write_timeline(tl, path):
 def add_wave_options(r):
     r.add_argument("--waves", metavar="FILE",
                    help="write a waveform (.fst or .vcd) of the run (the traced build)")
-    r.add_argument("--from", dest="start", type=int, metavar="C",
+    r.add_argument("--from", dest="start", type=count, metavar="C",
                    help="first cycle of the waveform (default 0: the start pulse)")
-    r.add_argument("--cycles", type=int, metavar="N", help="cycles in the waveform "
+    r.add_argument("--cycles", type=positive_int, metavar="N", help="cycles in the waveform "
                    "(default: to the end of the run)")
     r.add_argument("--timeline", metavar="FILE.json",
                    help="write a timeline of every unit (Perfetto JSON, and a PNG beside it)")
@@ -124,7 +131,7 @@ def add_parsers(sub):
                    help="golden, verilator, pyverilator, board (a board on --port) or "
                    "board-sim (the board top simulated behind a UART)")
     r.add_argument("--port", help="serial device of the board (--executor board)")
-    r.add_argument("--baud", type=int, help="baud rate of the board link (default 1000000)")
+    r.add_argument("--baud", type=positive_int, help="baud rate of the board link (default 1000000)")
     r.add_argument("--check", action="store_true", help="compare with the golden model")
     r.add_argument("-o", "--output", help="write the final memory image here")
     r.add_argument("--json", action="store_true")

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from sw.errors import count, positive_float, positive_int
+
 __all__ = ["add_parsers"]
 
 
@@ -198,7 +200,7 @@ def add_parsers(sub):
     r.add_argument("--db", required=True, help="campaign database (SQLite); re-run to resume")
     r.add_argument("--margin", type=float, default=0.01)
     r.add_argument("--confidence", type=float, default=0.99)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=count, default=0)
     r.add_argument("--models", default="flip",
                    help="comma list: flip, mbu[:BITS], stuck0[:CYCLES], stuck1[:CYCLES] "
                    "(stuck-at without CYCLES is permanent)")
@@ -207,11 +209,11 @@ def add_parsers(sub):
                    help="every site x bit x cycle instead of a sample")
     r.add_argument("--protect", help="comma list of protections: act_parity, wgt_parity, "
                    "acc_parity, scale_parity, acc_residue")
-    r.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    r.add_argument("--workers", type=positive_int, help="local worker processes (default: all cores)")
     r.add_argument("--ray", metavar="ADDRESS",
                    help="run on a Ray cluster (ADDRESS, or 'local' for this machine)")
-    r.add_argument("--limit", type=int, help="stop after this many injections (resume later)")
-    r.add_argument("--fit-per-bit", type=float, default=1e-3, help="raw FIT per bit")
+    r.add_argument("--limit", type=positive_int, help="stop after this many injections (resume later)")
+    r.add_argument("--fit-per-bit", type=positive_float, default=1e-3, help="raw FIT per bit")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_run)
     p = fs.add_parser("report", help="tables, HTML report, CSV/Parquet export")
@@ -219,13 +221,13 @@ def add_parsers(sub):
     p.add_argument("-o", "--output", help="HTML report path (default: DB name + .html)")
     p.add_argument("--csv")
     p.add_argument("--parquet")
-    p.add_argument("--fit-per-bit", type=float)
+    p.add_argument("--fit-per-bit", type=positive_float)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_report)
     pl = fs.add_parser("plan", help="cheapest protection reaching an ASIL's SPFM target")
     pl.add_argument("--db", required=True, help="a campaign on the unprotected design")
     pl.add_argument("--asil", default="D", choices=["B", "C", "D"])
-    pl.add_argument("--fit-per-bit", type=float)
+    pl.add_argument("--fit-per-bit", type=positive_float)
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(fn=cmd_plan)
     w = fs.add_parser("wave", help="waveforms of one fault: the golden and the faulty run")
@@ -233,8 +235,8 @@ def add_parsers(sub):
     w.add_argument("--id", type=int, required=True, help="the fault's id")
     w.add_argument("-o", "--output", help="directory (default: DB name + -faultID)")
     w.add_argument("--format", choices=["vcd", "fst"], default="vcd")
-    w.add_argument("--from", dest="start", type=int, metavar="C",
+    w.add_argument("--from", dest="start", type=count, metavar="C",
                    help="first cycle (default: 16 before the fault)")
-    w.add_argument("--cycles", type=int, metavar="N", help="cycles (default 272)")
+    w.add_argument("--cycles", type=positive_int, metavar="N", help="cycles (default 272)")
     w.add_argument("--json", action="store_true")
     w.set_defaults(fn=cmd_wave)

@@ -144,12 +144,16 @@ class MemoryImage:
 
     @classmethod
     def load(cls, path):
+        if Path(path).is_dir():
+            raise ProgramError(f"{path} is a directory, not a memory image (.mem.npz)")
         try:
             with np.load(path) as z:
                 data = bytearray(z["data"].tobytes())
                 meta = json.loads(z["meta"].tobytes())
         except Exception as e:   # a corrupt file can fail in zipfile, numpy or json
-            raise ProgramError(f"{path}: not a memory image ({type(e).__name__}: {e})") from None
+            why = str(e).split(". ")[0][:80]
+            raise ProgramError(f"{path}: not a memory image (.mem.npz written by llmaccel "
+                               f"compile): {type(e).__name__}: {why}") from None
         syms = {k: Symbol(a, tuple(s), d, r) for k, (a, s, d, r) in meta.items()}
         return cls(data, syms)
 

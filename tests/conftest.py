@@ -38,3 +38,17 @@ def rect():
 def rect_rtl(rect):
     from sim.fast import FastRunner
     return FastRunner(rect, quiet=True)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--sim", choices=["verilator", "icarus"],
+                     help="simulator for the cocotb testbenches (default: $LLMACCEL_SIM, "
+                     "else verilator); the whole-accelerator one runs on both anyway")
+
+
+def pytest_configure(config):
+    sim = config.getoption("--sim")
+    if sim:
+        import os
+        os.environ["LLMACCEL_SIM"] = sim      # read by sim.cocotb_run (and by xdist workers)
+

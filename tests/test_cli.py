@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(capsys, *args):
-    code = main(list(args))
+    try:
+        code = main(list(args))
+    except SystemExit as e:         # argparse's verdict on a bad option
+        code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -216,3 +219,32 @@ def test_bitstream_time_limit(capsys, tmp_path):
         except OSError:
             pass
     assert not left, f"tools still running in {tmp_path}: pids {left}"
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["compile", "--config", "tiny", "--linear", "0", "5", "5", "-o", "{tmp}/c"],
+     "--linear: 0 must be 1 or more"),
+    (["compile", "--config", "tiny", "--tokens", "-3", "-o", "{tmp}/c"], "must be 1 or more"),
+    (["run", "{tmp}"], "is a directory"),
+    (["run", "{prog}", "--config", "tiny", "--memory", "{prog}"], "not a memory image"),
+    (["run", "{prog}", "--config", "tiny", "--waves", "{tmp}/w.txt"], ".vcd or .fst"),
+    (["run", "{prog}", "--config", "tiny", "--from", "5"], "add --waves"),
+    (["run", "{prog}", "--config", "tiny", "--waves", "{tmp}/w.vcd", "--cycles", "0"],
+     "must be 1 or more"),
+    (["run", "{prog}", "--config", "tiny", "--timeline", "{tmp}/t.png"], "give a .json"),
+    (["run", "{prog}", "--config", "tiny", "--executor", "golden", "--timeline",
+      "{tmp}/t.json"], "need --executor verilator"),
+    (["faults", "wave", "--db", "{tmp}/none.db", "--id", "1"], "no such campaign"),
+    (["bitstream", "--board", "icebreaker", "--config", "tiny", "--clock-mhz", "-1"],
+     "must be more than 0"),
+    (["bitstream", "--board", "icebreaker", "--config", "default"], "cannot fit"),
+])
+def test_bad_inputs_one_line(capsys, compiled, tmp_path, args, msg):
+    """Each bad input: one clear line, a non-zero exit, in well under a second of work
+    (nothing is built or simulated first)."""
+    prog = next(Path(compiled).glob("*.prog"))
+    args = [a.format(tmp=tmp_path, prog=prog) for a in args]
+    t0 = time.monotonic()
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and msg in one_clear_line(err), err
+    assert time.monotonic() - t0 < 20
