@@ -41,7 +41,7 @@ def test_vcd_waveform(tiny, tmp_path):
 
 def test_fst_request_is_a_clear_error(tiny, tmp_path):
     from sim.interactive import InteractiveRunner
-    with pytest.raises(ValueError, match=r"only .vcd is supported from PyPI alone"):
+    with pytest.raises(ValueError, match=r"the fast runner writes FST"):
         InteractiveRunner(tiny, waves=tmp_path / "x.fst", quiet=True)
 
 
