@@ -68,15 +68,8 @@ def run(config="default", shape=(16, 576, 576)):
                  for k, v in rows.items()]))
     print(f"fast / bare = {result['fast_vs_bare']:.2f} (target >= 0.8); "
           f"fast / cocotb = {result['fast_vs_cocotb']:.0f}x (target >= 10x)")
-    v = visibility
-    print(f"\nThe fast runner with visibility on, interleaved x{v['repeats']} (median wall time "
-          f"of the run; the waveform window is cycles {v['window'][0]}-{v['window'][1] - 1})")
-    print(table(["mode", "median s", "min-max s", "cycles/s", "vs off", "file bytes"],
-                [[k, f"{r['median_s']:.4f}", f"{r['min_s']:.4f}-{r['max_s']:.4f}",
-                  f"{r['cycles_per_s']:,.0f}", f"{r['vs_off']:.3f}x", r.get("file_bytes", "")]
-                 for k, r in v["modes"].items()]))
-    print(f"timeline / off = {v['modes']['timeline on']['vs_off']:.3f} (target >= 0.9)  "
-          f"-> {path}")
+    _print_visibility(visibility)
+    print(f"-> {path}")
     return result
 
 
@@ -137,5 +130,31 @@ def _cocotb(cfg, prog, mem):
     return {"cycles": r["cycles"], "cycles_per_s": r["cycles"] / r["seconds"]}
 
 
+def run_visibility(config="default", shape=(16, 576, 576)):
+    """Only the visibility modes (no pyverilator or cocotb builds)."""
+    from hw.config import load_config
+    from sw.golden import Machine
+    cfg = load_config(config)
+    prog, mem = program(cfg, *shape)
+    gold, _ = Machine(cfg).run(prog, mem)
+    v = _visibility(cfg, prog, mem, gold)
+    path = save("sim_visibility", {"config": cfg.name, "shape_mkn": list(shape), **v})
+    _print_visibility(v)
+    print(f"-> {path}")
+    return v
+
+
+def _print_visibility(v):
+    print(f"\nThe fast runner with visibility on, interleaved x{v['repeats']} (median wall time "
+          f"of the run; the waveform window is cycles {v['window'][0]}-{v['window'][1] - 1} "
+          f"of {v['cycles']})")
+    print(table(["mode", "median s", "min-max s", "cycles/s", "vs off", "file bytes"],
+                [[k, f"{r['median_s']:.4f}", f"{r['min_s']:.4f}-{r['max_s']:.4f}",
+                  f"{r['cycles_per_s']:,.0f}", f"{r['vs_off']:.3f}x", r.get("file_bytes", "")]
+                 for k, r in v["modes"].items()]))
+    print(f"timeline / off = {v['modes']['timeline on']['vs_off']:.3f} (target >= 0.9)")
+
+
 if __name__ == "__main__":
-    run(*sys.argv[1:2])
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    (run_visibility if "--visibility-only" in sys.argv else run)(*args[:1])

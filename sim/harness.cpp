@@ -235,7 +235,13 @@ struct Sim {
             Watch& w = watches[i];
             if (w.kind == 0) {
                 int n = bytes_of(w.var);
-                if (memcmp(w.last, vars[w.var].datap, n) == 0) continue;
+                if (n <= 8) {       // the common case: one word compare
+                    uint64_t v = value(w.var);
+                    if (v == w.last_count) continue;
+                    w.last_count = v;
+                } else if (memcmp(w.last, vars[w.var].datap, n) == 0) {
+                    continue;
+                }
                 memcpy(w.last, vars[w.var].datap, n);
                 Event e{cycle + 1, (uint32_t)i, {0}};
                 memcpy(e.value, w.last, 16);

@@ -255,21 +255,21 @@ def collect(runner, rows, cycles) -> Timeline:
     for r in rows:
         if r[0][0] == "busy":
             tl.busy[r[0][1]] = []
-    for c, w, v in zip(cyc.tolist(), watch.tolist(), val):
+    on_flags = val.any(axis=1).tolist()
+    first = val[:, 0].tolist()
+    for i, (c, w) in enumerate(zip(cyc.tolist(), watch.tolist())):
         (what, key), _, kind, _, shift = rows[w]
         c -= shift
         if what == "insn":
-            words[key] = int.from_bytes(v.tobytes(), "little")
+            words[key] = int.from_bytes(val[i].tobytes(), "little")
         elif what == "state":
-            new = int(v[0])
+            new = first[i]
             _step(tl.spans[key], state[key], new, c, words[key], key)
             state[key] = new
-        else:
-            on = bool(v.any())
-            if on and key not in open_at:
-                open_at[key] = c
-            elif not on and key in open_at:
-                tl.busy[key].append((open_at.pop(key), c))
+        elif on_flags[i]:
+            open_at.setdefault(key, c)
+        elif key in open_at:
+            tl.busy[key].append((open_at.pop(key), c))
     for key, a in open_at.items():
         tl.busy[key].append((a, cycles))
     return tl
