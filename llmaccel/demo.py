@@ -35,13 +35,10 @@ def cmd_demo(args):
         f"({cfg.rows}x{cfg.cols} array), weights {wformat}"
         + (f" in groups of {args.group_size} on the LUT engine" if wformat != "int8" else ""))
     runner = executor("verilator", cfg, quiet=quiet, timeline=bool(args.timeline))
-    after = None
-    if args.timeline:
+    def save_timeline(name, st):
         from pathlib import Path
-
-        def after(name, st):
-            write_timeline(runner.timeline,
-                           Path(args.timeline) / f"{name.removesuffix('.weight')}.json")
+        write_timeline(runner.timeline,
+                       Path(args.timeline) / f"{name.removesuffix('.weight')}.json")
     t0 = time.perf_counter()
     cm = compile_model(blk, calib, cfg, wformat=wformat, group=args.group_size,
                        progress=lambda m: log(f"[compile] {m}"))
@@ -49,7 +46,7 @@ def cmd_demo(args):
         f"{sum(len(k.program) for k in cm.kernels.values())} instructions in "
         f"{time.perf_counter() - t0:.1f}s")
     out, rep = cm.run((x,), runner, check=Machine(cfg), progress=lambda m: log(f"[run] {m}"),
-                      after=after)
+                      after=save_timeline if args.timeline else None)
     with torch.no_grad():
         ref = blk(x)
         # the same block with the weights the kernels really use (quantized, dequantized):

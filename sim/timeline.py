@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from hw.engines import specs_of
-from hw.isa import Counter, Queue, decode, disasm, IsaError
+from hw.isa import Counter, IsaError, Queue, disasm
 
-__all__ = ["Timeline", "Span", "TRACKS", "watch_list", "collect"]
+__all__ = ["Timeline", "Span", "TRACKS", "watch_list", "arm", "collect"]
 
 #: Busy tracks: the counter whose events make the track, in display order (engines are
 #: added by their spec's busy counter).
@@ -249,7 +249,6 @@ def collect(runner, rows, cycles) -> Timeline:
         lib.sim_timeline_take(h, cyc.ctypes.data, watch.ctypes.data, val.ctypes.data)
     tl = Timeline(cycles=cycles, clock_mhz=runner.config.clock_mhz, config=runner.config.name)
     words = {q: 0 for q in _EXECUTORS}
-    state = {q: _IDLE for q in _EXECUTORS}
     tl.spans = {q: [] for q in _EXECUTORS}
     open_at = {}
     for r in rows:
@@ -264,8 +263,7 @@ def collect(runner, rows, cycles) -> Timeline:
             words[key] = int.from_bytes(val[i].tobytes(), "little")
         elif what == "state":
             new = first[i]
-            _step(tl.spans[key], state[key], new, c, words[key], key)
-            state[key] = new
+            _step(tl.spans[key], new, c, words[key], key)
         elif on_flags[i]:
             open_at.setdefault(key, c)
         elif key in open_at:
@@ -275,7 +273,7 @@ def collect(runner, rows, cycles) -> Timeline:
     return tl
 
 
-def _step(spans, old, new, cycle, word, q):
+def _step(spans, new, cycle, word, q):
     """Apply one FSM state change of queue ``q``'s executor at ``cycle``: entering CHECK
     is a new instruction in the slot (from IDLE, or straight from the last one's RUN)."""
     if new == _CHECK:
