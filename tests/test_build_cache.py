@@ -12,6 +12,8 @@ def _build_worker(root, key, out_q):
     os.environ["LLMACCEL_BUILD_DIR"] = root
 
     def builder(tmp, progress):
+        with open(Path(root) / "builds.log", "a") as f:      # who really built
+            f.write(f"{os.getpid()}\n")
         # write slowly, file by file: a reader of a half-written directory would see gaps
         for i in range(5):
             (tmp / f"part{i}").write_text(f"{key}-{i}")
@@ -34,8 +36,10 @@ def test_parallel_builders_get_one_complete_directory(tmp_path):
     assert len(dirs) == 1
     for _, files in results:
         assert files == ["DONE", "part0", "part1", "part2", "part3", "part4"]
-    # no temporary directory is left behind
-    assert [p.name for p in tmp_path.iterdir()] == [Path(dirs.pop()).name]
+    # one process built it, the others waited for it; no temporary directory is left
+    assert len((tmp_path / "builds.log").read_text().split()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [Path(dirs.pop()).name, "builds.log", ".locks"])
 
 
 def test_key_changes_with_content(tmp_path, monkeypatch):
