@@ -16,7 +16,8 @@ from .fetch import Fetch
 from .protect import ParityMemory
 from .queue import SlicedFifo
 from .lib import registered, take
-from .isa import view, INSN_BITS, Buffer, Counter, ErrorCode, Opcode, Queue, SyncInsn, Header
+from .isa import (view, built_opcodes, INSN_BITS, QUEUE_OF, Buffer, Counter, ErrorCode, Opcode, Queue, SyncInsn,
+                  Header)
 
 __all__ = ["Accelerator", "TOKEN_BITS"]
 
@@ -146,12 +147,15 @@ class Accelerator(wiring.Component):
         target, legal_q, known, is_end = Signal(2), Signal(), Signal(), Signal()
         goes = Signal(3)        # goes[q]: a legal instruction for queue q
 
+        ops = built_opcodes(cfg)
+
         def decode(dom):
-            dom += [known.eq(head.opcode.as_value().matches(*(o.value for o in Opcode))),
+            dom += [known.eq(head.opcode.as_value().matches(*(o.value for o in ops))),
                     is_end.eq(head.opcode == Opcode.END), legal_q.eq(0), goes.eq(0)]
             with m.Switch(head.opcode):
-                for op, q in ((Opcode.LOAD, Queue.LOAD), (Opcode.STORE, Queue.STORE),
-                              (Opcode.MATMUL, Queue.COMPUTE), (Opcode.REQUANT, Queue.COMPUTE)):
+                for op, q in QUEUE_OF.items():
+                    if op not in ops:
+                        continue
                     with m.Case(op):
                         dom += [target.eq(q.value), legal_q.eq(1), goes.eq(1 << q.value)]
                 with m.Case(Opcode.SYNC):
@@ -418,6 +422,7 @@ class Accelerator(wiring.Component):
             Counter.LOAD_BUSY: (running & load.busy, 1),
             Counter.COMPUTE_BUSY: (running & (comp.busy | ~comp.drain_idle), 1),
             Counter.REQUANT_BUSY: (comp.requant_busy, 1),
+            Counter.SFU_BUSY: (comp.sfu_busy, 1),
             Counter.STORE_BUSY: (running & store.busy, 1),
             Counter.MACS: (sum(Mux(c, n, 0) for c, n in credits), sum(n for _, n in credits)),
             Counter.BYTES_READ: (Mux(load.beat_in, bb, 0), bb),

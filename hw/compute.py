@@ -1,5 +1,5 @@
 """The compute queue's executor: MATMUL on the engines the configuration builds
-(hw/engines), REQUANT, SYNC."""
+(hw/engines), REQUANT, SFU (hw/sfu.py, when the configuration builds it), SYNC."""
 
 from functools import partial
 from types import SimpleNamespace
@@ -10,11 +10,12 @@ from amaranth.lib.wiring import In, Out
 
 from .config import span_bits
 from .engines import act_banks, mode_legal, specs_of
-from .isa import view, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, Header
+from .isa import view, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, SfuFunc, SfuInsn, Header
 from .lib import kept, registered, take
 from .queue import Front, executor_members, sum_exceeds
 from .requant import (RequantUnit, gather_groups, make_requant, rne_wrap_parts,
                       split_product)
+from .sfu import Sfu
 
 __all__ = ["Compute", "rd_port", "wr_port", "act_rd_port", "TAG_BITS"]
 
@@ -84,6 +85,7 @@ class Compute(wiring.Component):
             "engine_step": Out(len(specs_of(cfg))),
             "engine_credit": Out(len(specs_of(cfg))),
             "requant_busy": Out(1),
+            "sfu_busy": Out(1),
             "drain_idle": Out(1),
             "fault": Out(1),         # a protection check failed (residue accumulators)
         })
@@ -97,6 +99,7 @@ class Compute(wiring.Component):
         self._feeder(m, x)
         self._requant(m, x)
         self._addresses(m, x)
+        self._sfu(m, x)
         self._verdicts(m, x)
         return m
 
@@ -170,13 +173,18 @@ class Compute(wiring.Component):
 
         def ranges(insn):
             """The (start, length) pairs of the ranges the checks bound."""
-            mm, r = view(MatmulInsn, insn), view(RequantInsn, insn)
+            mm, r, sf = view(MatmulInsn, insn), view(RequantInsn, insn), view(SfuInsn, insn)
             ch = per_engine(mm, lambda es, mode: es.channels(cfg))
             steps = per_engine(mm, lambda es, mode: es.steps(cfg, mm.k, mode))
             n = r.count
-            return [(mm.act_addr, mm.k), (mm.wgt_addr, steps),
-                    (mm.acc_addr, ch), (mm.scale_addr, ch), (r.acc_addr, n),
-                    (r.out_addr, n), (r.res_addr, n), (r.scale_addr, n)]
+            out = [(mm.act_addr, mm.k), (mm.wgt_addr, steps),
+                   (mm.acc_addr, ch), (mm.scale_addr, ch), (r.acc_addr, n),
+                   (r.out_addr, n), (r.res_addr, n), (r.scale_addr, n)]
+            if cfg.sfu:     # the source in the activations or the accumulators, the
+                #             second source in the activations or the scales, the output
+                out += [(sf.src, sf.count), (sf.src, sf.count), (sf.src2, sf.count),
+                        (sf.src2, sf.count), (sf.dst, sf.count)]
+            return out
 
         def ends(insn):
             """The range ends the checks compare (registered first: see Front lookahead)."""
@@ -184,6 +192,9 @@ class Compute(wiring.Component):
 
         bounds = [cfg.act_depth, cfg.wgt_depth, cfg.acc_depth, cfg.scale_depth * lanes,
                   cfg.acc_depth, cfg.act_depth, cfg.act_depth, cfg.scale_depth * lanes]
+        if cfg.sfu:
+            bounds += [cfg.act_depth, cfg.acc_depth, cfg.act_depth, cfg.scale_depth * lanes,
+                       cfg.act_depth]
 
         def checks(insn, pre=None):
             op = view(Header, insn).opcode
@@ -199,7 +210,8 @@ class Compute(wiring.Component):
                 over = [e > bd for e, bd in zip(pre, bounds)]
                 out, res, rq_res, rq_out = r.out_addr, r.res_addr, pre[6], pre[5]
             act_over, wgt_over, acc_over, scale_over, rq_acc, rq_out_over, rq_res_over, \
-                rq_scale = over
+                rq_scale = over[:8]
+            sfu_illegal, sfu_range, sfu_overlap = self._sfu_checks(insn, op, over[8:], pre)
             overlap = (r.residual & (out != res) & (out < rq_res) & (res < rq_out))
             # per engine built: this MATMUL names it; its mode or k refused; misaligned
             named = [is_mm & (mm.engine == es.tag) for es in specs]
@@ -213,12 +225,15 @@ class Compute(wiring.Component):
                           | (mm.scaled & int(not cfg.group_scale)) | Cat(*refused).any()),
                  ErrorCode.ILLEGAL_FIELD),
                 (is_rq & (r.count == 0), ErrorCode.ILLEGAL_FIELD),
+                (sfu_illegal, ErrorCode.ILLEGAL_FIELD),
                 (is_mm & (act_over | wgt_over | acc_over | (mm.scaled & scale_over)),
                  ErrorCode.SP_RANGE),
                 (is_rq & (rq_acc | rq_out_over | (r.residual & rq_res_over) | rq_scale),
                  ErrorCode.SP_RANGE),
+                (sfu_range, ErrorCode.SP_RANGE),
                 (Cat(*misaligned).any(), ErrorCode.MISALIGNED),
                 (is_rq & overlap, ErrorCode.OVERLAP),
+                (sfu_overlap, ErrorCode.OVERLAP),
             ]
         # With check_lookahead the checks' sums are registered from the queue's output,
         # their conditions the cycle after and the verdict the cycle after that; without,
@@ -237,6 +252,40 @@ class Compute(wiring.Component):
 
         vars(x).update(per_engine=per_engine, front=front, mm=mm, rqi=rqi, is_op=is_op, run=run,
                        named=named)
+
+    def _sfu_checks(self, insn, op, over, pre):
+        """The SFU's (ILLEGAL_FIELD, SP_RANGE, OVERLAP) conditions from its ranges' ``over``
+        flags (source in act / acc, second source in act / scales, output) and, with
+        ``pre``, the registered range ends: the rules of sw.golden's ``_check_sfu``."""
+        cfg = self._cfg
+        sf = view(SfuInsn, insn)
+        if not cfg.sfu:     # dispatch refuses the opcode
+            return Const(0), Const(0), Const(0)
+        is_sfu = op == Opcode.SFU
+        f, n = sf.func, sf.count
+        rb = (cfg.rows - 1).bit_length()
+        is_ = {fn: f == fn for fn in SfuFunc}
+        known = f.as_value().matches(*(fn.value for fn in SfuFunc))
+        bad_count = ((n == 0) | (is_[SfuFunc.ROPE] & n[0])
+                     | (is_[SfuFunc.TRANSPOSE] & (n[:rb] != 0 if rb else 0))
+                     | (is_[SfuFunc.TABLE] & (n != 256 // cfg.rows)))
+        src_act_over, src_acc_over, src2_act_over, src2_scale_over, dst_over = over
+        soft = is_[SfuFunc.SOFTMAX]
+        norm = is_[SfuFunc.RMSNORM] | is_[SfuFunc.LAYERNORM]
+        two = (is_[SfuFunc.MUL] | is_[SfuFunc.ADD] | is_[SfuFunc.ROPE] | is_[SfuFunc.MERGE])
+        writes = ~is_[SfuFunc.TABLE]
+        rng = (Mux(soft, src_acc_over, src_act_over) | (two & src2_act_over)
+               | (norm & src2_scale_over) | (writes & dst_over))
+        if pre is None:
+            src_end, src2_end, dst_end = sf.src + n, sf.src2 + n, sf.dst + n
+        else:
+            src_end, src2_end, dst_end = pre[8], pre[10], pre[12]
+
+        def partly(a, a_end, b, b_end):
+            return (a != b) & (a < b_end) & (b < a_end)
+        ovl = writes & ((~soft & partly(sf.dst, dst_end, sf.src, src_end))
+                        | (two & partly(sf.dst, dst_end, sf.src2, src2_end)))
+        return is_sfu & (~known | bad_count), is_sfu & rng, is_sfu & ovl
 
     def _writer(self, m, x, platform):
         """The engines' drained columns into the accumulators: group scales, the old value
@@ -593,6 +642,29 @@ class Compute(wiring.Component):
         # A REQUANT waits only for earlier MATMULs whose drain still writes the accumulators
         # it reads, so it can run while a later MATMUL drains; SYNC waits for every drain.
 
+    def _sfu(self, m, x):
+        """SFU: the unit takes the scratchpad ports while it runs."""
+        front, is_op, run = x.front, x.is_op, x.run
+        x.sfu_done = Const(0)
+        if not self._cfg.sfu:
+            m.d.comb += self.sfu_busy.eq(0)
+            return
+        m.submodules.sfu = sfu = Sfu(self._cfg)
+        running = run & is_op[Opcode.SFU]
+        m.d.comb += [sfu.start.eq(front.start & is_op[Opcode.SFU]),
+                     sfu.insn.eq(view(SfuInsn, front.insn)),
+                     sfu.act_data.eq(self.act_rd.data), sfu.acc_data.eq(self.acc_rq.data),
+                     sfu.scale_data.eq(self.scale_rd.data), self.sfu_busy.eq(running)]
+        with m.If(running):
+            m.d.comb += [self.act_rd.addr.eq(sfu.act_addr), self.act_rd.en.eq(sfu.act_en),
+                         self.act_rd.quad.eq(0),
+                         self.acc_rq.addr.eq(sfu.acc_addr), self.acc_rq.en.eq(sfu.acc_en),
+                         self.scale_rd.addr.eq(sfu.scale_addr),
+                         self.scale_rd.en.eq(sfu.scale_en),
+                         self.act_wr.addr.eq(sfu.wr_addr), self.act_wr.data.eq(sfu.wr_data),
+                         self.act_wr.en.eq(sfu.wr_en)]
+        x.sfu_done = running & sfu.done
+
     def _verdicts(self, m, x):
         """When the slot's instruction may start (hazards, idle engines) and when it is done."""
         (rqi, cb, count, front, in_flight, units, specs, cfg, pipe, drain_idle, named, is_op,
@@ -645,11 +717,12 @@ class Compute(wiring.Component):
             m.d.comb += ready.eq(other_idle)
         with m.Elif(is_op[Opcode.REQUANT]):
             m.d.comb += ready.eq(rq_clear)
+        # an SFU starts, as SYNC does, once every drain has written (a SOFTMAX reads them)
         with m.Else():
             m.d.comb += ready.eq(drained)
         # MATMUL releases on write-back of its last column.
         m.d.comb += [
             front.extra_ready.eq(ready),
-            front.finish.eq(feed_done | rq_done | (run & is_op[Opcode.SYNC])),
+            front.finish.eq(feed_done | rq_done | (run & is_op[Opcode.SYNC]) | x.sfu_done),
             self.give.eq(Mux(is_op[Opcode.MATMUL], 0, front.give) | matmul_release),
         ]

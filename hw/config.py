@@ -110,6 +110,10 @@ class AccelConfig:
         Default external-memory model used by the simulators.
     clock_mhz : int
         Target clock, used for reports and board builds.
+    sfu : bool
+        Build the special-function unit (docs/sfu.md): norms, softmax, tables (SiLU, GELU),
+        RoPE, element-wise ops and transposes in the compute queue. Needs separate
+        scratchpad ports.
     engines : list of str
         MATMUL engines built: ``systolic`` (int8 x int8) and/or ``lut`` (low-bit weights by
         table lookup; its tile is ``rows x 2*cols x 4``, see docs/lut.md).
@@ -201,6 +205,7 @@ class AccelConfig:
     systolic_drain: str = "overlap"
     counter_store: str = "registers"
     systolic_tile_rows: int = 1
+    sfu: bool = False
     timing: tuple = field(default=())
     pnr_seed: int = 0
 
@@ -273,6 +278,13 @@ class AccelConfig:
             if not isinstance(v, bool):
                 raise ConfigError(f"{where}: timing.{k} must be true or false, not {v!r}")
         object.__setattr__(self, "timing", pairs)
+        if not isinstance(self.sfu, bool):
+            raise ConfigError(f"{where}: sfu must be true or false, not {self.sfu!r}")
+        if self.sfu and self.rows & (self.rows - 1):
+            raise ConfigError(f"{where}: sfu = true needs rows to be a power of two (its "
+                              f"function table is 256 / rows entries), not {self.rows}")
+        if self.sfu and self.scratchpad_ports == "shared":
+            raise ConfigError(f"{where}: sfu = true needs scratchpad_ports = \"separate\"")
         if self.act_depth % LUT_GROUP:
             raise ConfigError(f"{where}: act_depth must be a multiple of {LUT_GROUP} "
                               f"(the activation scratchpad has {LUT_GROUP} banks), "
@@ -368,6 +380,8 @@ class AccelConfig:
             d.pop("counter_bits")
         if self.systolic_tile_rows == 1:
             d.pop("systolic_tile_rows")
+        if not self.sfu:
+            d.pop("sfu")
         for fname, (_, default) in _CHOICES.items():
             if d[fname] == default:
                 d.pop(fname)

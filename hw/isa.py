@@ -18,12 +18,12 @@ from amaranth.lib import data, enum
 __all__ = [
     "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "Opcode", "Queue", "Engine", "Buffer",
     "Header", "DmaInsn", "MatmulInsn", "MatmulMode", "SystolicMode", "LutMode", "MODE_BITS",
-    "RequantInsn", "SyncInsn", "EndInsn", "FORMATS", "QUEUE_OF", "ErrorCode", "Counter",
+    "RequantInsn", "SfuInsn", "SfuFunc", "SyncInsn", "EndInsn", "FORMATS", "QUEUE_OF", "ErrorCode", "Counter",
     "encode", "decode", "disasm", "IsaError", "view", "buffer_entry_bytes", "buffer_depth",
-    "mode_layout", "mode_fields", "mode_value",
+    "mode_layout", "mode_fields", "mode_value", "built_opcodes",
 ]
 
-ISA_VERSION = 3
+ISA_VERSION = 4
 INSN_BITS = 128
 INSN_BYTES = INSN_BITS // 8
 
@@ -35,6 +35,7 @@ class Opcode(enum.Enum, shape=4):
     MATMUL = 3
     REQUANT = 4
     SYNC = 5
+    SFU = 6
     END = 15
 
 
@@ -203,6 +204,45 @@ class RequantInsn(data.Struct):
     count: 16
 
 
+class SfuFunc(enum.Enum, shape=4):
+    """The special-function unit's operations (docs/sfu.md gives each one's arithmetic).
+    0 and values not listed are illegal."""
+    RMSNORM = 1     # act[src..] over the entries of each lane, gamma from the scales
+    LAYERNORM = 2   # the same with the mean taken out
+    SOFTMAX = 3     # acc[src..] (int32 scores) over the entries of each lane, causal mask
+    TABLE = 4       # act[src .. src + 256/rows) -> the 256-entry int8 function table
+    LOOKUP = 5      # table[x + 128] (SiLU, GELU, ReLU^2, ... as a table)
+    MUL = 6         # a * b * imm0, rounded and clamped
+    ADD = 7         # a * imm0 + b * imm1, rounded and clamped
+    ROPE = 8        # rotate halves by the cos/sin entries at src2
+    MERGE = 9       # lanes imm0 <= lane < imm1 from a, the others from b
+    TRANSPOSE = 10  # each block of rows x rows int8 transposed
+
+
+class SfuInsn(data.Struct):
+    """A special-function op over ``count`` entries, all ``rows`` lanes in parallel.
+
+    Operands: ``a`` = act[src + n] (SOFTMAX: acc[src + n]), ``b`` = act[src2 + n] (MUL, ADD,
+    MERGE; ROPE's cos/sin), ``m[src2 + n]`` the scale multipliers (RMSNORM, LAYERNORM's
+    gamma); results go to act[dst + n]. ``imm0``/``imm1`` are 16-bit immediates whose meaning
+    depends on ``func`` (docs/sfu.md); ``causal`` masks SOFTMAX's entry ``n`` in lane ``l``
+    unless ``n <= imm1 + l``. The output range must equal or be disjoint from every input
+    range in the activations (OVERLAP).
+    """
+    opcode: Opcode
+    wait: 3
+    release: 3
+    func: SfuFunc
+    causal: 1
+    shift: 6
+    src: 16
+    src2: 16
+    dst: 16
+    count: 16
+    imm0: 16
+    imm1: 16
+
+
 class SyncInsn(data.Struct):
     """Executes in ``queue`` once all earlier work of that queue has completed."""
     opcode: Opcode
@@ -220,28 +260,37 @@ class EndInsn(data.Struct):
 
 FORMATS = {
     Opcode.LOAD: DmaInsn, Opcode.STORE: DmaInsn, Opcode.MATMUL: MatmulInsn,
-    Opcode.REQUANT: RequantInsn, Opcode.SYNC: SyncInsn, Opcode.END: EndInsn,
+    Opcode.REQUANT: RequantInsn, Opcode.SFU: SfuInsn, Opcode.SYNC: SyncInsn,
+    Opcode.END: EndInsn,
 }
 
 #: The queue each opcode executes in (SYNC names its queue; END is handled by fetch).
 QUEUE_OF = {
     Opcode.LOAD: Queue.LOAD, Opcode.MATMUL: Queue.COMPUTE, Opcode.REQUANT: Queue.COMPUTE,
-    Opcode.STORE: Queue.STORE,
+    Opcode.SFU: Queue.COMPUTE, Opcode.STORE: Queue.STORE,
 }
+
+
+def built_opcodes(cfg):
+    """The opcodes configuration ``cfg`` executes; any other raises ILLEGAL_OPCODE (SFU
+    without the special-function unit)."""
+    return tuple(op for op in Opcode if op != Opcode.SFU or cfg.sfu)
 
 
 class ErrorCode(enum.Enum, shape=4):
     """Why the accelerator stopped with its error flag raised."""
     NONE = 0
     ILLEGAL_OPCODE = 1
-    ILLEGAL_FIELD = 2       # own queue in wait/release, unknown or absent engine/buffer/queue,
+    ILLEGAL_FIELD = 2       # own queue in wait/release, unknown or absent engine/buffer/queue
+                            # or SFU function, a count the SFU op cannot take,
                             # k == 0, a mode the engine does not take (hw/engines: for the
                             # LUT a k not a multiple of 4 or a weight width not enabled)
     SP_RANGE = 3            # scratchpad address out of range
     DRAM_RANGE = 4          # external address out of range
     MISALIGNED = 5          # DMA address or stride not a multiple of the bus width, or a
                             # MATMUL act_addr off its engine's alignment (LUT: 4)
-    OVERLAP = 6             # REQUANT output and residual ranges partly overlap
+    OVERLAP = 6             # REQUANT output and residual ranges (SFU: output and an
+                            # input) partly overlap
     TOKEN_OVERFLOW = 7      # a dependency-token counter overflowed
     DEADLOCK = 8            # every queue waits for a token nobody can give
     FETCH_RANGE = 9         # the program runs off the end of memory without END
@@ -264,6 +313,7 @@ class Counter(enum.Enum, shape=4):
     BYTES_WRITTEN = 9
     FETCH_BYTES = 10
     LUT_BUSY = 11       # cycles a LUT MATMUL step (one bit plane of one 4-feature group) enters
+    SFU_BUSY = 12       # cycles an SFU instruction runs
 
 
 class IsaError(ValueError):

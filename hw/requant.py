@@ -9,7 +9,7 @@ from .dsp import registered_product
 from .lib import registered
 
 __all__ = ["RequantUnit", "LaneSerialRequant", "make_requant", "requant_in_layout",
-           "rne_sat_parts", "rne_wrap_parts", "gather_groups", "split_product"]
+           "rne_sat_parts", "rne_wrap_parts", "lean_shift", "gather_groups", "split_product"]
 
 
 #: Bits of the requant unit's shifted value: a quotient outside the signed 9-bit range
@@ -29,7 +29,7 @@ def split_product(m, platform, a, mult, name, en=None):
     return (hi << 16) + lo
 
 
-def _lean_shift(m, p, shift, bits, name, split=None):
+def lean_shift(m, p, shift, bits, name, split=None):
     """Comb: a right shifter built for the ``bits`` low bits of ``p >> shift`` that are
     kept: its stages go from the largest shift (32) to the smallest (1), each keeping only
     the ``bits + 2**k - 1`` low bits the later stages still need. A stage that shifts hands
@@ -86,8 +86,8 @@ def rne_sat_parts(m, p, shift, name, split=None):
     ``q + up`` saturates ``sw.golden.rne_shift(p, shift)``; from the lean shifter (183
     iCE40 LUTs for a 48-bit product, against 439 for masks over a full 64-bit shifter): the
     quotient fits when the bits dropped off the top equal the sign. ``split`` registers
-    the shifter halfway (``_lean_shift``)."""
-    cur, guard, sticky, fits, sign = _lean_shift(m, p, shift, Q_BITS, name, split)
+    the shifter halfway (``lean_shift``)."""
+    cur, guard, sticky, fits, sign = lean_shift(m, p, shift, Q_BITS, name, split)
     fits = fits & (cur[Q_BITS - 1] == sign)
     hi, lo = (1 << (Q_BITS - 1)) - 1, -(1 << (Q_BITS - 1))
     q = Mux(fits, cur[:Q_BITS].as_signed(), Mux(sign, lo, hi))
@@ -98,8 +98,8 @@ def rne_wrap_parts(m, p, shift, bits, name, split=None):
     """Comb: ``(q, up)`` for a result wrapped to ``bits`` bits (``shift`` <= 63): ``q`` is
     the low ``bits`` of ``p >> shift`` (floor), ``up`` the round-half-to-even increment, so
     ``(q + up) mod 2**bits`` is ``sw.golden.rne_shift(p, shift)`` wrapped, from the lean
-    shifter (``split`` registers it halfway, see ``_lean_shift``)."""
-    cur, guard, sticky, _, _ = _lean_shift(m, p, shift, bits, name, split)
+    shifter (``split`` registers it halfway, see ``lean_shift``)."""
+    cur, guard, sticky, _, _ = lean_shift(m, p, shift, bits, name, split)
     return cur[:bits], guard & (sticky | cur[0])
 
 

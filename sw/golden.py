@@ -13,8 +13,8 @@ import numpy as np
 from hw.config import AccelConfig
 from hw.engines import mode_view, spec
 from hw.isa import (INSN_BYTES, QUEUE_OF, Buffer, Engine, ErrorCode, IsaError, Opcode, Queue,
-                    buffer_depth, buffer_entry_bytes, decode)
-from . import engines
+                    SfuFunc, buffer_depth, buffer_entry_bytes, built_opcodes, decode)
+from . import engines, sfu
 from .executor import place_program
 from .program import MemoryImage, Program
 
@@ -92,9 +92,31 @@ def check_insn(cfg: AccelConfig, d: dict, queue: Queue):
                 or (d["residual"] and d["res_addr"] + n > cfg.act_depth)
                 or d["scale_addr"] + n > cfg.scale_depth * cfg.scale_lanes):
             return ErrorCode.SP_RANGE
-        if d["residual"] and d["out_addr"] != d["res_addr"] and \
-                d["out_addr"] < d["res_addr"] + n and d["res_addr"] < d["out_addr"] + n:
+        if d["residual"] and _partly_overlap(d["out_addr"], d["res_addr"], n):
             return ErrorCode.OVERLAP
+    elif op == Opcode.SFU:
+        return _check_sfu(cfg, d)
+    return None
+
+
+def _partly_overlap(a, b, n):
+    """Ranges [a, a + n) and [b, b + n) neither equal nor disjoint."""
+    return a != b and a < b + n and b < a + n
+
+
+def _check_sfu(cfg, d):
+    func, n = d["func"], d["count"]
+    if not isinstance(func, SfuFunc) or sfu.items(func, n, cfg.rows) is None:
+        return ErrorCode.ILLEGAL_FIELD
+    src, src2, writes = sfu.uses(func)
+    depth = {"act": cfg.act_depth, "acc": cfg.acc_depth,
+             "scale": cfg.scale_depth * cfg.scale_lanes}
+    if (d["src"] + n > depth[src] or (src2 and d["src2"] + n > depth[src2])
+            or (writes and d["dst"] + n > cfg.act_depth)):
+        return ErrorCode.SP_RANGE
+    if writes and ((src == "act" and _partly_overlap(d["dst"], d["src"], n))
+                   or (src2 == "act" and _partly_overlap(d["dst"], d["src2"], n))):
+        return ErrorCode.OVERLAP
     return None
 
 
@@ -119,6 +141,7 @@ class Machine:
 
     def __init__(self, config: AccelConfig):
         self.config = config
+        self._opcodes = built_opcodes(config)
 
     def run(self, program: Program, memory: MemoryImage):
         cfg = self.config
@@ -128,6 +151,7 @@ class Machine:
         self.wgt = np.zeros((cfg.wgt_depth, cfg.cols), np.int8)
         self.acc = np.zeros((cfg.acc_depth, cfg.rows), np.int32)
         self.scale = np.zeros((cfg.scale_depth, cfg.scale_lanes), np.int16)
+        self.table = np.zeros(sfu.TABLE_SIZE, np.int8)
         self.counters = dict(insns=0, macs=0, bytes_read=0, bytes_written=0)
         self.executed = []
         error = None
@@ -157,6 +181,8 @@ class Machine:
                     d = decode(word)
                 except IsaError:
                     raise _Stop(ErrorCode.ILLEGAL_OPCODE) from None
+                if d["opcode"] not in self._opcodes:
+                    raise _Stop(ErrorCode.ILLEGAL_OPCODE)
                 if d["opcode"] == Opcode.END:
                     ended = True
                     pc += INSN_BYTES
@@ -237,7 +263,32 @@ class Machine:
             res = self.act[d["res_addr"]:d["res_addr"] + n] if d["residual"] else None
             self.act[d["out_addr"]:d["out_addr"] + n] = requant(
                 acc, mult, d["shift"], res, bool(d["relu"]))
+        elif op == Opcode.SFU:
+            self._sfu(d)
         # SYNC: waits and releases only
+
+    def _sfu(self, d):
+        f, n, sh = d["func"], d["count"], d["shift"]
+        i0, i1 = d["imm0"], d["imm1"]
+        s16 = lambda v: v - (1 << 16) if v >= 1 << 15 else v      # noqa: E731
+        a = (self.acc if f == SfuFunc.SOFTMAX else self.act)[d["src"]:d["src"] + n]
+        b = self.act[d["src2"]:d["src2"] + n]
+        gamma = self.scale.reshape(-1)[d["src2"]:d["src2"] + n]
+        if f == SfuFunc.TABLE:
+            self.table = a.reshape(-1).copy()
+            return
+        out = {
+            SfuFunc.RMSNORM: lambda: sfu.rmsnorm(a, gamma, i0, sh),
+            SfuFunc.LAYERNORM: lambda: sfu.layernorm(a, gamma, i0, sh),
+            SfuFunc.SOFTMAX: lambda: sfu.softmax(a, i0, sh, bool(d["causal"]), i1),
+            SfuFunc.LOOKUP: lambda: sfu.lookup(a, self.table),
+            SfuFunc.MUL: lambda: sfu.mul(a, b, s16(i0), sh),
+            SfuFunc.ADD: lambda: sfu.add(a, b, s16(i0), s16(i1), sh),
+            SfuFunc.ROPE: lambda: sfu.rope(a, b, sh),
+            SfuFunc.MERGE: lambda: sfu.merge(a, b, i0, i1),
+            SfuFunc.TRANSPOSE: lambda: sfu.transpose(a),
+        }[f]()
+        self.act[d["dst"]:d["dst"] + n] = out
 
 
 def wrap32(x):

@@ -7,7 +7,7 @@ import pytest
 from compiler.asm import Assembler, mask
 from hw.config import load_config
 from hw import isa
-from hw.isa import Buffer, Engine, ErrorCode, Opcode, Queue as Q
+from hw.isa import Buffer, Engine, ErrorCode, Opcode, Queue as Q, SfuFunc
 from sw.golden import Machine
 from sw.program import MemoryImage, Program
 
@@ -107,6 +107,40 @@ def CASES(cfg):
         "lut activations misaligned": (ErrorCode.MISALIGNED,
                                        prog(cfg, E(Opcode.MATMUL, engine=LUT, mode=dict(wbits=2), k=4,
                                                    act_addr=2))),
+        # the special-function unit
+        "sfu function 0": (ErrorCode.ILLEGAL_FIELD, prog(cfg, raw(Opcode.SFU.value, count=1))),
+        "sfu function 15": (ErrorCode.ILLEGAL_FIELD,
+                            prog(cfg, raw(Opcode.SFU.value, func=15, count=1))),
+        "sfu count 0": (ErrorCode.ILLEGAL_FIELD, prog(cfg, E(Opcode.SFU, func=SfuFunc.ADD))),
+        "rope odd count": (ErrorCode.ILLEGAL_FIELD,
+                           prog(cfg, E(Opcode.SFU, func=SfuFunc.ROPE, count=3, dst=100))),
+        "transpose partial block": (ErrorCode.ILLEGAL_FIELD,
+                                    prog(cfg, E(Opcode.SFU, func=SfuFunc.TRANSPOSE,
+                                                count=R + 1))),
+        "table of the wrong size": (ErrorCode.ILLEGAL_FIELD,
+                                    prog(cfg, E(Opcode.SFU, func=SfuFunc.TABLE,
+                                                count=256 // R - 1))),
+        "softmax scores past end": (ErrorCode.SP_RANGE,
+                                    prog(cfg, E(Opcode.SFU, func=SfuFunc.SOFTMAX, count=4,
+                                                src=cfg.acc_depth - 3))),
+        "sfu output past end": (ErrorCode.SP_RANGE,
+                                prog(cfg, E(Opcode.SFU, func=SfuFunc.LOOKUP, count=2,
+                                            dst=cfg.act_depth - 1))),
+        "sfu output high bit": (ErrorCode.SP_RANGE,
+                                prog(cfg, E(Opcode.SFU, func=SfuFunc.LOOKUP, count=2,
+                                            dst=0x8000))),
+        "norm gamma past end": (ErrorCode.SP_RANGE,
+                                prog(cfg, E(Opcode.SFU, func=SfuFunc.RMSNORM, count=2,
+                                            src2=cfg.scale_depth * cfg.scale_lanes - 1))),
+        "mul second input past end": (ErrorCode.SP_RANGE,
+                                      prog(cfg, E(Opcode.SFU, func=SfuFunc.MUL, count=2,
+                                                  src2=cfg.act_depth - 1, dst=8))),
+        "sfu output overlaps input": (ErrorCode.OVERLAP,
+                                      prog(cfg, E(Opcode.SFU, func=SfuFunc.LOOKUP, count=4,
+                                                  src=10, dst=12))),
+        "sfu output overlaps second input": (ErrorCode.OVERLAP,
+                                             prog(cfg, E(Opcode.SFU, func=SfuFunc.ADD,
+                                                         count=4, src=0, src2=10, dst=8))),
         "deadlock": (ErrorCode.DEADLOCK,
                      prog(cfg, E(Opcode.LOAD, buf=Buffer.ACT, rows=1, stride=R),
                           E(Opcode.MATMUL, k=1, wait=mask(Q.STORE)))),
