@@ -200,6 +200,8 @@ def watch_list(config, variables, verilog):
     tracks = dict(TRACKS)
     for es in specs_of(config):
         tracks[es.name] = es.busy_counter
+    if config.sfu:
+        tracks["sfu"] = Counter.SFU_BUSY
     rr = -1
     for track, c in tracks.items():
         low = c.name.lower()

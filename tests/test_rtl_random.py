@@ -94,7 +94,7 @@ def test_random_programs_small_fpga_options(tiny, rect, base, slow, seed):
     lowclock = noqueue.replace(clock_mhz=24)            # every pipelining knob off (hw/timing.py)
     cfg = {"tiny": tiny, "rect": rect, "serial": serial, "direct": direct,
            "systolic": systolic, "noqueue": noqueue, "lowclock": lowclock}[base].replace(
-        scratchpad_ports="shared")
+        scratchpad_ports="shared", sfu=False)
     key = (cfg, slow)
     if key not in _SERIAL:
         _SERIAL[key] = FastRunner(cfg, quiet=True, **({"bytes_per_cycle": 1, "latency": 37}
@@ -110,7 +110,7 @@ def test_shared_ports_requant_beside_drains(tiny, engines):
     from compiler.asm import Assembler, mask
     from sim.fast import FastRunner
     from sw.program import MemoryImage
-    cfg = tiny.replace(scratchpad_ports="shared", engines=engines)
+    cfg = tiny.replace(scratchpad_ports="shared", engines=engines, sfu=False)
     R, C, L, Cq, S = cfg.rows, cfg.cols, Queue.LOAD, Queue.COMPUTE, Queue.STORE
     rng = np.random.default_rng(77)
     mem = MemoryImage(bytearray())

@@ -49,7 +49,7 @@ def mixed(tiny):
     from sim.fast import FastRunner
     timing = {k: i % 2 == 0 for i, k in enumerate(sorted(KNOBS))}
     cfg = tiny.replace(name="tiny-mixed", clock_mhz=100, timing=timing,
-                       scratchpad_ports="shared")
+                       scratchpad_ports="shared", sfu=False)
     return cfg, FastRunner(cfg, quiet=True)
 
 
