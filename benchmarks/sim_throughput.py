@@ -114,6 +114,26 @@ def _visibility(cfg, prog, mem, gold, repeats=21, wave_repeats=5):
     return {"cycles": cycles, "window": list(window), "repeats": repeats, "modes": modes}
 
 
+def _cocotb(cfg, prog, mem):
+    import hw
+    from sim.cocotb_run import run_testbench
+    from sw.executor import program_image
+    image, prog_addr = program_image(cfg, prog, mem)
+    with tempfile.TemporaryDirectory() as d:
+        img = Path(d) / "image.npy"
+        np.save(img, image)
+        out = Path(d) / "out.json"
+        params = {"bus_bytes": cfg.bus_bytes, "latency": cfg.mem_latency, "image": str(img),
+                  "prog_addr": prog_addr, "out": str(out)}
+        tests, fails, log = run_testbench(hw.verilog(cfg), "llmaccel_top", "tb_bench",
+                                          ROOT / "benchmarks" / "cocotb", params=params,
+                                          quiet=False)
+        if fails or not out.exists():
+            raise RuntimeError("cocotb bench failed:\n" + log[-3000:])
+        r = json.loads(out.read_text())
+    return {"cycles": r["cycles"], "cycles_per_s": r["cycles"] / r["seconds"]}
+
+
 def run_visibility(config="default", shape=(16, 576, 576)):
     """Only the visibility modes (no pyverilator or cocotb builds)."""
     from hw.config import load_config
