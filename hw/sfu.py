@@ -342,7 +342,9 @@ class Sfu(wiring.Component):
         # the table's read (LOOKUP): entry (x + 128) >> rb, byte (x + 128) % R
         idx = a_live.as_unsigned() ^ 0x80
         tab = x["tables"][lane]
-        m.d.comb += tab.addr.eq(idx >> rb)
+        # read only for a LOOKUP: the table's read data stays what it was (0 from reset in
+        # simulation) instead of an unwritten entry's
+        m.d.comb += [tab.addr.eq(idx >> rb), tab.en.eq(v1 & is_[SfuFunc.LOOKUP])]
         if rb:
             m.d.sync += low.eq(idx[:rb])
 
