@@ -26,8 +26,9 @@ def verilog(config, *, name="llmaccel_top", platform=None) -> str:
 
 
 def to_verilog(component, *, name, platform=None, ports=None) -> str:
-    """Amaranth's Verilog conversion, with a timescale and a time-0 evaluation of every
-    combinational block for event-driven simulators (see ``_KICK``)."""
+    """Amaranth's Verilog conversion, with what event-driven simulators need: a timescale,
+    a time-0 evaluation of every combinational block (see ``_KICK``) and block RAM read-data
+    registers that start at 0 (``_read_data_at_zero``)."""
     from amaranth.back.verilog import convert
     v = convert(component, name=name, platform=platform, ports=ports, emit_src=False)
     v = _KICK.sub(lambda m: m.group(0) + _KICK_LINE.format(m.group(1)), v)

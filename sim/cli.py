@@ -148,7 +148,7 @@ def cmd_plan(args):
 def cmd_wave(args):
     from dataclasses import fields
     from sim.faults.campaign import CampaignSpec
-    from sim.faults.wave import fault_waves
+    from sim.faults.wave import fault_waves, fault_window
     from sim.faults.workload import make_workload
     db = _open_db(args.db)
     try:
@@ -161,12 +161,7 @@ def cmd_wave(args):
                                if k in {x.name for x in fields(CampaignSpec)}})
     finally:
         db.close()
-    if args.start is not None and args.start < 0 or args.cycles is not None and args.cycles < 1:
-        raise _user_error("--from must be 0 or more and --cycles 1 or more")
-    window = None
-    if args.start is not None or args.cycles is not None:
-        start = args.start if args.start is not None else max(0, f.cycle - 16)
-        window = (start, start + (args.cycles or 272))
+    window = fault_window(f, args.start, args.cycles)
     out = Path(args.output or f"{Path(args.db).with_suffix('')}-fault{args.id}")
     cfg = spec.accel_config()
     wl = make_workload(spec.workload, cfg, spec.seed)

@@ -162,11 +162,15 @@ _SIGS = {
     "sim_release_all": ([ctypes.c_void_p], None),
     "sim_waves": ([ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64, ctypes.c_uint64,
                    ctypes.c_uint64], ctypes.c_int),
-    "sim_waves_flush": ([ctypes.c_void_p], None),
     "sim_trace_ports": ([ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 5, ctypes.c_int),
     "sim_trace": ([ctypes.c_void_p, ctypes.c_int], None),
     "sim_trace_count": ([ctypes.c_void_p], ctypes.c_uint64),
     "sim_trace_take": ([ctypes.c_void_p] * 4, None),
+    "sim_timeline_watch": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                            ctypes.c_void_p, ctypes.c_int], ctypes.c_int),
+    "sim_timeline": ([ctypes.c_void_p, ctypes.c_int], None),
+    "sim_timeline_count": ([ctypes.c_void_p], ctypes.c_uint64),
+    "sim_timeline_take": ([ctypes.c_void_p] * 4, None),
 }
 
 

@@ -408,15 +408,6 @@ int sim_waves(void* h, const char* path, uint64_t from, uint64_t to, uint64_t pe
 #endif
 }
 
-void sim_waves_flush(void* h) {
-#ifdef WAVES_FORMAT
-    Sim* s = S(h);
-    if (s->waves) s->waves->flush();
-#else
-    (void)h;
-#endif
-}
-
 // --- the timeline: changes of watched variables, cycle by cycle ----------------------------
 // Watch n variables (kind per Watch above; `rr` the kind-2 selector variable or -1).
 int sim_timeline_watch(void* h, int n, const int* var, const int* kind, const uint64_t* sel,

@@ -18,7 +18,6 @@ unit's utilisation over time.
 
 from __future__ import annotations
 
-import ctypes
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,20 +214,8 @@ def watch_list(config, variables, verilog):
     return rows, rr
 
 
-_SIGS = {
-    "sim_timeline_watch": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                            ctypes.c_void_p, ctypes.c_int], ctypes.c_int),
-    "sim_timeline": ([ctypes.c_void_p, ctypes.c_int], None),
-    "sim_timeline_count": ([ctypes.c_void_p], ctypes.c_uint64),
-    "sim_timeline_take": ([ctypes.c_void_p] * 4, None),
-}
-
-
 def arm(runner):
     """Set up the watches on ``runner`` (a FastRunner); returns the rows for ``collect``."""
-    for fn, (args, res) in _SIGS.items():
-        f = getattr(runner.lib, fn)
-        f.argtypes, f.restype = args, res
     rows, rr = watch_list(runner.config, runner.variables(),
                           (runner.build_dir / "llmaccel_top.v").read_text())
     var = np.array([r[1] for r in rows], np.int32)

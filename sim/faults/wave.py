@@ -20,17 +20,31 @@ class FaultWaves:
     signals: list                   # the signals that differ first
 
 
+#: The default window: cycles before the fault and after it.
+BEFORE, AFTER = 16, 256
+
+
+def fault_window(f: Fault, start=None, cycles=None):
+    """``(start, stop)`` cycles for fault ``f``: from ``start`` (default ``BEFORE`` cycles
+    before the fault) for ``cycles`` (default ``BEFORE + AFTER``); with neither, from
+    ``BEFORE`` before the fault to ``AFTER`` after it."""
+    if start is None and cycles is None:
+        return (max(0, f.cycle - BEFORE), f.cycle + AFTER)
+    start = max(0, f.cycle - BEFORE) if start is None else start
+    return (start, start + (cycles or BEFORE + AFTER))
+
+
 def fault_waves(config, workload, f: Fault, out_dir, *, fmt="vcd", window=None,
                 quiet=True) -> FaultWaves:
     """Write ``golden.FMT`` and ``faulty.FMT`` in ``out_dir`` for fault ``f`` (cycles of
-    ``window``, default from 16 cycles before the fault to 256 after it)."""
+    ``window``, default ``fault_window(f)``)."""
     from sim.fast import FastRunner
     from sim.waves import first_difference, read_waves
     from .sites import fault_sites
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if window is None:
-        window = (max(0, f.cycle - 16), f.cycle + 256)
+        window = fault_window(f)
     k = workload.kernels[f.kernel]
     paths = {name: out_dir / f"{name}.{fmt}" for name in ("golden", "faulty")}
     runner = FastRunner(config, waves=paths["golden"], window=window, quiet=quiet)
