@@ -62,7 +62,6 @@ class _Plan:
     def __init__(self, cfg):
         self.cfg, self.next = cfg, {ACT: 0, ACC: 0, SCALE: 0, Buffer.WGT: 0}
         self.mem = MemoryImage(bytearray())
-        self.n = 0
 
     def take(self, buf, n):
         a = self.next[buf]

@@ -223,9 +223,10 @@ class Sfu(wiring.Component):
 
         outs, outs2 = [], []
         for lane in range(R):
-            self._lane(m, lane, locals())     # (the lanes read what is built above)
-            outs.append(self._o[0])
-            outs2.append(self._o[1])
+            # (a lane reads what is built above)
+            out, out2 = self._lane(m, lane, locals())
+            outs.append(out)
+            outs2.append(out2)
 
         # --- writes: C's result, ROPE's second half, TRANSPOSE's columns ---------------
         m.d.sync += [rope2.eq(vB & rope), rope2_addr.eq((insn.dst + half + itB)[:16]),
@@ -250,8 +251,8 @@ class Sfu(wiring.Component):
         return m
 
     def _lane(self, m, lane, x):
-        """One lane's statistics, scalar phase and stages A-C; leaves its two output bytes
-        (the second one ROPE's upper half) in ``self._o``."""
+        """One lane's statistics, scalar phase and stages A-C; returns its two output bytes
+        (the second one ROPE's upper half)."""
         insn, data, ops, v1, it1, phase = (x[k] for k in ("insn", "data", "ops", "v1", "it1",
                                                            "phase"))
         norm, soft, rope, is_, vA, vB = (x[k] for k in ("norm", "soft", "rope", "is_", "vA",
@@ -381,4 +382,4 @@ class Sfu(wiring.Component):
             m.d.comb += out.eq(pB[:8])
         with m.Else():
             m.d.comb += out.eq(_sat8(m, pB, shC, f"{n}_c"))
-        self._o = (out, _sat8(m, pB2, insn.shift, f"{n}_c2"))
+        return out, _sat8(m, pB2, insn.shift, f"{n}_c2")
