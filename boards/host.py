@@ -17,7 +17,7 @@ import time
 
 from hw.isa import Counter, ErrorCode
 from sw.errors import UserError
-from sw.executor import program_image
+from sw.executor import check_pos, program_image
 from sw.program import MemoryImage, Program
 from .protocol import (HEADER_BYTES, INFO_BYTES, INFO_MAGIC, LINK_VERSION, MAX_PAYLOAD, SOF_REP,
                        SOF_REQ, TRAILER_BYTES, Cmd, Flags, Status, crc16, decode_header,
@@ -194,6 +194,16 @@ class BoardExecutor:
         t0 = time.perf_counter()
         self.link.write(0, data)
         t_load = time.perf_counter() - t0
+        st = self._start_and_wait(prog_addr)
+        t_run = time.perf_counter() - t0 - t_load
+        out = self.link.read(0, memory.size)
+        st.update(load_s=t_load, run_s=t_run, wall_s=time.perf_counter() - t0)
+        return MemoryImage(bytearray(out), dict(memory.symbols)), st
+
+    def _start_and_wait(self, prog_addr) -> dict:
+        """START the program (the board resets the accelerator first) and poll its status
+        until it is done or the timeout passes; the run's stats."""
+        t0 = time.perf_counter()
         self.link.start(prog_addr)
         polls = 0
         # counters narrower than 64 bits (config.counter_bits) wrap; every poll adds each one's
@@ -214,10 +224,29 @@ class BoardExecutor:
             if time.perf_counter() - t0 > self.timeout:
                 st["error"] = "TIMEOUT"
                 break
-        t_run = time.perf_counter() - t0 - t_load
-        out = self.link.read(0, memory.size)
         stats = {k: v for k, v in st.items() if k not in ("running", "done")}
-        stats.update(executor=self.name, polls=polls, load_s=t_load, run_s=t_run,
-                     wall_s=time.perf_counter() - t0, **{f"link_{k}": v
+        stats.update(executor=self.name, polls=polls, **{f"link_{k}": v
                                                          for k, v in self.link.stats.items()})
-        return MemoryImage(bytearray(out), dict(memory.symbols)), stats
+        return stats
+
+    # --- session primitives (sw.executor.Session) --------------------------------------------
+    def mem_write(self, addr, data: bytes):
+        if not self._checked:
+            self.check()
+        bb = self.config.bus_bytes
+        head = addr % bb
+        data = self.link.read(addr - head, head) + bytes(data) if head else bytes(data)
+        tail = -len(data) % bb
+        if tail:
+            data += self.link.read(addr - head + len(data), tail)
+        self.link.write(addr - head, data)
+
+    def mem_read(self, addr, n) -> bytes:
+        return self.link.read(addr, n)
+
+    def execute(self, prog_addr, pos=0) -> dict:
+        check_pos(self.config, pos)
+        if pos:
+            raise LinkError("the board link's START carries no position (the board presets "
+                            "build no SFU, which the position comes with)")
+        return self._start_and_wait(prog_addr)

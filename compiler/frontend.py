@@ -139,7 +139,7 @@ class CompiledModel:
 
 
 def lower_layer(config, name, m, w, x_absmax, y_absmax, fmt="int8", *, group=128,
-                pad_groups=True):
+                pad_groups=True, into=None):
     """Quantize float ``w [N, K]`` in weight format ``fmt`` and lower it for ``m`` rows with
     static activation ranges; the engine follows from the format (Target.engine_for).
 
@@ -172,7 +172,8 @@ def lower_layer(config, name, m, w, x_absmax, y_absmax, fmt="int8", *, group=128
         grp = group
         w_dequant = q.astype(np.float64) * np.repeat(s, group, 1)[:, :k]
     kern = lower_linear(config, name, m, q, mult, shift, fmt=fmt, x_scale=sx,
-                        y_scale=np.full(n, sy), group=grp, gmult=gmult, gshift=gshift)
+                        y_scale=np.full(n, sy), group=grp, gmult=gmult, gshift=gshift,
+                        into=into)
     kern.w_dequant = w_dequant
     return kern
 

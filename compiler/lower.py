@@ -20,11 +20,12 @@ from types import SimpleNamespace
 from hw.engines import spec
 from hw.isa import Buffer, Engine, Opcode, buffer_entry_bytes
 from sw.program import MemoryImage, Program
+from sw.sfu import uses
 from .engines import plugin
 from .quantize import WeightFormat, weight_format
 from .schedule import Scheduler
 
-__all__ = ["LinearKernel", "lower_linear", "CompileError", "Target", "pad_to"]
+__all__ = ["LinearKernel", "lower_linear", "CompileError", "Target", "pad_to", "Shared"]
 
 
 class CompileError(ValueError):
@@ -70,15 +71,32 @@ class _Emit:
     def _span(self, buf, addr, rows, stride):
         return ("dram", addr, addr + (rows - 1) * stride + self.eb[buf])
 
-    def load(self, buf, sp, addr, rows, stride, comment=""):
+    def load(self, buf, sp, addr, rows, stride, comment="", *, pos_mult=0, span=None):
+        """``span``: the external range a position-relative access may touch (lo, hi)."""
         self.s.emit(Opcode.LOAD, buf=buf, sp_addr=sp, dram_addr=addr, rows=rows, stride=stride,
-                    reads=[self._span(buf, addr, rows, stride)], writes=[(buf, sp, sp + rows)],
+                    pos_mult=pos_mult,
+                    reads=[("dram", *span) if span else self._span(buf, addr, rows, stride)],
+                    writes=[(buf, sp, sp + rows)], comment=comment)
+
+    def store(self, buf, sp, addr, rows, stride, comment="", *, pos_mult=0, span=None):
+        self.s.emit(Opcode.STORE, buf=buf, sp_addr=sp, dram_addr=addr, rows=rows, stride=stride,
+                    pos_mult=pos_mult, reads=[(buf, sp, sp + rows)],
+                    writes=[("dram", *span) if span else self._span(buf, addr, rows, stride)],
                     comment=comment)
 
-    def store(self, buf, sp, addr, rows, stride, comment=""):
-        self.s.emit(Opcode.STORE, buf=buf, sp_addr=sp, dram_addr=addr, rows=rows, stride=stride,
-                    reads=[(buf, sp, sp + rows)], writes=[self._span(buf, addr, rows, stride)],
-                    comment=comment)
+    def sfu(self, func, src, dst, count, *, src2=0, comment="", **imm):
+        """An SFU op; its scratchpad reads and writes follow from the function (sw.sfu)."""
+        lanes = self.cfg.scale_lanes
+        a, b, writes = uses(func)
+        bufs = {"act": Buffer.ACT, "acc": Buffer.ACC}
+        reads = [(bufs[a], src, src + count)]
+        if b == "act":
+            reads.append((Buffer.ACT, src2, src2 + count))
+        elif b == "scale":
+            reads.append((Buffer.SCALE, src2 // lanes, -(-(src2 + count) // lanes)))
+        self.s.emit(Opcode.SFU, func=func, src=src, src2=src2, dst=dst, count=count,
+                    reads=reads, writes=[(Buffer.ACT, dst, dst + count)] if writes else [],
+                    comment=comment, **imm)
 
     def matmul(self, act, wgt, acc, k, accumulate, *, engine, mode, channels, w_entries,
                scale=None, shift=0, comment=""):
@@ -104,6 +122,35 @@ class _Emit:
                     shift=shift, residual=int(res is not None), res_addr=res or 0,
                     relu=int(relu), reads=reads, writes=[(Buffer.ACT, out, out + count)],
                     comment=comment)
+
+
+class Shared:
+    """A program under construction that several layers join: one scheduler, one memory
+    image, named activation slots (``[rows, Mp]`` int8 symbols, Mp a multiple of the
+    array's rows). ``x_sym`` / ``y_sym`` name the slots the next linear layer reads and
+    writes."""
+
+    def __init__(self, cfg, mem=None):
+        self.cfg, self.emit = cfg, _Emit(cfg)
+        self.mem = mem if mem is not None else MemoryImage(bytearray())
+        self.x_sym = self.y_sym = None
+
+    def put(self, name, array):
+        """``mem.write``, except that a symbol already written (by another program of the
+        same model) is reused: weights are in memory once."""
+        sym = self.mem.symbols.get(name)
+        if sym is None:
+            return self.mem.write(name, array)
+        if not np.array_equal(self.mem.read(name), array):
+            raise CompileError(f"{name}: two programs of one model disagree on its contents")
+        return sym.addr
+
+    def slot(self, name, rows, mp):
+        """The address of activation slot ``name``, checked to hold ``rows`` x ``mp``."""
+        sym = self.mem.symbols.get(name)
+        if sym is None or sym.shape[0] < rows or sym.row_stride != mp:
+            raise CompileError(f"activation slot {name!r} does not hold [{rows}, {mp}]")
+        return sym.addr
 
 
 @dataclass
@@ -137,14 +184,19 @@ class LinearKernel:
 
 def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
                  x_scale=1.0, y_scale=None, group=None, gmult=None,
-                 gshift=0) -> LinearKernel:
+                 gshift=0, into=None) -> LinearKernel:
     """Compile ``Y = requant(X @ W^T)`` for ``X [m, K]`` int8 and integer ``w_int [N, K]``
     (torch layout, on the grid of weight format ``fmt``) with per-channel int16 ``mult`` and
     one ``shift``, on the engine the format names.
 
     With ``group`` < K the K axis is cut into groups (the last may be short) whose partial
     sums are scaled by int16 ``gmult [N, groups]`` >> ``gshift`` on their way into the
-    accumulators (the MATMUL's scaled drain)."""
+    accumulators (the MATMUL's scaled drain).
+
+    ``into``: a ``Shared`` program under construction (a whole model's): the layer's
+    weights join its memory image as ``{name}.w`` etc., X and Y are its symbols ``x_sym``
+    and ``y_sym`` (``[>= Kp, Mp]`` and ``[>= Np, Mp]``), the instructions join its
+    scheduler, and the returned kernel has no program of its own."""
     cfg = config
     R, C, B = cfg.rows, cfg.cols, cfg.bus_bytes
     fmt = fmt if isinstance(fmt, WeightFormat) else weight_format(fmt)
@@ -238,24 +290,30 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     gs_lanes = kc // group * tn if grouped else 0
     gs_slot = [mult_lanes + i * gs_lanes for i in range(n_w)]
 
-    mem = MemoryImage(bytearray())
+    mem = into.mem if into else MemoryImage(bytearray())
+    pre = f"{name}." if into else ""
     wfull = np.full((kp, np_), plug.pad_value(mode), np.int64)   # pads meet zero activations
     wfull[:k, :n] = np.asarray(w_int).T
     w_rows = plug.pack(wfull, mode)                               # [w_entries(kp), entry]
     w_stride = w_rows.shape[1]
     mult_p = np.zeros(mult_lanes, np.int16)
     mult_p[:n] = mult
-    a_w = mem.write("w", w_rows)
-    a_s = mem.write("mult", mult_p)
+    put = into.put if into else mem.write
+    a_w = put(pre + "w", w_rows)
+    a_s = put(pre + "mult", mult_p)
     if grouped:
         ng = -(-kp // group)
         gm = np.zeros((np_, ng), np.int16)
         gm[:n] = gmult
-        a_g = mem.write("gmult", gm.reshape(nt, tn, ng).transpose(0, 2, 1).reshape(-1))
-    a_x = mem.reserve("x", (kp, mp), np.int8, row_stride=mp)
-    a_y = mem.reserve("y", (np_, mp), np.int8, row_stride=mp)
+        a_g = put(pre + "gmult", gm.reshape(nt, tn, ng).transpose(0, 2, 1).reshape(-1))
+    if into:
+        a_x = into.slot(into.x_sym, kp, mp)
+        a_y = into.slot(into.y_sym, np_, mp)
+    else:
+        a_x = mem.reserve("x", (kp, mp), np.int8, row_stride=mp)
+        a_y = mem.reserve("y", (np_, mp), np.int8, row_stride=mp)
 
-    e = _Emit(cfg)
+    e = into.emit if into else _Emit(cfg)
     steps = []      # (loads, computes): loads of step i+1 are emitted before computes of i
     e.load(Buffer.SCALE, 0, a_s, scale_entries, B, comment=f"{name} scales")
     chunk = 0       # weight chunks so far (weight slot parity)
@@ -348,7 +406,7 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
         emit_loads(post)        # after the MATMULs that still read what they overwrite
         deferred = [c for c in comps if c[0] != "mm"]
     emit_comps(deferred)
-    prog = e.s.program()
+    prog = None if into else e.s.program()
     y_scale = np.ones(n) if y_scale is None else np.asarray(y_scale, np.float64)
     return LinearKernel(name, m, k, n, prog, mem, x_scale, y_scale, m * k * n, engine,
                         fmt.wbits, es.peak_macs(cfg, mode_ns))

@@ -1,13 +1,16 @@
-"""Built-in models: a LLaMA-style decoder block with real shapes and seeded random weights."""
+"""Built-in models: LLaMA-style decoder blocks and whole decoder-only models, configured like
+Hugging Face's ``LlamaConfig``, with real shapes and seeded random weights."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
 
-__all__ = ["BlockShape", "SHAPES", "DecoderBlock", "make_block", "demo_shape", "demo_inputs"]
+__all__ = ["BlockShape", "SHAPES", "DecoderBlock", "make_block", "demo_shape", "demo_inputs",
+           "ModelConfig", "MODELS", "LlamaModel", "make_model"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +122,104 @@ def demo_inputs(blk, tokens, seed=0):
     g = torch.Generator().manual_seed(seed + 1)
     calib = [(torch.randn(tokens, blk.s.hidden, generator=g),) for _ in range(3)]
     return calib, torch.randn(tokens, blk.s.hidden, generator=g)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A decoder-only LLaMA-family model, with Hugging Face ``LlamaConfig``'s field names."""
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    num_hidden_layers: int
+    vocab_size: int
+    head_dim: int = None
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int = 2048
+    hidden_act: str = "silu"
+
+    def __post_init__(self):
+        if self.head_dim is None:
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(f"{self.num_attention_heads} attention heads are not a multiple "
+                             f"of {self.num_key_value_heads} key/value heads")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim {self.head_dim} is odd (RoPE rotates halves)")
+
+    @property
+    def block(self) -> BlockShape:
+        return BlockShape(self.hidden_size, self.intermediate_size, self.num_attention_heads,
+                          self.num_key_value_heads, self.head_dim, self.rope_theta,
+                          self.rms_norm_eps)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """From a Hugging Face ``config.json`` dict (unknown keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        missing = [n for n in _REQUIRED if n not in d]
+        if missing:
+            raise ValueError(f"model config lacks {', '.join(missing)}")
+        kw = {k: v for k, v in d.items() if k in names}
+        kw.setdefault("num_key_value_heads", d.get("num_attention_heads"))
+        return cls(**kw)
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), architectures=["LlamaForCausalLM"], model_type="llama")
+
+    def save(self, path):
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+
+_REQUIRED = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers",
+             "vocab_size")
+
+MODELS = {
+    "smollm2-135m": ModelConfig(576, 1536, 9, 3, 30, 49152, 64, rope_theta=1e5,
+                                tie_word_embeddings=True, max_position_embeddings=8192),
+    # small models for tests and the demo on the small arrays (still GQA)
+    "toy": ModelConfig(48, 80, 3, 1, 2, 64, 16, max_position_embeddings=64),
+}
+
+
+class LlamaModel(nn.Module):
+    """Embedding, ``num_hidden_layers`` decoder blocks, final RMSNorm and LM head: the float
+    reference. ``forward(ids [T]) -> logits [T, vocab]`` (positions 0..T-1)."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.config = c
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.layers = nn.ModuleList(DecoderBlock(c.block) for _ in range(c.num_hidden_layers))
+        self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
+        if c.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    def forward(self, ids):
+        x = self.embed_tokens(ids)
+        for blk in self.layers:
+            x = blk(x)
+        return self.lm_head(self.norm(x))
+
+
+def make_model(config="toy", seed=0) -> LlamaModel:
+    """A model with seeded random weights (std 0.02, norms near 1, embeddings std 1)."""
+    if isinstance(config, str):
+        if config not in MODELS:
+            raise ValueError(f"unknown model {config!r}; choose from {', '.join(MODELS)}")
+        config = MODELS[config]
+    g = torch.Generator().manual_seed(seed)
+    model = LlamaModel(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight") or name.endswith("layernorm.weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+            elif name == "embed_tokens.weight":
+                p.copy_(torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+    return model.eval()

@@ -34,6 +34,7 @@ class RandomProgram:
     memory: MemoryImage
     expected: dict = field(default_factory=dict)   # symbol -> exact array (independent oracle)
     description: str = ""
+    pos: int = 0            # the run's position (hw.position)
 
 
 def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=None,

@@ -2,8 +2,13 @@
 
 Each program runs a few SFU ops on fresh inputs loaded from memory (softmax scores made by a
 systolic MATMUL), at random counts and addresses, some in place, on inputs drawn to hit the
-extremes: saturated values, all-equal and one-hot rows, zeros, causal rows of length 1. ``expected`` holds each output computed by sw/sfu.py's functions from the host-side
+extremes: saturated values, all-equal and one-hot rows, zeros, causal rows of length 1.
+``expected`` holds each output computed by sw/sfu.py's functions from the host-side
 inputs.
+
+Each program runs at a random position: some LOADs and STOREs and some SOFTMAX and MERGE
+immediates are position-relative (hw.position), and ``expected`` applies the position to
+them with plain integer arithmetic.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw.isa import Buffer, Engine, Opcode, SfuFunc
+from hw.position import POS_BITS, block, lane
 from sw import sfu
 from sw.program import MemoryImage
 from .randprog import RandomProgram
@@ -59,9 +65,25 @@ def _scores(rng, n, k, rows, cols):
 class _Plan:
     """Bump allocation of scratchpad entries and memory symbols."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, rng):
         self.cfg, self.next = cfg, {ACT: 0, ACC: 0, SCALE: 0, Buffer.WGT: 0}
         self.mem = MemoryImage(bytearray())
+        self.rng = rng
+        # the position; the memory starts with room for the furthest relative move
+        self.pos = int(rng.integers(0, 1 << POS_BITS)) if rng.integers(2) else \
+            int(rng.integers(0, 4 * cfg.rows))
+        self.max_mult = max(cfg.act_entry_bytes, cfg.scale_entry_bytes, cfg.wgt_entry_bytes)
+        if block(self.pos, cfg.rows) * self.max_mult <= cfg.dram_bytes // 8:
+            self.mem.reserve("room", (block(self.pos, cfg.rows) * self.max_mult,), np.uint8,
+                             row_stride=0)
+
+    def rel(self, addr, eb):
+        """A DMA address and ``pos_mult`` that reach ``addr``: relative (moved back by the
+        position's block of entries) on a coin flip, where the room allows."""
+        move = block(self.pos, self.cfg.rows) * eb
+        if "room" in self.mem.symbols and self.rng.integers(2):
+            return addr - move, eb
+        return addr, 0
 
     def take(self, buf, n):
         a = self.next[buf]
@@ -82,8 +104,9 @@ def _load(s, p, buf, name, array):
     raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1, eb)
     addr = p.mem.write(name, raw)
     sp = p.take(buf, raw.shape[0])
-    s.emit(Opcode.LOAD, buf=buf, sp_addr=sp, dram_addr=addr, rows=raw.shape[0], stride=eb,
-           reads=[("dram", addr, addr + raw.nbytes)], writes=[(buf, sp, sp + raw.shape[0])])
+    at, mult = p.rel(addr, eb)
+    s.emit(Opcode.LOAD, buf=buf, sp_addr=sp, dram_addr=at, rows=raw.shape[0], stride=eb,
+           pos_mult=mult, reads=[("dram", addr, addr + raw.nbytes)], writes=[(buf, sp, sp + raw.shape[0])])
     return sp
 
 
@@ -91,7 +114,8 @@ def _store(s, p, name, sp, n):
     cfg = p.cfg
     eb = cfg.act_entry_bytes
     addr = p.mem.reserve(name, (n, cfg.rows), np.int8, row_stride=eb)
-    s.emit(Opcode.STORE, buf=ACT, sp_addr=sp, dram_addr=addr, rows=n, stride=eb,
+    at, mult = p.rel(addr, eb)
+    s.emit(Opcode.STORE, buf=ACT, sp_addr=sp, dram_addr=at, rows=n, stride=eb, pos_mult=mult,
            reads=[(ACT, sp, sp + n)], writes=[("dram", addr, addr + n * eb)])
 
 
@@ -102,7 +126,7 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
     funcs = [f for f in (ops or list(SfuFunc)) if f != SfuFunc.TABLE]
     max_count = max_count or 3 * R + 5
     s = Scheduler(cfg)
-    p = _Plan(cfg)
+    p = _Plan(cfg, rng)
     expected, desc = {}, []
     table = np.zeros(sfu.TABLE_SIZE, np.int8)
     for j in range(int(rng.integers(1, 4))):
@@ -119,6 +143,7 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
         a = int8_inputs(rng, n, R)
         b = int8_inputs(rng, n, R)
         inplace = bool(rng.integers(2))
+        rel = int(f in (SfuFunc.SOFTMAX, SfuFunc.MERGE) and rng.integers(2))
         if f == SfuFunc.SOFTMAX:
             k = int(rng.integers(1, 24))
             nk = (n + C - 1) // C * C
@@ -137,7 +162,8 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
             shift = int(rng.integers(10, 34))
             causal = int(rng.integers(2))
             imm1 = int(rng.integers(0, n + 2)) if rng.integers(4) else (1 << 16) - R
-            out = sfu.softmax(scores, imm0, shift, bool(causal), imm1)
+            q0 = (imm1 + block(p.pos, R)) % (1 << 16) if rel else imm1
+            out = sfu.softmax(scores, imm0, shift, bool(causal), q0)
             dst = p.take(ACT, n)
         else:
             src = _load(s, p, ACT, f"a{j}", a)
@@ -185,7 +211,12 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
                 else:
                     imm0 = int(rng.integers(0, R + 1))
                     imm1 = int(rng.integers(0, R + 2))
-                    out = sfu.merge(a, b, imm0, imm1)
+                    if rel:
+                        imm0, imm1 = (int(rng.integers(0, 2)), int(rng.integers(1, 3))) \
+                            if rng.integers(2) else (imm0, imm1)
+                        out = sfu.merge(a, b, imm0 + lane(p.pos, R), imm1 + lane(p.pos, R))
+                    else:
+                        out = sfu.merge(a, b, imm0, imm1)
         reads = [(ACC if f == SfuFunc.SOFTMAX else ACT, src, src + n)]
         if f in (SfuFunc.MUL, SfuFunc.ADD, SfuFunc.ROPE, SfuFunc.MERGE):
             reads.append((ACT, src2, src2 + n))
@@ -193,12 +224,14 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
             reads.append((SCALE, src2 // cfg.scale_lanes,
                           -(-(src2 + n) // cfg.scale_lanes)))
         s.emit(Opcode.SFU, func=f, src=src, src2=src2, dst=dst, count=n, shift=shift,
-               imm0=imm0 & 0xFFFF, imm1=imm1 & 0xFFFF, causal=causal,
+               imm0=imm0 & 0xFFFF, imm1=imm1 & 0xFFFF, causal=causal, rel=rel,
                reads=reads, writes=[(ACT, dst, dst + n)])
         _store(s, p, f"out{j}", dst, n)
         expected[f"out{j}"] = out
         desc.append(f"{f.name.lower()}(n={n}, shift={shift}, imm={imm0},{imm1}"
-                    f"{', causal' if causal else ''}{', in place' if dst == src else ''})")
+                    f"{', causal' if causal else ''}{', rel' if rel else ''}"
+                    f"{', in place' if dst == src else ''})")
     if not p.fits():
         return random_sfu_program(cfg, seed + 10_000, ops=ops, max_count=max_count)
-    return RandomProgram(s.program(), p.mem, expected, "; ".join(desc))
+    return RandomProgram(s.program(), p.mem, expected, f"pos {p.pos}: " + "; ".join(desc),
+                         p.pos)

@@ -13,6 +13,7 @@ from .config import AccelConfig
 from .engines import SPECS, act_banks, specs_of
 from .dma import DmaLoad, DmaStore
 from .fetch import Fetch
+from .position import POS_BITS, relocate_word
 from .protect import ParityMemory
 from .queue import SlicedFifo
 from .lib import registered, take
@@ -31,6 +32,8 @@ class Accelerator(wiring.Component):
     -----
     bus : memory bus master (request / in-order response streams)
     start, prog_addr : a pulse on ``start`` begins fetching at ``prog_addr`` (once per reset)
+    pos : the run's position, taken with ``start`` (configurations with the SFU use it:
+        hw.position; others ignore it)
     running, done, error, error_code : status; ``done`` rises when END has been fetched and
         every queue has drained, or with ``error`` when an instruction was illegal, an
         address out of range, or the program deadlocked
@@ -44,6 +47,7 @@ class Accelerator(wiring.Component):
             "bus": Out(bus_signature(config.bus_bytes)),
             "start": In(1),
             "prog_addr": In(32),
+            "pos": In(POS_BITS),
             "running": Out(1),
             "done": Out(1),
             "error": Out(1),
@@ -177,6 +181,12 @@ class Accelerator(wiring.Component):
             d_valid, d_word = fetch.o.valid, fetch.o.payload
             m.d.comb += fetch.o.ready.eq(consumed)
             decode(m.d.comb)
+        if cfg.sfu:
+            # the position-relative fields, rewritten on their way into the queues
+            pos = Signal(POS_BITS)
+            with m.If(fetch.start):
+                m.d.sync += pos.eq(self.pos)
+            d_word = relocate_word(m, d_word, pos, cfg.rows)
         for f in qfifo:
             m.d.comb += f.w.payload.eq(d_word)
         dispatch_err = Signal(ErrorCode)

@@ -23,7 +23,7 @@ __all__ = [
     "mode_layout", "mode_fields", "mode_value", "built_opcodes",
 ]
 
-ISA_VERSION = 4
+ISA_VERSION = 5
 INSN_BITS = 128
 INSN_BYTES = INSN_BITS // 8
 
@@ -83,6 +83,10 @@ class DmaInsn(data.Struct):
 
     Entry ``sp_addr + r`` <-> bytes ``[dram_addr + r*stride, + entry_bytes(buf))``.
     ``dram_addr`` and ``stride`` must be multiples of the bus width.
+
+    ``pos_mult`` (configurations with the SFU): dispatch adds ``block(pos) * pos_mult`` to
+    ``dram_addr`` (modulo 2**32), ``pos`` being the run's position (hw.position): one
+    program reaches the KV-cache block or the table row of whatever position the host gives.
     """
     opcode: Opcode
     wait: 3
@@ -92,6 +96,7 @@ class DmaInsn(data.Struct):
     rows: 16
     dram_addr: 32
     stride: 32
+    pos_mult: 16
 
 
 #: Bits of a MATMUL's engine-specific mode (the widest engine's options fit).
@@ -228,12 +233,18 @@ class SfuInsn(data.Struct):
     depends on ``func`` (docs/sfu.md); ``causal`` masks SOFTMAX's entry ``n`` in lane ``l``
     unless ``n <= imm1 + l``. The output range must equal or be disjoint from every input
     range in the activations (OVERLAP).
+
+    ``rel``: dispatch adds the run's position (hw.position) to the immediates: SOFTMAX's
+    ``imm1`` gets ``block(pos)`` (the first query position of the lanes), MERGE's ``imm0``
+    and ``imm1`` get ``lane(pos)`` (the lane of the current token), modulo 2**16; other
+    functions ignore it.
     """
     opcode: Opcode
     wait: 3
     release: 3
     func: SfuFunc
     causal: 1
+    rel: 1
     shift: 6
     src: 16
     src2: 16

@@ -19,7 +19,7 @@ import numpy as np
 from hw.bus import c_header
 from hw.config import AccelConfig
 from hw.isa import Counter, ErrorCode
-from sw.executor import place_program, program_image
+from sw.executor import check_pos, place_program, program_image
 from sw.program import MemoryImage, Program
 from .build import (cached_build, cpu_id, load_library, lz4_sources, run_logged,
                     verilate_model, verilator_env)
@@ -138,7 +138,7 @@ _SIGS = {
     "sim_mem_write": ([ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64], None),
     "sim_mem_read": ([ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64], None),
     "sim_reset": ([ctypes.c_void_p], None),
-    "sim_start": ([ctypes.c_void_p, ctypes.c_uint32], None),
+    "sim_start": ([ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32], None),
     "sim_run": ([ctypes.c_void_p, ctypes.c_uint64], ctypes.c_int),
     "sim_cycle": ([ctypes.c_void_p], ctypes.c_uint64),
     "sim_mem_bytes_moved": ([ctypes.c_void_p], ctypes.c_uint64),
@@ -284,16 +284,22 @@ class FastRunner:
         if self.waves and getattr(self, "h", None):
             self.lib.sim_waves(self.h, None, 0, 0, 0)
 
-    def run(self, program: Program, memory: MemoryImage, *, max_cycles=None):
+    def run(self, program: Program, memory: MemoryImage, *, max_cycles=None, pos=0):
+        pos = check_pos(self.config, pos)
         prog_addr = self.load(program, memory)
         budget = max_cycles or self.max_cycles or self.default_budget(program)
+        done, stats = self._go(prog_addr, pos, budget)
+        return self.read_memory(memory), stats
+
+    def _go(self, prog_addr, pos, budget):
+        """Start the loaded program and run it to its end or the budget: (done, stats)."""
         if self.record_timeline:
             from .timeline import arm
             if self._timeline_rows is None:
                 self._timeline_rows = arm(self)
             self.lib.sim_timeline(self.h, 1)
         t0 = time.perf_counter()
-        self.lib.sim_start(self.h, prog_addr)
+        self.lib.sim_start(self.h, prog_addr, pos)
         done = self.lib.sim_run(self.h, budget)
         wall = time.perf_counter() - t0
         self.close_waves()
@@ -304,7 +310,25 @@ class FastRunner:
             self.timeline = collect(self, self._timeline_rows, stats["sim_cycles"])
         if not done:
             stats["error"] = "WATCHDOG"
-        return self.read_memory(memory), stats
+        return done, stats
+
+    # --- session primitives (sw.executor.Session) --------------------------------------------
+    def mem_write(self, addr, data: bytes):
+        buf = np.frombuffer(bytes(data), np.uint8)
+        self.lib.sim_mem_write(self.h, addr, buf.ctypes.data, buf.size)
+
+    def mem_read(self, addr, n) -> bytes:
+        out = np.zeros(n, np.uint8)
+        self.lib.sim_mem_read(self.h, addr, out.ctypes.data, n)
+        return out.tobytes()
+
+    def execute(self, prog_addr, pos=0, *, max_cycles=None) -> dict:
+        """Reset the accelerator (not the memory) and run the program at ``prog_addr``."""
+        self.lib.sim_reset(self.h)
+        if self.waves:
+            self.open_waves(self.waves)
+        budget = max_cycles or self.max_cycles or 100_000_000
+        return self._go(prog_addr, pos, budget)[1]
 
     def default_budget(self, program):
         # Generous: far beyond any legal program of this size; catches true hangs only.
@@ -441,8 +465,8 @@ class FastRunner:
     def release_all(self):
         self.lib.sim_release_all(self.h)
 
-    def start(self, prog_addr):
-        self.lib.sim_start(self.h, prog_addr)
+    def start(self, prog_addr, pos=0):
+        self.lib.sim_start(self.h, prog_addr, pos)
 
     def step(self, cycles) -> bool:
         """Run up to ``cycles`` cycles (stops early at done); return whether done."""

@@ -368,9 +368,10 @@ void sim_reset(void* h) {
     s->mem_bytes_moved = 0;
 }
 
-void sim_start(void* h, uint32_t prog_addr) {
+void sim_start(void* h, uint32_t prog_addr, uint32_t pos) {
     Sim* s = S(h);
     s->top->prog_addr = prog_addr;
+    s->top->pos = pos;
     s->top->start = 1;
     s->tick();
     s->top->start = 0;
@@ -669,7 +670,7 @@ int main(int argc, char** argv) {
     memcpy(s.dram.data(), img.data(), img.size());
     sim_reset(&s);
     auto t0 = std::chrono::steady_clock::now();
-    sim_start(&s, (uint32_t)strtoull(argv[3], 0, 0));
+    sim_start(&s, (uint32_t)strtoull(argv[3], 0, 0), 0);
     while (!s.top->done) s.tick();
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     printf("{\"cycles\": %llu, \"seconds\": %.6f, \"error\": %d}\n",

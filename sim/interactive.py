@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.isa import Counter, ErrorCode
-from sw.executor import place_program
+from sw.executor import check_pos, place_program
 from sw.program import MemoryImage
 from .build import cached_build, verilator_env, verilator_version
 
@@ -174,7 +174,8 @@ class InteractiveRunner:
         return self.sim["csr_data"]
 
     # --- executor interface --------------------------------------------------------------
-    def run(self, program, memory, *, max_cycles=None):
+    def run(self, program, memory, *, max_cycles=None, pos=0):
+        pos = check_pos(self.config, pos)
         self.dram, prog_addr = place_program(self.config, program, memory)
         if self.waves:
             self.sim.start_vcd_trace(self.waves)
@@ -182,6 +183,7 @@ class InteractiveRunner:
         budget = max_cycles or 10_000_000
         t0 = time.perf_counter()
         self.sim._write("prog_addr", prog_addr)
+        self.sim._write("pos", pos)
         self.sim._write("start", 1)
         self.tick()
         self.sim._write("start", 0)

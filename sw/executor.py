@@ -1,20 +1,28 @@
 """The one executor interface: ``run(program, memory) -> (memory, stats)``.
 
-Golden model, Verilator fast runner, pyverilator interactive runner and (later) a board all
+Golden model, Verilator fast runner, pyverilator interactive runner and a board all
 implement it. ``stats`` is a dict; every executor fills ``error`` (an ``ErrorCode`` name or
 None) and the counters in ``hw.isa.Counter`` that it models, lower-cased.
+
+A ``Session`` keeps one memory image (weights, KV cache, programs) in an executor's external
+memory and runs many programs against it: the data goes to the device once. The golden
+model, the fast runner and the board executor give it three primitives: ``mem_write(addr,
+bytes)``, ``mem_read(addr, n) -> bytes`` and ``execute(prog_addr, pos) -> stats`` (reset the
+accelerator, not the memory, and run the program at ``prog_addr`` at position ``pos``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
 
 from hw.isa import INSN_BYTES
+from hw.position import POS_BITS
 from .program import MemoryImage, Program, ProgramError
 
-__all__ = ["Executor", "place_program", "program_image"]
+__all__ = ["Executor", "place_program", "program_image", "check_pos", "Session"]
 
 
 class Executor(Protocol):
@@ -48,3 +56,64 @@ def program_image(config, program: Program, memory: MemoryImage):
     outside this process loads. Returns ``(image, prog_addr)``."""
     dram, prog_addr = place_program(config, program, memory)
     return dram[:prog_addr + len(program) * INSN_BYTES], prog_addr
+
+
+def check_pos(config, pos) -> int:
+    """``pos`` as the run's position, checked: 16 bits, and 0 on a configuration without the
+    position register (it comes with the SFU)."""
+    if not isinstance(pos, (int, np.integer)) or not 0 <= pos < (1 << POS_BITS):
+        raise ProgramError(f"position {pos!r} is not in 0..{(1 << POS_BITS) - 1}")
+    if pos and not config.sfu:
+        raise ProgramError(f"config {config.name!r} has no position register (it comes with "
+                           f"sfu = true); position {pos} cannot be given")
+    return int(pos)
+
+
+class Session:
+    """``memory`` and ``programs`` (a dict name -> Program) loaded once into ``executor``;
+    ``run(name, pos)`` runs one of them against what the memory holds now.
+
+    Layout: the data image at address 0, the programs after it in the dict's order (each
+    16-byte aligned). ``addr[name]`` is a program's address.
+    """
+
+    def __init__(self, executor, memory: MemoryImage, programs: dict):
+        cfg = executor.config
+        self.executor, self.config, self.symbols = executor, cfg, dict(memory.symbols)
+        self.addr = {}
+        at = (memory.size + INSN_BYTES - 1) // INSN_BYTES * INSN_BYTES
+        words = []
+        for name, prog in programs.items():
+            prog.check_config(cfg, source=f"program {name!r}")
+            self.addr[name] = at + sum(len(w) for w in words)
+            words.append(prog.body())
+        end = at + sum(len(w) for w in words)
+        if end > cfg.dram_bytes:
+            raise ProgramError(f"memory image ({memory.size} bytes) and programs "
+                               f"({end - at} bytes) do not fit in the {cfg.dram_bytes}-byte "
+                               f"external memory of {cfg.name!r}")
+        executor.mem_write(0, bytes(memory.data))
+        executor.mem_write(at, b"".join(words))
+        self.runs = 0
+
+    def write(self, name, array):
+        """Write ``array`` (its bytes) at symbol ``name``'s address."""
+        sym = self.symbols[name]
+        tmp = MemoryImage(bytearray())
+        tmp.write(name, np.asarray(array, sym.dtype), row_stride=sym.row_stride or None)
+        self.executor.mem_write(sym.addr, bytes(tmp.data))
+
+    def write_at(self, addr, data: bytes):
+        self.executor.mem_write(addr, bytes(data))
+
+    def read(self, name):
+        """Symbol ``name``'s array as the memory holds it now."""
+        sym = self.symbols[name]
+        raw = self.executor.mem_read(sym.addr, sym.nbytes())
+        return MemoryImage(bytearray(raw), {name: replace(sym, addr=0)}).read(name).copy()
+
+    def run(self, name, pos=0) -> dict:
+        """Run program ``name`` at position ``pos``; its stats (``error`` set on failure)."""
+        pos = check_pos(self.config, pos)
+        self.runs += 1
+        return self.executor.execute(self.addr[name], pos)

@@ -12,10 +12,11 @@ import numpy as np
 
 from hw.config import AccelConfig
 from hw.engines import mode_view, spec
+from hw.position import relocate_fields
 from hw.isa import (INSN_BYTES, QUEUE_OF, Buffer, Engine, ErrorCode, IsaError, Opcode, Queue,
                     SfuFunc, buffer_depth, buffer_entry_bytes, built_opcodes, decode)
 from . import engines, sfu
-from .executor import place_program
+from .executor import check_pos, place_program
 from .program import MemoryImage, Program
 
 __all__ = ["Machine", "rne_shift", "requant", "wrap32", "check_insn", "TOKEN_MAX"]
@@ -142,11 +143,22 @@ class Machine:
     def __init__(self, config: AccelConfig):
         self.config = config
         self._opcodes = built_opcodes(config)
+        self.dram = None
 
-    def run(self, program: Program, memory: MemoryImage):
+    def run(self, program: Program, memory: MemoryImage, *, pos=0):
         cfg = self.config
         dram, prog_addr = place_program(cfg, program, memory)
+        error = self.run_at(dram, prog_addr, pos)
+        out = MemoryImage(bytearray(dram[:memory.size].tobytes()), dict(memory.symbols))
+        return out, self.stats(error)
+
+    def run_at(self, dram, prog_addr, pos=0):
+        """Run the program at ``prog_addr`` of ``dram`` (a uint8 array of the configuration's
+        external memory, changed in place) from reset, at position ``pos``. Returns the
+        error's name or None; the counters are in ``stats``."""
+        cfg = self.config
         self.dram = dram
+        self.pos = check_pos(cfg, pos)
         self.act = np.zeros((cfg.act_depth, cfg.rows), np.int8)
         self.wgt = np.zeros((cfg.wgt_depth, cfg.cols), np.int8)
         self.acc = np.zeros((cfg.acc_depth, cfg.rows), np.int32)
@@ -154,14 +166,26 @@ class Machine:
         self.table = np.zeros(sfu.TABLE_SIZE, np.int8)
         self.counters = dict(insns=0, macs=0, bytes_read=0, bytes_written=0)
         self.executed = []
-        error = None
         try:
             self._schedule(prog_addr)
         except _Stop as e:
-            error = e.code.name
-        out = MemoryImage(bytearray(dram[:memory.size].tobytes()), dict(memory.symbols))
-        stats = dict(self.counters, error=error, executor=self.name)
-        return out, stats
+            return e.code.name
+        return None
+
+    # --- session primitives (sw.executor.Session) --------------------------------------------
+    def mem_write(self, addr, data: bytes):
+        if self.dram is None:
+            self.dram = np.zeros(self.config.dram_bytes, np.uint8)
+        self.dram[addr:addr + len(data)] = np.frombuffer(data, np.uint8)
+
+    def mem_read(self, addr, n) -> bytes:
+        return self.dram[addr:addr + n].tobytes()
+
+    def execute(self, prog_addr, pos=0) -> dict:
+        return self.stats(self.run_at(self.dram, prog_addr, pos))
+
+    def stats(self, error=None):
+        return dict(self.counters, error=error, executor=self.name)
 
     # --- queues and tokens -----------------------------------------------------------------
     def _schedule(self, prog_addr):
@@ -192,6 +216,8 @@ class Machine:
                     raise _Stop(ErrorCode.ILLEGAL_FIELD)
                 if len(queues[q]) >= cap:
                     break
+                if cfg.sfu:
+                    d = relocate_fields(d, self.pos, cfg.rows)
                 queues[q].append(d)
                 pc += INSN_BYTES
                 self.counters["insns"] += 1

@@ -74,8 +74,8 @@ def sfu_cfg(tiny):
 def test_rtl_equals_golden(sfu_cfg, tiny_rtl, seed):
     rp = random_sfu_program(sfu_cfg, seed)
     ctx = f"seed={seed}: {rp.description}"
-    gm, gs = Machine(sfu_cfg).run(rp.program, rp.memory)
-    vm, vs = tiny_rtl.run(rp.program, rp.memory)
+    gm, gs = Machine(sfu_cfg).run(rp.program, rp.memory, pos=rp.pos)
+    vm, vs = tiny_rtl.run(rp.program, rp.memory, pos=rp.pos)
     assert gs["error"] is None and vs["error"] is None, f"{ctx}: {gs['error']} / {vs['error']}"
     for name, exact in rp.expected.items():
         np.testing.assert_array_equal(gm.read(name), exact, err_msg=f"golden, {ctx}")
@@ -89,8 +89,8 @@ def test_each_function_on_rtl(sfu_cfg, tiny_rtl, func):
     """Every function at least once, at the longest count the generator draws."""
     for seed in range(3):
         rp = random_sfu_program(sfu_cfg, 1000 + seed, ops=[func])
-        gm, _ = Machine(sfu_cfg).run(rp.program, rp.memory)
-        vm, vs = tiny_rtl.run(rp.program, rp.memory)
+        gm, _ = Machine(sfu_cfg).run(rp.program, rp.memory, pos=rp.pos)
+        vm, vs = tiny_rtl.run(rp.program, rp.memory, pos=rp.pos)
         assert vs["error"] is None and gm.data == vm.data, f"seed={1000 + seed}: {rp.description}"
 
 

@@ -21,6 +21,7 @@ async def run_program(dut, mem: bytearray, prog_addr, bus_bytes, latency, *, max
     read-only phase when done."""
     bb, lat = bus_bytes, latency
     dut.prog_addr.value = prog_addr
+    dut.pos.value = 0
     dut.start.value = 1
     await RisingEdge(dut.clk)
     dut.start.value = 0

@@ -24,7 +24,7 @@ def handle(dut, path):
 @cocotb.test()
 async def no_x_after_reset(dut):
     await clock_and_reset(dut, start=0, bus__req__ready=0, bus__resp__valid=0,
-                          bus__resp__payload=0, prog_addr=0, csr_addr=0)
+                          bus__resp__payload=0, prog_addr=0, pos=0, csr_addr=0)
     await ReadOnly()
     unknown = []
     for path in P["flops"] + [[o] for o in P["outputs"]]:

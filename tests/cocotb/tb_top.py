@@ -29,6 +29,7 @@ async def random_program_with_backpressure(dut):
         clock = await clock_and_reset(dut, start=0)
         served = cocotb.start_soon(model.run())
         dut.prog_addr.value = prog_addr
+        dut.pos.value = 0
         dut.start.value = 1
         await RisingEdge(dut.clk)
         dut.start.value = 0

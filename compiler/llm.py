@@ -1,0 +1,379 @@
+"""A whole decoder-only model compiled to programs over one memory plan (docs/models.md).
+
+Memory: every weight once, a KV-cache arena, the RoPE table, and per token count ``Mp``
+activation slots (feature-major ``[features, Mp]`` int8, one lane per token). The host looks
+up the embedding and writes it into slot ``x``; the program runs every layer and the LM head
+and leaves int8 logits in slot ``logits``; the host samples.
+
+Programs:
+- ``prefill{T}``: the prompt at positions 0..T-1 (a prompt of up to T tokens, padded), run
+  at position 0; it writes the whole KV cache of those positions.
+- ``decode{L}``: one token at any position ``pos < L`` (the run's position, hw.position),
+  in lane ``pos % rows``; it appends that token's K and V to the cache and attends to keys
+  0..L-1 with the causal mask at ``pos``. One program serves every position of its bucket.
+
+KV cache, per layer and key/value head, int8 at the site's static scale (per-tensor):
+K^T ``[head_dim, max_len]`` (positions contiguous: the score MATMUL's weights) and V
+``[max_len, head_dim]`` (the P V MATMUL's weights). A decode step appends by loading the
+cache block of ``rows`` positions around ``pos``, merging its token's lane in (MERGE; V
+through TRANSPOSE) and storing the block back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.engines import spec
+from hw.isa import Buffer, Engine, SfuFunc
+from sw.program import MemoryImage
+from sw.sfu import TABLE_SIZE
+from .frontend import lower_layer
+from .lower import CompileError, Shared, Target, pad_to
+from .llmquant import QuantModel
+from .quantize import weight_format
+from .sfuops import ROPE_SHIFT, rope_table
+
+__all__ = ["CompiledLLM", "compile_llm", "buckets"]
+
+ACT, WGT, ACC, SCALE = Buffer.ACT, Buffer.WGT, Buffer.ACC, Buffer.SCALE
+
+
+def buckets(lo, hi):
+    """Powers of two times ``lo`` up to ``hi`` (``hi`` itself last)."""
+    out, b = [], lo
+    while b < hi:
+        out.append(b)
+        b *= 2
+    return out + [hi]
+
+
+@dataclass
+class CompiledLLM:
+    """A model's memory image and programs, and where the host puts and finds things."""
+    config: object          # AccelConfig
+    model: object           # ModelConfig
+    quant: QuantModel
+    memory: MemoryImage
+    programs: dict          # name -> Program
+    prefill: list           # prefill buckets (token counts)
+    decode: list            # decode buckets (cache lengths)
+    max_len: int
+    wformat: str = "int8"
+    kernels: dict = field(default_factory=dict)     # linear name -> LinearKernel (info)
+
+    def prefill_bucket(self, t):
+        for b in self.prefill:
+            if t <= b:
+                return b
+        raise CompileError(f"a prompt of {t} tokens is longer than the longest prefill "
+                           f"bucket ({self.prefill[-1]})")
+
+    def decode_bucket(self, pos):
+        for b in self.decode:
+            if pos < b:
+                return b
+        raise CompileError(f"position {pos} is past the KV cache ({self.max_len} positions)")
+
+    def embed_slot(self, ids, mp, lane0=0):
+        """The int8 ``x`` slot contents [hidden, mp] for tokens ``ids`` from lane ``lane0``."""
+        sym = self.memory.symbols[f"x@{mp}"]
+        out = np.zeros(sym.shape, np.int8)
+        out[:self.model.hidden_size, lane0:lane0 + len(ids)] = self.quant.embed[ids].T
+        return out
+
+
+class _Ring:
+    """Scratchpad space handed out round-robin: the scheduler's hazard tokens keep reuse
+    safe, and consecutive requests get different space so loads run ahead."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi, self.at = lo, hi, lo
+
+    def take(self, n):
+        if n > self.hi - self.lo:
+            raise CompileError(f"a scratchpad region of {self.hi - self.lo} entries cannot "
+                               f"hold {n}")
+        if self.at + n > self.hi:
+            self.at = self.lo
+        a = self.at
+        self.at += n
+        return a
+
+
+class _Builder:
+    """The instructions of one program (``mp`` token lanes), kernel by kernel."""
+
+    def __init__(self, cm: CompiledLLM, mp, decode_len=None):
+        self.cm, self.cfg, self.q, self.m = cm, cm.config, cm.quant, cm.model
+        self.mp, self.decode_len = mp, decode_len
+        self.sh = Shared(self.cfg, cm.memory)
+        self.e = self.sh.emit
+        self.R, self.C = self.cfg.rows, self.cfg.cols
+        self.tiles = mp // self.R
+
+    # --- memory -----------------------------------------------------------------------------
+    def slot(self, name):
+        return self.cm.memory.symbols[f"{name}@{self.mp}"].addr
+
+    def tile(self, name, row0, mi):
+        """External address of rows ``row0..`` of slot ``name``, lanes of row tile ``mi``."""
+        return self.slot(name) + row0 * self.mp + mi * self.R
+
+    def rel(self):
+        return self.decode_len is not None
+
+    # --- kernels ----------------------------------------------------------------------------
+    def norm(self, src, dst, params, what):
+        e, n = self.e, self.m.hidden_size
+        gamma, eps, shift = params
+        lanes = self.cfg.scale_lanes
+        g = np.zeros(pad_to(n, lanes), np.int16)
+        g[:n] = gamma
+        ga = self.sh.put(f"{what}.gamma", g.reshape(-1, lanes))
+        e.load(SCALE, 0, ga, len(g) // lanes, self.cfg.scale_entry_bytes, f"{what} gamma")
+        ring = _Ring(0, self.cfg.act_depth)
+        for mi in range(self.tiles):
+            a = ring.take(n)
+            e.load(ACT, a, self.tile(src, 0, mi), n, self.mp, f"{what} x {mi}")
+            e.sfu(SfuFunc.RMSNORM, a, a, n, src2=0, imm0=eps, shift=shift, comment=what)
+            e.store(ACT, a, self.tile(dst, 0, mi), n, self.mp, f"{what} out {mi}")
+
+    def linear(self, name, x, y, params):
+        w, sx, sy = params
+        self.sh.x_sym, self.sh.y_sym = f"{x}@{self.mp}", f"{y}@{self.mp}"
+        k = lower_layer(self.cfg, name, self.mp, w, sx * 127, sy * 127, self.cm.wformat,
+                        into=self.sh)
+        self.cm.kernels.setdefault(name, k)
+
+    def rope(self, slot, heads, what):
+        e, hd = self.e, self.m.head_dim
+        tab = self.cm.memory.symbols["rope"]
+        n = heads * hd
+        ring = _Ring(hd, self.cfg.act_depth)
+        for mi in range(self.tiles):
+            # the cos/sin of the tile's positions: block(pos) + lane when decoding
+            e.load(ACT, 0, tab.addr + mi * self.R, hd, tab.row_stride, f"{what} cos/sin",
+                   pos_mult=int(self.rel()),
+                   span=(tab.addr, tab.addr + hd * tab.row_stride) if self.rel() else None)
+            a = ring.take(n)
+            e.load(ACT, a, self.tile(slot, 0, mi), n, self.mp, f"{what} {mi}")
+            for h in range(heads):
+                e.sfu(SfuFunc.ROPE, a + h * hd, a + h * hd, hd, src2=0, shift=ROPE_SHIFT,
+                      comment=f"{what} head {h}")
+            e.store(ACT, a, self.tile(slot, 0, mi), n, self.mp, f"{what} {mi} out")
+
+    def kv_append(self, li):
+        e, hd, R = self.e, self.m.head_dim, self.R
+        L = self.cm.max_len
+        for g in range(self.m.num_key_value_heads):
+            kc = self.cm.memory.symbols[f"L{li}.k{g}"]
+            vc = self.cm.memory.symbols[f"L{li}.v{g}"]
+            kspan = (kc.addr, kc.addr + kc.nbytes())
+            vspan = (vc.addr, vc.addr + vc.nbytes())
+            if not self.rel():
+                for mi in range(self.tiles):
+                    e.load(ACT, 0, self.tile("k", g * hd, mi), hd, self.mp, "k new")
+                    e.store(ACT, 0, kc.addr + mi * R, hd, L, f"K cache {li}.{g} tile {mi}")
+                    e.load(ACT, hd, self.tile("v", g * hd, mi), hd, self.mp, "v new")
+                    e.sfu(SfuFunc.TRANSPOSE, hd, 2 * hd, hd, comment="v to position-major")
+                    for b in range(hd // R):
+                        e.store(ACT, 2 * hd + b * R, vc.addr + mi * R * hd + b * R, R, hd,
+                                f"V cache {li}.{g} tile {mi} features {b * R}")
+                continue
+            # decode: the token's lane merged into the cache block of its position
+            a, old, t1, t2 = 0, hd, 2 * hd, 3 * hd
+            e.load(ACT, a, self.tile("k", g * hd, 0), hd, self.mp, "k new")
+            e.load(ACT, old, kc.addr, hd, L, f"K cache {li}.{g} block", pos_mult=1, span=kspan)
+            e.sfu(SfuFunc.MERGE, a, old, hd, src2=old, imm0=0, imm1=1, rel=1,
+                  comment="k into its lane")
+            e.store(ACT, old, kc.addr, hd, L, f"K cache {li}.{g} block", pos_mult=1,
+                    span=kspan)
+            e.load(ACT, a, self.tile("v", g * hd, 0), hd, self.mp, "v new")
+            for b in range(hd // R):
+                e.load(ACT, old + b * R, vc.addr + b * R, R, hd,
+                       f"V cache {li}.{g} block features {b * R}", pos_mult=hd, span=vspan)
+            e.sfu(SfuFunc.TRANSPOSE, old, t1, hd, comment="V block to feature-major")
+            e.sfu(SfuFunc.MERGE, a, t1, hd, src2=t1, imm0=0, imm1=1, rel=1,
+                  comment="v into its lane")
+            e.sfu(SfuFunc.TRANSPOSE, t1, t2, hd, comment="V block back")
+            for b in range(hd // R):
+                e.store(ACT, t2 + b * R, vc.addr + b * R, R, hd,
+                        f"V cache {li}.{g} block features {b * R}", pos_mult=hd, span=vspan)
+
+    def attention(self, li, lp):
+        e, cfg, hd, R, C = self.e, self.cfg, self.m.head_dim, self.R, self.C
+        L = self.cm.max_len
+        rep = self.m.num_attention_heads // self.m.num_key_value_heads
+        lanes = cfg.scale_lanes
+        mult, shift = lp.pv
+        pm = np.zeros(pad_to(hd, lanes), np.int16)
+        pm[:hd] = mult
+        pa_addr = self.sh.put(f"L{li}.pv_mult", pm.reshape(-1, lanes))
+        e.load(SCALE, 0, pa_addr, len(pm) // lanes, cfg.scale_entry_bytes, "P V multipliers")
+        sm_mult, sm_shift = lp.softmax
+        wring = _Ring(0, cfg.wgt_depth)
+        aring = _Ring(0, cfg.act_depth)
+        for h in range(self.m.num_attention_heads):
+            g = h // rep                        # GQA: the key/value head, shared, not copied
+            kc = self.cm.memory.symbols[f"L{li}.k{g}"]
+            vc = self.cm.memory.symbols[f"L{li}.v{g}"]
+            for mi in range(self.tiles):
+                keys = self.decode_len if self.rel() else pad_to((mi + 1) * R, C)
+                if keys > cfg.acc_depth or keys > cfg.wgt_depth:
+                    raise CompileError(f"{keys} keys do not fit {cfg.name!r}'s accumulators "
+                                       f"({cfg.acc_depth}) and weights ({cfg.wgt_depth})")
+                qa = aring.take(hd)
+                e.load(ACT, qa, self.tile("q", h * hd, mi), hd, self.mp, f"q head {h}")
+                for kt in range(keys // C):
+                    wa = wring.take(hd)
+                    e.load(WGT, wa, kc.addr + kt * C, hd, L, f"K^T keys {kt * C}")
+                    e.matmul(qa, wa, kt * C, hd, False, engine=Engine.SYSTOLIC, mode={},
+                             channels=C, w_entries=hd, comment=f"scores {h} keys {kt * C}")
+                pa = aring.take(keys)
+                e.sfu(SfuFunc.SOFTMAX, 0, pa, keys, imm0=sm_mult, shift=sm_shift, causal=1,
+                      imm1=0 if self.rel() else mi * R, rel=int(self.rel()),
+                      comment=f"softmax head {h}")
+                for ft in range(hd // C):
+                    wa = wring.take(keys)
+                    e.load(WGT, wa, vc.addr + ft * C, keys, hd, f"V features {ft * C}")
+                    e.matmul(pa, wa, ft * C, keys, False, engine=Engine.SYSTOLIC, mode={},
+                             channels=C, w_entries=keys, comment=f"P V {h} features {ft * C}")
+                oa = aring.take(hd)
+                e.requant(0, oa, 0, hd, shift, None, False, comment=f"o head {h}")
+                e.store(ACT, oa, self.tile("o", h * hd, mi), hd, self.mp, f"o head {h}")
+
+    def add(self, x, y, params, what):
+        e, n = self.e, self.m.hidden_size
+        ma, mb, shift = params
+        ring = _Ring(0, self.cfg.act_depth)
+        for mi in range(self.tiles):
+            a, b = ring.take(n), ring.take(n)
+            e.load(ACT, a, self.tile(x, 0, mi), n, self.mp, f"{what} a")
+            e.load(ACT, b, self.tile(y, 0, mi), n, self.mp, f"{what} b")
+            e.sfu(SfuFunc.ADD, a, a, n, src2=b, imm0=ma & 0xFFFF, imm1=mb & 0xFFFF,
+                  shift=shift, comment=what)
+            e.store(ACT, a, self.tile(x, 0, mi), n, self.mp, f"{what} out")
+
+    def silu_mul(self, li, lp):
+        e, n = self.e, self.m.intermediate_size
+        R = self.R
+        ta = self.sh.put(f"L{li}.silu", lp.silu.reshape(-1, R))
+        e.load(ACT, 0, ta, TABLE_SIZE // R, self.cfg.act_entry_bytes, "SiLU table")
+        e.sfu(SfuFunc.TABLE, 0, 0, TABLE_SIZE // R, comment="SiLU table")
+        m, shift = lp.mul
+        ring = _Ring(TABLE_SIZE // R, self.cfg.act_depth)
+        for mi in range(self.tiles):
+            a, b = ring.take(n), ring.take(n)
+            e.load(ACT, a, self.tile("g", 0, mi), n, self.mp, "gate")
+            e.sfu(SfuFunc.LOOKUP, a, a, n, comment="SiLU")
+            e.load(ACT, b, self.tile("u", 0, mi), n, self.mp, "up")
+            e.sfu(SfuFunc.MUL, a, a, n, src2=b, imm0=m & 0xFFFF, shift=shift,
+                  comment="SiLU(gate) * up")
+            e.store(ACT, a, self.tile("a", 0, mi), n, self.mp, "gated")
+
+    # --- the whole model --------------------------------------------------------------------
+    def build(self):
+        for li, lp in enumerate(self.q.layers):
+            self.norm("x", "h", lp.norm1, f"L{li}.input_norm")
+            for name, dst in (("q_proj", "q"), ("k_proj", "k"), ("v_proj", "v")):
+                self.linear(f"L{li}.{name}", "h", dst, lp.linears[name])
+            self.rope("q", self.m.num_attention_heads, f"L{li} rope q")
+            self.rope("k", self.m.num_key_value_heads, f"L{li} rope k")
+            self.kv_append(li)
+            self.attention(li, lp)
+            self.linear(f"L{li}.o_proj", "o", "y", lp.linears["o_proj"])
+            self.add("x", "y", lp.add1, f"L{li} residual 1")
+            self.norm("x", "h", lp.norm2, f"L{li}.post_norm")
+            self.linear(f"L{li}.gate_proj", "h", "g", lp.linears["gate_proj"])
+            self.linear(f"L{li}.up_proj", "h", "u", lp.linears["up_proj"])
+            self.silu_mul(li, lp)
+            self.linear(f"L{li}.down_proj", "a", "y", lp.linears["down_proj"])
+            self.add("x", "y", lp.add2, f"L{li} residual 2")
+        self.norm("x", "h", self.q.final_norm, "final_norm")
+        self.linear("lm_head", "h", "logits", self.q.lm_head)
+        return self.e.s.program()
+
+
+def _check_fits(cfg, m, max_len):
+    R, C = cfg.rows, cfg.cols
+    hd = m.head_dim
+    if not cfg.sfu:
+        raise CompileError(f"config {cfg.name!r} has no special-function unit (sfu = true): "
+                           f"a whole model needs it")
+    if hd % R or hd % C:
+        raise CompileError(f"head_dim {hd} must be a multiple of the array's rows ({R}) and "
+                           f"columns ({C})")
+    if max_len % C or max_len % cfg.bus_bytes:
+        raise CompileError(f"max_len {max_len} must be a multiple of {max(C, cfg.bus_bytes)}")
+    need = 2 * max(m.hidden_size, m.intermediate_size) + TABLE_SIZE // R
+    if need > cfg.act_depth:
+        raise CompileError(f"{cfg.name!r}'s activation scratchpad ({cfg.act_depth} entries) "
+                           f"cannot hold two rows of {max(m.hidden_size, m.intermediate_size)}"
+                           f" features")
+
+
+def compile_llm(config, qm: QuantModel, *, max_len=None, prefill=None, decode=None,
+                wformat="int8", progress=None) -> CompiledLLM:
+    """Programs for ``qm`` on ``config``: prefill buckets ``prefill`` (token counts,
+    multiples of the array's rows) and decode buckets ``decode`` (cache lengths, the last
+    one ``max_len``), over one memory image."""
+    m = qm.config
+    R, C = config.rows, config.cols
+    max_len = max_len or min(m.max_position_embeddings, config.acc_depth)
+    _check_fits(config, m, max_len)
+    Target(config).engine_for(weight_format(wformat))
+    if max_len > config.acc_depth or max_len > config.wgt_depth:
+        raise CompileError(f"max_len {max_len}: {config.name!r} holds at most "
+                           f"{min(config.acc_depth, config.wgt_depth)} keys")
+    prefill = prefill or buckets(2 * R, min(max_len, 8 * R))
+    decode = decode or buckets(max(C, 16), max_len)
+    for t in prefill:
+        if t % R or t > max_len:
+            raise CompileError(f"prefill bucket {t} must be a multiple of {R} and at most "
+                               f"max_len {max_len}")
+    mem = MemoryImage(bytearray())
+    cm = CompiledLLM(config, m, qm, mem, {}, sorted(prefill), sorted(decode), max_len, wformat)
+    _plan_memory(cm, sorted(set(prefill) | {R}))
+    for t in cm.prefill:
+        if progress:
+            progress(f"prefill {t}")
+        cm.programs[f"prefill{t}"] = _Builder(cm, t).build()
+    for b in cm.decode:
+        if progress:
+            progress(f"decode {b}")
+        cm.programs[f"decode{b}"] = _Builder(cm, R, decode_len=b).build()
+    return cm
+
+
+def _feature_pad(cfg):
+    """Slot rows are padded to every engine's output tile and activation group."""
+    f = 1
+    for eng in Engine:
+        if eng.name.lower() in cfg.engines:
+            es = spec(eng)
+            f = math.lcm(f, es.channels(cfg), es.act_group)
+    return f
+
+
+def _plan_memory(cm, mps):
+    """The RoPE table, the KV-cache arena and the activation slots (weights are added as
+    the programs are built, once each)."""
+    cfg, m, mem = cm.config, cm.model, cm.memory
+    hd, L = m.head_dim, cm.max_len
+    mem.write("rope", rope_table(np.arange(L), hd, m.rope_theta))
+    for li in range(m.num_hidden_layers):
+        for g in range(m.num_key_value_heads):
+            mem.reserve(f"L{li}.k{g}", (hd, L), np.int8, row_stride=L)
+            mem.reserve(f"L{li}.v{g}", (L, hd), np.int8, row_stride=hd)
+    fp = _feature_pad(cfg)
+    sizes = {"x": m.hidden_size, "h": m.hidden_size, "y": m.hidden_size,
+             "q": m.num_attention_heads * hd, "o": m.num_attention_heads * hd,
+             "k": m.num_key_value_heads * hd, "v": m.num_key_value_heads * hd,
+             "g": m.intermediate_size, "u": m.intermediate_size, "a": m.intermediate_size,
+             "logits": m.vocab_size}
+    for mp in mps:
+        for name, n in sizes.items():
+            mem.reserve(f"{name}@{mp}", (pad_to(n, fp), mp), np.int8, row_stride=mp)

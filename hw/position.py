@@ -1,0 +1,84 @@
+"""The run's position: how one program serves every token position of its length bucket.
+
+The host gives a 16-bit position ``pos`` with START (configurations with the SFU). The
+activations hold ``rows`` tokens per entry, one per lane, and decode puts the current token in
+lane ``lane(pos)``: lane ``l`` then stands for position ``block(pos) + l``. Dispatch rewrites
+the fields that are marked relative before the instruction enters its queue, so every unit
+sees plain absolute fields and checks them as usual:
+
+- LOAD / STORE: ``dram_addr += block(pos) * pos_mult`` (KV-cache blocks, RoPE table rows);
+- SFU with ``rel``: SOFTMAX's ``imm1 += block(pos)`` (the first query position of the
+  lanes, for the causal mask), MERGE's ``imm0``, ``imm1 += lane(pos)`` (the token's lane).
+
+The rules are written once, on ints (golden model) and on Amaranth values (dispatch).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Signal, Value
+
+from .isa import DmaInsn, Opcode, SfuFunc, SfuInsn, view
+
+__all__ = ["POS_BITS", "block", "lane", "relocate_fields", "relocate_word"]
+
+POS_BITS = 16
+
+
+def block(pos, rows):
+    """The position of lane 0 of the entry holding position ``pos``."""
+    return pos & (((1 << POS_BITS) - 1) & ~(rows - 1))
+
+
+def lane(pos, rows):
+    """The lane of position ``pos``."""
+    return pos & (rows - 1)
+
+
+def _wrap(v, bits):
+    return v[:bits] if isinstance(v, Value) else v % (1 << bits)
+
+
+def _dma(addr, mult, pos, rows):
+    return _wrap(addr + block(pos, rows) * mult, 32)
+
+
+def _softmax_q0(imm1, pos, rows):
+    return _wrap(imm1 + block(pos, rows), 16)
+
+
+def _merge_lanes(imm, pos, rows):
+    return _wrap(imm + lane(pos, rows), 16)
+
+
+def relocate_fields(d: dict, pos: int, rows: int) -> dict:
+    """A decoded instruction's fields after dispatch at position ``pos`` (a new dict)."""
+    d = dict(d)
+    op = d["opcode"]
+    if op in (Opcode.LOAD, Opcode.STORE):
+        d["dram_addr"] = _dma(d["dram_addr"], d["pos_mult"], pos, rows)
+    elif op == Opcode.SFU and d["rel"]:
+        if d["func"] == SfuFunc.SOFTMAX:
+            d["imm1"] = _softmax_q0(d["imm1"], pos, rows)
+        elif d["func"] == SfuFunc.MERGE:
+            d["imm0"] = _merge_lanes(d["imm0"], pos, rows)
+            d["imm1"] = _merge_lanes(d["imm1"], pos, rows)
+    return d
+
+
+def relocate_word(m, word, pos, rows):
+    """The same rewrite on an instruction word (Amaranth): returns the new word, a
+    combinational signal of ``word`` and ``pos``."""
+    out = Signal.like(word, name="relocated")
+    m.d.comb += out.eq(word)
+    dma, sf = view(DmaInsn, word), view(SfuInsn, word)
+    odma, osf = view(DmaInsn, out), view(SfuInsn, out)
+    with m.Switch(dma.opcode):
+        with m.Case(Opcode.LOAD, Opcode.STORE):
+            m.d.comb += odma.dram_addr.eq(_dma(dma.dram_addr, dma.pos_mult, pos, rows))
+        with m.Case(Opcode.SFU):
+            with m.If(sf.rel & (sf.func == SfuFunc.SOFTMAX)):
+                m.d.comb += osf.imm1.eq(_softmax_q0(sf.imm1, pos, rows))
+            with m.If(sf.rel & (sf.func == SfuFunc.MERGE)):
+                m.d.comb += [osf.imm0.eq(_merge_lanes(sf.imm0, pos, rows)),
+                             osf.imm1.eq(_merge_lanes(sf.imm1, pos, rows))]
+    return out
