@@ -1,0 +1,163 @@
+"""Whole decoder-only models on the accelerator: prefill and decode programs, the KV cache,
+sessions, and token generation, RTL = golden bit for bit."""
+
+import numpy as np
+import pytest
+
+from compiler.generate import Generator
+from compiler.llm import compile_llm
+from compiler.llmquant import float_forward, quantize_model
+from compiler.lower import CompileError
+from compiler.models import ModelConfig, make_model
+from sw.executor import Session
+from sw.golden import Machine
+from sw.program import ProgramError
+
+
+@pytest.fixture(scope="module")
+def toy():
+    model = make_model("toy", seed=1)
+    rng = np.random.default_rng(0)
+    return model, quantize_model(model, [rng.integers(0, 64, 24) for _ in range(4)])
+
+
+@pytest.fixture(scope="module")
+def toy_llm(tiny, toy):
+    return compile_llm(tiny, toy[1])
+
+
+class Counting:
+    """An executor wrapper that counts the bytes written into its memory."""
+
+    def __init__(self, inner):
+        self.inner, self.config, self.written = inner, inner.config, 0
+
+    def mem_write(self, addr, data):
+        self.written += len(data)
+        self.inner.mem_write(addr, data)
+
+    def mem_read(self, addr, n):
+        return self.inner.mem_read(addr, n)
+
+    def execute(self, prog_addr, pos=0):
+        return self.inner.execute(prog_addr, pos)
+
+
+def test_generation_rtl_equals_golden(toy_llm, tiny_rtl, tiny):
+    """A prompt across a row tile, decode across a cache bucket: every logit, every token
+    and the whole KV cache agree."""
+    cm = toy_llm
+    prompt = [5, 17, 42, 3, 60, 8, 8, 31, 2, 49, 11, 7, 0, 63]
+    ref = Generator(cm, Machine(tiny))
+    rtl = Generator(cm, tiny_rtl)
+    g, v = ref.generate(prompt, 6), rtl.generate(prompt, 6)
+    assert g.tokens == v.tokens
+    for i, (a, b) in enumerate(zip(g.logits, v.logits)):
+        np.testing.assert_array_equal(a, b, err_msg=f"logits before new token {i}")
+    assert [r[0] for r in g.runs] == ["prefill16"] + ["decode16"] * 2 + ["decode32"] * 3
+    for li in range(cm.model.num_hidden_layers):
+        for name in (f"L{li}.k0", f"L{li}.v0"):
+            np.testing.assert_array_equal(ref.session.read(name), rtl.session.read(name),
+                                          err_msg=name)
+    assert all(st["error"] is None and st["sfu_busy"] > 0 for _, _, st in v.runs)
+
+
+def test_decode_equals_prefill(toy_llm, tiny):
+    """The decode path (one token, the cache appended block by block at its position) gives
+    the same int8 logits as prefilling the whole sequence: an independent check of the KV
+    cache, the position register and the causal mask."""
+    cm = toy_llm
+    prompt = [9, 1, 40, 22, 22, 5, 61, 30, 12]
+    g = Generator(cm, Machine(tiny)).generate(prompt, 8)
+    seq = prompt + g.tokens[:-1]
+    s = Session(Machine(tiny), cm.memory, cm.programs)
+    tb = cm.prefill_bucket(len(seq))
+    s.write(f"x@{tb}", cm.embed_slot(np.array(seq), tb))
+    assert s.run(f"prefill{tb}")["error"] is None
+    logits = s.read(f"logits@{tb}")[:cm.model.vocab_size]
+    for i in range(8):
+        np.testing.assert_array_equal(logits[:, len(prompt) - 1 + i], g.logits[i],
+                                      err_msg=f"position {len(prompt) - 1 + i}")
+
+
+def test_weights_go_to_the_device_once(toy_llm, tiny):
+    cm = toy_llm
+    ex = Counting(Machine(tiny))
+    gen = Generator(cm, ex)
+    loaded = ex.written
+    assert loaded >= cm.memory.size
+    gen.generate([1, 2, 3], 5)
+    per_run = (ex.written - loaded) / 5
+    assert per_run <= cm.memory.symbols[f"x@{cm.prefill[0]}"].nbytes(), per_run
+
+
+def test_agrees_with_float(toy, toy_llm, tiny):
+    """Greedy tokens from the integer model against the float model's on the same
+    sequence (random weights give flat logits, so this is a loose check; the trained
+    model's accuracy is in benchmarks/)."""
+    model, _ = toy
+    prompt = [3, 14, 15, 9, 26, 5]
+    g = Generator(toy_llm, Machine(tiny)).generate(prompt, 10)
+    seq, same = list(prompt), 0
+    for tok in g.tokens:
+        same += int(float_forward(model, seq)[-1].argmax()) == tok
+        seq.append(tok)
+    assert same >= 7, same
+
+
+def test_bad_requests(toy_llm, tiny, rect):
+    gen = Generator(toy_llm, Machine(tiny))
+    with pytest.raises(CompileError, match="outside the vocabulary"):
+        gen.generate([1, 64], 2)
+    with pytest.raises(CompileError, match="cache positions"):
+        gen.generate([1] * 40, 40)
+    with pytest.raises(CompileError, match="empty"):
+        gen.generate([], 2)
+    with pytest.raises(CompileError, match="longest prefill"):
+        toy_llm.prefill_bucket(33)
+    s = Session(Machine(tiny), toy_llm.memory, toy_llm.programs)
+    with pytest.raises(ProgramError, match="position"):
+        s.run("decode16", 1 << 16)
+    m = Machine(rect)
+    m.mem_write(0, b"\0")
+    with pytest.raises(ProgramError, match="no position register"):
+        m.execute(0, 3)
+
+
+def test_compile_errors(tiny, rect, toy):
+    qm = toy[1]
+    with pytest.raises(CompileError, match="special-function unit"):
+        compile_llm(rect, qm)
+    with pytest.raises(CompileError, match="max_len"):
+        compile_llm(tiny, qm, max_len=1024)
+    with pytest.raises(CompileError, match="prefill bucket"):
+        compile_llm(tiny, qm, prefill=[6])
+
+
+def test_model_config_from_hf_dict():
+    c = ModelConfig.from_dict({"hidden_size": 64, "intermediate_size": 128,
+                               "num_attention_heads": 4, "num_hidden_layers": 2,
+                               "vocab_size": 100, "torch_dtype": "float32"})
+    assert c.num_key_value_heads == 4 and c.head_dim == 16
+    assert ModelConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="lacks vocab_size"):
+        ModelConfig.from_dict({"hidden_size": 64, "intermediate_size": 128,
+                               "num_attention_heads": 4, "num_hidden_layers": 2})
+    with pytest.raises(ValueError, match="key/value heads"):
+        ModelConfig(64, 128, 4, 3, 1, 10)
+
+
+def test_model_programs_are_shared_by_positions(toy_llm):
+    """One program per bucket: the instruction bytes do not grow with the position."""
+    assert set(toy_llm.programs) == {f"prefill{t}" for t in toy_llm.prefill} | \
+        {f"decode{b}" for b in toy_llm.decode}
+    sizes = [len(toy_llm.programs[f"decode{b}"]) for b in toy_llm.decode]
+    assert sizes == sorted(sizes) and sizes[-1] < 2 * sizes[0]
+
+
+def test_unsupported_head_dim(tiny):
+    c = ModelConfig(48, 80, 4, 1, 1, 64, 10)
+    model = make_model(c)
+    qm = quantize_model(model, [np.arange(8)])
+    with pytest.raises(CompileError, match="head_dim 10"):
+        compile_llm(tiny, qm)
