@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, side by side in one run (JSON in results/, tables printed)."""
 
-from . import boards, fault_rate, lut_cycles, lut_resources, sfu, sim_throughput, utilization
+from . import (boards, fault_rate, llm, lut_cycles, lut_resources, sfu, sim_throughput,
+               utilization)
 
 if __name__ == "__main__":
     utilization.run()
@@ -8,5 +9,6 @@ if __name__ == "__main__":
     lut_cycles.run()
     lut_resources.run()
     sfu.run()
+    llm.run()
     fault_rate.run()
     boards.run()

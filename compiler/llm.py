@@ -21,6 +21,7 @@ through TRANSPOSE) and storing the block back.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -142,11 +143,23 @@ class _Builder:
             e.store(ACT, a, self.tile(dst, 0, mi), n, self.mp, f"{what} out {mi}")
 
     def linear(self, name, x, y, params):
+        """A linear layer; one with more output channels than the scale scratchpad holds
+        multipliers for (an LM head) is cut into several, each writing its rows of ``y``."""
         w, sx, sy = params
-        self.sh.x_sym, self.sh.y_sym = f"{x}@{self.mp}", f"{y}@{self.mp}"
-        k = lower_layer(self.cfg, name, self.mp, w, sx * 127, sy * 127, self.cm.wformat,
-                        into=self.sh)
-        self.cm.kernels.setdefault(name, k)
+        cfg, mem = self.cfg, self.cm.memory
+        cap = cfg.scale_depth * cfg.scale_lanes // 2 // _feature_pad(cfg) * _feature_pad(cfg)
+        self.sh.x_sym = f"{x}@{self.mp}"
+        ysym = mem.symbols[f"{y}@{self.mp}"]
+        for n0 in range(0, w.shape[0], cap):
+            part = f"{name}[{n0}:]" if w.shape[0] > cap else name
+            rows = min(cap, w.shape[0] - n0)
+            self.sh.y_sym = f"{y}@{self.mp}" if n0 == 0 else f"{y}@{self.mp}[{n0}:]"
+            if self.sh.y_sym not in mem.symbols:     # a view of the slot's rows n0..
+                mem.symbols[self.sh.y_sym] = dataclasses.replace(
+                    ysym, addr=ysym.addr + n0 * self.mp, shape=(ysym.shape[0] - n0, self.mp))
+            k = lower_layer(cfg, part, self.mp, w[n0:n0 + rows], sx * 127, sy * 127,
+                            self.cm.wformat, into=self.sh)
+            self.cm.kernels.setdefault(part, k)
 
     def rope(self, slot, heads, what):
         e, hd = self.e, self.m.head_dim

@@ -4,13 +4,21 @@ Hugging Face's ``LlamaConfig``, with real shapes and seeded random weights."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
 
 import torch
 from torch import nn
 
+from sw.errors import UserError
+from . import safetensors
+
 __all__ = ["BlockShape", "SHAPES", "DecoderBlock", "make_block", "demo_shape", "demo_inputs",
-           "ModelConfig", "MODELS", "LlamaModel", "make_model"]
+           "ModelConfig", "MODELS", "LlamaModel", "make_model", "save_model", "load_model",
+           "ModelFileError", "hf_name"]
 
 
 @dataclass(frozen=True)
@@ -77,18 +85,21 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x):
         s = self.s
-        t = x.shape[0]
+        *lead, t, _ = x.shape
         h = self.input_layernorm(x)
-        q = self.q_proj(h).view(t, s.heads, s.head_dim).transpose(0, 1)
-        k = self.k_proj(h).view(t, s.kv_heads, s.head_dim).transpose(0, 1)
-        v = self.v_proj(h).view(t, s.kv_heads, s.head_dim).transpose(0, 1)
+
+        def heads(y, n):        # [..., T, n * hd] -> [..., n, T, hd]
+            return y.view(*lead, t, n, s.head_dim).transpose(-3, -2)
+        q = heads(self.q_proj(h), s.heads)
+        k = heads(self.k_proj(h), s.kv_heads)
+        v = heads(self.v_proj(h), s.kv_heads)
         pos = torch.arange(t)
         q, k = rope(q, pos, s.rope_theta), rope(k, pos, s.rope_theta)
         rep = s.heads // s.kv_heads
-        k = k.repeat_interleave(rep, dim=0)
-        v = v.repeat_interleave(rep, dim=0)
+        k = k.repeat_interleave(rep, dim=-3)
+        v = v.repeat_interleave(rep, dim=-3)
         att = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.o_proj(att.transpose(0, 1).reshape(t, s.heads * s.head_dim))
+        x = x + self.o_proj(att.transpose(-3, -2).reshape(*lead, t, s.heads * s.head_dim))
         h = self.post_attention_layernorm(x)
         return x + self.down_proj(torch.nn.functional.silu(self.gate_proj(h)) * self.up_proj(h))
 
@@ -222,4 +233,74 @@ def make_model(config="toy", seed=0) -> LlamaModel:
                 p.copy_(torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.02 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+class ModelFileError(UserError):
+    """A model directory that cannot be loaded (says which file and what is wrong)."""
+
+
+_BLOCK_HF = {"q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj",
+             "v_proj": "self_attn.v_proj", "o_proj": "self_attn.o_proj",
+             "gate_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj",
+             "down_proj": "mlp.down_proj", "input_layernorm": "input_layernorm",
+             "post_attention_layernorm": "post_attention_layernorm"}
+
+
+def hf_name(name):
+    """Hugging Face ``LlamaForCausalLM``'s name of one of LlamaModel's parameters."""
+    m = re.fullmatch(r"layers\.(\d+)\.(\w+)\.weight", name)
+    if m:
+        return f"model.layers.{m[1]}.{_BLOCK_HF[m[2]]}.weight"
+    return name if name.startswith("lm_head") else f"model.{name}"
+
+
+def save_model(model: LlamaModel, directory, *, tokenizer=None, dtype=np.float32):
+    """``config.json`` + ``model.safetensors`` (Hugging Face's names) in ``directory``;
+    ``tokenizer``: a dict written as ``tokenizer.json``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    model.config.save(d / "config.json")
+    tensors = {hf_name(k): v.detach().numpy().astype(dtype)
+               for k, v in model.state_dict().items()
+               if not (k == "lm_head.weight" and model.config.tie_word_embeddings)}
+    safetensors.save(d / "model.safetensors", tensors, {"format": "pt"})
+    if tokenizer is not None:
+        (d / "tokenizer.json").write_text(json.dumps(tokenizer))
+
+
+def load_model(directory) -> LlamaModel:
+    """A LlamaModel from a Hugging Face-style directory (``config.json`` and
+    ``model.safetensors``), every tensor checked against the configuration."""
+    d = Path(directory)
+    if not (d / "config.json").is_file():
+        raise ModelFileError(f"{d}: no config.json (a model is a directory with config.json "
+                             f"and model.safetensors)")
+    try:
+        raw = json.loads((d / "config.json").read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{d / 'config.json'}: not JSON ({e})") from None
+    arch = raw.get("architectures") or []
+    if raw.get("model_type", "llama") != "llama" and "LlamaForCausalLM" not in arch:
+        raise ModelFileError(f"{d / 'config.json'}: model_type {raw.get('model_type')!r} "
+                             f"is not a LLaMA-family model")
+    try:
+        cfg = ModelConfig.from_dict(raw)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{d / 'config.json'}: {e}") from None
+    tensors, _ = safetensors.load(d / "model.safetensors")
+    model = LlamaModel(cfg)
+    state = {}
+    for name, p in model.state_dict().items():
+        key = hf_name(name)
+        if name == "lm_head.weight" and cfg.tie_word_embeddings:
+            key = hf_name("embed_tokens.weight")
+        if key not in tensors:
+            raise ModelFileError(f"{d / 'model.safetensors'}: tensor {key} is missing")
+        t = tensors[key]
+        if tuple(t.shape) != tuple(p.shape):
+            raise ModelFileError(f"{d / 'model.safetensors'}: {key} has shape "
+                                 f"{list(t.shape)}; config.json says {list(p.shape)}")
+        state[name] = torch.from_numpy(np.asarray(t, np.float32).copy())
+    model.load_state_dict(state)
     return model.eval()

@@ -23,12 +23,12 @@ from hw.synth import SynthError
 from sim.build import BuildError
 from sw.errors import EXIT_USER, UserError, say
 from sw.program import ProgramError
-from . import demo, run
+from . import demo, generate, run
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: The modules contributing subcommands (``add_parsers(sub)``), in the order help lists them.
-COMMANDS = (demo, hw.cli, compiler.cli, run, sw.cli, sim.cli, boards.cli)
+COMMANDS = (demo, generate, hw.cli, compiler.cli, run, sw.cli, sim.cli, boards.cli)
 
 
 class _Parser(argparse.ArgumentParser):
