@@ -40,7 +40,7 @@ def _read_data_at_zero(module: str) -> str:
     memories are initialised); Yosys leaves it undefined, which a 4-state simulator shows
     as X until the first read. Give simulators the hardware's 0."""
     mems = set(re.findall(r"^\s*reg (?:\[[^\]]*\] )?(\S+) \[[^\]]*\];", module, re.M))
-    regs = {d for d, m in re.findall(r"^\s*(\S+) <= (\S+)\[", module, re.M) if m in mems}
+    regs = {d for d, m in re.findall(r"^\s*(\S+) <= ([^\s\[]+)\[", module, re.M) if m in mems}
     if not regs:
         return module
     init = "".join(f"  initial {r} = 0;\n" for r in sorted(regs))

@@ -76,10 +76,7 @@ def test_no_x_after_reset(config):
     [icarus], whose bus model fails on an X handshake."""
     from hw.accelerator import Accelerator
     from hw.config import load_config
-    # KNOWN GAP: with the SFU built, Icarus shows the accumulator and scale scratchpads'
-    # read-data registers (and the requant inputs after them) X after reset; until that is
-    # found, this checks the configuration without the SFU
-    cfg = load_config(config).replace(sfu=False)
+    cfg = load_config(config)
     v = component_verilog(Accelerator(cfg), "accel")
     flops = _registers(v)
     assert len(flops) > 200
