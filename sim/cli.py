@@ -191,7 +191,8 @@ def add_parsers(sub):
     fs = f.add_subparsers(dest="faults_cmd", required=True)
     r = fs.add_parser("run", help="run (or resume) a campaign into a SQLite database")
     r.add_argument("--config", default="tiny")
-    r.add_argument("--workload", default="demo", help="demo (the decoder block) or matmul")
+    r.add_argument("--workload", default="demo", help="demo (the decoder block), generate (the trained model's "
+                        "prefill and decode runs) or matmul")
     r.add_argument("--db", required=True, help="campaign database (SQLite); re-run to resume")
     r.add_argument("--margin", type=float, default=0.01)
     r.add_argument("--confidence", type=float, default=0.99)

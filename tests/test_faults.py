@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from sim.faults.campaign import CampaignSpec, run_campaign, plan_faults
@@ -315,3 +316,23 @@ def test_cli_errors(tmp_path):
     assert _cli(*base).returncode == 0
     r = _cli(*base[:-2], "--workers", "1", "--seed", "5")
     assert r.returncode == 2 and "holds another campaign (different seed)" in r.stderr
+
+
+def test_generate_workload_token_changes(tiny):
+    """Faults in token generation: each run of the trained model is a kernel at its own
+    position, and a corrupted run is judged by the token it picks."""
+    from sw.golden import Machine
+    from sim.faults.workload import make_workload
+    wl = make_workload("generate", tiny)
+    assert [k.pos for k in wl.kernels][1:] == [16]          # "The accelerator " is 16 chars
+    for i, k in enumerate(wl.kernels):
+        out, st = Machine(tiny).run(k.program, k.memory, pos=k.pos)
+        assert st["error"] is None
+        assert wl.effect(i, out) == {"top1_changed": 0, "layer_rel_err": 0.0}
+        logits = k.read_output(out)
+        other = int(np.argmin(logits))
+        lane_sym = out.symbols[f"logits@{4 if k.pos else 16}"]
+        lane = k.pos % 4 if k.pos else 15
+        out.data[lane_sym.addr + other * lane_sym.row_stride + lane] = 127
+        out.data[lane_sym.addr + int(np.argmax(logits)) * lane_sym.row_stride + lane] = 0x80
+        assert wl.effect(i, out)["top1_changed"] == 1

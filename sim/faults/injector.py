@@ -81,7 +81,7 @@ class Injector:
         rtl = self.rtl
         ends = []
         for k in self.workload.kernels:          # first pass: lengths, and a sanity check
-            _, st = rtl.run(k.program, k.memory)
+            _, st = rtl.run(k.program, k.memory, pos=k.pos)
             if st["error"]:
                 raise RuntimeError(f"workload kernel {k.name}: the golden run stopped with "
                                    f"{st['error']}")
@@ -96,7 +96,7 @@ class Injector:
         for k in self.workload.kernels:
             addr = rtl.load(k.program, k.memory)
             rtl.trace(bool(self.traced))
-            rtl.start(addr)
+            rtl.start(addr, k.pos)
             start = rtl.cycle
             snaps = []
             while True:

@@ -51,7 +51,7 @@ def fault_waves(config, workload, f: Fault, out_dir, *, fmt="vcd", window=None,
     elements = {e.name: e for s in fault_sites(runner).values() for e in s.elements}
     if f.element not in elements:
         raise ValueError(f"the fault's element {f.element} is not in this design")
-    runner.start(runner.load(k.program, k.memory))
+    runner.start(runner.load(k.program, k.memory), k.pos)
     start = runner.snapshot()       # the faulty run starts from the very same state
     for name in ("golden", "faulty"):
         if name == "faulty":

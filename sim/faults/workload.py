@@ -16,6 +16,7 @@ class Kernel:
     program: object         # sw.program.Program
     memory: object          # sw.program.MemoryImage, inputs written
     read_output: object     # MemoryImage -> np.ndarray (the kernel's result tensor)
+    pos: int = 0            # the run's position (hw.position)
 
 
 @dataclass
@@ -123,7 +124,68 @@ def matmul_workload(config, seed=0, k=None):
                                       lambda mm: mm.read("acc"))], None, {"k": k})
 
 
-WORKLOADS = {"demo": demo_workload, "matmul": matmul_workload}
+def generate_workload(config, seed=0, prompt="The accelerator ", steps=2):
+    """Token generation with the trained model (models/charlm): the prefill of ``prompt``
+    and the decode runs of ``steps`` new tokens, each one kernel over the whole memory
+    image (weights, KV cache as the golden run left it). The effect of a corrupted run:
+    whether the token it picks changes, and its logits' largest change."""
+    from compiler.generate import Generator
+    from compiler.llm import compile_llm
+    from compiler.llmquant import quantize_model
+    from llmaccel.generate import calibration, encode, load
+    from sw.golden import Machine
+    from sw.program import MemoryImage
+
+    model, tok, corpus = load(str(_charlm()))
+    qm = quantize_model(model, calibration(model, tok, corpus, 64, seed=seed))
+    cm = compile_llm(config, qm)
+    ids = encode(tok, prompt)
+    golden = Machine(config)
+    R, vocab = config.rows, cm.model.vocab_size
+    kernels, tokens, images = [], [], []
+
+    class _Snap:        # the data image just before each run of the generation
+        def __init__(self, inner):
+            self.inner, self.config = inner, inner.config
+
+        def mem_write(self, addr, data):
+            self.inner.mem_write(addr, data)
+
+        def mem_read(self, addr, n):
+            return self.inner.mem_read(addr, n)
+
+        def execute(self, prog_addr, pos=0):
+            images.append((prog_addr, pos, self.inner.mem_read(0, cm.memory.size)))
+            return self.inner.execute(prog_addr, pos)
+    gen = Generator(cm, _Snap(golden))
+    out = gen.generate(ids, steps)
+    by_addr = {a: n for n, a in gen.session.addr.items()}
+    for i, ((addr, pos, image), tok_id) in enumerate(zip(images, out.tokens)):
+        name = by_addr[addr]
+        mp = R if name.startswith("decode") else int(name.removeprefix("prefill"))
+        lane = pos % R if name.startswith("decode") else len(ids) - 1
+
+        def read(mm, mp=mp, lane=lane):
+            return mm.read(f"logits@{mp}")[:vocab, lane].copy()
+        kernels.append(Kernel(f"{name}@{pos}", cm.programs[name],
+                              MemoryImage(bytearray(image), dict(cm.memory.symbols)), read, pos))
+        tokens.append(tok_id)
+
+    def effect(i, out_mem):
+        got = kernels[i].read_output(out_mem).astype(np.int64)
+        ref = out.logits[i].astype(np.int64)
+        err = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+        return {"top1_changed": int(int(np.argmax(got)) != tokens[i]), "layer_rel_err": err}
+    return Workload("generate", kernels, effect,
+                    {"prompt": prompt, "tokens": tokens, "runs": [k.name for k in kernels]})
+
+
+def _charlm():
+    from pathlib import Path
+    return Path(__file__).resolve().parents[2] / "models" / "charlm"
+
+
+WORKLOADS = {"demo": demo_workload, "matmul": matmul_workload, "generate": generate_workload}
 
 
 def make_workload(name, config, seed=0):
