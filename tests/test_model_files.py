@@ -109,6 +109,13 @@ def test_generate_command(capsys):
                  "--executor", "golden", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert len(rep["tokens"]) == 3 and rep["prompt"] == [1, 2, 3]
+    assert 0 <= rep["top1_agreement_vs_float"] <= 1 and rep["layers"] == 2
+    assert main(["generate", "--model", "toy", "--layers", "1", "--prompt-tokens", "5",
+                 "-n", "2", "--executor", "golden", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["layers"] == 1 and len(rep["prompt"]) == 5
+    assert main(["generate", "--model", "toy", "--layers", "9", "--executor", "golden"]) == 2
+    assert "the model has 2" in capsys.readouterr().err
     assert main(["generate", "--model", "toy", "--prompt", "hi", "--executor", "golden"]) == 2
     assert "no character tokenizer" in capsys.readouterr().err
     assert main(["generate", "--model", "nosuch", "--executor", "golden"]) == 2
