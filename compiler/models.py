@@ -18,7 +18,7 @@ from . import safetensors
 
 __all__ = ["BlockShape", "SHAPES", "DecoderBlock", "make_block", "demo_shape", "demo_inputs",
            "ModelConfig", "MODELS", "LlamaModel", "make_model", "save_model", "load_model",
-           "ModelFileError", "hf_name"]
+           "ModelFileError", "hf_name", "from_hf"]
 
 
 @dataclass(frozen=True)
@@ -269,6 +269,40 @@ def save_model(model: LlamaModel, directory, *, tokenizer=None, dtype=np.float32
         (d / "tokenizer.json").write_text(json.dumps(tokenizer))
 
 
+def _from_tensors(cfg: ModelConfig, tensors: dict, where) -> LlamaModel:
+    """A LlamaModel from Hugging Face-named tensors (numpy or torch), each checked."""
+    model = LlamaModel(cfg)
+    state = {}
+    for name, p in model.state_dict().items():
+        key = hf_name(name)
+        if name == "lm_head.weight" and cfg.tie_word_embeddings:
+            key = hf_name("embed_tokens.weight")
+        if key not in tensors:
+            raise ModelFileError(f"{where}: tensor {key} is missing")
+        t = tensors[key]
+        if tuple(t.shape) != tuple(p.shape):
+            raise ModelFileError(f"{where}: {key} has shape {list(t.shape)}; the "
+                                 f"configuration says {list(p.shape)}")
+        state[name] = torch.as_tensor(np.asarray(t, np.float32)).clone()
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def from_hf(hf_model) -> LlamaModel:
+    """A LlamaModel from a Hugging Face ``LlamaForCausalLM`` (``transformers``, optional):
+    its configuration and weights, nothing else. Unsupported parts of the configuration
+    (attention or MLP biases, RoPE scaling, another activation) are refused."""
+    d = hf_model.config.to_dict()
+    for key, ok in (("attention_bias", False), ("mlp_bias", False), ("rope_scaling", None),
+                    ("hidden_act", "silu")):
+        if d.get(key, ok) != ok:
+            raise ModelFileError(f"{type(hf_model).__name__}: {key} = {d[key]!r} is not "
+                                 f"supported (only {ok!r})")
+    cfg = ModelConfig.from_dict(d)
+    sd = {k: v.detach().float().numpy() for k, v in hf_model.state_dict().items()}
+    return _from_tensors(cfg, sd, type(hf_model).__name__)
+
+
 def load_model(directory) -> LlamaModel:
     """A LlamaModel from a Hugging Face-style directory (``config.json`` and
     ``model.safetensors``), every tensor checked against the configuration."""
@@ -289,18 +323,4 @@ def load_model(directory) -> LlamaModel:
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"{d / 'config.json'}: {e}") from None
     tensors, _ = safetensors.load(d / "model.safetensors")
-    model = LlamaModel(cfg)
-    state = {}
-    for name, p in model.state_dict().items():
-        key = hf_name(name)
-        if name == "lm_head.weight" and cfg.tie_word_embeddings:
-            key = hf_name("embed_tokens.weight")
-        if key not in tensors:
-            raise ModelFileError(f"{d / 'model.safetensors'}: tensor {key} is missing")
-        t = tensors[key]
-        if tuple(t.shape) != tuple(p.shape):
-            raise ModelFileError(f"{d / 'model.safetensors'}: {key} has shape "
-                                 f"{list(t.shape)}; config.json says {list(p.shape)}")
-        state[name] = torch.from_numpy(np.asarray(t, np.float32).copy())
-    model.load_state_dict(state)
-    return model.eval()
+    return _from_tensors(cfg, tensors, d / "model.safetensors")

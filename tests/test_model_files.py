@@ -120,3 +120,23 @@ def test_generate_command(capsys):
     assert "no character tokenizer" in capsys.readouterr().err
     assert main(["generate", "--model", "nosuch", "--executor", "golden"]) == 2
     assert "neither a model directory" in capsys.readouterr().err
+
+
+def test_hugging_face_llama_compiles(tiny):
+    """An HF LlamaForCausalLM from a config with random weights (optional transformers)."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+    from compiler.llm import compile_llm
+    from compiler.llmquant import float_forward, quantize_model
+    from compiler.models import from_hf
+    hf_cfg = transformers.LlamaConfig(hidden_size=48, intermediate_size=80,
+                                      num_attention_heads=3, num_key_value_heads=1,
+                                      head_dim=16, num_hidden_layers=2, vocab_size=64,
+                                      max_position_embeddings=64)
+    hf = transformers.LlamaForCausalLM(hf_cfg).eval()
+    m = from_hf(hf)
+    ids = torch.arange(10)
+    with torch.no_grad():
+        ref = hf(ids[None]).logits[0]
+    torch.testing.assert_close(float_forward(m, ids), ref, rtol=1e-4, atol=1e-4)
+    compile_llm(tiny, quantize_model(m, [np.arange(16)]))
