@@ -25,6 +25,47 @@ from .asm import Assembler
 __all__ = ["Insn", "Scheduler"]
 
 
+class _Ranges:
+    """External-memory ranges ``[lo, hi)`` with the index and queue of the instruction that
+    touched them, queried for the latest overlapping index per queue. Numpy columns: a query
+    is one vectorised pass. A range fully inside a newer one of the same queue can never be
+    the latest overlap again, so it is dropped (a program that rewrites the same activation
+    slot layer after layer keeps a short list)."""
+
+    def __init__(self):
+        self.n = 0
+        self.lo = np.zeros(64, np.int64)
+        self.hi = np.zeros(64, np.int64)
+        self.idx = np.zeros(64, np.int64)
+        self.q = np.zeros(64, np.int8)
+
+    def add(self, lo, hi, idx, q):
+        n = self.n
+        if n:
+            dead = (self.q[:n] == q) & (self.lo[:n] >= lo) & (self.hi[:n] <= hi)
+            if dead.any():
+                keep = ~dead
+                m = int(keep.sum())
+                for a in (self.lo, self.hi, self.idx, self.q):
+                    a[:m] = a[:n][keep]
+                n = m
+        if n == len(self.lo):
+            for name in ("lo", "hi", "idx", "q"):
+                a = getattr(self, name)
+                setattr(self, name, np.concatenate([a, np.zeros_like(a)]))
+        self.lo[n], self.hi[n], self.idx[n], self.q[n] = lo, hi, idx, q
+        self.n = n + 1
+
+    def latest(self, lo, hi):
+        """{queue value: latest index} over the ranges overlapping [lo, hi)."""
+        n = self.n
+        hit = (self.lo[:n] < hi) & (lo < self.hi[:n])
+        if not hit.any():
+            return {}
+        qs, ids = self.q[:n][hit], self.idx[:n][hit]
+        return {int(q): int(ids[qs == q].max()) for q in np.unique(qs)}
+
+
 @dataclass
 class Insn:
     op: Opcode
@@ -47,8 +88,8 @@ class Scheduler:
         # per buffer entry: index of the last writer, and of the last reader in each queue
         self._writer = {b: np.full(d, -1, np.int64) for b, d in depth.items()}
         self._reader = {b: np.full((len(Queue), d), -1, np.int64) for b, d in depth.items()}
-        self._dram_w: list = []    # (lo, hi, idx)
-        self._dram_r: list = []
+        self._dram_w = _Ranges()
+        self._dram_r = _Ranges()
 
     def emit(self, op, *, reads=(), writes=(), comment="", **fields) -> int:
         q = fields["queue"] if op == Opcode.SYNC else QUEUE_OF[op]
@@ -72,12 +113,13 @@ class Scheduler:
 
         for buf, lo, hi in ins.reads:
             if buf == "dram":
-                note([i for (a, b, i) in self._dram_w if a < hi and lo < b] or [-1])
+                note(list(self._dram_w.latest(lo, hi).values()))
             else:
                 note(self._writer[buf][lo:hi].max(initial=-1))
         for buf, lo, hi in ins.writes:
             if buf == "dram":
-                note([i for (a, b, i) in self._dram_w + self._dram_r if a < hi and lo < b] or [-1])
+                note(list(self._dram_w.latest(lo, hi).values())
+                     + list(self._dram_r.latest(lo, hi).values()))
             else:
                 note(self._writer[buf][lo:hi].max(initial=-1))
                 for q in Queue:
@@ -88,12 +130,12 @@ class Scheduler:
     def _record(self, ins, idx):
         for buf, lo, hi in ins.reads:
             if buf == "dram":
-                self._dram_r.append((lo, hi, idx))
+                self._dram_r.add(lo, hi, idx, ins.queue.value)
             else:
                 self._reader[buf][ins.queue.value, lo:hi] = idx
         for buf, lo, hi in ins.writes:
             if buf == "dram":
-                self._dram_w.append((lo, hi, idx))
+                self._dram_w.add(lo, hi, idx, ins.queue.value)
             else:
                 self._writer[buf][lo:hi] = idx
 
