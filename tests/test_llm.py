@@ -165,7 +165,7 @@ def test_unsupported_head_dim(tiny):
 
 def test_trained_model_rtl_equals_golden(tiny, tiny_rtl):
     """The shipped trained model (its LM head cut in two on tiny's scale scratchpad)."""
-    from llmaccel.generate import calibration, encode, load
+    from compiler.modelload import calibration, encode, load
     model, tok, corpus = load("models/charlm")
     qm = quantize_model(model, calibration(model, tok, corpus, 64))
     cm = compile_llm(tiny, qm)

@@ -132,7 +132,7 @@ def generate_workload(config, seed=0, prompt="The accelerator ", steps=2):
     from compiler.generate import Generator
     from compiler.llm import compile_llm
     from compiler.llmquant import quantize_model
-    from llmaccel.generate import calibration, encode, load
+    from compiler.modelload import calibration, encode, load
     from sw.golden import Machine
     from sw.program import MemoryImage
 
