@@ -18,7 +18,6 @@ import dataclasses
 
 import numpy as np
 
-from compiler.generate import Generator
 from compiler.llm import compile_llm
 from compiler.llmquant import float_forward, quantize_model
 from compiler.models import MODELS, load_model, make_model
@@ -75,9 +74,7 @@ def throughput(layers=2, positions=(100, 400), prefill=128, config="default"):
     qm = quantize_model(model, [rng.integers(0, shape.vocab_size, 64) for _ in range(2)])
     cm = compile_llm(cfg, qm, max_len=512, prefill=[prefill],
                      decode=[128, 512])
-    runner = FastRunner(cfg, quiet=True)
-    gen = Generator(cm, runner)
-    s = gen.session
+    s = Session(FastRunner(cfg, quiet=True), cm.memory, cm.programs)
     s.write(f"x@{prefill}", cm.embed_slot(rng.integers(0, shape.vocab_size, prefill), prefill))
     pre = s.run(f"prefill{prefill}")
     out = {"config": cfg.name, "layers": layers, "prefill_tokens": prefill,

@@ -241,22 +241,26 @@ class _Builder:
                 qa = aring.take(hd)
                 e.load(ACT, qa, self.tile("q", h * hd, mi), hd, self.mp, f"q head {h}")
                 for kt in range(keys // C):
-                    wa = wring.take(hd)
-                    e.load(WGT, wa, kc.addr + kt * C, hd, L, f"K^T keys {kt * C}")
-                    e.matmul(qa, wa, kt * C, hd, False, engine=Engine.SYSTOLIC, mode={},
-                             channels=C, w_entries=hd, comment=f"scores {h} keys {kt * C}")
+                    self._cache_matmul(wring, qa, kc.addr + kt * C, hd, L, kt * C,
+                                       f"scores {h} keys {kt * C}")
                 pa = aring.take(keys)
                 e.sfu(SfuFunc.SOFTMAX, 0, pa, keys, imm0=sm_mult, shift=sm_shift, causal=1,
                       imm1=0 if self.rel() else mi * R, rel=int(self.rel()),
                       comment=f"softmax head {h}")
                 for ft in range(hd // C):
-                    wa = wring.take(keys)
-                    e.load(WGT, wa, vc.addr + ft * C, keys, hd, f"V features {ft * C}")
-                    e.matmul(pa, wa, ft * C, keys, False, engine=Engine.SYSTOLIC, mode={},
-                             channels=C, w_entries=keys, comment=f"P V {h} features {ft * C}")
+                    self._cache_matmul(wring, pa, vc.addr + ft * C, keys, hd, ft * C,
+                                       f"P V {h} features {ft * C}")
                 oa = aring.take(hd)
                 e.requant(0, oa, 0, hd, shift, None, False, comment=f"o head {h}")
                 e.store(ACT, oa, self.tile("o", h * hd, mi), hd, self.mp, f"o head {h}")
+
+    def _cache_matmul(self, ring, act, addr, k, stride, acc, what):
+        """One systolic MATMUL whose weights are ``k`` rows of the KV cache at ``addr``
+        (``cols`` bytes each, ``stride`` apart), loaded into the next space of ``ring``."""
+        wa = ring.take(k)
+        self.e.load(WGT, wa, addr, k, stride, what)
+        self.e.matmul(act, wa, acc, k, False, engine=Engine.SYSTOLIC, mode={},
+                      channels=self.C, w_entries=k, comment=what)
 
     def add(self, x, y, params, what):
         e, n = self.e, self.m.hidden_size

@@ -110,15 +110,22 @@ def make_block(shape="smollm2-135m", seed=0) -> DecoderBlock:
         if shape not in SHAPES:
             raise ValueError(f"unknown block shape {shape!r}; choose from {', '.join(SHAPES)}")
         shape = SHAPES[shape]
+    return _seeded(DecoderBlock(shape), seed)
+
+
+def _seeded(module, seed):
+    """``module`` with seeded random weights: norm weights 1 + 0.1 N(0, 1), embeddings
+    N(0, 1), everything else 0.02 N(0, 1), drawn in parameter order; in eval mode."""
     g = torch.Generator().manual_seed(seed)
-    blk = DecoderBlock(shape)
     with torch.no_grad():
-        for name, p in blk.named_parameters():
-            if name.endswith("layernorm.weight"):
+        for name, p in module.named_parameters():
+            if name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+            elif name == "embed_tokens.weight":
+                p.copy_(torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.02 * torch.randn(p.shape, generator=g))
-    return blk.eval()
+    return module.eval()
 
 
 def demo_shape(config):
@@ -223,17 +230,7 @@ def make_model(config="toy", seed=0) -> LlamaModel:
         if config not in MODELS:
             raise ValueError(f"unknown model {config!r}; choose from {', '.join(MODELS)}")
         config = MODELS[config]
-    g = torch.Generator().manual_seed(seed)
-    model = LlamaModel(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight") or name.endswith("layernorm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-            elif name == "embed_tokens.weight":
-                p.copy_(torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.02 * torch.randn(p.shape, generator=g))
-    return model.eval()
+    return _seeded(LlamaModel(config), seed)
 
 
 class ModelFileError(UserError):

@@ -20,7 +20,7 @@ from hw.position import POS_BITS, block, lane
 from sw import sfu
 from sw.program import MemoryImage
 from .randprog import RandomProgram
-from .schedule import Scheduler
+from .lower import _Emit
 
 __all__ = ["random_sfu_program", "int8_inputs"]
 
@@ -125,7 +125,8 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
     R, C = cfg.rows, cfg.cols
     funcs = [f for f in (ops or list(SfuFunc)) if f != SfuFunc.TABLE]
     max_count = max_count or 3 * R + 5
-    s = Scheduler(cfg)
+    e = _Emit(cfg)
+    s = e.s
     p = _Plan(cfg, rng)
     expected, desc = {}, []
     table = np.zeros(sfu.TABLE_SIZE, np.int8)
@@ -183,8 +184,7 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
             elif f == SfuFunc.LOOKUP:
                 table = rng.integers(-128, 128, sfu.TABLE_SIZE).astype(np.int8)
                 ta = _load(s, p, ACT, f"t{j}", table.reshape(-1, R))
-                s.emit(Opcode.SFU, func=SfuFunc.TABLE, src=ta, count=sfu.TABLE_SIZE // R,
-                       reads=[(ACT, ta, ta + sfu.TABLE_SIZE // R)])
+                e.sfu(SfuFunc.TABLE, ta, 0, sfu.TABLE_SIZE // R)
                 out = sfu.lookup(a, table)
             elif f == SfuFunc.TRANSPOSE:
                 out = sfu.transpose(a)
@@ -217,15 +217,8 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
                         out = sfu.merge(a, b, imm0 + lane(p.pos, R), imm1 + lane(p.pos, R))
                     else:
                         out = sfu.merge(a, b, imm0, imm1)
-        reads = [(ACC if f == SfuFunc.SOFTMAX else ACT, src, src + n)]
-        if f in (SfuFunc.MUL, SfuFunc.ADD, SfuFunc.ROPE, SfuFunc.MERGE):
-            reads.append((ACT, src2, src2 + n))
-        if f in (SfuFunc.RMSNORM, SfuFunc.LAYERNORM):
-            reads.append((SCALE, src2 // cfg.scale_lanes,
-                          -(-(src2 + n) // cfg.scale_lanes)))
-        s.emit(Opcode.SFU, func=f, src=src, src2=src2, dst=dst, count=n, shift=shift,
-               imm0=imm0 & 0xFFFF, imm1=imm1 & 0xFFFF, causal=causal, rel=rel,
-               reads=reads, writes=[(ACT, dst, dst + n)])
+        e.sfu(f, src, dst, n, src2=src2, shift=shift, imm0=imm0 & 0xFFFF, imm1=imm1 & 0xFFFF,
+              causal=causal, rel=rel)
         _store(s, p, f"out{j}", dst, n)
         expected[f"out{j}"] = out
         desc.append(f"{f.name.lower()}(n={n}, shift={shift}, imm={imm0},{imm1}"

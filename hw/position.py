@@ -51,12 +51,14 @@ def _merge_lanes(imm, pos, rows):
 
 
 def relocate_fields(d: dict, pos: int, rows: int) -> dict:
-    """A decoded instruction's fields after dispatch at position ``pos`` (a new dict)."""
-    d = dict(d)
+    """A decoded instruction's fields after dispatch at position ``pos`` (``d`` itself when
+    nothing in it is relative, else a new dict)."""
     op = d["opcode"]
-    if op in (Opcode.LOAD, Opcode.STORE):
+    if op in (Opcode.LOAD, Opcode.STORE) and d["pos_mult"]:
+        d = dict(d)
         d["dram_addr"] = _dma(d["dram_addr"], d["pos_mult"], pos, rows)
     elif op == Opcode.SFU and d["rel"]:
+        d = dict(d)
         if d["func"] == SfuFunc.SOFTMAX:
             d["imm1"] = _softmax_q0(d["imm1"], pos, rows)
         elif d["func"] == SfuFunc.MERGE:
