@@ -1,16 +1,19 @@
 """Whole models on the accelerator: accuracy of the trained model, decode and prefill cycles
 of SmolLM2-135M-shaped layers, bandwidth and engine utilisation, instruction bytes.
 
-    python -m benchmarks.llm [--layers 2] [--positions 100,400]
+    python -m benchmarks.llm [--lengths 128,512,2048]
 
 Accuracy (models/charlm, trained by models/train_charlm.py): on held-out windows of its
 text, the accelerator's next-token choice (golden model; the RTL equals it bit for bit, as
 tests/test_llm.py checks) against the float model's and against the text.
 
-Throughput (fast runner, `default`): a SmolLM2-135M-shaped model with ``--layers`` layers
-(random weights; the cycles do not depend on them) and its LM head. Decode runs one token
-at each of ``--positions``; bandwidth utilisation is bytes read / (cycles x the memory's
-bytes per cycle); prefill utilisation is MACs / (cycles x the array's MACs per cycle).
+Throughput (fast runner, `default` int8 and `lut` W4): SmolLM2-135M-shaped models of 1 and
+2 layers with the LM head (random weights; the cycles do not depend on them). Decode runs
+one token at the last position of each KV length; the per-layer cost is the difference
+between the two, and the 30-layer figures are extrapolated from it (not run). Bus busy is
+bytes moved / (cycles x the memory's bytes per cycle); prefill utilisation is MACs /
+(cycles x the array's MACs per cycle). Instruction bytes: the decode programs of every
+bucket up to the longest length, against one program per length.
 """
 
 import argparse
@@ -34,8 +37,9 @@ def _chars():
     return json.loads((CHARLM / "tokenizer.json").read_text())["chars"]
 
 
-def accuracy(config="tiny", windows=8):
-    """Top-1 agreement with float and next-character accuracy on held-out text."""
+def accuracy(config="tiny", wformat="int8", positions=256):
+    """Top-1 agreement with float and next-character accuracy over ``positions`` held-out
+    positions (teacher-forced: each window prefilled, every position's logits compared)."""
     cfg = load_config(config)
     model = load_model(CHARLM)
     chars = _chars()
@@ -45,80 +49,140 @@ def accuracy(config="tiny", windows=8):
     train, held = ids[:cut], ids[cut:]
     rng = np.random.default_rng(0)
     calib = [train[s:s + 64] for s in rng.integers(0, len(train) - 64, 8)]
-    cm = compile_llm(cfg, quantize_model(model, calib))
+    cm = compile_llm(cfg, quantize_model(model, calib), wformat=wformat)
     t = cm.prefill[-1]
     s = Session(Machine(cfg), cm.memory, cm.programs)
     agree = acc_q = acc_f = total = 0
-    for w in range(windows):
+    for w in range(-(-positions // t)):
         seq = held[w * (t + 1):(w + 1) * (t + 1)]
         x, truth = seq[:t], seq[1:]
         s.write(f"x@{t}", cm.embed_slot(x, t))
         assert s.run(f"prefill{t}")["error"] is None
         q = s.read(f"logits@{t}")[:len(chars), :t].argmax(0)
         f = float_forward(model, x).numpy().argmax(-1)
-        agree += int((q == f).sum())
-        acc_q += int((q == truth).sum())
-        acc_f += int((f == truth).sum())
-        total += t
-    return {"config": cfg.name, "tokens": total, "top1_agreement": agree / total,
-            "next_token_accuracy_accel": acc_q / total, "next_token_accuracy_float": acc_f / total}
+        n = min(t, positions - total)
+        agree += int((q == f)[:n].sum())
+        acc_q += int((q == truth)[:n].sum())
+        acc_f += int((f == truth)[:n].sum())
+        total += n
+    return {"config": cfg.name, "wformat": wformat, "tokens": total,
+            "top1_agreement": agree / total, "next_token_accuracy_accel": acc_q / total,
+            "next_token_accuracy_float": acc_f / total}
 
 
-def throughput(layers=2, positions=(100, 400), prefill=128, config="default"):
-    from sim.fast import FastRunner
-    cfg = load_config(config)
+def _smollm(cfg, layers, wformat, decode, prefill):
     shape = dataclasses.replace(MODELS["smollm2-135m"], num_hidden_layers=layers,
-                                max_position_embeddings=512)
+                                max_position_embeddings=max(decode))
     model = make_model(shape, seed=0)
     rng = np.random.default_rng(0)
     qm = quantize_model(model, [rng.integers(0, shape.vocab_size, 64) for _ in range(2)])
-    cm = compile_llm(cfg, qm, max_len=512, prefill=[prefill],
-                     decode=[128, 512])
+    return compile_llm(cfg, qm, max_len=max(decode), prefill=prefill, decode=decode,
+                       wformat=wformat)
+
+
+def decode_runs(config, wformat, layers, lengths, buckets=None):
+    """Decode of one token at the last position of each cache length (its bucket's
+    longest attention), on the fast runner."""
+    from sim.fast import FastRunner
+    cfg = load_config(config)
+    cm = _smollm(cfg, layers, wformat, sorted(set(buckets or lengths)), [2 * cfg.rows])
     s = Session(FastRunner(cfg, quiet=True), cm.memory, cm.programs)
-    s.write(f"x@{prefill}", cm.embed_slot(rng.integers(0, shape.vocab_size, prefill), prefill))
-    pre = s.run(f"prefill{prefill}")
-    out = {"config": cfg.name, "layers": layers, "prefill_tokens": prefill,
-           "prefill_cycles": pre["cycles"],
-           "prefill_util": pre["macs"] / (pre["cycles"] * cfg.rows * cfg.cols),
-           "decode": [], "weight_bytes": sum(k.n * k.k for k in cm.kernels.values()),
-           "program_bytes": {k: 16 * len(p) for k, p in cm.programs.items()}}
-    R = cfg.rows
-    for pos in positions:
+    R, out = cfg.rows, []
+    for n in lengths:
+        pos = n - 1
         s.write(f"x@{R}", cm.embed_slot(np.array([1]), R, pos % R))
-        name = f"decode{cm.decode_bucket(pos)}"
-        st = s.run(name, pos)
+        st = s.run(f"decode{cm.decode_bucket(pos)}", pos)
         assert st["error"] is None, st["error"]
-        out["decode"].append({"pos": pos, "program": name, "cycles": st["cycles"],
-                              "bytes_read": st["bytes_read"],
-                              "bw_util": st["bytes_read"] / (st["cycles"]
-                                                             * cfg.mem_bytes_per_cycle),
-                              "tokens_per_s": cfg.clock_mhz * 1e6 / st["cycles"]})
-    return out
+        out.append({"kv_len": n, "cycles": st["cycles"], "bytes_read": st["bytes_read"],
+                    "bytes_written": st["bytes_written"]})
+    return out, {k: 16 * len(p) for k, p in cm.programs.items()}
 
 
-def run(layers=2, positions=(100, 400)):
-    acc = accuracy()
-    print(f"Trained character model (models/charlm) on {acc['config']}, "
-          f"{acc['tokens']} held-out tokens")
-    print(table(["top-1 agreement with float", "next-token acc (accel)", "(float)"],
-                [[f"{acc['top1_agreement']:.3f}", f"{acc['next_token_accuracy_accel']:.3f}",
-                  f"{acc['next_token_accuracy_float']:.3f}"]]))
-    tp = throughput(layers, positions)
-    print(f"\nSmolLM2-135M shapes, {tp['layers']} layers + LM head, on {tp['config']}")
-    rows = [[f"decode @ {d['pos']}", d["program"], d["cycles"], f"{d['bw_util']:.3f}",
-             f"{d['tokens_per_s']:.1f}"] for d in tp["decode"]]
-    rows.append([f"prefill {tp['prefill_tokens']}", f"prefill{tp['prefill_tokens']}",
-                 tp["prefill_cycles"], f"util {tp['prefill_util']:.3f}", ""])
-    print(table(["run", "program", "cycles", "bandwidth / util", "tokens/s"], rows))
-    print(table(["program", "instruction bytes"], sorted(tp["program_bytes"].items())))
-    path = save("llm", {"accuracy": acc, "throughput": tp})
+def decode_table(config="default", wformat="int8", lengths=(128, 512, 2048), layers_to=30):
+    """Cycles per token of 1 and 2 measured layers (+ LM head) at each cache length; the
+    per-layer cost is the difference, extrapolated to ``layers_to`` layers."""
+    cfg = load_config(config)
+    bw = cfg.mem_bytes_per_cycle
+    one, sizes = decode_runs(config, wformat, 1, lengths,
+                                buckets=[16 << i for i in range(8)] if wformat == "int8"
+                                and config == "default" else None)
+    two, _ = decode_runs(config, wformat, 2, lengths)
+    rows = []
+    for a, b in zip(one, two):
+        layer_c = b["cycles"] - a["cycles"]
+        layer_b = b["bytes_read"] + b["bytes_written"] - a["bytes_read"] - a["bytes_written"]
+        head_c = a["cycles"] - layer_c
+        full_c = head_c + layers_to * layer_c
+        full_b = a["bytes_read"] + a["bytes_written"] + (layers_to - 1) * layer_b
+        rows.append({"config": cfg.name, "wformat": wformat, "kv_len": a["kv_len"],
+                     "cycles_1layer": a["cycles"], "cycles_2layers": b["cycles"],
+                     "cycles_per_layer": layer_c, "layer_bus_busy": layer_b / (layer_c * bw),
+                     f"cycles_{layers_to}layers": full_c,
+                     f"bus_busy_{layers_to}layers": full_b / (full_c * bw),
+                     f"tokens_per_s_{layers_to}layers": cfg.clock_mhz * 1e6 / full_c,
+                     "tokens_per_s_1layer": cfg.clock_mhz * 1e6 / a["cycles"]})
+    return rows, sizes
+
+
+def instruction_bytes(sizes, max_len=2048):
+    """Decode programs stored per bucket (powers of two) against one program per length
+    (each length's size interpolated linearly between the measured buckets)."""
+    dec = sorted((int(k[6:]), v) for k, v in sizes.items() if k.startswith("decode"))
+    ls, vs = [b for b, _ in dec], [v for _, v in dec]
+    per_length = float(np.interp(np.arange(1, max_len + 1), ls, vs).sum())
+    return {"buckets": {f"decode{b}": v for b, v in dec}, "bucketed_total": sum(vs),
+            "one_per_length_total": per_length}
+
+
+def prefill_run(config="default", tokens=128):
+    from sim.fast import FastRunner
+    cfg = load_config(config)
+    cm = _smollm(cfg, 1, "int8", [tokens], [tokens])
+    s = Session(FastRunner(cfg, quiet=True), cm.memory, cm.programs)
+    rng = np.random.default_rng(1)
+    s.write(f"x@{tokens}", cm.embed_slot(rng.integers(0, cm.model.vocab_size, tokens), tokens))
+    st = s.run(f"prefill{tokens}")
+    assert st["error"] is None, st["error"]
+    return {"config": cfg.name, "tokens": tokens, "cycles": st["cycles"],
+            "util": st["macs"] / (st["cycles"] * cfg.rows * cfg.cols)}
+
+
+def run(lengths=(128, 512, 2048)):
+    accs = [accuracy("tiny"), accuracy("default"), accuracy("lut", "w4"), accuracy("lut", "w2")]
+    print(f"Trained character model (models/charlm), {accs[0]['tokens']} held-out positions, "
+          f"teacher-forced")
+    print(table(["config", "weights", "top-1 agreement with float", "next-token acc",
+                 "(float)"],
+                [[a["config"], a["wformat"], f"{a['top1_agreement']:.3f}",
+                  f"{a['next_token_accuracy_accel']:.3f}",
+                  f"{a['next_token_accuracy_float']:.3f}"] for a in accs]))
+    dec, sizes = decode_table("default", "int8", lengths)
+    dec_lut, _ = decode_table("lut", "w4", lengths)
+    print("\nDecode, SmolLM2-135M shapes: 1 and 2 layers + LM head measured (fast runner); "
+          "30 layers extrapolated from the per-layer difference")
+    print(table(["config", "weights", "KV len", "cycles/layer", "layer bus busy",
+                 "1 layer tok/s", "30-layer cycles", "30-layer bus busy", "30-layer tok/s"],
+                [[d["config"], d["wformat"], d["kv_len"], d["cycles_per_layer"],
+                  f"{d['layer_bus_busy']:.3f}", f"{d['tokens_per_s_1layer']:.1f}",
+                  d["cycles_30layers"], f"{d['bus_busy_30layers']:.3f}",
+                  f"{d['tokens_per_s_30layers']:.2f}"] for d in dec + dec_lut]))
+    pre = prefill_run()
+    print(f"\nPrefill of {pre['tokens']} tokens, 1 layer + LM head on {pre['config']}: "
+          f"{pre['cycles']} cycles, {pre['util']:.3f} of peak MACs")
+    ib = instruction_bytes(sizes, max(lengths))
+    print(f"\nDecode instruction bytes (1 layer + LM head) up to {max(lengths)} positions")
+    rows = [[k, v] for k, v in ib["buckets"].items()]
+    rows += [["all buckets", ib["bucketed_total"]],
+             ["one program per length (interpolated)", int(ib["one_per_length_total"])]]
+    print(table(["programs", "bytes"], rows))
+    path = save("llm", {"accuracy": accs, "decode": dec + dec_lut, "prefill": pre,
+                        "instruction_bytes": ib})
     print(f"-> {path}")
-    return acc, tp
+    return accs, dec + dec_lut, pre, ib
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--positions", default="100,400")
+    ap.add_argument("--lengths", default="128,512,2048", help="KV-cache lengths for decode")
     a = ap.parse_args()
-    run(a.layers, tuple(int(p) for p in a.positions.split(",")))
+    run(tuple(int(p) for p in a.lengths.split(",")))

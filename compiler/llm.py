@@ -218,7 +218,6 @@ class _Builder:
 
     def attention(self, li, lp):
         e, cfg, hd, R, C = self.e, self.cfg, self.m.head_dim, self.R, self.C
-        L = self.cm.max_len
         rep = self.m.num_attention_heads // self.m.num_key_value_heads
         lanes = cfg.scale_lanes
         mult, shift = lp.pv
@@ -226,7 +225,6 @@ class _Builder:
         pm[:hd] = mult
         pa_addr = self.sh.put(f"L{li}.pv_mult", pm.reshape(-1, lanes))
         e.load(SCALE, 0, pa_addr, len(pm) // lanes, cfg.scale_entry_bytes, "P V multipliers")
-        sm_mult, sm_shift = lp.softmax
         wring = _Ring(0, cfg.wgt_depth)
         aring = _Ring(0, cfg.act_depth)
         for h in range(self.m.num_attention_heads):
@@ -235,31 +233,73 @@ class _Builder:
             vc = self.cm.memory.symbols[f"L{li}.v{g}"]
             for mi in range(self.tiles):
                 keys = self.decode_len if self.rel() else pad_to((mi + 1) * R, C)
-                if keys > cfg.acc_depth or keys > cfg.wgt_depth:
-                    raise CompileError(f"{keys} keys do not fit {cfg.name!r}'s accumulators "
-                                       f"({cfg.acc_depth}) and weights ({cfg.wgt_depth})")
                 qa = aring.take(hd)
                 e.load(ACT, qa, self.tile("q", h * hd, mi), hd, self.mp, f"q head {h}")
-                for kt in range(keys // C):
-                    self._cache_matmul(wring, qa, kc.addr + kt * C, hd, L, kt * C,
-                                       f"scores {h} keys {kt * C}")
-                pa = aring.take(keys)
-                e.sfu(SfuFunc.SOFTMAX, 0, pa, keys, imm0=sm_mult, shift=sm_shift, causal=1,
-                      imm1=0 if self.rel() else mi * R, rel=int(self.rel()),
-                      comment=f"softmax head {h}")
-                for ft in range(hd // C):
-                    self._cache_matmul(wring, pa, vc.addr + ft * C, keys, hd, ft * C,
-                                       f"P V {h} features {ft * C}")
+                q0 = 0 if self.rel() else mi * R
+                if keys <= min(cfg.acc_depth, cfg.wgt_depth):
+                    acc_o = self._head_whole(wring, aring, qa, kc, vc, keys, q0, lp, h)
+                else:
+                    acc_o = self._head_chunked(wring, aring, qa, kc, vc, keys, q0, lp, h)
                 oa = aring.take(hd)
-                e.requant(0, oa, 0, hd, shift, None, False, comment=f"o head {h}")
+                e.requant(acc_o, oa, 0, hd, shift, None, False, comment=f"o head {h}")
                 e.store(ACT, oa, self.tile("o", h * hd, mi), hd, self.mp, f"o head {h}")
 
-    def _cache_matmul(self, ring, act, addr, k, stride, acc, what):
+    def _scores(self, ring, qa, kc, lo, hi, acc0, h):
+        """Scores of keys lo..hi-1 (QK^T, the K^T cache's columns) into acc[acc0..]."""
+        C, L = self.C, self.cm.max_len
+        for kt in range(lo // C, hi // C):
+            self._cache_matmul(ring, qa, kc.addr + kt * C, self.m.head_dim, L,
+                               acc0 + kt * C - lo, f"scores {h} keys {kt * C}")
+
+    def _pv(self, ring, pa, vc, lo, hi, acc0, accumulate, h):
+        """P V over keys lo..hi-1 (the V cache's rows) into acc[acc0..acc0 + head_dim)."""
+        hd, C = self.m.head_dim, self.C
+        for ft in range(hd // C):
+            self._cache_matmul(ring, pa, vc.addr + lo * hd + ft * C, hi - lo, hd,
+                               acc0 + ft * C, f"P V {h} features {ft * C}", accumulate)
+
+    def _head_whole(self, wring, aring, qa, kc, vc, keys, q0, lp, h):
+        """One head's attention with the whole row of scores in the accumulators."""
+        sm_mult, sm_shift = lp.softmax
+        self._scores(wring, qa, kc, 0, keys, 0, h)
+        pa = aring.take(keys)
+        self.e.sfu(SfuFunc.SOFTMAX, 0, pa, keys, imm0=sm_mult, shift=sm_shift, causal=1,
+                   imm1=q0, rel=int(self.rel()), comment=f"softmax head {h}")
+        self._pv(wring, pa, vc, 0, keys, 0, False, h)
+        return 0
+
+    def _head_chunked(self, wring, aring, qa, kc, vc, keys, q0, lp, h):
+        """One head's attention over more keys than the accumulators hold: the softmax's
+        three passes (maximum, sum, output) each over the row's chunks, the scores computed
+        again for each pass; P V accumulates chunk by chunk after the scores' space. The
+        probabilities equal the whole row's SOFTMAX bit for bit."""
+        cfg, C = self.cfg, self.C
+        sm_mult, sm_shift = lp.softmax
+        acc_o = _chunk_keys(cfg, self.m.head_dim)
+        n = -(-keys // acc_o)
+        size = pad_to(-(-keys // n), C)
+        chunks = [(lo, min(keys, lo + size)) for lo in range(0, keys, size)]
+        passes = ((SfuFunc.SOFTMAX_MAX, "max"), (SfuFunc.SOFTMAX_SUM, "sum"),
+                  (SfuFunc.SOFTMAX_OUT, "out"))
+        for func, what in passes:
+            for ci, (lo, hi) in enumerate(chunks):
+                self._scores(wring, qa, kc, lo, hi, 0, h)
+                first = func == SfuFunc.SOFTMAX_MAX and ci == 0
+                imm0 = int(first) if func == SfuFunc.SOFTMAX_MAX else sm_mult
+                pa = aring.take(hi - lo) if func == SfuFunc.SOFTMAX_OUT else 0
+                self.e.sfu(func, 0, pa, hi - lo, imm0=imm0, shift=sm_shift, causal=1,
+                           imm1=(q0 - lo) & 0xFFFF, rel=int(self.rel()),
+                           comment=f"softmax {what} head {h} keys {lo}")
+                if func == SfuFunc.SOFTMAX_OUT:
+                    self._pv(wring, pa, vc, lo, hi, acc_o, ci > 0, h)
+        return acc_o
+
+    def _cache_matmul(self, ring, act, addr, k, stride, acc, what, accumulate=False):
         """One systolic MATMUL whose weights are ``k`` rows of the KV cache at ``addr``
         (``cols`` bytes each, ``stride`` apart), loaded into the next space of ``ring``."""
         wa = ring.take(k)
         self.e.load(WGT, wa, addr, k, stride, what)
-        self.e.matmul(act, wa, acc, k, False, engine=Engine.SYSTOLIC, mode={},
+        self.e.matmul(act, wa, acc, k, accumulate, engine=Engine.SYSTOLIC, mode={},
                       channels=self.C, w_entries=k, comment=what)
 
     def add(self, x, y, params, what):
@@ -314,6 +354,16 @@ class _Builder:
         return self.e.s.program()
 
 
+#: Positions the softmax's causal mask reaches (its query position is a signed 16-bit field).
+MAX_LEN = 1 << 15
+
+
+def _chunk_keys(cfg, hd):
+    """The most keys of a chunk of a long softmax row: the accumulators hold its scores and
+    the head's output, the weights two chunks of V."""
+    return min(cfg.acc_depth - pad_to(hd, cfg.cols), cfg.wgt_depth // 2) // cfg.cols * cfg.cols
+
+
 def _check_fits(cfg, m, max_len):
     R, C = cfg.rows, cfg.cols
     hd = m.head_dim
@@ -325,6 +375,9 @@ def _check_fits(cfg, m, max_len):
                            f"columns ({C})")
     if max_len % C or max_len % cfg.bus_bytes:
         raise CompileError(f"max_len {max_len} must be a multiple of {max(C, cfg.bus_bytes)}")
+    if max_len > min(cfg.acc_depth, cfg.wgt_depth) and _chunk_keys(cfg, hd) < C:
+        raise CompileError(f"{cfg.name!r}'s accumulators ({cfg.acc_depth} entries) cannot "
+                           f"hold a chunk of keys next to a head of {hd} features")
     need = 2 * max(m.hidden_size, m.intermediate_size) + TABLE_SIZE // R
     if need > cfg.act_depth:
         raise CompileError(f"{cfg.name!r}'s activation scratchpad ({cfg.act_depth} entries) "
@@ -342,9 +395,8 @@ def compile_llm(config, qm: QuantModel, *, max_len=None, prefill=None, decode=No
     max_len = max_len or min(m.max_position_embeddings, config.acc_depth)
     _check_fits(config, m, max_len)
     Target(config).engine_for(weight_format(wformat))
-    if max_len > config.acc_depth or max_len > config.wgt_depth:
-        raise CompileError(f"max_len {max_len}: {config.name!r} holds at most "
-                           f"{min(config.acc_depth, config.wgt_depth)} keys")
+    if max_len > MAX_LEN:
+        raise CompileError(f"max_len {max_len}: the causal mask's positions reach {MAX_LEN}")
     prefill = prefill or buckets(2 * R, min(max_len, 8 * R))
     decode = decode or buckets(max(C, 16), max_len)
     for t in prefill:

@@ -2,7 +2,8 @@
 
 Each program runs a few SFU ops on fresh inputs loaded from memory (softmax scores made by a
 systolic MATMUL), at random counts and addresses, some in place, on inputs drawn to hit the
-extremes: saturated values, all-equal and one-hot rows, zeros, causal rows of length 1.
+extremes: saturated values, all-equal and one-hot rows, zeros, causal rows of length 1; a
+softmax row runs whole or in chunks (SOFTMAX_MAX, _SUM, _OUT per chunk).
 ``expected`` holds each output computed by sw/sfu.py's functions from the host-side
 inputs.
 
@@ -25,6 +26,13 @@ from .lower import _Emit
 __all__ = ["random_sfu_program", "int8_inputs"]
 
 ACT, ACC, SCALE = Buffer.ACT, Buffer.ACC, Buffer.SCALE
+
+
+_PASSES = (SfuFunc.SOFTMAX_MAX, SfuFunc.SOFTMAX_SUM, SfuFunc.SOFTMAX_OUT)
+
+
+def _s16(v):
+    return v - (1 << 16) if v >= 1 << 15 else v
 
 
 def int8_inputs(rng, n, rows):
@@ -123,7 +131,8 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
     """``ops``: the functions to draw from (default: all)."""
     rng = np.random.default_rng(seed)
     R, C = cfg.rows, cfg.cols
-    funcs = [f for f in (ops or list(SfuFunc)) if f != SfuFunc.TABLE]
+    # TABLE comes with LOOKUP, the softmax passes with SOFTMAX (a row in chunks)
+    funcs = [f for f in (ops or list(SfuFunc)) if f not in (SfuFunc.TABLE, *_PASSES)]
     max_count = max_count or 3 * R + 5
     e = _Emit(cfg)
     s = e.s
@@ -163,9 +172,19 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
             shift = int(rng.integers(10, 34))
             causal = int(rng.integers(2))
             imm1 = int(rng.integers(0, n + 2)) if rng.integers(4) else (1 << 16) - R
-            q0 = (imm1 + block(p.pos, R)) % (1 << 16) if rel else imm1
+            q0 = _s16((imm1 + block(p.pos, R)) % (1 << 16) if rel else imm1)
             out = sfu.softmax(scores, imm0, shift, bool(causal), q0)
             dst = p.take(ACT, n)
+            if n > 1 and rng.integers(2):   # the row in chunks, a pass per instruction
+                cuts = [0] + sorted(rng.choice(np.arange(1, n), int(rng.integers(1, min(
+                    n, 4))), replace=False).tolist()) + [n]
+                chunks = list(zip(cuts[:-1], cuts[1:]))
+                for pf in (SfuFunc.SOFTMAX_MAX, SfuFunc.SOFTMAX_SUM, SfuFunc.SOFTMAX_OUT):
+                    for lo, hi in chunks:
+                        i0 = int(lo == 0) if pf == SfuFunc.SOFTMAX_MAX else imm0
+                        e.sfu(pf, src + lo, dst + lo, hi - lo, shift=shift, imm0=i0,
+                              imm1=(imm1 - lo) & 0xFFFF, causal=causal, rel=rel)
+                f = "chunked softmax"
         else:
             src = _load(s, p, ACT, f"a{j}", a)
             dst = src if inplace else p.take(ACT, n)
@@ -217,11 +236,12 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
                         out = sfu.merge(a, b, imm0 + lane(p.pos, R), imm1 + lane(p.pos, R))
                     else:
                         out = sfu.merge(a, b, imm0, imm1)
-        e.sfu(f, src, dst, n, src2=src2, shift=shift, imm0=imm0 & 0xFFFF, imm1=imm1 & 0xFFFF,
-              causal=causal, rel=rel)
+        if f != "chunked softmax":
+            e.sfu(f, src, dst, n, src2=src2, shift=shift, imm0=imm0 & 0xFFFF,
+                  imm1=imm1 & 0xFFFF, causal=causal, rel=rel)
         _store(s, p, f"out{j}", dst, n)
         expected[f"out{j}"] = out
-        desc.append(f"{f.name.lower()}(n={n}, shift={shift}, imm={imm0},{imm1}"
+        desc.append(f"{getattr(f, 'name', f).lower()}(n={n}, shift={shift}, imm={imm0},{imm1}"
                     f"{', causal' if causal else ''}{', rel' if rel else ''}"
                     f"{', in place' if dst == src else ''})")
     if not p.fits():

@@ -270,10 +270,11 @@ class Compute(wiring.Component):
                      | (is_[SfuFunc.TRANSPOSE] & (n[:rb] != 0 if rb else 0))
                      | (is_[SfuFunc.TABLE] & (n != 256 // cfg.rows)))
         src_act_over, src_acc_over, src2_act_over, src2_scale_over, dst_over = over
-        soft = is_[SfuFunc.SOFTMAX]
+        stats = is_[SfuFunc.SOFTMAX_MAX] | is_[SfuFunc.SOFTMAX_SUM]    # no output
+        soft = is_[SfuFunc.SOFTMAX] | is_[SfuFunc.SOFTMAX_OUT] | stats
         norm = is_[SfuFunc.RMSNORM] | is_[SfuFunc.LAYERNORM]
         two = (is_[SfuFunc.MUL] | is_[SfuFunc.ADD] | is_[SfuFunc.ROPE] | is_[SfuFunc.MERGE])
-        writes = ~is_[SfuFunc.TABLE]
+        writes = ~is_[SfuFunc.TABLE] & ~stats
         rng = (Mux(soft, src_acc_over, src_act_over) | (two & src2_act_over)
                | (norm & src2_scale_over) | (writes & dst_over))
         if pre is None:

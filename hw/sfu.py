@@ -12,6 +12,10 @@ its entries, reading one scratchpad entry per cycle:
   go through three stages (A: first products; B: second products, the table's read, the
   exponential; C: rounding and clamping) into the activations. A TRANSPOSE block is read
   whole, then written a column a cycle, while reading waits.
+
+A softmax row longer than the accumulators runs its passes as separate instructions over
+chunks of the row (SOFTMAX_MAX, SOFTMAX_SUM, SOFTMAX_OUT): the lanes' maximum and sum stay in
+their registers between them, and SOFTMAX_OUT does the reciprocal before its output pass.
 """
 
 import math
@@ -99,7 +103,13 @@ class Sfu(wiring.Component):
         is_ = {fn: Signal(name=f"is_{fn.name.lower()}") for fn in SfuFunc}
         m.d.comb += [is_[fn].eq(f == fn) for fn in SfuFunc]
         norm = is_[SfuFunc.RMSNORM] | is_[SfuFunc.LAYERNORM]
-        soft = is_[SfuFunc.SOFTMAX]
+        # the softmax's passes: SOFTMAX makes them all; a chunked row one per instruction
+        smax, ssum, sout = (is_[SfuFunc.SOFTMAX_MAX], is_[SfuFunc.SOFTMAX_SUM],
+                            is_[SfuFunc.SOFTMAX_OUT])
+        whole = is_[SfuFunc.SOFTMAX]
+        soft = whole | smax | ssum | sout
+        # the lanes' maximum and sum start afresh
+        fresh = whole | (smax & insn.imm0[0])
         pair = is_[SfuFunc.MUL] | is_[SfuFunc.ADD] | is_[SfuFunc.MERGE]
         rope, trans, table = is_[SfuFunc.ROPE], is_[SfuFunc.TRANSPOSE], is_[SfuFunc.TABLE]
         count = insn.count
@@ -155,8 +165,10 @@ class Sfu(wiring.Component):
         with m.Switch(state):
             with m.Case(IDLE, DONE):
                 with m.If(self.start):
-                    m.d.sync += [state.eq(READ), it.eq(0), sub.eq(0),
-                                 phase.eq(Mux(norm | soft, STAT1, OUT))]
+                    # SOFTMAX_OUT begins with the scalar phase (the reciprocal), from DRAIN
+                    m.d.sync += [state.eq(Mux(sout, DRAIN, READ)), it.eq(0), sub.eq(0),
+                                 phase.eq(Mux(ssum | sout, STAT2,
+                                              Mux(norm | whole | smax, STAT1, OUT)))]
             with m.Case(READ):
                 with m.If(issue):
                     with m.If(last_sub):
@@ -168,14 +180,14 @@ class Sfu(wiring.Component):
             with m.Case(DRAIN):
                 with m.If(pipe_empty):
                     m.d.sync += [it.eq(0), sub.eq(0)]
-                    with m.If(phase == OUT):
+                    with m.If((phase == OUT) | smax | (ssum & (phase == STAT2))):
                         m.d.sync += state.eq(DONE)
-                    with m.Elif(soft & (phase == STAT1)):
+                    with m.Elif(whole & (phase == STAT1)):
                         m.d.sync += [phase.eq(STAT2), state.eq(READ)]
                     with m.Else():
                         m.d.sync += state.eq(SCALAR)
         scalar_start = (state == DRAIN) & pipe_empty & (phase != OUT) \
-            & ~(soft & (phase == STAT1))
+            & ~(soft & (phase == STAT1)) & ~ssum
         scalar_done = Signal()
         with m.If((state == SCALAR) & scalar_done):
             m.d.sync += [state.eq(READ), phase.eq(OUT)]
@@ -270,9 +282,12 @@ class Sfu(wiring.Component):
         s2 = Signal(unsigned(32), name=f"{n}_s2")   # sum of x^2
         mx = Signal(signed(32), name=f"{n}_max")
         total = Signal(unsigned(32), name=f"{n}_sum")   # sum of the exponentials
-        valid1 = ~insn.causal | (it1 <= insn.imm1 + lane)
+        key = Cat(it1, Const(0, 1)).as_signed()
+        valid1 = ~insn.causal | (key <= insn.imm1.as_signed() + lane)
         with m.If(self.start):
-            m.d.sync += [s1.eq(0), s2.eq(0), mx.eq(-(1 << 31)), total.eq(0)]
+            m.d.sync += [s1.eq(0), s2.eq(0)]
+            with m.If(x["fresh"]):
+                m.d.sync += [mx.eq(-(1 << 31)), total.eq(0)]
         with m.Elif(v1 & (phase == STAT1)):
             with m.If(norm):
                 m.d.sync += [s1.eq(s1 + a_live), s2.eq(s2 + a_live * a_live)]

@@ -164,6 +164,9 @@ class Machine:
         self.acc = np.zeros((cfg.acc_depth, cfg.rows), np.int32)
         self.scale = np.zeros((cfg.scale_depth, cfg.scale_lanes), np.int16)
         self.table = np.zeros(sfu.TABLE_SIZE, np.int8)
+        # the softmax passes' per-lane maximum and sum (the unit's registers, 0 from reset)
+        self.sm_max = np.zeros(cfg.rows, np.int64)
+        self.sm_sum = np.zeros(cfg.rows, np.int64)
         self.counters = dict(insns=0, macs=0, bytes_read=0, bytes_written=0)
         self.executed = []
         try:
@@ -297,16 +300,33 @@ class Machine:
         f, n, sh = d["func"], d["count"], d["shift"]
         i0, i1 = d["imm0"], d["imm1"]
         s16 = lambda v: v - (1 << 16) if v >= 1 << 15 else v      # noqa: E731
-        a = (self.acc if f == SfuFunc.SOFTMAX else self.act)[d["src"]:d["src"] + n]
+        src = self.acc if sfu.uses(f)[0] == "acc" else self.act
+        a = src[d["src"]:d["src"] + n]
         b = self.act[d["src2"]:d["src2"] + n]
         gamma = self.scale.reshape(-1)[d["src2"]:d["src2"] + n]
+        mask = (bool(d["causal"]), s16(i1))
         if f == SfuFunc.TABLE:
             self.table = a.reshape(-1).copy()
             return
+        if f in (SfuFunc.SOFTMAX, SfuFunc.SOFTMAX_MAX) and (f == SfuFunc.SOFTMAX or i0 & 1):
+            self.sm_max[:] = sfu.MAX_START
+            self.sm_sum[:] = 0
+        if f == SfuFunc.SOFTMAX_MAX:
+            self.sm_max = sfu.softmax_max(a, self.sm_max, *mask)
+            return
+        if f in (SfuFunc.SOFTMAX, SfuFunc.SOFTMAX_SUM):
+            if f == SfuFunc.SOFTMAX:
+                self.sm_max = sfu.softmax_max(a, self.sm_max, *mask)
+            self.sm_sum = sfu.softmax_sum(a, self.sm_max, self.sm_sum, i0, sh, *mask)
+            if f == SfuFunc.SOFTMAX_SUM:
+                return
         out = {
             SfuFunc.RMSNORM: lambda: sfu.rmsnorm(a, gamma, i0, sh),
             SfuFunc.LAYERNORM: lambda: sfu.layernorm(a, gamma, i0, sh),
-            SfuFunc.SOFTMAX: lambda: sfu.softmax(a, i0, sh, bool(d["causal"]), i1),
+            SfuFunc.SOFTMAX: lambda: sfu.softmax_out(a, self.sm_max, self.sm_sum, i0, sh,
+                                                     *mask),
+            SfuFunc.SOFTMAX_OUT: lambda: sfu.softmax_out(a, self.sm_max, self.sm_sum, i0,
+                                                         sh, *mask),
             SfuFunc.LOOKUP: lambda: sfu.lookup(a, self.table),
             SfuFunc.MUL: lambda: sfu.mul(a, b, s16(i0), sh),
             SfuFunc.ADD: lambda: sfu.add(a, b, s16(i0), s16(i1), sh),

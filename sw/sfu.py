@@ -16,7 +16,8 @@ import numpy as np
 from hw.isa import SfuFunc
 from hw.sfu import D_MAX, EXP2, EXP_FRAC_BITS, NORM_BITS, SHIFT_MAX, TABLE_SIZE
 
-__all__ = ["rne", "rmsnorm", "layernorm", "softmax", "lookup", "mul", "add", "rope", "merge",
+__all__ = ["rne", "rmsnorm", "layernorm", "softmax", "softmax_max", "softmax_sum",
+           "softmax_out", "MAX_START", "lookup", "mul", "add", "rope", "merge",
            "transpose", "isqrt", "EXP2", "EXP_FRAC_BITS", "D_MAX", "NORM_BITS", "SHIFT_MAX",
            "TABLE_SIZE", "uses", "items"]
 
@@ -86,22 +87,56 @@ def _exp2_units(d):
     return frac >> (d >> EXP_FRAC_BITS)
 
 
+def _exps(a, mx, mult, shift, valid):
+    diff = np.where(valid, mx[None, :] - a, 0)
+    d = np.minimum(D_MAX, rne(diff * int(mult), shift))
+    return np.where(valid, _exp2_units(d), 0)
+
+
+#: A lane's running maximum before it has seen a key (the accumulators' least value).
+MAX_START = -(1 << 31)
+
+
+def softmax_max(scores, mx, causal=False, q0=0):
+    """SOFTMAX_MAX: each lane's running maximum ``mx`` (int64 [R]) taken over its valid
+    scores [n, R]; returns the new maximum."""
+    a = np.asarray(scores, np.int64)
+    valid = softmax_mask(len(a), a.shape[1], causal, q0)
+    return np.maximum(np.asarray(mx, np.int64),
+                      np.where(valid, a, MAX_START).max(axis=0, initial=MAX_START))
+
+
+def softmax_sum(scores, mx, total, mult, shift, causal=False, q0=0):
+    """SOFTMAX_SUM: ``total`` plus the exponentials of the valid scores against ``mx``."""
+    a = np.asarray(scores, np.int64)
+    valid = softmax_mask(len(a), a.shape[1], causal, q0)
+    return np.asarray(total, np.int64) + _exps(a, np.asarray(mx, np.int64), mult, shift,
+                                               valid).sum(axis=0)
+
+
+def softmax_out(scores, mx, total, mult, shift, causal=False, q0=0):
+    """SOFTMAX_OUT: the probabilities of scores [n, R] given each lane's maximum and sum."""
+    a = np.asarray(scores, np.int64)
+    valid = softmax_mask(len(a), a.shape[1], causal, q0)
+    e = _exps(a, np.asarray(mx, np.int64), mult, shift, valid)
+    total = np.asarray(total, np.int64)
+    recip = np.where(total > 0, (np.int64(1) << 31) // np.maximum(total, 1), 0)
+    return np.minimum(127, rne(e * recip[None, :], 24)).astype(np.int8)
+
+
 def softmax(scores, mult, shift, causal=False, q0=0):
     """scores int32 [n, R] (keys x queries). Per lane over its valid keys:
     d = min(D_MAX, rne((max - a) * mult, shift)) in 1/64ths of a power of two,
     e = EXP2[d % 64] >> (d // 64) (2**15 * 2**(-d/64), floored), sum = sum(e),
     R = floor(2**31 / sum), out = min(127, rne(e * R, 24)): probabilities in 1/128ths.
-    Masked keys give 0; a lane with no valid key gives 0 everywhere."""
-    a = np.asarray(scores, np.int64)
-    n, rows = a.shape
-    valid = softmax_mask(n, rows, causal, q0)
-    mx = np.where(valid, a, np.iinfo(np.int64).min).max(axis=0)
-    diff = np.where(valid, mx[None, :] - a, 0)
-    d = np.minimum(D_MAX, rne(diff * int(mult), shift))
-    e = np.where(valid, _exp2_units(d), 0)
-    total = e.sum(axis=0)
-    recip = np.where(total > 0, (np.int64(1) << 31) // np.maximum(total, 1), 0)
-    return np.minimum(127, rne(e * recip[None, :], 24)).astype(np.int8)
+    Masked keys give 0; a lane with no valid key gives 0 everywhere.
+
+    The three passes are SOFTMAX_MAX, SOFTMAX_SUM and SOFTMAX_OUT, which a longer row runs
+    chunk by chunk (each chunk's ``q0`` less its first key) with the same result."""
+    rows = np.asarray(scores).shape[1]
+    mx = softmax_max(scores, np.full(rows, MAX_START), causal, q0)
+    total = softmax_sum(scores, mx, np.zeros(rows, np.int64), mult, shift, causal, q0)
+    return softmax_out(scores, mx, total, mult, shift, causal, q0)
 
 
 def lookup(x, table):
@@ -150,7 +185,9 @@ def transpose(x):
 #: Per function: (source buffer, second source: "act" / "scale" / None, writes act)
 _USES = {
     SfuFunc.RMSNORM: ("act", "scale", True), SfuFunc.LAYERNORM: ("act", "scale", True),
-    SfuFunc.SOFTMAX: ("acc", None, True), SfuFunc.TABLE: ("act", None, False),
+    SfuFunc.SOFTMAX: ("acc", None, True), SfuFunc.SOFTMAX_MAX: ("acc", None, False),
+    SfuFunc.SOFTMAX_SUM: ("acc", None, False), SfuFunc.SOFTMAX_OUT: ("acc", None, True),
+    SfuFunc.TABLE: ("act", None, False),
     SfuFunc.LOOKUP: ("act", None, True), SfuFunc.MUL: ("act", "act", True),
     SfuFunc.ADD: ("act", "act", True), SfuFunc.ROPE: ("act", "act", True),
     SfuFunc.MERGE: ("act", "act", True), SfuFunc.TRANSPOSE: ("act", None, True),

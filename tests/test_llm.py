@@ -1,6 +1,8 @@
 """Whole decoder-only models on the accelerator: prefill and decode programs, the KV cache,
 sessions, and token generation, RTL = golden bit for bit."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -129,7 +131,7 @@ def test_compile_errors(tiny, rect, toy):
     with pytest.raises(CompileError, match="special-function unit"):
         compile_llm(rect, qm)
     with pytest.raises(CompileError, match="max_len"):
-        compile_llm(tiny, qm, max_len=1024)
+        compile_llm(tiny, qm, max_len=1 << 16)
     with pytest.raises(CompileError, match="prefill bucket"):
         compile_llm(tiny, qm, prefill=[6])
 
@@ -175,3 +177,40 @@ def test_trained_model_rtl_equals_golden(tiny, tiny_rtl):
     v = Generator(cm, tiny_rtl).generate(prompt, 4)
     assert g.tokens == v.tokens
     assert all(np.array_equal(a, b) for a, b in zip(g.logits, v.logits))
+
+
+def test_long_cache_runs_the_softmax_in_chunks(tiny, tiny_rtl, toy):
+    """A KV cache longer than the accumulators hold scores for: decode and the long prefill
+    run each softmax row in chunks (SOFTMAX_MAX, _SUM, _OUT). Their logits equal, bit for
+    bit, those of a configuration whose accumulators hold the whole row, and the RTL equals
+    the golden model at a position past the first chunk."""
+    qm = toy[1]
+    buckets = dict(max_len=128, prefill=[8, 128], decode=[128])
+    cm = compile_llm(tiny, qm, **buckets)
+    assert any("softmax max" in (c or "") for c in cm.programs["decode128"].comments)
+    wide = tiny.replace(acc_depth=256)
+    whole = compile_llm(wide, qm, **buckets)
+    assert not any("softmax max" in (c or "") for c in whole.programs["decode128"].comments)
+    prompt = list(np.random.default_rng(3).integers(0, 64, 70))
+    g = Generator(cm, Machine(tiny)).generate(prompt, 3)
+    w = Generator(whole, Machine(wide)).generate(prompt, 3)
+    assert g.tokens == w.tokens
+    for i, (a, b) in enumerate(zip(g.logits, w.logits)):
+        np.testing.assert_array_equal(a, b, err_msg=f"logits before new token {i}")
+    assert [r[0] for r in g.runs] == ["prefill128", "decode128", "decode128"]
+    # the RTL: one decode step at position 72 from the golden model's cache
+    ref = Session(Machine(tiny), cm.memory, cm.programs)
+    rtl = Session(tiny_rtl, cm.memory, cm.programs)
+    seq = prompt + g.tokens[:2]
+    ref.write("x@128", cm.embed_slot(np.array(seq), 128))
+    assert ref.run("prefill128")["error"] is None
+    for sym in cm.memory.symbols:
+        if re.fullmatch(r"L\d+\.[kv]\d+", sym):
+            rtl.write(sym, ref.read(sym))
+    pos = len(seq) - 1
+    lane = pos % tiny.rows
+    for s in (ref, rtl):
+        s.write(f"x@{tiny.rows}", cm.embed_slot(np.array(seq[-1:]), tiny.rows, lane))
+        assert s.run("decode128", pos)["error"] is None
+    np.testing.assert_array_equal(rtl.read(f"logits@{tiny.rows}"),
+                                  ref.read(f"logits@{tiny.rows}"))
