@@ -63,6 +63,8 @@ class CompiledLLM:
     decode: list            # decode buckets (cache lengths)
     max_len: int
     wformat: str = "int8"
+    group: int = 128        # LUT formats: input features per group scale
+    head: bool = True       # the final norm and LM head (False: the layers only, output x)
     kernels: dict = field(default_factory=dict)     # linear name -> LinearKernel (info)
 
     def prefill_bucket(self, t):
@@ -158,7 +160,7 @@ class _Builder:
                 mem.symbols[self.sh.y_sym] = dataclasses.replace(
                     ysym, addr=ysym.addr + n0 * self.mp, shape=(ysym.shape[0] - n0, self.mp))
             k = lower_layer(cfg, part, self.mp, w[n0:n0 + rows], sx * 127, sy * 127,
-                            self.cm.wformat, into=self.sh)
+                            self.cm.wformat, group=self.cm.group, into=self.sh)
             self.cm.kernels.setdefault(part, k)
 
     def rope(self, slot, heads, what):
@@ -314,21 +316,21 @@ class _Builder:
                   shift=shift, comment=what)
             e.store(ACT, a, self.tile(x, 0, mi), n, self.mp, f"{what} out")
 
-    def silu_mul(self, li, lp):
+    def act_mul(self, li, lp):
         e, n = self.e, self.m.intermediate_size
         R = self.R
-        ta = self.sh.put(f"L{li}.silu", lp.silu.reshape(-1, R))
-        e.load(ACT, 0, ta, TABLE_SIZE // R, self.cfg.act_entry_bytes, "SiLU table")
-        e.sfu(SfuFunc.TABLE, 0, 0, TABLE_SIZE // R, comment="SiLU table")
+        ta = self.sh.put(f"L{li}.act", lp.act.reshape(-1, R))
+        e.load(ACT, 0, ta, TABLE_SIZE // R, self.cfg.act_entry_bytes, "activation table")
+        e.sfu(SfuFunc.TABLE, 0, 0, TABLE_SIZE // R, comment="activation table")
         m, shift = lp.mul
         ring = _Ring(TABLE_SIZE // R, self.cfg.act_depth)
         for mi in range(self.tiles):
             a, b = ring.take(n), ring.take(n)
             e.load(ACT, a, self.tile("g", 0, mi), n, self.mp, "gate")
-            e.sfu(SfuFunc.LOOKUP, a, a, n, comment="SiLU")
+            e.sfu(SfuFunc.LOOKUP, a, a, n, comment="activation")
             e.load(ACT, b, self.tile("u", 0, mi), n, self.mp, "up")
             e.sfu(SfuFunc.MUL, a, a, n, src2=b, imm0=m & 0xFFFF, shift=shift,
-                  comment="SiLU(gate) * up")
+                  comment="act(gate) * up")
             e.store(ACT, a, self.tile("a", 0, mi), n, self.mp, "gated")
 
     # --- the whole model --------------------------------------------------------------------
@@ -346,11 +348,12 @@ class _Builder:
             self.norm("x", "h", lp.norm2, f"L{li}.post_norm")
             self.linear(f"L{li}.gate_proj", "h", "g", lp.linears["gate_proj"])
             self.linear(f"L{li}.up_proj", "h", "u", lp.linears["up_proj"])
-            self.silu_mul(li, lp)
+            self.act_mul(li, lp)
             self.linear(f"L{li}.down_proj", "a", "y", lp.linears["down_proj"])
             self.add("x", "y", lp.add2, f"L{li} residual 2")
-        self.norm("x", "h", self.q.final_norm, "final_norm")
-        self.linear("lm_head", "h", "logits", self.q.lm_head)
+        if self.cm.head:
+            self.norm("x", "h", self.q.final_norm, "final_norm")
+            self.linear("lm_head", "h", "logits", self.q.lm_head)
         return self.e.s.program()
 
 
@@ -386,10 +389,11 @@ def _check_fits(cfg, m, max_len):
 
 
 def compile_llm(config, qm: QuantModel, *, max_len=None, prefill=None, decode=None,
-                wformat="int8", progress=None) -> CompiledLLM:
+                wformat="int8", group=128, head=True, progress=None) -> CompiledLLM:
     """Programs for ``qm`` on ``config``: prefill buckets ``prefill`` (token counts,
     multiples of the array's rows) and decode buckets ``decode`` (cache lengths, the last
-    one ``max_len``), over one memory image."""
+    one ``max_len``), over one memory image. ``head=False`` leaves out the final norm and
+    the LM head: the programs end with the last layer's output in slot ``x``."""
     m = qm.config
     R, C = config.rows, config.cols
     max_len = max_len or min(m.max_position_embeddings, config.acc_depth)
@@ -397,14 +401,15 @@ def compile_llm(config, qm: QuantModel, *, max_len=None, prefill=None, decode=No
     Target(config).engine_for(weight_format(wformat))
     if max_len > MAX_LEN:
         raise CompileError(f"max_len {max_len}: the causal mask's positions reach {MAX_LEN}")
-    prefill = prefill or buckets(2 * R, min(max_len, 8 * R))
-    decode = decode or buckets(max(C, 16), max_len)
+    prefill = buckets(2 * R, min(max_len, 8 * R)) if prefill is None else prefill
+    decode = buckets(max(C, 16), max_len) if decode is None else decode
     for t in prefill:
         if t % R or t > max_len:
             raise CompileError(f"prefill bucket {t} must be a multiple of {R} and at most "
                                f"max_len {max_len}")
     mem = MemoryImage(bytearray())
-    cm = CompiledLLM(config, m, qm, mem, {}, sorted(prefill), sorted(decode), max_len, wformat)
+    cm = CompiledLLM(config, m, qm, mem, {}, sorted(prefill), sorted(decode), max_len, wformat,
+                     group, head)
     _plan_memory(cm, sorted(set(prefill) | {R}))
     for t in cm.prefill:
         if progress:

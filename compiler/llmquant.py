@@ -5,7 +5,7 @@ Every activation is int8 with one static scale per site (value = integer * scale
 largest magnitude seen on the calibration sequences. The sites of layer ``i``: ``i.h``
 (norm out), ``i.q``, ``i.k``, ``i.v`` (projections, before and after RoPE: one scale for
 both), ``i.o`` (attention out), ``i.yo`` (o_proj out), ``i.xa`` (the residual after
-attention), ``i.h2``, ``i.g``, ``i.u``, ``i.s`` (SiLU of the gate), ``i.a`` (gate times up),
+attention), ``i.h2``, ``i.g``, ``i.u``, ``i.s`` (the activation of the gate), ``i.a`` (gate times up),
 ``i.yd`` (down out), ``i.xb`` (the residual after the MLP); and ``x0`` (embeddings), ``hf``
 (final norm out), ``logits``. Probabilities are in 1/128ths (the SFU's softmax).
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .models import LlamaModel, rope
+from .models import LlamaModel, activation, rope
 from .quantize import act_scale, requant_params
-from .sfuops import (SILU, add_params, function_table, mul_params, norm_params,
+from .sfuops import (FUNCTIONS, add_params, function_table, mul_params, norm_params,
                      softmax_params)
 
 __all__ = ["float_forward", "calibrate", "QuantModel", "LayerParams", "quantize_model",
@@ -64,7 +64,7 @@ def float_forward(model: LlamaModel, ids, probe=None):
             p("h2", h2)
             g, u = blk.gate_proj(h2), blk.up_proj(h2)
             p("g", g), p("u", u)
-            s = torch.nn.functional.silu(g)
+            s = activation(c.hidden_act)(g)
             p("s", s)
             a = s * u
             p("a", a)
@@ -101,7 +101,7 @@ class LayerParams:
     pv: tuple               # (int16 multiplier, shift): P V accumulators -> o
     add1: tuple             # (ma, mb, shift): x + yo -> xa
     add2: tuple             # xa + yd -> xb
-    silu: np.ndarray        # the 256-entry table: g -> s
+    act: np.ndarray         # the 256-entry table of the activation: g -> s
     mul: tuple              # (multiplier, shift): s * u -> a
 
 
@@ -121,6 +121,8 @@ def quantize_model(model: LlamaModel, sequences) -> QuantModel:
     c = model.config
     s = calibrate(model, sequences)
     emb = model.embed_tokens.weight.detach().numpy().astype(np.float64)
+    # the whole table is known: its scale covers every token, seen in calibration or not
+    s["x0"] = act_scale(float(np.abs(emb).max()))
     embed = np.clip(np.rint(emb / s["x0"]), -127, 127).astype(np.int8)
     qm = QuantModel(c, s, embed)
     x_in = "x0"
@@ -149,7 +151,7 @@ def quantize_model(model: LlamaModel, sequences) -> QuantModel:
             pv=(pv_mult, pv_shift),
             add1=add_params(s[x_in], sc("yo"), sc("xa")),
             add2=add_params(sc("xa"), sc("yd"), sc("xb")),
-            silu=function_table(SILU, sc("g"), sc("s")),
+            act=function_table(FUNCTIONS[c.hidden_act], sc("g"), sc("s")),
             mul=mul_params(sc("s"), sc("u"), sc("a")),
         ))
         x_in = f"{i}.xb"

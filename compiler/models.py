@@ -18,7 +18,7 @@ from . import safetensors
 
 __all__ = ["BlockShape", "SHAPES", "DecoderBlock", "make_block", "demo_shape", "demo_inputs",
            "ModelConfig", "MODELS", "LlamaModel", "make_model", "save_model", "load_model",
-           "ModelFileError", "hf_name", "from_hf"]
+           "ModelFileError", "hf_name", "from_hf", "ACTIVATIONS", "activation"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,23 @@ class BlockShape:
     head_dim: int
     rope_theta: float = 10000.0
     eps: float = 1e-5
+    hidden_act: str = "silu"
+
+
+#: The MLP activations the compiler maps (a table on the SFU), by Hugging Face's names.
+ACTIVATIONS = {
+    "silu": torch.nn.functional.silu,
+    "gelu": torch.nn.functional.gelu,
+    "relu2": lambda x: torch.relu(x) ** 2,
+}
+
+
+def activation(name):
+    """The float function of MLP activation ``name`` (Hugging Face's ``hidden_act``)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"hidden_act {name!r} is an op the compiler cannot map (it maps "
+                         f"{', '.join(ACTIVATIONS)})")
+    return ACTIVATIONS[name]
 
 
 SHAPES = {
@@ -66,8 +83,8 @@ def rope(x, pos, theta):
 
 
 class DecoderBlock(nn.Module):
-    """RMSNorm -> attention (RoPE, GQA, causal) -> residual -> RMSNorm -> SiLU-gated MLP ->
-    residual, on x [T, hidden]."""
+    """RMSNorm -> attention (RoPE, GQA, causal) -> residual -> RMSNorm -> gated MLP (SiLU,
+    GELU or ReLU^2: ``hidden_act``) -> residual, on x [T, hidden]."""
 
     def __init__(self, s: BlockShape):
         super().__init__()
@@ -101,7 +118,8 @@ class DecoderBlock(nn.Module):
         att = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.o_proj(att.transpose(-3, -2).reshape(*lead, t, s.heads * s.head_dim))
         h = self.post_attention_layernorm(x)
-        return x + self.down_proj(torch.nn.functional.silu(self.gate_proj(h)) * self.up_proj(h))
+        act = activation(s.hidden_act)
+        return x + self.down_proj(act(self.gate_proj(h)) * self.up_proj(h))
 
 
 def make_block(shape="smollm2-135m", seed=0) -> DecoderBlock:
@@ -166,12 +184,13 @@ class ModelConfig:
                              f"of {self.num_key_value_heads} key/value heads")
         if self.head_dim % 2:
             raise ValueError(f"head_dim {self.head_dim} is odd (RoPE rotates halves)")
+        activation(self.hidden_act)
 
     @property
     def block(self) -> BlockShape:
         return BlockShape(self.hidden_size, self.intermediate_size, self.num_attention_heads,
                           self.num_key_value_heads, self.head_dim, self.rope_theta,
-                          self.rms_norm_eps)
+                          self.rms_norm_eps, self.hidden_act)
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -290,12 +309,14 @@ def from_hf(hf_model) -> LlamaModel:
     its configuration and weights, nothing else. Unsupported parts of the configuration
     (attention or MLP biases, RoPE scaling, another activation) are refused."""
     d = hf_model.config.to_dict()
-    for key, ok in (("attention_bias", False), ("mlp_bias", False), ("rope_scaling", None),
-                    ("hidden_act", "silu")):
+    for key, ok in (("attention_bias", False), ("mlp_bias", False), ("rope_scaling", None)):
         if d.get(key, ok) != ok:
             raise ModelFileError(f"{type(hf_model).__name__}: {key} = {d[key]!r} is not "
                                  f"supported (only {ok!r})")
-    cfg = ModelConfig.from_dict(d)
+    try:
+        cfg = ModelConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{type(hf_model).__name__}: {e}") from None
     sd = {k: v.detach().float().numpy() for k, v in hf_model.state_dict().items()}
     return _from_tensors(cfg, sd, type(hf_model).__name__)
 

@@ -107,7 +107,7 @@ def test_verilog(capsys, tmp_path):
 
 
 def test_demo_json_subprocess():
-    """The console entry point end to end: demo block on Verilator, checked."""
+    """The console entry point end to end: the whole demo block on Verilator, checked."""
     out = subprocess.run([sys.executable, "-m", "llmaccel", "demo", "--config", "tiny", "--tokens",
                           "5", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -121,14 +121,15 @@ def test_demo_json_subprocess():
 
 
 def test_demo_lut_engine(capsys):
-    """`demo --engine lut --wbits 2`: every linear layer on the LUT engine, bit-exact."""
+    """`demo --engine lut --wbits 2`: every linear layer of the block on the LUT engine
+    (attention on the systolic array), bit-exact."""
     code, out, err = run_cli(capsys, "demo", "--config", "tiny", "--tokens", "3", "--engine",
                              "lut", "--wbits", "2", "--group-size", "16", "--json")
     assert code == 0, err
     res = json.loads(out)
     assert res["bit_exact"] is True and res["weights"] == "w2"
-    assert {layer["engine"] for layer in res["layers"]} == {"lut"}
-    assert all(layer["peak"] == 4 * 8 * 4 / 2 for layer in res["layers"])
+    assert {layer["engine"] for layer in res["linears"]} == {"lut"}
+    assert all(layer["peak"] == 4 * 8 * 4 / 2 for layer in res["linears"])
     assert 0 < res["utilization"] <= 1
     # 2-bit random weights are coarse, but the block must still track float torch, and
     # closely the float block that uses the same quantized weights

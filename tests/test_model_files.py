@@ -77,6 +77,7 @@ def test_model_directory_round_trip(tmp_path):
     ("shape", "has shape"),
     ("architecture", "not a LLaMA-family"),
     ("config field", "lacks vocab_size"),
+    ("activation", "hidden_act 'swiglu_v2' is an op the compiler cannot map"),
 ])
 def test_bad_model_directories(tmp_path, capsys, defect, message):
     m = make_model("toy", seed=2)
@@ -95,13 +96,43 @@ def test_bad_model_directories(tmp_path, capsys, defect, message):
         cfg.update(model_type="gpt2", architectures=["GPT2LMHeadModel"])
     elif defect == "config field":
         del cfg["vocab_size"]
-    if defect in ("architecture", "config field"):
+    elif defect == "activation":
+        cfg["hidden_act"] = "swiglu_v2"
+    if defect in ("architecture", "config field", "activation"):
         (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFileError, match=message):
         load_model(tmp_path)
     assert main(["generate", "--model", str(tmp_path), "--executor", "golden"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and "Traceback" not in "".join(err)
+
+
+@pytest.mark.parametrize("act", ["gelu", "relu2"])
+def test_other_activations(tmp_path, tiny, act):
+    """A model file with another MLP activation: its table on the SFU, the same float
+    function in the reference; greedy tokens mostly agree with float."""
+    from compiler.generate import Generator
+    from compiler.llm import compile_llm
+    from compiler.llmquant import float_forward, quantize_model
+    from sw.golden import Machine
+    m = make_model("toy", seed=2)
+    save_model(m, tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["hidden_act"] = act
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    model = load_model(tmp_path)
+    assert model.config.hidden_act == act
+    rng = np.random.default_rng(0)
+    qm = quantize_model(model, [rng.integers(0, 64, 24) for _ in range(4)])
+    silu = quantize_model(m, [rng.integers(0, 64, 24) for _ in range(4)])
+    assert not np.array_equal(qm.layers[0].act, silu.layers[0].act)
+    prompt = [3, 14, 15, 9, 26, 5]
+    g = Generator(compile_llm(tiny, qm), Machine(tiny)).generate(prompt, 8)
+    seq, same = list(prompt), 0
+    for tok in g.tokens:
+        same += int(float_forward(model, seq)[-1].argmax()) == tok
+        seq.append(tok)
+    assert same >= 6, same
 
 
 def test_generate_command(capsys):
