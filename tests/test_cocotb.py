@@ -49,15 +49,20 @@ def test_dma_store(seed):
          {"config": "tiny", "n": 25}, seed, testcase="stores")
 
 
+#: random SFU programs that between them run every function (softmax whole and in chunks)
+SFU_SEEDS = [9, 11, 25, 53]
+
+
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 @pytest.mark.parametrize("seed", [5])
 def test_accelerator_with_backpressure(seed, sim):
-    """Fetch, decode and dispatch of real programs under a stalling memory, on both
-    simulators (Icarus when it is installed)."""
+    """Fetch, decode and dispatch of real programs, special-function ones included, under a
+    stalling memory, on both simulators (Icarus when it is installed)."""
     from hw.accelerator import Accelerator
     from hw.config import load_config
     _run(Accelerator(load_config("tiny")), "accel", "tb_top",
-         {"config": "tiny", "seeds": [seed, seed + 10, seed + 20], "stall": 0.4}, seed,
+         {"config": "tiny", "seeds": [seed, seed + 10, seed + 20],
+          "sfu_seeds": SFU_SEEDS, "stall": 0.4}, seed,
          sim=sim)
 
 
