@@ -147,42 +147,56 @@ def prefill_run(config="default", tokens=128):
             "util": st["macs"] / (st["cycles"] * cfg.rows * cfg.cols)}
 
 
-def run(lengths=(128, 512, 2048)):
+def _decode_rows(rows):
+    return table(["config", "weights", "KV len", "cycles/layer", "layer bus busy",
+                  "1 layer tok/s", "30-layer cycles", "30-layer bus busy", "30-layer tok/s"],
+                 [[d["config"], d["wformat"], d["kv_len"], d["cycles_per_layer"],
+                   f"{d['layer_bus_busy']:.3f}", f"{d['tokens_per_s_1layer']:.1f}",
+                   d["cycles_30layers"], f"{d['bus_busy_30layers']:.3f}",
+                   f"{d['tokens_per_s_30layers']:.2f}"] for d in rows])
+
+
+def run(lengths=(128, 512, 2048), configs=("default", "lut")):
+    """Each table is printed (and the JSON saved) as soon as it is measured."""
+    out = {}
     accs = [accuracy("tiny"), accuracy("default"), accuracy("lut", "w4"), accuracy("lut", "w2")]
+    out["accuracy"] = accs
     print(f"Trained character model (models/charlm), {accs[0]['tokens']} held-out positions, "
           f"teacher-forced")
     print(table(["config", "weights", "top-1 agreement with float", "next-token acc",
                  "(float)"],
                 [[a["config"], a["wformat"], f"{a['top1_agreement']:.3f}",
                   f"{a['next_token_accuracy_accel']:.3f}",
-                  f"{a['next_token_accuracy_float']:.3f}"] for a in accs]))
-    dec, sizes = decode_table("default", "int8", lengths)
-    dec_lut, _ = decode_table("lut", "w4", lengths)
-    print("\nDecode, SmolLM2-135M shapes: 1 and 2 layers + LM head measured (fast runner); "
-          "30 layers extrapolated from the per-layer difference")
-    print(table(["config", "weights", "KV len", "cycles/layer", "layer bus busy",
-                 "1 layer tok/s", "30-layer cycles", "30-layer bus busy", "30-layer tok/s"],
-                [[d["config"], d["wformat"], d["kv_len"], d["cycles_per_layer"],
-                  f"{d['layer_bus_busy']:.3f}", f"{d['tokens_per_s_1layer']:.1f}",
-                  d["cycles_30layers"], f"{d['bus_busy_30layers']:.3f}",
-                  f"{d['tokens_per_s_30layers']:.2f}"] for d in dec + dec_lut]))
-    pre = prefill_run()
-    print(f"\nPrefill of {pre['tokens']} tokens, 1 layer + LM head on {pre['config']}: "
-          f"{pre['cycles']} cycles, {pre['util']:.3f} of peak MACs")
-    ib = instruction_bytes(sizes, max(lengths))
-    print(f"\nDecode instruction bytes (1 layer + LM head) up to {max(lengths)} positions")
-    rows = [[k, v] for k, v in ib["buckets"].items()]
-    rows += [["all buckets", ib["bucketed_total"]],
-             ["one program per length (interpolated)", int(ib["one_per_length_total"])]]
-    print(table(["programs", "bytes"], rows))
-    path = save("llm", {"accuracy": accs, "decode": dec + dec_lut, "prefill": pre,
-                        "instruction_bytes": ib})
-    print(f"-> {path}")
-    return accs, dec + dec_lut, pre, ib
+                  f"{a['next_token_accuracy_float']:.3f}"] for a in accs]), flush=True)
+    save("llm", out)
+    out["decode"] = []
+    for config in configs:
+        rows, sizes = decode_table(config, "int8" if config == "default" else "w4", lengths)
+        out["decode"] += rows
+        print(f"\nDecode on {config}, SmolLM2-135M shapes: 1 and 2 layers + LM head measured "
+              f"(fast runner); 30 layers extrapolated from the per-layer difference")
+        print(_decode_rows(rows), flush=True)
+        if config == "default":
+            ib = out["instruction_bytes"] = instruction_bytes(sizes, max(lengths))
+            print(f"\nDecode instruction bytes (1 layer + LM head) up to {max(lengths)} "
+                  f"positions")
+            ibrows = [[k, v] for k, v in ib["buckets"].items()]
+            ibrows += [["all buckets", ib["bucketed_total"]],
+                       ["one program per length (interpolated)",
+                        int(ib["one_per_length_total"])]]
+            print(table(["programs", "bytes"], ibrows), flush=True)
+            pre = out["prefill"] = prefill_run()
+            print(f"\nPrefill of {pre['tokens']} tokens, 1 layer + LM head on "
+                  f"{pre['config']}: {pre['cycles']} cycles, {pre['util']:.3f} of peak MACs",
+                  flush=True)
+        save("llm", out)
+    print(f"-> {save('llm', out)}")
+    return out
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", default="128,512,2048", help="KV-cache lengths for decode")
+    ap.add_argument("--configs", default="default,lut", help="decode on these (lut: W4)")
     a = ap.parse_args()
-    run(tuple(int(p) for p in a.lengths.split(",")))
+    run(tuple(int(p) for p in a.lengths.split(",")), tuple(a.configs.split(",")))
