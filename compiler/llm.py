@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.engines import spec
-from hw.isa import Buffer, Engine, SfuFunc
+from hw.isa import SOFTMAX_PASSES, Buffer, Engine, SfuFunc
 from sw.program import MemoryImage
 from sw.sfu import TABLE_SIZE
 from .frontend import lower_layer
@@ -281,9 +281,8 @@ class _Builder:
         n = -(-keys // acc_o)
         size = pad_to(-(-keys // n), C)
         chunks = [(lo, min(keys, lo + size)) for lo in range(0, keys, size)]
-        passes = ((SfuFunc.SOFTMAX_MAX, "max"), (SfuFunc.SOFTMAX_SUM, "sum"),
-                  (SfuFunc.SOFTMAX_OUT, "out"))
-        for func, what in passes:
+        for func in SOFTMAX_PASSES:
+            what = func.name.removeprefix("SOFTMAX_").lower()
             for ci, (lo, hi) in enumerate(chunks):
                 self._scores(wring, qa, kc, lo, hi, 0, h)
                 first = func == SfuFunc.SOFTMAX_MAX and ci == 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.isa import Buffer, Engine, Opcode, SfuFunc
+from hw.isa import SOFTMAX_PASSES, Buffer, Engine, Opcode, SfuFunc
 from hw.position import POS_BITS, block, lane
 from sw import sfu
 from sw.program import MemoryImage
@@ -26,9 +26,6 @@ from .lower import _Emit
 __all__ = ["random_sfu_program", "int8_inputs"]
 
 ACT, ACC, SCALE = Buffer.ACT, Buffer.ACC, Buffer.SCALE
-
-
-_PASSES = (SfuFunc.SOFTMAX_MAX, SfuFunc.SOFTMAX_SUM, SfuFunc.SOFTMAX_OUT)
 
 
 def _s16(v):
@@ -132,7 +129,7 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
     rng = np.random.default_rng(seed)
     R, C = cfg.rows, cfg.cols
     # TABLE comes with LOOKUP, the softmax passes with SOFTMAX (a row in chunks)
-    funcs = [f for f in (ops or list(SfuFunc)) if f not in (SfuFunc.TABLE, *_PASSES)]
+    funcs = [f for f in (ops or list(SfuFunc)) if f not in (SfuFunc.TABLE, *SOFTMAX_PASSES)]
     max_count = max_count or 3 * R + 5
     e = _Emit(cfg)
     s = e.s
@@ -179,7 +176,7 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
                 cuts = [0] + sorted(rng.choice(np.arange(1, n), int(rng.integers(1, min(
                     n, 4))), replace=False).tolist()) + [n]
                 chunks = list(zip(cuts[:-1], cuts[1:]))
-                for pf in (SfuFunc.SOFTMAX_MAX, SfuFunc.SOFTMAX_SUM, SfuFunc.SOFTMAX_OUT):
+                for pf in SOFTMAX_PASSES:
                     for lo, hi in chunks:
                         i0 = int(lo == 0) if pf == SfuFunc.SOFTMAX_MAX else imm0
                         e.sfu(pf, src + lo, dst + lo, hi - lo, shift=shift, imm0=i0,

@@ -10,7 +10,8 @@ from amaranth.lib.wiring import In, Out
 
 from .config import span_bits
 from .engines import act_banks, mode_legal, specs_of
-from .isa import view, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, SfuFunc, SfuInsn, Header
+from .isa import (view, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, SfuFunc, SfuInsn,
+                  Header, SOFTMAX_FUNCS)
 from .lib import kept, registered, take
 from .queue import Front, executor_members, sum_exceeds
 from .requant import (RequantUnit, gather_groups, make_requant, rne_wrap_parts,
@@ -271,7 +272,7 @@ class Compute(wiring.Component):
                      | (is_[SfuFunc.TABLE] & (n != 256 // cfg.rows)))
         src_act_over, src_acc_over, src2_act_over, src2_scale_over, dst_over = over
         stats = is_[SfuFunc.SOFTMAX_MAX] | is_[SfuFunc.SOFTMAX_SUM]    # no output
-        soft = is_[SfuFunc.SOFTMAX] | is_[SfuFunc.SOFTMAX_OUT] | stats
+        soft = f.as_value().matches(*(fn.value for fn in SOFTMAX_FUNCS))
         norm = is_[SfuFunc.RMSNORM] | is_[SfuFunc.LAYERNORM]
         two = (is_[SfuFunc.MUL] | is_[SfuFunc.ADD] | is_[SfuFunc.ROPE] | is_[SfuFunc.MERGE])
         writes = ~is_[SfuFunc.TABLE] & ~stats

@@ -18,7 +18,8 @@ from amaranth.lib import data, enum
 __all__ = [
     "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "Opcode", "Queue", "Engine", "Buffer",
     "Header", "DmaInsn", "MatmulInsn", "MatmulMode", "SystolicMode", "LutMode", "MODE_BITS",
-    "RequantInsn", "SfuInsn", "SfuFunc", "SyncInsn", "EndInsn", "FORMATS", "QUEUE_OF", "ErrorCode", "Counter",
+    "RequantInsn", "SfuInsn", "SfuFunc", "SOFTMAX_PASSES", "SOFTMAX_FUNCS",
+    "SyncInsn", "EndInsn", "FORMATS", "QUEUE_OF", "ErrorCode", "Counter",
     "encode", "decode", "disasm", "IsaError", "view", "buffer_entry_bytes", "buffer_depth",
     "mode_layout", "mode_fields", "mode_value", "built_opcodes",
 ]
@@ -225,6 +226,13 @@ class SfuFunc(enum.Enum, shape=4):
     SOFTMAX_MAX = 11    # SOFTMAX's passes one at a time, for a row longer than the
     SOFTMAX_SUM = 12    # accumulators: each lane's running maximum, then its sum of
     SOFTMAX_OUT = 13    # exponentials, then the probabilities, chunk by chunk
+
+
+#: SOFTMAX's passes as instructions of their own, in the order a chunked row runs them.
+SOFTMAX_PASSES = (SfuFunc.SOFTMAX_MAX, SfuFunc.SOFTMAX_SUM, SfuFunc.SOFTMAX_OUT)
+#: The functions that read scores from the accumulators, with ``imm1`` the first query
+#: position of the causal mask.
+SOFTMAX_FUNCS = (SfuFunc.SOFTMAX, *SOFTMAX_PASSES)
 
 
 class SfuInsn(data.Struct):

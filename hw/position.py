@@ -8,7 +8,8 @@ sees plain absolute fields and checks them as usual:
 
 - LOAD / STORE: ``dram_addr += block(pos) * pos_mult`` (KV-cache blocks, RoPE table rows);
 - SFU with ``rel``: a softmax's (SOFTMAX, SOFTMAX_MAX/_SUM/_OUT) ``imm1 += block(pos)``
-  (the first query position of the lanes, for the causal mask), MERGE's ``imm0``, ``imm1 += lane(pos)`` (the token's lane).
+  (the first query position of the lanes, for the causal mask), MERGE's ``imm0``,
+  ``imm1 += lane(pos)`` (the token's lane).
 
 The rules are written once, on ints (golden model) and on Amaranth values (dispatch).
 """
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 from amaranth.hdl import Signal, Value
 
-from .isa import DmaInsn, Opcode, SfuFunc, SfuInsn, view
+from .isa import SOFTMAX_FUNCS, DmaInsn, Opcode, SfuFunc, SfuInsn, view
 
-__all__ = ["POS_BITS", "SOFTMAX_FUNCS", "block", "lane", "relocate_fields", "relocate_word"]
+__all__ = ["POS_BITS", "block", "lane", "relocate_fields", "relocate_word"]
 
 POS_BITS = 16
 
@@ -50,18 +51,6 @@ def _merge_lanes(imm, pos, rows):
     return _wrap(imm + lane(pos, rows), 16)
 
 
-#: The functions whose ``imm1`` is the first query position (the causal mask's).
-SOFTMAX_FUNCS = (SfuFunc.SOFTMAX, SfuFunc.SOFTMAX_MAX, SfuFunc.SOFTMAX_SUM,
-                 SfuFunc.SOFTMAX_OUT)
-
-
-def _is_softmax(func):
-    out = func == SOFTMAX_FUNCS[0]
-    for f in SOFTMAX_FUNCS[1:]:
-        out = out | (func == f)
-    return out
-
-
 def relocate_fields(d: dict, pos: int, rows: int) -> dict:
     """A decoded instruction's fields after dispatch at position ``pos`` (``d`` itself when
     nothing in it is relative, else a new dict)."""
@@ -90,7 +79,7 @@ def relocate_word(m, word, pos, rows):
         with m.Case(Opcode.LOAD, Opcode.STORE):
             m.d.comb += odma.dram_addr.eq(_dma(dma.dram_addr, dma.pos_mult, pos, rows))
         with m.Case(Opcode.SFU):
-            with m.If(sf.rel & _is_softmax(sf.func)):
+            with m.If(sf.rel & sf.func.as_value().matches(*(f.value for f in SOFTMAX_FUNCS))):
                 m.d.comb += osf.imm1.eq(_softmax_q0(sf.imm1, pos, rows))
             with m.If(sf.rel & (sf.func == SfuFunc.MERGE)):
                 m.d.comb += [osf.imm0.eq(_merge_lanes(sf.imm0, pos, rows)),

@@ -308,25 +308,23 @@ class Machine:
         if f == SfuFunc.TABLE:
             self.table = a.reshape(-1).copy()
             return
-        if f in (SfuFunc.SOFTMAX, SfuFunc.SOFTMAX_MAX) and (f == SfuFunc.SOFTMAX or i0 & 1):
+        # SOFTMAX makes all three passes; SOFTMAX_MAX / _SUM / _OUT one each
+        if f == SfuFunc.SOFTMAX or (f == SfuFunc.SOFTMAX_MAX and i0 & 1):
             self.sm_max[:] = sfu.MAX_START
             self.sm_sum[:] = 0
-        if f == SfuFunc.SOFTMAX_MAX:
+        if f in (SfuFunc.SOFTMAX, SfuFunc.SOFTMAX_MAX):
             self.sm_max = sfu.softmax_max(a, self.sm_max, *mask)
-            return
         if f in (SfuFunc.SOFTMAX, SfuFunc.SOFTMAX_SUM):
-            if f == SfuFunc.SOFTMAX:
-                self.sm_max = sfu.softmax_max(a, self.sm_max, *mask)
             self.sm_sum = sfu.softmax_sum(a, self.sm_max, self.sm_sum, i0, sh, *mask)
-            if f == SfuFunc.SOFTMAX_SUM:
-                return
+        if f in (SfuFunc.SOFTMAX_MAX, SfuFunc.SOFTMAX_SUM):
+            return
+        softmax_out = lambda: sfu.softmax_out(a, self.sm_max, self.sm_sum, i0, sh,  # noqa: E731
+                                              *mask)
         out = {
             SfuFunc.RMSNORM: lambda: sfu.rmsnorm(a, gamma, i0, sh),
             SfuFunc.LAYERNORM: lambda: sfu.layernorm(a, gamma, i0, sh),
-            SfuFunc.SOFTMAX: lambda: sfu.softmax_out(a, self.sm_max, self.sm_sum, i0, sh,
-                                                     *mask),
-            SfuFunc.SOFTMAX_OUT: lambda: sfu.softmax_out(a, self.sm_max, self.sm_sum, i0,
-                                                         sh, *mask),
+            SfuFunc.SOFTMAX: softmax_out,
+            SfuFunc.SOFTMAX_OUT: softmax_out,
             SfuFunc.LOOKUP: lambda: sfu.lookup(a, self.table),
             SfuFunc.MUL: lambda: sfu.mul(a, b, s16(i0), sh),
             SfuFunc.ADD: lambda: sfu.add(a, b, s16(i0), s16(i1), sh),
