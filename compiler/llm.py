@@ -11,6 +11,8 @@ Programs:
 - ``decode{L}``: one token at any position ``pos < L`` (the run's position, hw.position),
   in lane ``pos % rows``; it appends that token's K and V to the cache and attends to keys
   0..L-1 with the causal mask at ``pos``. One program serves every position of its bucket.
+  The query heads that share a key/value head (GQA) are lanes of one MATMUL, so the cache
+  streams once per key/value head.
 
 KV cache, per layer and key/value head, int8 at the site's static scale (per-tensor):
 K^T ``[head_dim, max_len]`` (positions contiguous: the score MATMUL's weights) and V
@@ -22,6 +24,7 @@ through TRANSPOSE) and storing the block back.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -219,32 +222,77 @@ class _Builder:
                         f"V cache {li}.{g} block features {b * R}", pos_mult=hd, span=vspan)
 
     def attention(self, li, lp):
-        e, cfg, hd, R, C = self.e, self.cfg, self.m.head_dim, self.R, self.C
-        rep = self.m.num_attention_heads // self.m.num_key_value_heads
+        e, cfg, hd = self.e, self.cfg, self.m.head_dim
         lanes = cfg.scale_lanes
-        mult, shift = lp.pv
         pm = np.zeros(pad_to(hd, lanes), np.int16)
-        pm[:hd] = mult
+        pm[:hd] = lp.pv[0]
         pa_addr = self.sh.put(f"L{li}.pv_mult", pm.reshape(-1, lanes))
         e.load(SCALE, 0, pa_addr, len(pm) // lanes, cfg.scale_entry_bytes, "P V multipliers")
+        if self.rel():
+            self._attention_decode(li, lp)
+        else:
+            self._attention_prefill(li, lp)
+
+    def _kv(self, li, g):
+        sy = self.cm.memory.symbols
+        return sy[f"L{li}.k{g}"], sy[f"L{li}.v{g}"]
+
+    def _head(self, wring, aring, qa, kc, vc, keys, q0, lp, what):
+        """The accumulator address of one attention's output (its lanes' queries at qa)."""
+        if keys <= min(self.cfg.acc_depth, self.cfg.wgt_depth):
+            return self._head_whole(wring, aring, qa, kc, vc, keys, q0, lp, what)
+        return self._head_chunked(wring, aring, qa, kc, vc, keys, q0, lp, what)
+
+    def _attention_prefill(self, li, lp):
+        """Lanes are tokens: each head and row tile of queries on its own, the causal mask
+        per lane."""
+        e, cfg, hd, R, C = self.e, self.cfg, self.m.head_dim, self.R, self.C
+        rep = self.m.num_attention_heads // self.m.num_key_value_heads
         wring = _Ring(0, cfg.wgt_depth)
         aring = _Ring(0, cfg.act_depth)
         for h in range(self.m.num_attention_heads):
-            g = h // rep                        # GQA: the key/value head, shared, not copied
-            kc = self.cm.memory.symbols[f"L{li}.k{g}"]
-            vc = self.cm.memory.symbols[f"L{li}.v{g}"]
+            kc, vc = self._kv(li, h // rep)     # GQA: the key/value head, shared, not copied
             for mi in range(self.tiles):
-                keys = self.decode_len if self.rel() else pad_to((mi + 1) * R, C)
                 qa = aring.take(hd)
                 e.load(ACT, qa, self.tile("q", h * hd, mi), hd, self.mp, f"q head {h}")
-                q0 = 0 if self.rel() else mi * R
-                if keys <= min(cfg.acc_depth, cfg.wgt_depth):
-                    acc_o = self._head_whole(wring, aring, qa, kc, vc, keys, q0, lp, h)
-                else:
-                    acc_o = self._head_chunked(wring, aring, qa, kc, vc, keys, q0, lp, h)
+                acc_o = self._head(wring, aring, qa, kc, vc, pad_to((mi + 1) * R, C), mi * R,
+                                   lp, f"head {h}")
                 oa = aring.take(hd)
-                e.requant(acc_o, oa, 0, hd, shift, None, False, comment=f"o head {h}")
+                e.requant(acc_o, oa, 0, hd, lp.pv[1], None, False, comment=f"o head {h}")
                 e.store(ACT, oa, self.tile("o", h * hd, mi), hd, self.mp, f"o head {h}")
+
+    def _attention_decode(self, li, lp):
+        """One token: the query heads that share a key/value head sit in lanes of one
+        activation (BROADCAST the token's lane, MERGE each head into its lane), so each KV
+        chunk streams once per group, not once per head; the softmax masks every lane at
+        the token's position (``rel``). Each head's output is broadcast back to every lane,
+        the token's among them."""
+        e, cfg, hd, R = self.e, self.cfg, self.m.head_dim, self.R
+        nh = self.m.num_attention_heads
+        rep = nh // self.m.num_key_value_heads
+        n = nh * hd
+        qb, ob = 0, n                           # every head's query, every head's output
+        wring = _Ring(0, cfg.wgt_depth)
+        aring = _Ring(2 * n, cfg.act_depth)
+        e.load(ACT, qb, self.tile("q", 0, 0), n, self.mp, "q")
+        e.sfu(SfuFunc.BROADCAST, qb, qb, n, imm0=0, rel=1, comment="q to every lane")
+        for g, t0 in itertools.product(range(nh // rep), range(0, rep, R)):
+            heads = range(g * rep + t0, g * rep + min(rep, t0 + R))
+            h0 = heads[0]
+            qa = qb + h0 * hd
+            for j, h in enumerate(heads):
+                if j:
+                    e.sfu(SfuFunc.MERGE, qb + h * hd, qa, hd, src2=qa, imm0=j, imm1=j + 1,
+                          comment=f"q head {h} into lane {j}")
+            kc, vc = self._kv(li, g)
+            what = f"heads {h0}..{heads[-1]}"
+            acc_o = self._head(wring, aring, qa, kc, vc, self.decode_len, 0, lp, what)
+            oa = aring.take(hd)
+            e.requant(acc_o, oa, 0, hd, lp.pv[1], None, False, comment=f"o {what}")
+            for j, h in enumerate(heads):
+                e.sfu(SfuFunc.BROADCAST, oa, ob + h * hd, hd, imm0=j,
+                      comment=f"o head {h} from lane {j}")
+        e.store(ACT, ob, self.tile("o", 0, 0), n, self.mp, "o")
 
     def _scores(self, ring, qa, kc, lo, hi, acc0, h):
         """Scores of keys lo..hi-1 (QK^T, the K^T cache's columns) into acc[acc0..]."""
@@ -266,7 +314,7 @@ class _Builder:
         self._scores(wring, qa, kc, 0, keys, 0, h)
         pa = aring.take(keys)
         self.e.sfu(SfuFunc.SOFTMAX, 0, pa, keys, imm0=sm_mult, shift=sm_shift, causal=1,
-                   imm1=q0, rel=int(self.rel()), comment=f"softmax head {h}")
+                   imm1=q0, rel=int(self.rel()), comment=f"softmax {h}")
         self._pv(wring, pa, vc, 0, keys, 0, False, h)
         return 0
 
@@ -290,7 +338,7 @@ class _Builder:
                 pa = aring.take(hi - lo) if func == SfuFunc.SOFTMAX_OUT else 0
                 self.e.sfu(func, 0, pa, hi - lo, imm0=imm0, shift=sm_shift, causal=1,
                            imm1=(q0 - lo) & 0xFFFF, rel=int(self.rel()),
-                           comment=f"softmax {what} head {h} keys {lo}")
+                           comment=f"softmax {what} {h} keys {lo}")
                 if func == SfuFunc.SOFTMAX_OUT:
                     self._pv(wring, pa, vc, lo, hi, acc_o, ci > 0, h)
         return acc_o
@@ -380,6 +428,12 @@ def _check_fits(cfg, m, max_len):
     if max_len > min(cfg.acc_depth, cfg.wgt_depth) and _chunk_keys(cfg, hd) < C:
         raise CompileError(f"{cfg.name!r}'s accumulators ({cfg.acc_depth} entries) cannot "
                            f"hold a chunk of keys next to a head of {hd} features")
+    n = m.num_attention_heads * hd
+    row = min(max_len, cfg.acc_depth, cfg.wgt_depth)
+    if 2 * n + row + hd > cfg.act_depth:
+        raise CompileError(f"{cfg.name!r}'s activation scratchpad ({cfg.act_depth} entries) "
+                           f"cannot hold a decode step's queries and outputs ({n} features "
+                           f"each) and a row of {row} probabilities")
     need = 2 * max(m.hidden_size, m.intermediate_size) + TABLE_SIZE // R
     if need > cfg.act_depth:
         raise CompileError(f"{cfg.name!r}'s activation scratchpad ({cfg.act_depth} entries) "

@@ -150,7 +150,8 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
         a = int8_inputs(rng, n, R)
         b = int8_inputs(rng, n, R)
         inplace = bool(rng.integers(2))
-        rel = int(f in (SfuFunc.SOFTMAX, SfuFunc.MERGE) and rng.integers(2))
+        rel = int(f in (SfuFunc.SOFTMAX, SfuFunc.MERGE, SfuFunc.BROADCAST)
+                  and rng.integers(2))
         if f == SfuFunc.SOFTMAX:
             k = int(rng.integers(1, 24))
             nk = (n + C - 1) // C * C
@@ -169,8 +170,8 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
             shift = int(rng.integers(10, 34))
             causal = int(rng.integers(2))
             imm1 = int(rng.integers(0, n + 2)) if rng.integers(4) else (1 << 16) - R
-            q0 = _s16((imm1 + block(p.pos, R)) % (1 << 16) if rel else imm1)
-            out = sfu.softmax(scores, imm0, shift, bool(causal), q0)
+            q0 = _s16((imm1 + p.pos) % (1 << 16) if rel else imm1)
+            out = sfu.softmax(scores, imm0, shift, bool(causal), q0, bool(rel))
             dst = p.take(ACT, n)
             if n > 1 and rng.integers(2):   # the row in chunks, a pass per instruction
                 cuts = [0] + sorted(rng.choice(np.arange(1, n), int(rng.integers(1, min(
@@ -204,6 +205,9 @@ def random_sfu_program(cfg, seed, *, ops=None, max_count=None) -> RandomProgram:
                 out = sfu.lookup(a, table)
             elif f == SfuFunc.TRANSPOSE:
                 out = sfu.transpose(a)
+            elif f == SfuFunc.BROADCAST:
+                imm0 = int(rng.integers(0, 2 * R))
+                out = sfu.broadcast(a, imm0 + (lane(p.pos, R) if rel else 0))
             else:
                 if f == SfuFunc.ROPE:
                     h = n // 2

@@ -24,7 +24,7 @@ __all__ = [
     "mode_layout", "mode_fields", "mode_value", "built_opcodes",
 ]
 
-ISA_VERSION = 6
+ISA_VERSION = 7
 INSN_BITS = 128
 INSN_BYTES = INSN_BITS // 8
 
@@ -226,6 +226,7 @@ class SfuFunc(enum.Enum, shape=4):
     SOFTMAX_MAX = 11    # SOFTMAX's passes one at a time, for a row longer than the
     SOFTMAX_SUM = 12    # accumulators: each lane's running maximum, then its sum of
     SOFTMAX_OUT = 13    # exponentials, then the probabilities, chunk by chunk
+    BROADCAST = 14  # lane imm0 (mod rows) of a into every lane
 
 
 #: SOFTMAX's passes as instructions of their own, in the order a chunked row runs them.
@@ -242,15 +243,16 @@ class SfuInsn(data.Struct):
     MERGE; ROPE's cos/sin), ``m[src2 + n]`` the scale multipliers (RMSNORM, LAYERNORM's
     gamma); results go to act[dst + n]. ``imm0``/``imm1`` are 16-bit immediates whose meaning
     depends on ``func`` (docs/sfu.md); ``causal`` masks a softmax's entry ``n`` in lane ``l``
-    unless ``n <= imm1 + l`` (``imm1`` signed). The softmax passes keep each lane's maximum
+    unless ``n <= imm1 + l`` (``imm1`` signed; with ``rel``, unless ``n <= imm1``: every lane
+    is the current token, as a decode step's query heads are). The softmax passes keep each lane's maximum
     and sum in the unit between instructions: SOFTMAX and SOFTMAX_MAX with ``imm0 = 1`` start
     them afresh. The output range must equal or be disjoint from every input range in the
     activations (OVERLAP).
 
     ``rel``: dispatch adds the run's position (hw.position) to the immediates: SOFTMAX's
-    ``imm1`` gets ``block(pos)`` (the first query position of the lanes), MERGE's ``imm0``
-    and ``imm1`` get ``lane(pos)`` (the lane of the current token), modulo 2**16; other
-    functions ignore it (SOFTMAX_MAX, _SUM and _OUT are SOFTMAX here).
+    ``imm1`` gets ``pos`` (the query position of every lane), MERGE's ``imm0`` and ``imm1``
+    and BROADCAST's ``imm0`` get ``lane(pos)`` (the lane of the current token), modulo
+    2**16; other functions ignore it (SOFTMAX_MAX, _SUM and _OUT are SOFTMAX here).
     """
     opcode: Opcode
     wait: 3

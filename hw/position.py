@@ -7,9 +7,10 @@ the fields that are marked relative before the instruction enters its queue, so 
 sees plain absolute fields and checks them as usual:
 
 - LOAD / STORE: ``dram_addr += block(pos) * pos_mult`` (KV-cache blocks, RoPE table rows);
-- SFU with ``rel``: a softmax's (SOFTMAX, SOFTMAX_MAX/_SUM/_OUT) ``imm1 += block(pos)``
-  (the first query position of the lanes, for the causal mask), MERGE's ``imm0``,
-  ``imm1 += lane(pos)`` (the token's lane).
+- SFU with ``rel``: a softmax's (SOFTMAX, SOFTMAX_MAX/_SUM/_OUT) ``imm1 += pos`` (the
+  query position of every lane, for the causal mask: a decode step's lanes hold query heads
+  of the one token), MERGE's ``imm0``, ``imm1`` and BROADCAST's ``imm0 += lane(pos)`` (the
+  token's lane).
 
 The rules are written once, on ints (golden model) and on Amaranth values (dispatch).
 """
@@ -43,8 +44,8 @@ def _dma(addr, mult, pos, rows):
     return _wrap(addr + block(pos, rows) * mult, 32)
 
 
-def _softmax_q0(imm1, pos, rows):
-    return _wrap(imm1 + block(pos, rows), 16)
+def _softmax_q0(imm1, pos):
+    return _wrap(imm1 + pos, 16)
 
 
 def _merge_lanes(imm, pos, rows):
@@ -61,10 +62,11 @@ def relocate_fields(d: dict, pos: int, rows: int) -> dict:
     elif op == Opcode.SFU and d["rel"]:
         d = dict(d)
         if d["func"] in SOFTMAX_FUNCS:
-            d["imm1"] = _softmax_q0(d["imm1"], pos, rows)
-        elif d["func"] == SfuFunc.MERGE:
+            d["imm1"] = _softmax_q0(d["imm1"], pos)
+        elif d["func"] in (SfuFunc.MERGE, SfuFunc.BROADCAST):
             d["imm0"] = _merge_lanes(d["imm0"], pos, rows)
-            d["imm1"] = _merge_lanes(d["imm1"], pos, rows)
+            if d["func"] == SfuFunc.MERGE:
+                d["imm1"] = _merge_lanes(d["imm1"], pos, rows)
     return d
 
 
@@ -80,8 +82,10 @@ def relocate_word(m, word, pos, rows):
             m.d.comb += odma.dram_addr.eq(_dma(dma.dram_addr, dma.pos_mult, pos, rows))
         with m.Case(Opcode.SFU):
             with m.If(sf.rel & sf.func.as_value().matches(*(f.value for f in SOFTMAX_FUNCS))):
-                m.d.comb += osf.imm1.eq(_softmax_q0(sf.imm1, pos, rows))
+                m.d.comb += osf.imm1.eq(_softmax_q0(sf.imm1, pos))
+            with m.If(sf.rel & sf.func.as_value().matches(SfuFunc.MERGE.value,
+                                                          SfuFunc.BROADCAST.value)):
+                m.d.comb += osf.imm0.eq(_merge_lanes(sf.imm0, pos, rows))
             with m.If(sf.rel & (sf.func == SfuFunc.MERGE)):
-                m.d.comb += [osf.imm0.eq(_merge_lanes(sf.imm0, pos, rows)),
-                             osf.imm1.eq(_merge_lanes(sf.imm1, pos, rows))]
+                m.d.comb += osf.imm1.eq(_merge_lanes(sf.imm1, pos, rows))
     return out

@@ -233,6 +233,8 @@ class Sfu(wiring.Component):
         in_sqrt = (state == SCALAR) & (sc >= SQ0) & (sc < DV_PREP)
         in_div = (state == SCALAR) & (sc >= DV0) & (sc < DV_END)
 
+        # BROADCAST's source lane (imm0 mod rows)
+        picked = data.word_select(insn.imm0[:rb], 8).as_signed() if rb else data[:8].as_signed()
         outs, outs2 = [], []
         for lane in range(R):
             # (a lane reads what is built above)
@@ -283,7 +285,8 @@ class Sfu(wiring.Component):
         mx = Signal(signed(32), name=f"{n}_max")
         total = Signal(unsigned(32), name=f"{n}_sum")   # sum of the exponentials
         key = Cat(it1, Const(0, 1)).as_signed()
-        valid1 = ~insn.causal | (key <= insn.imm1.as_signed() + lane)
+        # with rel every lane is the current token (a decode step's query heads)
+        valid1 = ~insn.causal | (key <= insn.imm1.as_signed() + Mux(insn.rel, 0, lane))
         with m.If(self.start):
             m.d.sync += [s1.eq(0), s2.eq(0)]
             with m.If(x["fresh"]):
@@ -353,6 +356,8 @@ class Sfu(wiring.Component):
             with m.Elif(is_[SfuFunc.MERGE]):
                 inside = (lane >= insn.imm0) & (lane < insn.imm1)
                 m.d.sync += pA.eq(Mux(inside, a0, a_live))
+            with m.Elif(is_[SfuFunc.BROADCAST]):
+                m.d.sync += pA.eq(x["picked"])
             with m.Elif(rope):      # x = ops0, y = ops1, cos = ops2, sin = live
                 m.d.sync += [pA.eq(a0 * a2 - a1 * a_live), pA2.eq(a1 * a2 + a0 * a_live)]
         # the table's read (LOOKUP): entry (x + 128) >> rb, byte (x + 128) % R
@@ -393,7 +398,7 @@ class Sfu(wiring.Component):
         pq = prob[24:] + (prob[23] & (prob[:23].any() | prob[24]))
         with m.If(soft):
             m.d.comb += out.eq(Mux(pq > 127, 127, pq))
-        with m.Elif(is_[SfuFunc.LOOKUP] | is_[SfuFunc.MERGE]):
+        with m.Elif(is_[SfuFunc.LOOKUP] | is_[SfuFunc.MERGE] | is_[SfuFunc.BROADCAST]):
             m.d.comb += out.eq(pB[:8])
         with m.Else():
             m.d.comb += out.eq(_sat8(m, pB, shC, f"{n}_c"))

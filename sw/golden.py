@@ -304,7 +304,7 @@ class Machine:
         a = src[d["src"]:d["src"] + n]
         b = self.act[d["src2"]:d["src2"] + n]
         gamma = self.scale.reshape(-1)[d["src2"]:d["src2"] + n]
-        mask = (bool(d["causal"]), s16(i1))
+        mask = (bool(d["causal"]), s16(i1), bool(d["rel"]))
         if f == SfuFunc.TABLE:
             self.table = a.reshape(-1).copy()
             return
@@ -331,6 +331,7 @@ class Machine:
             SfuFunc.ROPE: lambda: sfu.rope(a, b, sh),
             SfuFunc.MERGE: lambda: sfu.merge(a, b, i0, i1),
             SfuFunc.TRANSPOSE: lambda: sfu.transpose(a),
+            SfuFunc.BROADCAST: lambda: sfu.broadcast(a, i0),
         }[f]()
         self.act[d["dst"]:d["dst"] + n] = out
 

@@ -74,10 +74,11 @@ def layernorm(x, gamma, eps, shift):
     return _clamp8(rne(c * np.asarray(gamma, np.int64)[:, None] * r[None, :], sh[None, :]))
 
 
-def softmax_mask(n, rows, causal, q0):
-    """valid[j, l]: key ``j`` is seen by the query in lane ``l`` (at position q0 + l)."""
+def softmax_mask(n, rows, causal, q0, row=False):
+    """valid[j, l]: key ``j`` is seen by the query in lane ``l``, at position q0 + l (``row``:
+    at q0 in every lane, the query heads of one token)."""
     j = np.arange(n)[:, None]
-    lanes = np.arange(rows)[None, :]
+    lanes = np.arange(rows)[None, :] * (not row)
     return np.ones((n, rows), bool) if not causal else (j <= q0 + lanes)
 
 
@@ -97,34 +98,34 @@ def _exps(a, mx, mult, shift, valid):
 MAX_START = -(1 << 31)
 
 
-def softmax_max(scores, mx, causal=False, q0=0):
+def softmax_max(scores, mx, causal=False, q0=0, row=False):
     """SOFTMAX_MAX: each lane's running maximum ``mx`` (int64 [R]) taken over its valid
     scores [n, R]; returns the new maximum."""
     a = np.asarray(scores, np.int64)
-    valid = softmax_mask(len(a), a.shape[1], causal, q0)
+    valid = softmax_mask(len(a), a.shape[1], causal, q0, row)
     return np.maximum(np.asarray(mx, np.int64),
                       np.where(valid, a, MAX_START).max(axis=0, initial=MAX_START))
 
 
-def softmax_sum(scores, mx, total, mult, shift, causal=False, q0=0):
+def softmax_sum(scores, mx, total, mult, shift, causal=False, q0=0, row=False):
     """SOFTMAX_SUM: ``total`` plus the exponentials of the valid scores against ``mx``."""
     a = np.asarray(scores, np.int64)
-    valid = softmax_mask(len(a), a.shape[1], causal, q0)
+    valid = softmax_mask(len(a), a.shape[1], causal, q0, row)
     return np.asarray(total, np.int64) + _exps(a, np.asarray(mx, np.int64), mult, shift,
                                                valid).sum(axis=0)
 
 
-def softmax_out(scores, mx, total, mult, shift, causal=False, q0=0):
+def softmax_out(scores, mx, total, mult, shift, causal=False, q0=0, row=False):
     """SOFTMAX_OUT: the probabilities of scores [n, R] given each lane's maximum and sum."""
     a = np.asarray(scores, np.int64)
-    valid = softmax_mask(len(a), a.shape[1], causal, q0)
+    valid = softmax_mask(len(a), a.shape[1], causal, q0, row)
     e = _exps(a, np.asarray(mx, np.int64), mult, shift, valid)
     total = np.asarray(total, np.int64)
     recip = np.where(total > 0, (np.int64(1) << 31) // np.maximum(total, 1), 0)
     return np.minimum(127, rne(e * recip[None, :], 24)).astype(np.int8)
 
 
-def softmax(scores, mult, shift, causal=False, q0=0):
+def softmax(scores, mult, shift, causal=False, q0=0, row=False):
     """scores int32 [n, R] (keys x queries). Per lane over its valid keys:
     d = min(D_MAX, rne((max - a) * mult, shift)) in 1/64ths of a power of two,
     e = EXP2[d % 64] >> (d // 64) (2**15 * 2**(-d/64), floored), sum = sum(e),
@@ -134,9 +135,9 @@ def softmax(scores, mult, shift, causal=False, q0=0):
     The three passes are SOFTMAX_MAX, SOFTMAX_SUM and SOFTMAX_OUT, which a longer row runs
     chunk by chunk (each chunk's ``q0`` less its first key) with the same result."""
     rows = np.asarray(scores).shape[1]
-    mx = softmax_max(scores, np.full(rows, MAX_START), causal, q0)
-    total = softmax_sum(scores, mx, np.zeros(rows, np.int64), mult, shift, causal, q0)
-    return softmax_out(scores, mx, total, mult, shift, causal, q0)
+    mx = softmax_max(scores, np.full(rows, MAX_START), causal, q0, row)
+    total = softmax_sum(scores, mx, np.zeros(rows, np.int64), mult, shift, causal, q0, row)
+    return softmax_out(scores, mx, total, mult, shift, causal, q0, row)
 
 
 def lookup(x, table):
@@ -175,6 +176,12 @@ def merge(a, b, lo, hi):
     return np.where((lanes >= lo) & (lanes < hi), a, b).astype(np.int8)
 
 
+def broadcast(x, lane):
+    """Lane ``lane`` (mod rows) of x in every lane."""
+    x = np.asarray(x, np.int8)
+    return np.repeat(x[:, lane % x.shape[1]][:, None], x.shape[1], axis=1)
+
+
 def transpose(x):
     """Each block of R entries x R lanes transposed: out[bR + l][j] = x[bR + j][l]."""
     x = np.asarray(x, np.int8)
@@ -191,6 +198,7 @@ _USES = {
     SfuFunc.LOOKUP: ("act", None, True), SfuFunc.MUL: ("act", "act", True),
     SfuFunc.ADD: ("act", "act", True), SfuFunc.ROPE: ("act", "act", True),
     SfuFunc.MERGE: ("act", "act", True), SfuFunc.TRANSPOSE: ("act", None, True),
+    SfuFunc.BROADCAST: ("act", None, True),
 }
 
 

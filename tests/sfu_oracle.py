@@ -56,10 +56,10 @@ def exp_units(d):
     return frac >> (d // 64)
 
 
-def softmax(scores, mult, shift, causal, q0):
+def softmax(scores, mult, shift, causal, q0, row=False):
     out = []
     for lane, col in enumerate(scores):
-        ok = [not causal or j <= q0 + lane for j in range(len(col))]
+        ok = [not causal or j <= q0 + (0 if row else lane) for j in range(len(col))]
         mx = max((a for a, v in zip(col, ok) if v), default=0)
         e = [exp_units(min(1023, rne((mx - a) * mult, shift))) if v else 0
              for a, v in zip(col, ok)]

@@ -64,11 +64,23 @@ def test_generation_rtl_equals_golden(toy_llm, tiny_rtl, tiny):
     assert all(st["error"] is None and st["sfu_busy"] > 0 for _, _, st in v.runs)
 
 
-def test_decode_equals_prefill(toy_llm, tiny):
-    """The decode path (one token, the cache appended block by block at its position) gives
-    the same int8 logits as prefilling the whole sequence: an independent check of the KV
-    cache, the position register and the causal mask."""
-    cm = toy_llm
+#: GQA groups of 6 query heads (more than tiny's 4 lanes: two MATMULs per group) and of 3
+GQA = {"6 heads per kv": ModelConfig(48, 80, 6, 1, 1, 64, 8, max_position_embeddings=64),
+       "3 heads per kv": ModelConfig(48, 80, 6, 2, 1, 64, 8, max_position_embeddings=64)}
+
+
+@pytest.mark.parametrize("shape", ["toy", *GQA])
+def test_decode_equals_prefill(toy_llm, tiny, shape):
+    """The decode path (one token, the cache appended block by block at its position, a
+    group's query heads in lanes of one MATMUL) gives the same int8 logits as prefilling
+    the whole sequence (a lane per token, a head at a time): an independent check of the KV
+    cache, the position register, the causal mask and the GQA lanes."""
+    if shape == "toy":
+        cm = toy_llm
+    else:
+        model = make_model(GQA[shape], seed=2)
+        rng = np.random.default_rng(1)
+        cm = compile_llm(tiny, quantize_model(model, [rng.integers(0, 64, 24)]))
     prompt = [9, 1, 40, 22, 22, 5, 61, 30, 12]
     g = Generator(cm, Machine(tiny)).generate(prompt, 8)
     seq = prompt + g.tokens[:-1]
@@ -77,9 +89,23 @@ def test_decode_equals_prefill(toy_llm, tiny):
     s.write(f"x@{tb}", cm.embed_slot(np.array(seq), tb))
     assert s.run(f"prefill{tb}")["error"] is None
     logits = s.read(f"logits@{tb}")[:cm.model.vocab_size]
+    nf = cm.model.num_attention_heads * cm.model.head_dim
+    o_all = s.read(f"o@{tb}")[:nf]          # the last layer's attention outputs
     for i in range(8):
         np.testing.assert_array_equal(logits[:, len(prompt) - 1 + i], g.logits[i],
                                       err_msg=f"position {len(prompt) - 1 + i}")
+    # the attention outputs themselves, step by step (logits of random weights hardly
+    # depend on them)
+    R = tiny.rows
+    d = Session(Machine(tiny), cm.memory, cm.programs)
+    tp = cm.prefill_bucket(len(prompt))
+    d.write(f"x@{tp}", cm.embed_slot(np.array(prompt), tp))
+    assert d.run(f"prefill{tp}")["error"] is None
+    for pos in range(len(prompt), len(seq)):
+        d.write(f"x@{R}", cm.embed_slot(np.array([seq[pos]]), R, pos % R))
+        assert d.run(f"decode{cm.decode_bucket(pos)}", pos)["error"] is None
+        np.testing.assert_array_equal(d.read(f"o@{R}")[:nf, pos % R], o_all[:, pos],
+                                      err_msg=f"attention output at position {pos}")
 
 
 def test_weights_go_to_the_device_once(toy_llm, tiny):

@@ -34,9 +34,11 @@ def test_golden_equals_scalar_oracle(seed):
                                                                       eps, shift), ctx
     scores = rng.integers(-(1 << 31), 1 << 31, (n, rows)) >> int(rng.integers(0, 31))
     mult, sh, q0 = int(rng.integers(1, 1 << 16)), int(rng.integers(0, 40)), int(rng.integers(n))
-    for causal in (False, True):
-        assert lanes(sfu.softmax(scores, mult, sh, causal, q0)) == oracle.softmax(
-            lanes(scores), mult, sh, causal, q0), ctx
+    for causal, row in ((False, False), (True, False), (True, True)):
+        assert lanes(sfu.softmax(scores, mult, sh, causal, q0, row)) == oracle.softmax(
+            lanes(scores), mult, sh, causal, q0, row), ctx
+    src = int(rng.integers(0, 2 * rows))
+    assert lanes(sfu.broadcast(x, src)) == [lanes(x)[src % rows]] * rows, ctx
     m = 2 * max(1, n // 2)
     cs = int8_inputs(rng, m, rows)
     xr = np.resize(x, (m, rows))      # x's first m entries (x repeated when n < m)
