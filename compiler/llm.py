@@ -40,7 +40,7 @@ from .llmquant import QuantModel
 from .quantize import weight_format
 from .sfuops import ROPE_SHIFT, rope_table
 
-__all__ = ["CompiledLLM", "compile_llm", "buckets"]
+__all__ = ["CompiledLLM", "check_fits", "compile_llm", "buckets"]
 
 ACT, WGT, ACC, SCALE = Buffer.ACT, Buffer.WGT, Buffer.ACC, Buffer.SCALE
 
@@ -414,7 +414,9 @@ def _chunk_keys(cfg, hd):
     return min(cfg.acc_depth - pad_to(hd, cfg.cols), cfg.wgt_depth // 2) // cfg.cols * cfg.cols
 
 
-def _check_fits(cfg, m, max_len):
+def check_fits(cfg, m, max_len):
+    """CompileError unless model ``m`` (a ModelConfig) fits ``cfg`` with ``max_len``
+    cache positions."""
     R, C = cfg.rows, cfg.cols
     hd = m.head_dim
     if not cfg.sfu:
@@ -450,7 +452,7 @@ def compile_llm(config, qm: QuantModel, *, max_len=None, prefill=None, decode=No
     m = qm.config
     R, C = config.rows, config.cols
     max_len = max_len or min(m.max_position_embeddings, config.acc_depth)
-    _check_fits(config, m, max_len)
+    check_fits(config, m, max_len)
     Target(config).engine_for(weight_format(wformat))
     if max_len > MAX_LEN:
         raise CompileError(f"max_len {max_len}: the causal mask's positions reach {MAX_LEN}")

@@ -16,15 +16,14 @@ __all__ = ["add_parsers"]
 VOCAB = 256
 
 
-def _model(shape, seed, tokens):
-    from compiler.models import SHAPES, ModelConfig, make_model
+def _model_config(shape, tokens):
+    from compiler.models import SHAPES, ModelConfig
     s = SHAPES[shape]
-    mc = ModelConfig(hidden_size=s.hidden, intermediate_size=s.inter,
-                     num_attention_heads=s.heads, num_key_value_heads=s.kv_heads,
-                     num_hidden_layers=1, vocab_size=VOCAB, head_dim=s.head_dim,
-                     rope_theta=s.rope_theta, rms_norm_eps=s.eps,
-                     max_position_embeddings=tokens)
-    return make_model(mc, seed=seed)
+    return ModelConfig(hidden_size=s.hidden, intermediate_size=s.inter,
+                       num_attention_heads=s.heads, num_key_value_heads=s.kv_heads,
+                       num_hidden_layers=1, vocab_size=VOCAB, head_dim=s.head_dim,
+                       rope_theta=s.rope_theta, rms_norm_eps=s.eps,
+                       max_position_embeddings=tokens)
 
 
 def _float_block_out(model, ids):
@@ -55,16 +54,18 @@ def _with_weights(model, cm):
 
 def _compile(args, cfg, wformat, log):
     import numpy as np
-    from compiler.llm import compile_llm
+    from compiler.llm import check_fits, compile_llm
     from compiler.llmquant import quantize_model
     from compiler.lower import pad_to
-    from compiler.models import SHAPES, demo_shape
+    from compiler.models import SHAPES, demo_shape, make_model
     shape = args.shape or demo_shape(cfg)
     if shape not in SHAPES:
         raise UserError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
     T = pad_to(args.tokens, cfg.rows)
     max_len = pad_to(T, np.lcm(cfg.cols, cfg.bus_bytes))
-    model = _model(shape, args.seed, max_len)
+    mc = _model_config(shape, max_len)
+    check_fits(cfg, mc, max_len)        # before the float model of a large shape is built
+    model = make_model(mc, seed=args.seed)
     rng = np.random.default_rng(args.seed)
     # calibration over every token of the vocabulary (the demo's input is random tokens)
     calib = [rng.permutation(VOCAB)[i:i + 64] for i in range(0, VOCAB, 64)]

@@ -239,6 +239,7 @@ def test_bitstream_time_limit(capsys, tmp_path):
     (["bitstream", "--board", "icebreaker", "--config", "tiny", "--clock-mhz", "-1"],
      "must be more than 0"),
     (["bitstream", "--board", "icebreaker", "--config", "default"], "cannot fit"),
+    (["demo", "--shape", "llama2-7b"], "cannot hold two rows of 11008"),
 ])
 def test_bad_inputs_one_line(capsys, compiled, tmp_path, args, msg):
     """Each bad input: one clear line, a non-zero exit, in well under a second of work
