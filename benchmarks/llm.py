@@ -27,7 +27,7 @@ from compiler.models import MODELS, load_model, make_model
 from hw.config import load_config
 from sw.executor import Session
 from sw.golden import Machine
-from .common import ROOT, save, table
+from .common import RESULTS, ROOT, save, table
 
 CHARLM = ROOT / "models" / "charlm"
 
@@ -37,10 +37,8 @@ def _chars():
     return json.loads((CHARLM / "tokenizer.json").read_text())["chars"]
 
 
-def accuracy(config="tiny", wformat="int8", positions=256):
-    """Top-1 agreement with float and next-character accuracy over ``positions`` held-out
-    positions (teacher-forced: each window prefilled, every position's logits compared)."""
-    cfg = load_config(config)
+def _charlm(cfg, wformat):
+    """The trained model, its held-out text (ids), and its programs on ``cfg``."""
     model = load_model(CHARLM)
     chars = _chars()
     index = {c: i for i, c in enumerate(chars)}
@@ -50,6 +48,14 @@ def accuracy(config="tiny", wformat="int8", positions=256):
     rng = np.random.default_rng(0)
     calib = [train[s:s + 64] for s in rng.integers(0, len(train) - 64, 8)]
     cm = compile_llm(cfg, quantize_model(model, calib), wformat=wformat)
+    return model, chars, held, cm
+
+
+def accuracy(config="tiny", wformat="int8", positions=256):
+    """Top-1 agreement with float and next-character accuracy over ``positions`` held-out
+    positions (teacher-forced: each window prefilled, every position's logits compared)."""
+    cfg = load_config(config)
+    model, chars, held, cm = _charlm(cfg, wformat)
     t = cm.prefill[-1]
     s = Session(Machine(cfg), cm.memory, cm.programs)
     agree = acc_q = acc_f = total = 0
@@ -68,6 +74,45 @@ def accuracy(config="tiny", wformat="int8", positions=256):
     return {"config": cfg.name, "wformat": wformat, "tokens": total,
             "top1_agreement": agree / total, "next_token_accuracy_accel": acc_q / total,
             "next_token_accuracy_float": acc_f / total}
+
+
+def site_errors(config="tiny", wformat="int8", windows=2):
+    """Each activation site of the whole model on chip against the float model on the same
+    held-out tokens: the accelerator's int8 values (golden model, the program run up to
+    where the site's slot is final) times the site's scale against float. Per site: the
+    relative RMS error and the mean absolute error in steps of the site's scale."""
+    from sw.program import Program
+    from hw.isa import Opcode, encode
+    cfg = load_config(config)
+    model, _, held, cm = _charlm(cfg, wformat)
+    t = cm.prefill[-1]
+    prog, marks = cm.programs[f"prefill{t}"], cm.sites[f"prefill{t}"]
+    err = {site: [0.0, 0.0, 0.0, 0] for _, _, site in marks}   # sum d^2, f^2, |d|/s, count
+    for w in range(windows):
+        x = held[w * t:(w + 1) * t]
+        ref = {}
+
+        def keep(name, v):      # RoPE'd q, k come as [heads, tokens, head_dim]
+            v = v.transpose(0, 1) if v.dim() == 3 else v
+            ref[name] = v.reshape(t, -1).numpy().astype(float)
+        float_forward(model, x, keep)
+        for n, slot, site in marks:
+            part = Program(prog.words[:n] + [encode(Opcode.END)], prog.config_hash)
+            s = Session(Machine(cfg), cm.memory, {"part": part})
+            s.write(f"x@{t}", cm.embed_slot(x, t))
+            st = s.run("part")
+            assert st["error"] is None, st["error"]
+            f = ref[site]
+            sc = cm.quant.scales[site]
+            q = s.read(f"{slot}@{t}")[:f.shape[1], :t].T.astype(float) * sc
+            e = err[site]
+            e[0] += float(((q - f) ** 2).sum())
+            e[1] += float((f ** 2).sum())
+            e[2] += float(np.abs(q - f).sum() / sc)
+            e[3] += f.size
+    return {"config": cfg.name, "wformat": wformat, "tokens": windows * t,
+            "sites": {site: {"rel_rms": (e[0] / e[1]) ** 0.5, "mean_abs_steps": e[2] / e[3]}
+                      for site, e in err.items()}}
 
 
 def _smollm(cfg, layers, wformat, decode, prefill):
@@ -156,19 +201,45 @@ def _decode_rows(rows):
                    f"{d['tokens_per_s_30layers']:.2f}"] for d in rows])
 
 
-def run(lengths=(128, 512, 2048), configs=("default", "lut")):
-    """Each table is printed (and the JSON saved) as soon as it is measured."""
-    out = {}
-    accs = [accuracy("tiny"), accuracy("default"), accuracy("lut", "w4"), accuracy("lut", "w2")]
-    out["accuracy"] = accs
-    print(f"Trained character model (models/charlm), {accs[0]['tokens']} held-out positions, "
-          f"teacher-forced")
-    print(table(["config", "weights", "top-1 agreement with float", "next-token acc",
-                 "(float)"],
-                [[a["config"], a["wformat"], f"{a['top1_agreement']:.3f}",
-                  f"{a['next_token_accuracy_accel']:.3f}",
-                  f"{a['next_token_accuracy_float']:.3f}"] for a in accs]), flush=True)
-    save("llm", out)
+def _site_table(res):
+    sites = list(res[0]["sites"])
+    return table(["site"] + [f"{r['config']} {r['wformat']}" for r in res],
+                 [[site] + [f"{r['sites'][site]['rel_rms']:.3f} "
+                            f"({r['sites'][site]['mean_abs_steps']:.2f})" for r in res]
+                  for site in sites])
+
+
+def run(lengths=(128, 512, 2048), configs=("default", "lut"), parts=("accuracy", "sites",
+                                                                    "decode")):
+    """Each table is printed (and the JSON saved) as soon as it is measured; the parts not
+    measured keep their earlier results."""
+    import json
+    prev = RESULTS / "llm.json"
+    out = {k: v for k, v in json.loads(prev.read_text()).items() if k != "machine"} \
+        if prev.exists() else {}
+    if "accuracy" in parts:
+        accs = [accuracy("tiny"), accuracy("default"), accuracy("lut", "w4"),
+                accuracy("lut", "w2")]
+        out["accuracy"] = accs
+        print(f"Trained character model (models/charlm), {accs[0]['tokens']} held-out "
+              f"positions, teacher-forced")
+        print(table(["config", "weights", "top-1 agreement with float", "next-token acc",
+                     "(float)"],
+                    [[a["config"], a["wformat"], f"{a['top1_agreement']:.3f}",
+                      f"{a['next_token_accuracy_accel']:.3f}",
+                      f"{a['next_token_accuracy_float']:.3f}"] for a in accs]), flush=True)
+        save("llm", out)
+    if "sites" in parts:
+        res = out["site_errors"] = [site_errors("tiny"), site_errors("lut", "w4"),
+                                    site_errors("lut", "w2")]
+        print("\nThe trained model's activation sites on chip against float (layer.site, "
+              "float_forward's names), one prefill window: relative RMS error (mean |error| "
+              "in steps of the site's scale)")
+        print(_site_table(res), flush=True)
+        save("llm", out)
+    if "decode" not in parts:
+        print(f"-> {save('llm', out)}")
+        return out
     out["decode"] = []
     for config in configs:
         rows, sizes = decode_table(config, "int8" if config == "default" else "w4", lengths)
@@ -198,5 +269,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", default="128,512,2048", help="KV-cache lengths for decode")
     ap.add_argument("--configs", default="default,lut", help="decode on these (lut: W4)")
+    ap.add_argument("--parts", default="accuracy,sites,decode", help="what to measure")
     a = ap.parse_args()
-    run(tuple(int(p) for p in a.lengths.split(",")), tuple(a.configs.split(",")))
+    run(tuple(int(p) for p in a.lengths.split(",")), tuple(a.configs.split(",")),
+        tuple(a.parts.split(",")))

@@ -69,6 +69,9 @@ class CompiledLLM:
     group: int = 128        # LUT formats: input features per group scale
     head: bool = True       # the final norm and LM head (False: the layers only, output x)
     kernels: dict = field(default_factory=dict)     # linear name -> LinearKernel (info)
+    #: program -> [(instructions, slot, site)]: after its first ``instructions`` the slot
+    #: holds activation site ``site`` (compiler.llmquant.float_forward's names)
+    sites: dict = field(default_factory=dict)
 
     def prefill_bucket(self, t):
         for b in self.prefill:
@@ -119,6 +122,7 @@ class _Builder:
         self.e = self.sh.emit
         self.R, self.C = self.cfg.rows, self.cfg.cols
         self.tiles = mp // self.R
+        self.sites = []
 
     # --- memory -----------------------------------------------------------------------------
     def slot(self, name):
@@ -381,26 +385,45 @@ class _Builder:
             e.store(ACT, a, self.tile("a", 0, mi), n, self.mp, "gated")
 
     # --- the whole model --------------------------------------------------------------------
+    def mark(self, slot, site):
+        self.sites.append((len(self.e.s.insns), slot, site))
+
     def build(self):
+        mark = self.mark
         for li, lp in enumerate(self.q.layers):
             self.norm("x", "h", lp.norm1, f"L{li}.input_norm")
+            mark("h", f"{li}.h")
             for name, dst in (("q_proj", "q"), ("k_proj", "k"), ("v_proj", "v")):
                 self.linear(f"L{li}.{name}", "h", dst, lp.linears[name])
+            mark("v", f"{li}.v")
             self.rope("q", self.m.num_attention_heads, f"L{li} rope q")
+            mark("q", f"{li}.q")
             self.rope("k", self.m.num_key_value_heads, f"L{li} rope k")
+            mark("k", f"{li}.k")
             self.kv_append(li)
             self.attention(li, lp)
+            mark("o", f"{li}.o")
             self.linear(f"L{li}.o_proj", "o", "y", lp.linears["o_proj"])
+            mark("y", f"{li}.yo")
             self.add("x", "y", lp.add1, f"L{li} residual 1")
+            mark("x", f"{li}.xa")
             self.norm("x", "h", lp.norm2, f"L{li}.post_norm")
+            mark("h", f"{li}.h2")
             self.linear(f"L{li}.gate_proj", "h", "g", lp.linears["gate_proj"])
+            mark("g", f"{li}.g")
             self.linear(f"L{li}.up_proj", "h", "u", lp.linears["up_proj"])
+            mark("u", f"{li}.u")
             self.act_mul(li, lp)
+            mark("a", f"{li}.a")
             self.linear(f"L{li}.down_proj", "a", "y", lp.linears["down_proj"])
+            mark("y", f"{li}.yd")
             self.add("x", "y", lp.add2, f"L{li} residual 2")
+            mark("x", f"{li}.xb")
         if self.cm.head:
             self.norm("x", "h", self.q.final_norm, "final_norm")
+            mark("h", "hf")
             self.linear("lm_head", "h", "logits", self.q.lm_head)
+            mark("logits", "logits")
         return self.e.s.program()
 
 
@@ -469,11 +492,15 @@ def compile_llm(config, qm: QuantModel, *, max_len=None, prefill=None, decode=No
     for t in cm.prefill:
         if progress:
             progress(f"prefill {t}")
-        cm.programs[f"prefill{t}"] = _Builder(cm, t).build()
+        b = _Builder(cm, t)
+        cm.programs[f"prefill{t}"] = b.build()
+        cm.sites[f"prefill{t}"] = b.sites
     for b in cm.decode:
         if progress:
             progress(f"decode {b}")
-        cm.programs[f"decode{b}"] = _Builder(cm, R, decode_len=b).build()
+        bd = _Builder(cm, R, decode_len=b)
+        cm.programs[f"decode{b}"] = bd.build()
+        cm.sites[f"decode{b}"] = bd.sites
     return cm
 
 
