@@ -315,7 +315,7 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
 
     e = into.emit if into else _Emit(cfg)
     steps = []      # (loads, computes): loads of step i+1 are emitted before computes of i
-    e.load(Buffer.SCALE, 0, a_s, scale_entries, B, comment=f"{name} scales")
+    first = [(Buffer.SCALE, 0, a_s, scale_entries, B, f"{name} scales")]
     chunk = 0       # weight chunks so far (weight slot parity)
     tile = 0        # output tiles so far (output region parity)
     # With one activation slot, the next row group's X^T is reloaded chunk by chunk during
@@ -395,12 +395,20 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
 
     # Software pipelining: a tile's REQUANT and STORE are emitted after the next step's
     # MATMULs, so the array streams the next tile while this one drains and requantizes.
+    # The first two steps' weights go first: they stream while the op before this one
+    # (whose output this one loads, whose scales this one replaces) is still running.
+    def weights(loads, want=True):
+        return [ld for ld in loads if (ld[0] == Buffer.WGT) == want]
+    early = [weights(steps[i][0]) for i in range(min(2, len(steps)))]
+    for w in early:
+        emit_loads(w)
     deferred = []
     for i, (loads, comps, post) in enumerate(steps):
         if i == 0:
-            emit_loads(loads)
+            emit_loads(first + weights(loads, False))
         if i + 1 < len(steps):
-            emit_loads(steps[i + 1][0])
+            nxt = steps[i + 1][0]
+            emit_loads(weights(nxt, False) if i == 0 else nxt)
         emit_comps([c for c in comps if c[0] == "mm"])
         emit_comps(deferred)
         emit_loads(post)        # after the MATMULs that still read what they overwrite
