@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test test-slow bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/llmaccel demo
 
+# `make test`: every unit on small configurations; `make test-slow`: the other configuration
+# variants, real bitstreams, gate-level simulation, Ray and long fault campaigns
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m slow
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

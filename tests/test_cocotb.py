@@ -9,6 +9,11 @@ from sim.cocotb_run import component_verilog, run_testbench, simulator_missing
 TB_DIR = Path(__file__).resolve().parent / "cocotb"
 
 
+def _slow_but(cases, n=1):
+    """The first ``n`` cases run in `make test`, the others in `make test-slow`."""
+    return cases[:n] + [pytest.param(*c, marks=pytest.mark.slow) for c in cases[n:]]
+
+
 def _run(component, top, module, params, seed, testcase=None, sim=None):
     if sim and simulator_missing(sim):
         pytest.skip(simulator_missing(sim))
@@ -19,9 +24,9 @@ def _run(component, top, module, params, seed, testcase=None, sim=None):
     assert failures == 0, f"seed={seed}: {failures} cocotb failure(s):\n{log[-5000:]}"
 
 
-@pytest.mark.parametrize("seed,drain,acc_bits,tile_rows", [
-    (1, "overlap", 32, 1), (2, "overlap", 21, 1), (5, "direct", 21, 1), (8, "overlap", 32, 3),
-    (9, "direct", 21, 3)])
+@pytest.mark.parametrize("seed,drain,acc_bits,tile_rows", _slow_but([
+    (9, "direct", 21, 3), (1, "overlap", 32, 1), (2, "overlap", 21, 1), (5, "direct", 21, 1),
+    (8, "overlap", 32, 3)], 2))
 def test_systolic_array(seed, drain, acc_bits, tile_rows):
     """Random MATMULs of up to 40 steps with random stalls, some at full scale; ``direct``:
     no result registers; 21-bit accumulators: just wide enough for 40 steps; 3-row tiles:
@@ -91,7 +96,7 @@ def test_no_x_after_reset(config):
          {"flops": flops, "outputs": outputs}, 0, sim="icarus")
 
 
-@pytest.mark.parametrize("seed,deep", [(6, False), (7, True)])
+@pytest.mark.parametrize("seed,deep", _slow_but([(6, False), (7, True)]))
 def test_lut_precompute(seed, deep):
     """The table precompute unit, and its ``deep`` variant (a skid buffer on its input),
     with stalls and back-pressure."""
@@ -101,7 +106,7 @@ def test_lut_precompute(seed, deep):
           "backpressure": 0.4}, seed, testcase="precompute")
 
 
-@pytest.mark.parametrize("seed,skew", [(8, False), (9, False), (10, True), (11, True)])
+@pytest.mark.parametrize("seed,skew", _slow_but([(10, True), (8, False), (9, False), (11, True)]))
 def test_lut_array(seed, skew):
     """The LUT array, and its ``skew`` variant (cells take a step systolically: with two
     channels a group, three groups)."""
@@ -111,9 +116,9 @@ def test_lut_array(seed, skew):
          testcase="lut_array")
 
 
-@pytest.mark.parametrize("lanes,bits,deep,seed", [
-    (4, 16, False, 11), (4, 16, True, 17), (1, 16, False, 12), (2, 16, True, 13),
-    (1, 2, False, 14), (4, 4, False, 15), (2, 1, False, 16)])
+@pytest.mark.parametrize("lanes,bits,deep,seed", _slow_but([
+    (4, 4, False, 15), (2, 16, True, 13), (4, 16, False, 11), (4, 16, True, 17),
+    (1, 16, False, 12), (1, 2, False, 14), (2, 1, False, 16)], 2))
 def test_requant_unit(lanes, bits, deep, seed):
     """All four lanes at once, and lane-serial (one and two lanes), with one-cycle and
     digit-serial products (``bits`` of the multiplier per cycle; 2 is radix-4 Booth), the

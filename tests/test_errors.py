@@ -215,6 +215,7 @@ def _range_programs(cfg):
     return cases
 
 
+@pytest.mark.slow
 def test_serial_dma_range_check_agrees(tiny):
     """dma_range_check = "serial" (shift and add, no multiplier) gives the golden model's
     verdict on every transfer at the edge of memory, and the same results as "parallel"."""
@@ -239,6 +240,7 @@ def test_serial_dma_range_check_agrees(tiny):
 _DIRECT = {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASE_NAMES + ["capacity"])
 def test_error_codes_without_queues(tiny, case):
     """queue_depth = 0 (instructions go straight into the executing slots): the same error

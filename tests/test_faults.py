@@ -59,6 +59,7 @@ def _fresh(path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_exhaustive_rate_lies_in_sampled_interval(tmp_path):
     """Every accumulator bit x every cycle of a small MATMUL, against a 5%/95% sample."""
     ex = CampaignSpec(config="tiny", workload="matmul", exhaustive=True,
@@ -186,6 +187,7 @@ def _cli(*args, **kw):
                           capture_output=True, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_kill_and_resume(tmp_path):
     db = _fresh(tmp_path / "kill.db")
     cmd = [sys.executable, "-m", "llmaccel", "faults", "run", "--config", "tiny", "--workload",
@@ -230,6 +232,7 @@ def _small(tmp_path, name, workload="matmul", **kw):
     return run_campaign(spec, _fresh(tmp_path / f"{name}.db"), workers=1, quiet=True)
 
 
+@pytest.mark.slow
 def test_parity_turns_scratchpad_flips_into_due(tmp_path):
     plain = _small(tmp_path, "plain", "demo", structures=("act_sp", "wgt_sp"))
     prot = _small(tmp_path, "prot", "demo", structures=("act_sp", "wgt_sp"),
@@ -241,6 +244,7 @@ def test_parity_turns_scratchpad_flips_into_due(tmp_path):
     assert prot["safety"]["spfm"] == 1.0 > plain["safety"]["spfm"]
 
 
+@pytest.mark.slow
 def test_ray_local_gives_identical_results(tmp_path):
     pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'llmaccel[ray]')")
     spec = CampaignSpec(config="tiny", workload="matmul", margin=0.1, confidence=0.95,

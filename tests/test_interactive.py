@@ -45,6 +45,7 @@ def test_fst_request_is_a_clear_error(tiny, tmp_path):
         InteractiveRunner(tiny, waves=tmp_path / "x.fst", quiet=True)
 
 
+@pytest.mark.slow
 def test_interactive_counters_in_bram(tiny, tiny_rtl):
     """counter_store = "bram": the interactive runner clocks the RAM's read port for each
     counter and reads what the fast runner (which peeks at the RAM) and registers read."""

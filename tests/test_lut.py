@@ -155,6 +155,7 @@ def test_rtl_rejects_a_width_the_config_does_not_enable(rect, rect_rtl):
         assert gs["error"] == vs["error"] == ErrorCode.ILLEGAL_FIELD.name
 
 
+@pytest.mark.slow
 def test_lut_only_configuration(tiny):
     """A configuration with the LUT engine alone (W2 only): LUT programs run bit-exact, a
     systolic MATMUL is ILLEGAL_FIELD."""

@@ -44,6 +44,7 @@ def test_ecp5_cells_are_the_behavioural_lookup():
     assert "Equivalence successfully proven" in status, status
 
 
+@pytest.mark.slow
 def test_a_wrong_cell_truth_table_is_caught(monkeypatch):
     # (C ? B : A) without the negation: every negated weight would read wrong
     monkeypatch.setattr(lut_ecp5, "LUT4_INIT", 0xCACA)
@@ -51,6 +52,7 @@ def test_a_wrong_cell_truth_table_is_caught(monkeypatch):
         _equivalent()
 
 
+@pytest.mark.slow
 def test_a_wrong_flop_reset_is_caught(monkeypatch):
     # the ECP5 control registers' reset value: a clear that comes out of reset low
     real = lib.kept

@@ -209,6 +209,7 @@ def _bounded_proof(before, after):
     return _run(script, files)
 
 
+@pytest.mark.slow
 def test_the_rewritten_netlist_is_the_synthesized_one(netlists):
     before, after, _ = netlists
     log = _bounded_proof(before, after)

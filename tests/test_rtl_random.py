@@ -50,12 +50,19 @@ def test_random_programs_slow_memory(tiny, seed):
 _SERIAL = {}
 
 
-@pytest.mark.parametrize("base,lanes,bits,seed",
+def _slow_but(cases, keep):
+    """The cases of one configuration run in `make test`; the others, each its own
+    Verilator build, in `make test-slow`."""
+    return [c if c[:len(keep)] == keep else pytest.param(*c, marks=pytest.mark.slow)
+            for c in cases]
+
+
+@pytest.mark.parametrize("base,lanes,bits,seed", _slow_but(
                          [("tiny", 1, 16, s) for s in range(300, 310)]
                          + [("rect", 2, 16, s) for s in range(310, 316)]
                          + [("tiny", 4, 1, s) for s in range(320, 324)]
                          + [("rect", 2, 4, s) for s in range(324, 328)]
-                         + [("tiny", 2, 2, s) for s in range(328, 334)])
+                         + [("tiny", 2, 2, s) for s in range(328, 334)], ("tiny", 1, 16)))
 def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, bits, seed):
     """The lane-serial requant unit (requant_lanes < rows) and the digit-serial products
     (requant_mult_bits < 16): same results, bit for bit."""
@@ -67,7 +74,7 @@ def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, bits, seed
     check_program(cfg, _SERIAL[cfg], seed)
 
 
-@pytest.mark.parametrize("base,slow,seed",
+@pytest.mark.parametrize("base,slow,seed", _slow_but(
                          [("tiny", False, s) for s in range(340, 352)]
                          + [("tiny", True, s) for s in range(352, 358)]
                          + [("rect", False, s) for s in range(358, 364)]
@@ -78,7 +85,7 @@ def test_random_programs_lane_serial_requant(tiny, rect, base, lanes, bits, seed
                          + [("systolic", True, s) for s in range(404, 408)]
                          + [("noqueue", False, s) for s in range(408, 416)]
                          + [("noqueue", True, s) for s in range(416, 420)]
-                         + [("lowclock", False, s) for s in range(420, 428)])
+                         + [("lowclock", False, s) for s in range(420, 428)], ("systolic",)))
 def test_random_programs_small_fpga_options(tiny, rect, base, slow, seed):
     """scratchpad_ports = "shared": one read port each for the accumulators (drain, requant,
     store) and the activations (MATMUL feed on both engines, residuals, store); the store
@@ -141,6 +148,7 @@ def test_shared_ports_requant_beside_drains(tiny, engines):
     assert np.count_nonzero(gm.read("out_q")) > 16 and np.count_nonzero(gm.read("out_acc")) > 64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [430, 431, 432])
 def test_counters_in_bram_agree(tiny, tiny_rtl, seed):
     """counter_store = "bram" (totals in a RAM, updated round-robin): every counter, busy
