@@ -39,6 +39,7 @@ def test_board_runs_programs_bit_exact(cfg, board, seed):
     assert st["link_retries"] == 0
 
 
+@pytest.mark.slow
 def test_board_with_register_slices(cfg):
     """Above LOW_CLOCK_MHZ the board top puts register slices between the accelerator and
     the memory (the default 24 MHz board above has none): still bit-exact."""

@@ -11,7 +11,7 @@ SEED = 5
 WINDOW = (40, 90)
 
 
-@pytest.fixture(scope="module", params=["vcd", "fst"])
+@pytest.fixture(scope="module", params=["vcd", pytest.param("fst", marks=pytest.mark.slow)])
 def traced_run(request, tiny, tmp_path_factory):
     fmt = request.param
     if fmt == "fst":
