@@ -284,10 +284,9 @@ class _Builder:
             heads = range(g * rep + t0, g * rep + min(rep, t0 + R))
             h0 = heads[0]
             qa = qb + h0 * hd
-            for j, h in enumerate(heads):
-                if j:
-                    e.sfu(SfuFunc.MERGE, qb + h * hd, qa, hd, src2=qa, imm0=j, imm1=j + 1,
-                          comment=f"q head {h} into lane {j}")
+            for j, h in enumerate(heads[1:], 1):
+                e.sfu(SfuFunc.MERGE, qb + h * hd, qa, hd, src2=qa, imm0=j, imm1=j + 1,
+                      comment=f"q head {h} into lane {j}")
             kc, vc = self._kv(li, g)
             what = f"heads {h0}..{heads[-1]}"
             acc_o = self._head(wring, aring, qa, kc, vc, self.decode_len, 0, lp, what)
@@ -489,18 +488,14 @@ def compile_llm(config, qm: QuantModel, *, max_len=None, prefill=None, decode=No
     cm = CompiledLLM(config, m, qm, mem, {}, sorted(prefill), sorted(decode), max_len, wformat,
                      group, head)
     _plan_memory(cm, sorted(set(prefill) | {R}))
-    for t in cm.prefill:
+    jobs = [("prefill", t, t, None) for t in cm.prefill] + \
+        [("decode", b, R, b) for b in cm.decode]
+    for kind, n, mp, decode_len in jobs:
         if progress:
-            progress(f"prefill {t}")
-        b = _Builder(cm, t)
-        cm.programs[f"prefill{t}"] = b.build()
-        cm.sites[f"prefill{t}"] = b.sites
-    for b in cm.decode:
-        if progress:
-            progress(f"decode {b}")
-        bd = _Builder(cm, R, decode_len=b)
-        cm.programs[f"decode{b}"] = bd.build()
-        cm.sites[f"decode{b}"] = bd.sites
+            progress(f"{kind} {n}")
+        builder = _Builder(cm, mp, decode_len)
+        cm.programs[f"{kind}{n}"] = builder.build()
+        cm.sites[f"{kind}{n}"] = builder.sites
     return cm
 
 

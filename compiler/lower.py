@@ -399,9 +399,8 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     # (whose output this one loads, whose scales this one replaces) is still running.
     def weights(loads, want=True):
         return [ld for ld in loads if (ld[0] == Buffer.WGT) == want]
-    early = [weights(steps[i][0]) for i in range(min(2, len(steps)))]
-    for w in early:
-        emit_loads(w)
+    for loads, _, _ in steps[:2]:
+        emit_loads(weights(loads))
     deferred = []
     for i, (loads, comps, post) in enumerate(steps):
         if i == 0:

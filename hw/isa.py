@@ -244,9 +244,9 @@ class SfuInsn(data.Struct):
     gamma); results go to act[dst + n]. ``imm0``/``imm1`` are 16-bit immediates whose meaning
     depends on ``func`` (docs/sfu.md); ``causal`` masks a softmax's entry ``n`` in lane ``l``
     unless ``n <= imm1 + l`` (``imm1`` signed; with ``rel``, unless ``n <= imm1``: every lane
-    is the current token, as a decode step's query heads are). The softmax passes keep each lane's maximum
-    and sum in the unit between instructions: SOFTMAX and SOFTMAX_MAX with ``imm0 = 1`` start
-    them afresh. The output range must equal or be disjoint from every input range in the
+    is the current token, as a decode step's query heads are). The softmax passes keep each
+    lane's maximum and sum in the unit between instructions: SOFTMAX and SOFTMAX_MAX with
+    ``imm0 = 1`` start them afresh. The output range must equal or be disjoint from every input range in the
     activations (OVERLAP).
 
     ``rel``: dispatch adds the run's position (hw.position) to the immediates: SOFTMAX's
