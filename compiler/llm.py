@@ -318,7 +318,11 @@ class _Builder:
         pa = aring.take(keys)
         self.e.sfu(SfuFunc.SOFTMAX, 0, pa, keys, imm0=sm_mult, shift=sm_shift, causal=1,
                    imm1=q0, rel=int(self.rel()), comment=f"softmax {h}")
-        self._pv(wring, pa, vc, 0, keys, 0, False, h)
+        # P V in pieces of at most half the weights, so one piece's V streams while the
+        # piece before it multiplies
+        step = max(self.C, self.cfg.wgt_depth // 2 // self.C * self.C)
+        for lo in range(0, keys, step):
+            self._pv(wring, pa + lo, vc, lo, min(keys, lo + step), 0, lo > 0, h)
         return 0
 
     def _head_chunked(self, wring, aring, qa, kc, vc, keys, q0, lp, h):

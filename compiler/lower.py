@@ -395,11 +395,13 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
 
     # Software pipelining: a tile's REQUANT and STORE are emitted after the next step's
     # MATMULs, so the array streams the next tile while this one drains and requantizes.
-    # The first two steps' weights go first: they stream while the op before this one
-    # (whose output this one loads, whose scales this one replaces) is still running.
+    # The first steps' weights, as many as have buffers of their own, go first: they
+    # stream while the op before this one (whose output this one loads, whose scales this
+    # one replaces) is still running.
     def weights(loads, want=True):
         return [ld for ld in loads if (ld[0] == Buffer.WGT) == want]
-    for loads, _, _ in steps[:2]:
+    early = min(n_w, len(steps))
+    for loads, _, _ in steps[:early]:
         emit_loads(weights(loads))
     deferred = []
     for i, (loads, comps, post) in enumerate(steps):
@@ -407,7 +409,7 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
             emit_loads(first + weights(loads, False))
         if i + 1 < len(steps):
             nxt = steps[i + 1][0]
-            emit_loads(weights(nxt, False) if i == 0 else nxt)
+            emit_loads(weights(nxt, False) if i + 1 < early else nxt)
         emit_comps([c for c in comps if c[0] == "mm"])
         emit_comps(deferred)
         emit_loads(post)        # after the MATMULs that still read what they overwrite
