@@ -11,7 +11,8 @@ Throughput (fast runner, `default` int8 and `lut` W4): SmolLM2-135M-shaped model
 2 layers with the LM head (random weights; the cycles do not depend on them). Decode runs
 one token at the last position of each KV length; the per-layer cost is the difference
 between the two, and the 30-layer figures are extrapolated from it (not run). Bus busy is
-bytes moved / (cycles x the memory's bytes per cycle); prefill utilisation is MACs /
+bytes moved (DMA reads and writes and instruction fetch) / (cycles x the memory's bytes per
+cycle); prefill utilisation is MACs /
 (cycles x the array's MACs per cycle). Instruction bytes: the decode programs of every
 bucket up to the longest length, against one program per length.
 """
@@ -138,8 +139,9 @@ def decode_runs(config, wformat, layers, lengths, buckets=None):
         s.write(f"x@{R}", cm.embed_slot(np.array([1]), R, pos % R))
         st = s.run(f"decode{cm.decode_bucket(pos)}", pos)
         assert st["error"] is None, st["error"]
-        out.append({"kv_len": n, "cycles": st["cycles"], "bytes_read": st["bytes_read"],
-                    "bytes_written": st["bytes_written"]})
+        # every byte the bus moves: the DMA's reads and writes and the instruction fetch
+        out.append({"kv_len": n, "cycles": st["cycles"],
+                    "bytes": st["bytes_read"] + st["bytes_written"] + st["fetch_bytes"]})
     return out, {k: 16 * len(p) for k, p in cm.programs.items()}
 
 
@@ -155,10 +157,10 @@ def decode_table(config="default", wformat="int8", lengths=(128, 512, 2048), lay
     rows = []
     for a, b in zip(one, two):
         layer_c = b["cycles"] - a["cycles"]
-        layer_b = b["bytes_read"] + b["bytes_written"] - a["bytes_read"] - a["bytes_written"]
+        layer_b = b["bytes"] - a["bytes"]
         head_c = a["cycles"] - layer_c
         full_c = head_c + layers_to * layer_c
-        full_b = a["bytes_read"] + a["bytes_written"] + (layers_to - 1) * layer_b
+        full_b = a["bytes"] + (layers_to - 1) * layer_b
         rows.append({"config": cfg.name, "wformat": wformat, "kv_len": a["kv_len"],
                      "cycles_1layer": a["cycles"], "cycles_2layers": b["cycles"],
                      "cycles_per_layer": layer_c, "layer_bus_busy": layer_b / (layer_c * bw),
@@ -240,7 +242,7 @@ def run(lengths=(128, 512, 2048), configs=("default", "lut"), parts=("accuracy",
     if "decode" not in parts:
         print(f"-> {save('llm', out)}")
         return out
-    out["decode"] = []
+    out["decode"] = [r for r in out.get("decode", []) if r["config"] not in configs]
     for config in configs:
         rows, sizes = decode_table(config, "int8" if config == "default" else "w4", lengths)
         out["decode"] += rows

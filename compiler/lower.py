@@ -395,12 +395,12 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
 
     # Software pipelining: a tile's REQUANT and STORE are emitted after the next step's
     # MATMULs, so the array streams the next tile while this one drains and requantizes.
-    # The first steps' weights, as many as have buffers of their own, go first: they
-    # stream while the op before this one (whose output this one loads, whose scales this
-    # one replaces) is still running.
+    # The first two steps' weights go first: they stream while the op before this one
+    # (whose output this one loads, whose scales this one replaces) is still running. (Not
+    # more: the input then arrives later, and the first MATMUL waits for it.)
     def weights(loads, want=True):
         return [ld for ld in loads if (ld[0] == Buffer.WGT) == want]
-    early = min(n_w, len(steps))
+    early = min(2, len(steps))
     for loads, _, _ in steps[:early]:
         emit_loads(weights(loads))
     deferred = []
