@@ -12,9 +12,9 @@ Throughput (fast runner, `default` int8 and `lut` W4): SmolLM2-135M-shaped model
 one token at the last position of each KV length; the per-layer cost is the difference
 between the two, and the 30-layer figures are extrapolated from it (not run). Bus busy is
 bytes moved (DMA reads and writes and instruction fetch) / (cycles x the memory's bytes per
-cycle); prefill utilisation is MACs /
-(cycles x the array's MACs per cycle). Instruction bytes: the decode programs of every
-bucket up to the longest length, against one program per length.
+cycle); prefill utilisation is MACs / (cycles x the array's MACs per cycle). Instruction
+bytes: the decode programs of every bucket up to the longest length, against one program
+per length.
 """
 
 import argparse

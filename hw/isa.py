@@ -246,8 +246,8 @@ class SfuInsn(data.Struct):
     unless ``n <= imm1 + l`` (``imm1`` signed; with ``rel``, unless ``n <= imm1``: every lane
     is the current token, as a decode step's query heads are). The softmax passes keep each
     lane's maximum and sum in the unit between instructions: SOFTMAX and SOFTMAX_MAX with
-    ``imm0 = 1`` start them afresh. The output range must equal or be disjoint from every input range in the
-    activations (OVERLAP).
+    ``imm0 = 1`` start them afresh. The output range must equal or be disjoint from every
+    input range in the activations (OVERLAP).
 
     ``rel``: dispatch adds the run's position (hw.position) to the immediates: SOFTMAX's
     ``imm1`` gets ``pos`` (the query position of every lane), MERGE's ``imm0`` and ``imm1``
