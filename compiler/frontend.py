@@ -19,13 +19,10 @@ import torch.fx
 
 from hw.engines import spec
 from .lower import CompileError, Target, lower_linear, pad_to
-from .quantize import (act_scale, quantize_act, requant_params, weight_format)
+from .qweight import MULT_BITS, QWeight, effective, multipliers, placement
+from .quantize import act_scale, quantize_act, requant_params, weight_format
 
-__all__ = ["capture", "compile_model", "CompiledModel", "CompileError", "lower_layer",
-           "GROUP_BITS"]
-
-#: Group multipliers keep this many fractional bits relative to a channel's largest scale.
-GROUP_BITS = 14
+__all__ = ["capture", "compile_model", "CompiledModel", "CompileError", "lower_layer"]
 
 _LINEAR = torch.ops.aten.linear.default
 
@@ -139,17 +136,28 @@ class CompiledModel:
 
 
 def lower_layer(config, name, m, w, x_absmax, y_absmax, fmt="int8", *, group=128,
-                pad_groups=True, into=None):
-    """Quantize float ``w [N, K]`` in weight format ``fmt`` and lower it for ``m`` rows with
-    static activation ranges; the engine follows from the format (Target.engine_for).
+                pad_groups=True, into=None, requantize=False):
+    """Lower a linear layer for ``m`` rows with static activation ranges.
 
-    LUT formats are group-quantized along K (``group`` features per scale; the last group
-    may be short unless ``pad_groups`` is False, which makes a non-dividing group an error).
+    ``w``: float ``[N, K]``, quantized here in weight format ``fmt`` (LUT formats in groups
+    of ``group`` input features, the last may be short unless ``pad_groups`` is False); or
+    a model file's integer weights (compiler.qweight.QWeight), whose codes are kept and
+    whose engine follows from them (``fmt`` and ``group`` unused). A file's format that no
+    engine of ``config`` holds is an error, or with ``requantize`` is re-quantized in the
+    format compiler.qweight.placement names.
     """
+    if isinstance(w, QWeight):
+        place = placement(config, w)
+        if not place.exact:
+            if not requantize:
+                raise CompileError(f"{name}: {w.kind} cannot run exactly: {place.why}; "
+                                   f"--requantize converts it to {place.fmt}")
+            return lower_layer(config, name, m, w.dequant(), x_absmax, y_absmax, place.fmt,
+                               into=into)
+        return _lower_codes(config, name, m, w, place.fmt, x_absmax, y_absmax, into)
     fmt = weight_format(getattr(fmt, "name", fmt))
     es = spec(Target(config).engine_for(fmt))
-    sx, sy = act_scale(x_absmax), act_scale(y_absmax)
-    n, k = w.shape
+    k = w.shape[1]
     kp = pad_to(k, es.act_group)
     group = kp if group is None or not fmt.grouped else int(group)
     if group <= 0 or group % es.act_group:
@@ -159,22 +167,37 @@ def lower_layer(config, name, m, w, x_absmax, y_absmax, fmt="int8", *, group=128
         raise CompileError(f"{name}: group size {group} does not divide K={k} and group "
                            f"padding is off")
     q, s = fmt.quantize(w, group)
-    if s.shape[1] == 1:
-        mult, shift = requant_params(sx * s[:, 0] / sy)
-        gmult, gshift, grp = None, 0, None
-        w_dequant = q.astype(np.float64) * s
+    qw = QWeight(q, s, None, group if s.shape[1] > 1 else kp, fmt.wbits, fmt.name,
+                 fmt.name == "ternary")
+    return _lower_codes(config, name, m, qw, fmt, x_absmax, y_absmax, into)
+
+
+def _lower_codes(config, name, m, qw, fmt, x_absmax, y_absmax, into):
+    """Lower integer codes with their scales (and offsets): one scale per channel goes
+    into the REQUANT multiplier; group scales and offsets become int16 group multipliers
+    (compiler.qweight.multipliers) on the MATMULs' scaled drain."""
+    fmt = weight_format(getattr(fmt, "name", fmt))
+    sx, sy = act_scale(x_absmax), act_scale(y_absmax)
+    n, k = qw.shape
+    if qw.scale.shape[1] == 1 and qw.offset is None:
+        mult, shift = requant_params(sx * qw.scale[:, 0] / sy)
+        gmult = omult = grp = None
+        gshift = 0
+        w_dequant = qw.dequant()
     else:
-        sref = np.abs(s).max(1)
-        gmult = np.rint(s / sref[:, None] * (1 << GROUP_BITS)).astype(np.int16)
-        bound = kp * 128 * fmt.qmax * (1 << GROUP_BITS)      # worst-case |accumulator|
+        gmult, omult, e = multipliers(qw)
+        kp = pad_to(k, spec(Target(config).engine_for(fmt)).act_group)
+        top = int(np.abs(qw.codes).max(initial=1)) + (omult is not None)
+        bound = kp * 128 * top * (1 << MULT_BITS)              # worst-case |accumulator|
         gshift = max(0, int(np.ceil(np.log2(bound / 2.0 ** 30))))
-        mult, shift = requant_params(sx * sref * 2.0 ** (gshift - GROUP_BITS) / sy)
-        grp = group
-        w_dequant = q.astype(np.float64) * np.repeat(s, group, 1)[:, :k]
-    kern = lower_linear(config, name, m, q, mult, shift, fmt=fmt, x_scale=sx,
+        mult, shift = requant_params(sx * np.ldexp(1.0, e + gshift - MULT_BITS) / sy)
+        grp = qw.group
+        w_dequant = effective(qw)
+    kern = lower_linear(config, name, m, qw.codes, mult, shift, fmt=fmt, x_scale=sx,
                         y_scale=np.full(n, sy), group=grp, gmult=gmult, gshift=gshift,
-                        into=into)
+                        goff=omult, into=into)
     kern.w_dequant = w_dequant
+    kern.kind = qw.kind
     return kern
 
 

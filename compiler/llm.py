@@ -37,6 +37,7 @@ from sw.sfu import TABLE_SIZE
 from .frontend import lower_layer
 from .lower import CompileError, Shared, Target, pad_to
 from .llmquant import QuantModel
+from .qweight import QWeight
 from .quantize import weight_format
 from .sfuops import ROPE_SHIFT, rope_table
 
@@ -67,6 +68,7 @@ class CompiledLLM:
     max_len: int
     wformat: str = "int8"
     group: int = 128        # LUT formats: input features per group scale
+    requantize: bool = False    # a file's format no engine holds: re-quantize it
     head: bool = True       # the final norm and LM head (False: the layers only, output x)
     kernels: dict = field(default_factory=dict)     # linear name -> LinearKernel (info)
     #: program -> [(instructions, slot, site)]: after its first ``instructions`` the slot
@@ -166,8 +168,9 @@ class _Builder:
             if self.sh.y_sym not in mem.symbols:     # a view of the slot's rows n0..
                 mem.symbols[self.sh.y_sym] = dataclasses.replace(
                     ysym, addr=ysym.addr + n0 * self.mp, shape=(ysym.shape[0] - n0, self.mp))
-            k = lower_layer(cfg, part, self.mp, w[n0:n0 + rows], sx * 127, sy * 127,
-                            self.cm.wformat, group=self.cm.group, into=self.sh)
+            cut = w.rows(slice(n0, n0 + rows)) if isinstance(w, QWeight) else w[n0:n0 + rows]
+            k = lower_layer(cfg, part, self.mp, cut, sx * 127, sy * 127, self.cm.wformat,
+                            group=self.cm.group, into=self.sh, requantize=self.cm.requantize)
             self.cm.kernels.setdefault(part, k)
 
     def rope(self, slot, heads, what):
@@ -470,11 +473,16 @@ def check_fits(cfg, m, max_len):
 
 
 def compile_llm(config, qm: QuantModel, *, max_len=None, prefill=None, decode=None,
-                wformat="int8", group=128, head=True, progress=None) -> CompiledLLM:
+                wformat="int8", group=128, head=True, requantize=False,
+                progress=None) -> CompiledLLM:
     """Programs for ``qm`` on ``config``: prefill buckets ``prefill`` (token counts,
     multiples of the array's rows) and decode buckets ``decode`` (cache lengths, the last
     one ``max_len``), over one memory image. ``head=False`` leaves out the final norm and
-    the LM head: the programs end with the last layer's output in slot ``x``."""
+    the LM head: the programs end with the last layer's output in slot ``x``.
+
+    Linear layers with float weights are quantized in ``wformat``; a model file's integer
+    weights (compiler.qweight.QWeight) keep their codes, or with ``requantize`` are
+    re-quantized where no engine of ``config`` holds them."""
     m = qm.config
     R, C = config.rows, config.cols
     max_len = max_len or min(m.max_position_embeddings, config.acc_depth)
@@ -490,7 +498,7 @@ def compile_llm(config, qm: QuantModel, *, max_len=None, prefill=None, decode=No
                                f"max_len {max_len}")
     mem = MemoryImage(bytearray())
     cm = CompiledLLM(config, m, qm, mem, {}, sorted(prefill), sorted(decode), max_len, wformat,
-                     group, head)
+                     group, requantize, head)
     _plan_memory(cm, sorted(set(prefill) | {R}))
     jobs = [("prefill", t, t, None) for t in cm.prefill] + \
         [("decode", b, R, b) for b in cm.decode]

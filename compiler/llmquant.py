@@ -117,8 +117,11 @@ class QuantModel:
 
 def quantize_model(model: LlamaModel, sequences) -> QuantModel:
     """Calibrate ``model`` on ``sequences`` (lists of token ids) and derive every op's
-    integer parameters."""
+    integer parameters. A model read from a quantized file carries its linear layers'
+    integer weights (``model.qweights``: compiler.qweight.QWeight by ``"{layer}.{name}"``
+    and ``"lm_head"``); those replace the float weights."""
     c = model.config
+    files = getattr(model, "qweights", {})
     s = calibrate(model, sequences)
     emb = model.embed_tokens.weight.detach().numpy().astype(np.float64)
     embed = np.clip(np.rint(emb / s["x0"]), -127, 127).astype(np.int8)
@@ -128,8 +131,9 @@ def quantize_model(model: LlamaModel, sequences) -> QuantModel:
         def sc(name, i=i):
             return s[f"{i}.{name}"]
 
-        def w(lin):
-            return lin.weight.detach().numpy().astype(np.float64)
+        def w(lin, i=i):
+            name = next(n for n, m in blk.named_children() if m is lin)
+            return files.get(f"{i}.{name}", lin.weight.detach().numpy().astype(np.float64))
         g1 = blk.input_layernorm.weight.detach().numpy()
         g2 = blk.post_attention_layernorm.weight.detach().numpy()
         pv_mult, pv_shift = requant_params(np.full(c.head_dim, sc("v") * PROB_SCALE / sc("o")))
@@ -155,7 +159,7 @@ def quantize_model(model: LlamaModel, sequences) -> QuantModel:
         x_in = f"{i}.xb"
     qm.final_norm = norm_params(model.norm.weight.detach().numpy(), s[x_in], s["hf"],
                                 c.rms_norm_eps)
-    qm.lm_head = (model.lm_head.weight.detach().numpy().astype(np.float64), s["hf"],
-                  s["logits"])
+    qm.lm_head = (files.get("lm_head", model.lm_head.weight.detach().numpy()
+                            .astype(np.float64)), s["hf"], s["logits"])
     return qm
 

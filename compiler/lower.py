@@ -182,16 +182,26 @@ class LinearKernel:
         return memory.read("y")[:self.n, :self.m].T.copy()
 
 
+def _ones_mode(cfg, engine, mode):
+    """The MATMUL mode an offset's weights of 1 use: on the LUT engine the binary grid
+    (one plane) when the configuration builds it, else the layer's own mode."""
+    if engine == Engine.LUT and 1 in cfg.lut_wbits:
+        return {"wbits": 1, "odd": 1}
+    return dict(mode)
+
+
 def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
                  x_scale=1.0, y_scale=None, group=None, gmult=None,
-                 gshift=0, into=None) -> LinearKernel:
+                 gshift=0, goff=None, into=None) -> LinearKernel:
     """Compile ``Y = requant(X @ W^T)`` for ``X [m, K]`` int8 and integer ``w_int [N, K]``
     (torch layout, on the grid of weight format ``fmt``) with per-channel int16 ``mult`` and
     one ``shift``, on the engine the format names.
 
     With ``group`` < K the K axis is cut into groups (the last may be short) whose partial
     sums are scaled by int16 ``gmult [N, groups]`` >> ``gshift`` on their way into the
-    accumulators (the MATMUL's scaled drain).
+    accumulators (the MATMUL's scaled drain). ``goff [N, groups]`` int16 adds, per group,
+    the group's activation sum times ``goff >> gshift`` (an asymmetric format's offset: a
+    MATMUL of the group against weights of 1, kept in the weight scratchpad).
 
     ``into``: a ``Shared`` program under construction (a whole model's): the layer's
     weights join its memory image as ``{name}.w`` etc., X and Y are its symbols ``x_sym``
@@ -212,7 +222,7 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     tn = es.channels(cfg)                               # output channels per MATMUL
     align = es.act_group                                # K padded with zero activations
     kp = pad_to(k, align)
-    grouped = group is not None and group < kp
+    grouped = group is not None and (group < kp or goff is not None)
     if grouped and not cfg.group_scale:
         raise CompileError(f"{name}: group scales need the scaled drain, which config "
                            f"{cfg.name!r} does not build")
@@ -223,6 +233,13 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
 
     def w_entries(kk):          # weight entries, and engine steps, for kk features
         return es.steps(cfg, kk, mode_ns)
+
+    # offsets: a block of weights of 1 (on the LUT engine its cheapest grid holding 1) at
+    # the top of the weight scratchpad, loaded once, read by every group's offset MATMUL
+    ones_mode = _ones_mode(cfg, engine, mode) if goff is not None else None
+    ones_n = es.steps(cfg, group, SimpleNamespace(**ones_mode)) if goff is not None else 0
+    wgt_depth = cfg.wgt_depth - ones_n
+    per_group = 2 if goff is not None else 1      # scale memory lanes per group and channel
 
     mp, np_ = pad_to(m, R), pad_to(n, tn)
     lanes = cfg.scale_lanes
@@ -244,10 +261,10 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
         if limit < unit:
             return 0
         return -(-units // -(-units // per)) * unit
-    w_limit = cfg.wgt_depth // 2 // w_entries(align) * align
+    w_limit = wgt_depth // 2 // w_entries(align) * align
     if grouped:                 # the chunk's group multipliers share the scale memory
         free = cfg.scale_depth * lanes - mult_lanes
-        w_limit = min(w_limit, free // 2 // tn * group)
+        w_limit = min(w_limit, free // 2 // (per_group * tn) * group)
     kc = balanced(w_limit)
     if resident:
         # Two shapes of plan: the most row tiles that fit (weights fetched least often, but
@@ -283,11 +300,12 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     act_out = [x_slots * x_size + i * tn for i in range(n_out)]
     # up to 4 weight buffers: a chunk's buffer is free only once the MATMUL reading it has
     # drained, so a third and fourth buffer keep the loads running ahead
-    n_w = max(2, min(4, cfg.wgt_depth // w_entries(kc)))
+    n_w = max(2, min(4, wgt_depth // w_entries(kc)))
     if grouped:
-        n_w = max(2, min(n_w, (cfg.scale_depth * lanes - mult_lanes) // (kc // group * tn)))
+        n_w = max(2, min(n_w, (cfg.scale_depth * lanes - mult_lanes)
+                         // (-(-kc // group) * per_group * tn)))
     wgt_slot = [i * w_entries(kc) for i in range(n_w)]
-    gs_lanes = kc // group * tn if grouped else 0
+    gs_lanes = -(-kc // group) * per_group * tn if grouped else 0
     gs_slot = [mult_lanes + i * gs_lanes for i in range(n_w)]
 
     mem = into.mem if into else MemoryImage(bytearray())
@@ -303,9 +321,15 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     a_s = put(pre + "mult", mult_p)
     if grouped:
         ng = -(-kp // group)
-        gm = np.zeros((np_, ng), np.int16)
-        gm[:n] = gmult
-        a_g = put(pre + "gmult", gm.reshape(nt, tn, ng).transpose(0, 2, 1).reshape(-1))
+        gm = np.zeros((np_, ng, per_group), np.int16)       # per group: scale, offset
+        gm[:n, :, 0] = gmult
+        if goff is not None:
+            gm[:n, :, 1] = goff
+        a_g = put(pre + "gmult", gm.reshape(nt, tn, ng, per_group).transpose(0, 2, 3, 1)
+                  .reshape(-1))
+        if goff is not None:
+            ones = plug.pack(np.ones((group, tn), np.int64), ones_mode)
+            a_ones = put(pre + "ones", ones)
     if into:
         a_x = into.slot(into.x_sym, kp, mp)
         a_y = into.slot(into.y_sym, np_, mp)
@@ -316,6 +340,8 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     e = into.emit if into else _Emit(cfg)
     steps = []      # (loads, computes): loads of step i+1 are emitted before computes of i
     first = [(Buffer.SCALE, 0, a_s, scale_entries, B, f"{name} scales")]
+    if goff is not None:
+        first.append((Buffer.WGT, wgt_depth, a_ones, ones_n, ones.shape[1], f"{name} ones"))
     chunk = 0       # weight chunks so far (weight slot parity)
     tile = 0        # output tiles so far (output region parity)
     # With one activation slot, the next row group's X^T is reloaded chunk by chunk during
@@ -351,16 +377,21 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
                 segs = [(s0, min(group, kp - s0)) for s0 in range(k0, k0 + kk, group)] \
                     if grouped else [(k0, kk)]
                 if grouped:
-                    gaddr = a_g + 2 * (ni * ng * tn + k0 // group * tn)
+                    gaddr = a_g + 2 * per_group * (ni * ng * tn + k0 // group * tn)
                     loads.append((Buffer.SCALE, gs_slot[slot] // lanes, gaddr,
-                                  len(segs) * tn // lanes, B, f"{name} group scales"))
+                                  len(segs) * per_group * tn // lanes, B,
+                                  f"{name} group scales"))
                 for j, mi in enumerate(group_rows):
                     a_off = x_base + j * kp + k0 if resident else (chunk % 2) * x_size
                     for si, (s0, sk) in enumerate(segs):
+                        at = f"{name} m {mi * R} n {ni * tn} k {s0}:{s0 + sk}"
+                        gs = gs_slot[slot] + si * per_group * tn if grouped else None
                         comps.append(("mm", a_off + s0 - k0, ws + w_entries(s0 - k0),
-                                      acc_base + j * tn, sk, s0 > 0,
-                                      gs_slot[slot] + si * tn if grouped else None,
-                                      f"{name} m {mi * R} n {ni * tn} k {s0}:{s0 + sk}"))
+                                      acc_base + j * tn, sk, s0 > 0, gs, at, mode))
+                        if goff is not None:
+                            comps.append(("mm", a_off + s0 - k0, wgt_depth,
+                                          acc_base + j * tn, sk, True, gs + tn,
+                                          f"{at} offset", ones_mode))
                 if k0 + kk == kp:
                     for j, mi in enumerate(group_rows):
                         out = act_out[tile % n_out]
@@ -384,9 +415,9 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     def emit_comps(comps):
         for c in comps:
             if c[0] == "mm":
-                _, act, wgt, acc, kk, accum, sc, comment = c
-                e.matmul(act, wgt, acc, kk, accum, engine=engine, mode=mode, channels=tn,
-                         w_entries=w_entries(kk), scale=sc,
+                _, act, wgt, acc, kk, accum, sc, comment, md = c
+                e.matmul(act, wgt, acc, kk, accum, engine=engine, mode=md, channels=tn,
+                         w_entries=es.steps(cfg, kk, SimpleNamespace(**md)), scale=sc,
                          shift=gshift if sc is not None else 0, comment=comment)
             elif c[0] == "rq":
                 e.requant(*c[1:8], comment=c[8])

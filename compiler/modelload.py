@@ -14,11 +14,18 @@ __all__ = ["load", "encode", "calibration"]
 
 
 def load(spec, seed=0):
-    """(model, tokenizer or None, calibration text or None) for ``spec``: a directory
-    (config.json + model.safetensors, optionally tokenizer.json and corpus.txt) or the
-    name of a built-in random model."""
+    """(model, tokenizer or None, calibration text or None) for ``spec``: a GGUF file, a
+    directory (config.json + model.safetensors, optionally tokenizer.json and corpus.txt)
+    or the name of a built-in random model. A quantized file's model carries its integer
+    weights as ``model.qweights`` (compiler.llmquant.quantize_model keeps them)."""
     from .models import MODELS, load_model, make_model
     path = Path(spec)
+    if path.is_file():
+        from .ggufload import is_gguf, load_gguf
+        if not is_gguf(path):
+            raise UserError(f"--model {spec}: not a GGUF file (a model is a GGUF file, a "
+                            f"directory with config.json, or a built-in name)")
+        return load_gguf(path)[0], None, None
     if path.is_dir():
         model = load_model(path)
         tok = None
@@ -30,8 +37,8 @@ def load(spec, seed=0):
         return model, tok, corpus
     if spec in MODELS:
         return make_model(spec, seed), None, None
-    raise UserError(f"--model {spec}: neither a model directory nor a built-in model "
-                    f"({', '.join(MODELS)})")
+    raise UserError(f"--model {spec}: neither a model file or directory nor a built-in "
+                    f"model ({', '.join(MODELS)})")
 
 
 def encode(tok, text):

@@ -84,11 +84,13 @@ def _grouped(w, fmt, group):
     return quantize_groups(w, fmt, group)
 
 
-#: int8: per output channel, on the systolic array. On the LUT engine: w1: binary +-1 (odd
+#: int8: per output channel, on the systolic array; int8g: in groups along K (as llama.cpp's
+#: Q8_0), on the systolic array with the scaled drain. On the LUT engine: w1: binary +-1 (odd
 #: grid, absmean scale); w2..w4: two's-complement grid with a signed-absmax scale (llama.cpp
 #: Q4_0 style); ternary: {-1, 0, 1} with an absmean scale (BitNet b1.58), run as 2 bit planes.
 FORMATS = {f.name: f for f in (
     WeightFormat("int8", Engine.SYSTOLIC, _per_channel),
+    WeightFormat("int8g", Engine.SYSTOLIC, _grouped, 8, grouped=True),
     WeightFormat("w1", Engine.LUT, _grouped, 1, odd=True, grouped=True),
     WeightFormat("w2", Engine.LUT, _grouped, 2, grouped=True),
     WeightFormat("w3", Engine.LUT, _grouped, 3, grouped=True),

@@ -150,7 +150,7 @@ def test_generate_command(capsys):
     assert main(["generate", "--model", "toy", "--prompt", "hi", "--executor", "golden"]) == 2
     assert "no character tokenizer" in capsys.readouterr().err
     assert main(["generate", "--model", "nosuch", "--executor", "golden"]) == 2
-    assert "neither a model directory" in capsys.readouterr().err
+    assert "neither a model file or directory" in capsys.readouterr().err
 
 
 def test_hugging_face_llama_compiles(tiny):
