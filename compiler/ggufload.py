@@ -51,6 +51,7 @@ class TensorInfo:
     kind: str           # type name
     shape: tuple        # torch order (rows, cols)
     nbytes: int
+    key: str = None     # the linear layer it is (``"{layer}.{name}"``, ``"lm_head"``)
 
 
 @dataclass
@@ -108,7 +109,8 @@ def _config(r, path, arch, vocab, tied):
             return None
         if not isinstance(v, (int, float)) or (kind is int and v != int(v)) or v < 0:
             raise GGUFError(f"{path}: metadata {a}.{key} = {v!r} is not a valid number")
-        return kind(v)
+        # float32 fields: the shortest decimal that is that float32 (1e-5, not 9.99e-6)
+        return int(v) if kind is int else float(str(np.float32(v)))
     if _field(r, f"{a}.rope.scaling.type", path, required=False) not in (None, "none"):
         raise GGUFError(f"{path}: RoPE scaling "
                         f"{_field(r, f'{a}.rope.scaling.type', path)!r} is not supported")
@@ -196,11 +198,10 @@ def read_gguf(path) -> GGUFModel:
             qw = qw.rows(order) if qw is not None else None
         if qw is not None:
             w = qw.dequant().astype(np.float32)
-            key = _linear_key(gname)
+            key = _linear_key(gname, cfg)
             if key:
                 qweights[key] = qw
-            if gname == "token_embd.weight" and cfg.tie_word_embeddings:
-                qweights["lm_head"] = qw
+                info.key = key
         tensors[hf] = w
     extra = sorted(set(infos) - used - {"rope_freqs.weight"})
     if extra:
@@ -235,8 +236,8 @@ def _shapes(cfg):
     return out
 
 
-def _linear_key(gname):
-    if gname == "output.weight":
+def _linear_key(gname, cfg):
+    if gname == "output.weight" or (gname == "token_embd.weight" and cfg.tie_word_embeddings):
         return "lm_head"
     parts = gname.split(".")
     if len(parts) == 4 and parts[0] == "blk" and parts[2] in LINEARS:

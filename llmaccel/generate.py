@@ -71,7 +71,7 @@ def cmd_generate(args):
     qm = quantize_model(model, calibration(model, tok, corpus,
                                            min(64, model.config.max_position_embeddings)))
     cm = compile_llm(cfg, qm, max_len=args.max_len, wformat=args.wformat,
-                     progress=lambda m: say(f"compiling {m}"))
+                     requantize=args.requantize, progress=lambda m: say(f"compiling {m}"))
     ex = executor(args.executor, cfg, quiet=args.json)
     gens = [(args.executor, Generator(cm, ex))]
     if args.executor != "golden":
@@ -126,8 +126,8 @@ def cmd_generate(args):
 def add_parsers(sub):
     g = sub.add_parser("generate", help="run a whole model on the accelerator, token by token")
     g.add_argument("--model", default="toy",
-                   help="a model directory (config.json + model.safetensors) or a built-in "
-                        "random model (toy, smollm2-135m)")
+                   help="a GGUF file, a model directory (config.json + model.safetensors) or "
+                        "a built-in random model (toy, smollm2-135m)")
     g.add_argument("--config", default="tiny")
     g.add_argument("--prompt", help="prompt text (models with a character tokenizer)")
     g.add_argument("--prompt-ids", help="prompt token ids, comma-separated")
@@ -137,9 +137,13 @@ def add_parsers(sub):
                    help="new tokens")
     g.add_argument("--layers", type=positive_int, help="use only the first L layers")
     g.add_argument("--wformat", default="int8",
-                   choices=["int8", "w1", "w2", "w3", "w4", "ternary"],
-                   help="weight format of the linear layers: int8 (systolic engine) or "
-                        "low-bit (LUT engine, configurations that build it)")
+                   choices=["int8", "int8g", "w1", "w2", "w3", "w4", "ternary"],
+                   help="weight format of float linear layers: int8 (systolic engine) or "
+                        "low-bit (LUT engine, configurations that build it); a quantized "
+                        "file's layers keep their own format")
+    g.add_argument("--requantize", action="store_true",
+                   help="re-quantize a file's tensors whose format no engine of the "
+                        "configuration holds (else that is an error)")
     g.add_argument("--max-len", type=positive_int, help="KV-cache positions")
     g.add_argument("--executor", default="verilator", choices=["golden", "verilator"],
                    help="verilator also runs the golden model and compares every logit")
