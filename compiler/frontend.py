@@ -195,7 +195,7 @@ def _lower_codes(config, name, m, qw, fmt, x_absmax, y_absmax, into):
         w_dequant = effective(qw)
     kern = lower_linear(config, name, m, qw.codes, mult, shift, fmt=fmt, x_scale=sx,
                         y_scale=np.full(n, sy), group=grp, gmult=gmult, gshift=gshift,
-                        goff=omult, into=into)
+                        goff=omult, x_perm=qw.perm, into=into)
     kern.w_dequant = w_dequant
     kern.kind = qw.kind
     return kern

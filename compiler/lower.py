@@ -192,7 +192,7 @@ def _ones_mode(cfg, engine, mode):
 
 def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
                  x_scale=1.0, y_scale=None, group=None, gmult=None,
-                 gshift=0, goff=None, into=None) -> LinearKernel:
+                 gshift=0, goff=None, x_perm=None, into=None) -> LinearKernel:
     """Compile ``Y = requant(X @ W^T)`` for ``X [m, K]`` int8 and integer ``w_int [N, K]``
     (torch layout, on the grid of weight format ``fmt``) with per-channel int16 ``mult`` and
     one ``shift``, on the engine the format names.
@@ -202,6 +202,9 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     accumulators (the MATMUL's scaled drain). ``goff [N, groups]`` int16 adds, per group,
     the group's activation sum times ``goff >> gshift`` (an asymmetric format's offset: a
     MATMUL of the group against weights of 1, kept in the weight scratchpad).
+    ``x_perm [K]``: ``w_int``'s column ``i`` is input feature ``x_perm[i]`` (GPTQ's
+    act-order, its groups made contiguous): the input is gathered in that order as it is
+    loaded, a LOAD per run of consecutive features.
 
     ``into``: a ``Shared`` program under construction (a whole model's): the layer's
     weights join its memory image as ``{name}.w`` etc., X and Y are its symbols ``x_sym``
@@ -336,6 +339,17 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     else:
         a_x = mem.reserve("x", (kp, mp), np.int8, row_stride=mp)
         a_y = mem.reserve("y", (np_, mp), np.int8, row_stride=mp)
+    order = np.arange(kp)
+    if x_perm is not None:
+        order[:k] = x_perm
+
+    def x_loads(sp, f0, count, lane, comment):
+        """Features ``f0..f0+count`` of the kernel's order into ``sp..``, lanes from
+        ``lane``: one LOAD per run of consecutive source features."""
+        src = order[f0:f0 + count]
+        cuts = [0, *(np.flatnonzero(np.diff(src) != 1) + 1), count]
+        return [(Buffer.ACT, sp + a, a_x + int(src[a]) * mp + lane, b - a, mp, comment)
+                for a, b in zip(cuts, cuts[1:])]
 
     e = into.emit if into else _Emit(cfg)
     steps = []      # (loads, computes): loads of step i+1 are emitted before computes of i
@@ -365,11 +379,11 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
                 loads, comps = [], []
                 if resident and ni == 0 and k0 == 0 and not (progressive and gi > 0):
                     for j, mi in enumerate(group_rows):
-                        loads.append((Buffer.ACT, x_base + j * kp, a_x + mi * R, kp, mp,
-                                      f"{name} x rows {mi * R}:{mi * R + R}"))
+                        loads += x_loads(x_base + j * kp, 0, kp, mi * R,
+                                         f"{name} x rows {mi * R}:{mi * R + R}")
                 if not resident:
-                    loads.append((Buffer.ACT, (chunk % 2) * x_size, a_x + k0 * mp + m0 * R,
-                                  kk, mp, f"{name} x k {k0}:{k0 + kk}"))
+                    loads += x_loads((chunk % 2) * x_size, k0, kk, m0 * R,
+                                     f"{name} x k {k0}:{k0 + kk}")
                 slot = chunk % n_w
                 ws = wgt_slot[slot]
                 loads.append((Buffer.WGT, ws, a_w + w_entries(k0) * w_stride + ni * C,
@@ -403,8 +417,8 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
                 post = []
                 if progressive and ni == nt - 1:
                     for j, mi in enumerate(next_rows):
-                        post.append((Buffer.ACT, j * kp + k0, a_x + k0 * mp + mi * R, kk, mp,
-                                     f"{name} x rows {mi * R}:{mi * R + R} k {k0} (early)"))
+                        post += x_loads(j * kp + k0, k0, kk, mi * R,
+                                        f"{name} x rows {mi * R}:{mi * R + R} k {k0} (early)")
                 steps.append((loads, comps, post))
                 chunk += 1
 

@@ -323,7 +323,9 @@ def from_hf(hf_model) -> LlamaModel:
 
 def load_model(directory) -> LlamaModel:
     """A LlamaModel from a Hugging Face-style directory (``config.json`` and
-    ``model.safetensors``), every tensor checked against the configuration."""
+    ``model.safetensors`` or its shards), every tensor checked against the configuration.
+    A quantized checkpoint (GPTQ, AWQ, BitNet: compiler.hfquant) gives the model its
+    linear layers' integer weights as ``model.qweights``."""
     d = Path(directory)
     if not (d / "config.json").is_file():
         raise ModelFileError(f"{d}: no config.json (a model is a directory with config.json "
@@ -333,6 +335,10 @@ def load_model(directory) -> LlamaModel:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{d / 'config.json'}: not JSON ({e})") from None
     arch = raw.get("architectures") or []
+    if raw.get("model_type") == "bitnet":
+        raise ModelFileError(f"{d / 'config.json'}: model_type 'bitnet' has sub-norms before "
+                             f"o_proj and down_proj, which the compiler does not map; BitNet "
+                             f"weights in a LLaMA model (quant_method bitnet) are read")
     if raw.get("model_type", "llama") != "llama" and "LlamaForCausalLM" not in arch:
         raise ModelFileError(f"{d / 'config.json'}: model_type {raw.get('model_type')!r} "
                              f"is not a LLaMA-family model")
@@ -340,5 +346,12 @@ def load_model(directory) -> LlamaModel:
         cfg = ModelConfig.from_dict(raw)
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"{d / 'config.json'}: {e}") from None
-    tensors, _ = safetensors.load(d / "model.safetensors")
-    return _from_tensors(cfg, tensors, d / "model.safetensors")
+    from .hfquant import quantized_linears, read_tensors
+    tensors = read_tensors(d)
+    qc = raw.get("quantization_config")
+    if not qc:
+        return _from_tensors(cfg, tensors, d / "model.safetensors")
+    tensors, qweights = quantized_linears(cfg, tensors, qc, d)
+    model = _from_tensors(cfg, tensors, d)
+    model.qweights = qweights
+    return model

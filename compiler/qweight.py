@@ -30,7 +30,9 @@ MULT_BITS = 15
 class QWeight:
     """``W = scale[:, k // group] * codes + offset[:, k // group]`` (``[N, K]``, torch
     layout); ``bits`` is the width of the code grid, ``ternary`` a {-1, 0, 1} grid; ``kind``
-    names the file's format (``Q4_K``, ``GPTQ 4-bit``...) for reports."""
+    names the file's format (``Q4_K``, ``GPTQ 4-bit``...) for reports. With ``perm``
+    (GPTQ's act-order) column ``i`` of ``codes`` is input feature ``perm[i]``: the columns
+    are sorted by group, so groups are contiguous runs of ``group`` columns."""
     codes: np.ndarray           # int8 [N, K]
     scale: np.ndarray           # float64 [N, G]
     offset: np.ndarray | None   # float64 [N, G] or None (symmetric)
@@ -38,16 +40,21 @@ class QWeight:
     bits: int
     kind: str
     ternary: bool = False
+    perm: np.ndarray | None = None
 
     @property
     def shape(self):
         return self.codes.shape
 
     def dequant(self):
-        """The float weights the file means (float64, exact)."""
+        """The float weights the file means (float64, exact), input features in order."""
         rep = lambda a: np.repeat(a, self.group, 1)[:, :self.shape[1]]    # noqa: E731
         w = self.codes.astype(np.float64) * rep(self.scale)
-        return w + rep(self.offset) if self.offset is not None else w
+        if self.offset is not None:
+            w += rep(self.offset)
+        if self.perm is not None:
+            w[:, self.perm] = w.copy()
+        return w
 
     def rows(self, idx):
         """The output channels ``idx`` (a slice or an index array), in that order."""
@@ -70,7 +77,11 @@ def multipliers(qw: QWeight):
 
 
 def effective(qw: QWeight):
-    """The weights the engine multiplies by: the codes through the int16 multipliers."""
+    """The weights the engine multiplies by: the codes through the int16 multipliers (one
+    scale per channel and no offset: the scale joins the REQUANT multiplier, as the
+    activations' scales do, and the weights are the file's)."""
+    if qw.scale.shape[1] == 1 and qw.offset is None:
+        return qw.dequant()
     gm, om, e = multipliers(qw)
     eff = replace(qw, scale=np.ldexp(gm.astype(np.float64), (e - MULT_BITS)[:, None]),
                   offset=None if om is None else
