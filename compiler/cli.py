@@ -82,16 +82,8 @@ def _compile_model(args, cfg, out):
 
 
 def cmd_inspect(args):
-    from .ggufload import is_gguf
-    from .modelinfo import format_report, inspect_gguf
-    from sw.errors import UserError
-    cfg = load_config(args.config)
-    path = Path(args.file)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if not is_gguf(path):
-        raise UserError(f"{path}: not a GGUF file")
-    rep = inspect_gguf(path, cfg, wformat=args.weights)
+    from .modelinfo import format_report, inspect_file
+    rep = inspect_file(args.file, load_config(args.config), wformat=args.weights)
     if args.json:
         print(json.dumps(rep))
     else:
@@ -122,7 +114,8 @@ def add_parsers(sub):
     c.set_defaults(fn=cmd_compile)
     i = sub.add_parser("inspect", help="a model file's architecture and tensors, and the "
                        "engine each tensor maps to")
-    i.add_argument("file", help="a GGUF file")
+    i.add_argument("file", help="a GGUF file or a model directory (config.json and "
+                   "safetensors: float, GPTQ, AWQ, BitNet)")
     i.add_argument("--config", default="lut", help="the configuration to map onto")
     i.add_argument("--weights", default="int8", choices=WFORMATS,
                    help="the format float linear layers would be quantized in")
