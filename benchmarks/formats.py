@@ -144,7 +144,7 @@ def run(configs=("lut", "default"), formats=FORMATS):
                     continue
                 print(f"{config} {fmt} ...", flush=True)
                 rows.append(measure(config, fmt, Path(d)))
-    save("formats", {"rows": rows})
+                save("formats", {"rows": rows})         # each row as soon as it is measured
     print(table(["config", "format", "types (layer)", "engine", "file bits/w",
                  "streamed bytes/w", "cycles/layer", "bus busy", "30 layers tok/s",
                  "max weight err"],
