@@ -64,7 +64,6 @@ class GGUFModel:
     tensors: dict               # HF name -> float32 array
     qweights: dict
     info: list
-    file_type: str = ""
 
 
 def _row_order(rows, heads):
@@ -111,9 +110,9 @@ def _config(r, path, arch, vocab, tied):
             raise GGUFError(f"{path}: metadata {a}.{key} = {v!r} is not a valid number")
         # float32 fields: the shortest decimal that is that float32 (1e-5, not 9.99e-6)
         return int(v) if kind is int else float(str(np.float32(v)))
-    if _field(r, f"{a}.rope.scaling.type", path, required=False) not in (None, "none"):
-        raise GGUFError(f"{path}: RoPE scaling "
-                        f"{_field(r, f'{a}.rope.scaling.type', path)!r} is not supported")
+    scaling = _field(r, f"{a}.rope.scaling.type", path, required=False)
+    if scaling not in (None, "none"):
+        raise GGUFError(f"{path}: RoPE scaling {scaling!r} is not supported")
     heads = num("attention.head_count")
     hidden = num("embedding_length")
     head_dim = num("rope.dimension_count", required=False) or (hidden // max(heads, 1))
@@ -184,55 +183,40 @@ def read_gguf(path) -> GGUFModel:
             raise GGUFError(f"{path}: tensor {gname} has shape {list(info.shape)}; the "
                             f"metadata say {list(shape)}")
         raw = np.asarray(t.data)
-        qw = None
+        order = _qk_order(gname, cfg)
         if info.kind in FLOAT_TYPES:
             w = decode_float(raw, info.kind, shape)
-        else:
-            if len(shape) != 2:
-                raise GGUFError(f"{path}: tensor {gname} is {info.kind} but not a matrix")
-            qw = decode(raw, info.kind, *shape)
-            w = None
-        order = _qk_order(gname, cfg)
-        if order is not None:
-            w = w[order] if w is not None else None
-            qw = qw.rows(order) if qw is not None else None
-        if qw is not None:
-            w = qw.dequant().astype(np.float32)
-            key = _linear_key(gname, cfg)
-            if key:
-                qweights[key] = qw
-                info.key = key
-        tensors[hf] = w
+            tensors[hf] = w if order is None else w[order]
+            continue
+        if len(shape) != 2:
+            raise GGUFError(f"{path}: tensor {gname} is {info.kind} but not a matrix")
+        qw = decode(raw, info.kind, *shape)
+        qw = qw if order is None else qw.rows(order)
+        tensors[hf] = qw.dequant().astype(np.float32)
+        info.key = _linear_key(gname, cfg)
+        if info.key:
+            qweights[info.key] = qw
     extra = sorted(set(infos) - used - {"rope_freqs.weight"})
     if extra:
         raise GGUFError(f"{path}: tensor {extra[0]} is not part of a {arch} model "
                         f"llmaccel maps ({len(extra)} such)")
-    ft = _field(r, "general.file_type", path, required=False)
-    return GGUFModel(arch, cfg, tensors, qweights, [v[0] for v in infos.values()],
-                     str(ft) if ft is not None else "")
+    return GGUFModel(arch, cfg, tensors, qweights, [v[0] for v in infos.values()])
 
 
 def _shapes(cfg):
     """GGUF tensor name -> (Hugging Face name, torch shape) for the configuration."""
-    h, hd = cfg.hidden_size, cfg.head_dim
+    from .models import hf_name
+    h = cfg.hidden_size
     out = {"token_embd.weight": ("model.embed_tokens.weight", (cfg.vocab_size, h)),
            "output_norm.weight": ("model.norm.weight", (h,))}
     if not cfg.tie_word_embeddings:
         out["output.weight"] = ("lm_head.weight", (cfg.vocab_size, h))
-    shapes = {"attn_q": (cfg.num_attention_heads * hd, h),
-              "attn_k": (cfg.num_key_value_heads * hd, h),
-              "attn_v": (cfg.num_key_value_heads * hd, h),
-              "attn_output": (h, cfg.num_attention_heads * hd),
-              "ffn_gate": (cfg.intermediate_size, h), "ffn_up": (cfg.intermediate_size, h),
-              "ffn_down": (h, cfg.intermediate_size)}
-    hf = {"q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj",
-          "v_proj": "self_attn.v_proj", "o_proj": "self_attn.o_proj",
-          "gate_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj", "down_proj": "mlp.down_proj"}
     for i in range(cfg.num_hidden_layers):
+        linears = cfg.linears(i)
         for g, name in LINEARS.items():
-            out[f"blk.{i}.{g}.weight"] = (f"model.layers.{i}.{hf[name]}.weight", shapes[g])
+            out[f"blk.{i}.{g}.weight"] = linears[name]
         for g, name in NORMS.items():
-            out[f"blk.{i}.{g}.weight"] = (f"model.layers.{i}.{name}.weight", (h,))
+            out[f"blk.{i}.{g}.weight"] = (hf_name(f"layers.{i}.{name}.weight"), (h,))
     return out
 
 

@@ -35,8 +35,6 @@ __all__ = ["QuantFileError", "read_tensors", "quantized_linears", "METHODS", "un
 
 METHODS = ("gptq", "awq", "bitnet")
 AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
-_LINEAR_SUFFIX = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                  "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
 
 class QuantFileError(UserError):
@@ -155,9 +153,6 @@ def _awq(t, p, n, k, qc, where):
 
 
 def _bitnet(t, p, n, k, qc, where):
-    w = t.get(f"{p}.weight")
-    if w is not None and w.dtype != np.uint8:
-        return None                                 # online quantization: float weights
     w = _need(t, f"{p}.weight", np.uint8, (n // 4, k), where)
     ws = _need(t, f"{p}.weight_scale", None, None, where).astype(np.float64).reshape(-1)
     if n % 4 or ws.size != 1 or not np.isfinite(ws[0]) or ws[0] == 0:
@@ -191,25 +186,15 @@ def quantized_linears(cfg, tensors: dict, qc: dict, where) -> tuple[dict, dict]:
         raise QuantFileError(f"{where}: quant_method {method!r} is not supported (llmaccel "
                              f"reads {', '.join(METHODS)})")
     read = {"gptq": _gptq, "awq": _awq, "bitnet": _bitnet}[method]
-    h, hd = cfg.hidden_size, cfg.head_dim
-    shapes = {"q_proj": (cfg.num_attention_heads * hd, h),
-              "k_proj": (cfg.num_key_value_heads * hd, h),
-              "v_proj": (cfg.num_key_value_heads * hd, h),
-              "o_proj": (h, cfg.num_attention_heads * hd),
-              "gate_proj": (cfg.intermediate_size, h), "up_proj": (cfg.intermediate_size, h),
-              "down_proj": (h, cfg.intermediate_size)}
     out, qweights = dict(tensors), {}
     skip = set(qc.get("modules_to_not_convert") or [])
     for i in range(cfg.num_hidden_layers):
-        for suffix in _LINEAR_SUFFIX:
-            p = f"model.layers.{i}.{suffix}"
-            name = suffix.split(".")[1]
-            if any(s and s in p for s in skip) or f"{p}.weight" in tensors and \
-                    tensors[f"{p}.weight"].dtype != np.uint8:
+        for name, (weight, shape) in cfg.linears(i).items():
+            p = weight.removesuffix(".weight")
+            if any(s and s in p for s in skip) or weight in tensors and \
+                    tensors[weight].dtype != np.uint8:
                 continue                            # left in float
-            qw = read(tensors, p, *shapes[name], qc, where)
-            if qw is None:
-                continue
+            qw = read(tensors, p, *shape, qc, where)
             qweights[f"{i}.{name}"] = qw
-            out[f"{p}.weight"] = qw.dequant().astype(np.float32)
+            out[weight] = qw.dequant().astype(np.float32)
     return out, qweights

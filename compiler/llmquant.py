@@ -131,9 +131,9 @@ def quantize_model(model: LlamaModel, sequences) -> QuantModel:
         def sc(name, i=i):
             return s[f"{i}.{name}"]
 
-        def w(lin, i=i):
-            name = next(n for n, m in blk.named_children() if m is lin)
-            return files.get(f"{i}.{name}", lin.weight.detach().numpy().astype(np.float64))
+        def w(name, i=i, blk=blk):
+            return files.get(f"{i}.{name}",
+                             getattr(blk, name).weight.detach().numpy().astype(np.float64))
         g1 = blk.input_layernorm.weight.detach().numpy()
         g2 = blk.post_attention_layernorm.weight.detach().numpy()
         pv_mult, pv_shift = requant_params(np.full(c.head_dim, sc("v") * PROB_SCALE / sc("o")))
@@ -141,13 +141,13 @@ def quantize_model(model: LlamaModel, sequences) -> QuantModel:
             norm1=norm_params(g1, s[x_in], sc("h"), c.rms_norm_eps),
             norm2=norm_params(g2, sc("xa"), sc("h2"), c.rms_norm_eps),
             linears={
-                "q_proj": (w(blk.q_proj), sc("h"), sc("q")),
-                "k_proj": (w(blk.k_proj), sc("h"), sc("k")),
-                "v_proj": (w(blk.v_proj), sc("h"), sc("v")),
-                "o_proj": (w(blk.o_proj), sc("o"), sc("yo")),
-                "gate_proj": (w(blk.gate_proj), sc("h2"), sc("g")),
-                "up_proj": (w(blk.up_proj), sc("h2"), sc("u")),
-                "down_proj": (w(blk.down_proj), sc("a"), sc("yd")),
+                "q_proj": (w("q_proj"), sc("h"), sc("q")),
+                "k_proj": (w("k_proj"), sc("h"), sc("k")),
+                "v_proj": (w("v_proj"), sc("h"), sc("v")),
+                "o_proj": (w("o_proj"), sc("o"), sc("yo")),
+                "gate_proj": (w("gate_proj"), sc("h2"), sc("g")),
+                "up_proj": (w("up_proj"), sc("h2"), sc("u")),
+                "down_proj": (w("down_proj"), sc("a"), sc("yd")),
             },
             softmax=softmax_params(sc("q") * sc("k") / math.sqrt(c.head_dim)),
             pv=(pv_mult, pv_shift),

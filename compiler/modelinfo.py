@@ -70,17 +70,16 @@ def inspect_checkpoint(path, cfg, *, wformat="int8"):
     from pathlib import Path
     from .ggufload import TensorInfo
     from .hfquant import read_tensors
-    from .models import load_model
+    from .models import hf_name, load_model
     d = Path(path)
-    model = load_model(d)
+    tensors = read_tensors(d)           # read once: the model and the byte counts share them
+    model = load_model(d, tensors)
     qc = json.loads((d / "config.json").read_text()).get("quantization_config") or {}
-    tensors = read_tensors(d)
     qws = getattr(model, "qweights", {})
     rows = []
     for name, p in model.state_dict().items():
         if name == "lm_head.weight" and model.config.tie_word_embeddings:
             continue
-        from .models import hf_name
         hf = hf_name(name)
         prefix = hf.removesuffix(".weight")
         parts = name.split(".")

@@ -186,6 +186,15 @@ class ModelConfig:
             raise ValueError(f"head_dim {self.head_dim} is odd (RoPE rotates halves)")
         activation(self.hidden_act)
 
+    def linears(self, layer) -> dict:
+        """Decoder layer ``layer``'s linear layers: name -> (Hugging Face weight name,
+        shape ``(N, K)``)."""
+        h, hd, inter = self.hidden_size, self.head_dim, self.intermediate_size
+        q, kv = self.num_attention_heads * hd, self.num_key_value_heads * hd
+        shapes = {"q_proj": (q, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, q),
+                  "gate_proj": (inter, h), "up_proj": (inter, h), "down_proj": (h, inter)}
+        return {n: (hf_name(f"layers.{layer}.{n}.weight"), s) for n, s in shapes.items()}
+
     @property
     def block(self) -> BlockShape:
         return BlockShape(self.hidden_size, self.intermediate_size, self.num_attention_heads,
@@ -321,11 +330,12 @@ def from_hf(hf_model) -> LlamaModel:
     return _from_tensors(cfg, sd, type(hf_model).__name__)
 
 
-def load_model(directory) -> LlamaModel:
+def load_model(directory, tensors=None) -> LlamaModel:
     """A LlamaModel from a Hugging Face-style directory (``config.json`` and
     ``model.safetensors`` or its shards), every tensor checked against the configuration.
     A quantized checkpoint (GPTQ, AWQ, BitNet: compiler.hfquant) gives the model its
-    linear layers' integer weights as ``model.qweights``."""
+    linear layers' integer weights as ``model.qweights``. ``tensors``: the directory's
+    tensors when the caller has read them already (compiler.hfquant.read_tensors)."""
     d = Path(directory)
     if not (d / "config.json").is_file():
         raise ModelFileError(f"{d}: no config.json (a model is a directory with config.json "
@@ -347,7 +357,7 @@ def load_model(directory) -> LlamaModel:
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"{d / 'config.json'}: {e}") from None
     from .hfquant import quantized_linears, read_tensors
-    tensors = read_tensors(d)
+    tensors = read_tensors(d) if tensors is None else tensors
     qc = raw.get("quantization_config")
     if not qc:
         return _from_tensors(cfg, tensors, d / "model.safetensors")
