@@ -233,6 +233,13 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
         raise CompileError(f"{name}: group size {group} must be a positive multiple of "
                            f"{align} (the {es.name} engine's activation group)")
     unit = group if grouped else align                  # K chunks are whole units
+    one = plug.group(cfg, mode)     # the engine's MATMULs cover one such group at most
+    if one and (group != one if grouped else kp > one):
+        raise CompileError(f"{name}: weight format {fmt.name!r} runs in groups of {one} "
+                           f"features on config {cfg.name!r} (bitserial_group), not "
+                           f"{group if grouped else kp}")
+    if one and not grouped:
+        unit = kp
 
     def w_entries(kk):          # weight entries, and engine steps, for kk features
         return es.steps(cfg, kk, mode_ns)
@@ -315,7 +322,7 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
     pre = f"{name}." if into else ""
     wfull = np.full((kp, np_), plug.pad_value(mode), np.int64)   # pads meet zero activations
     wfull[:k, :n] = np.asarray(w_int).T
-    w_rows = plug.pack(wfull, mode)                               # [w_entries(kp), entry]
+    w_rows = plug.pack(wfull, mode, cfg)                               # [w_entries(kp), entry]
     w_stride = w_rows.shape[1]
     mult_p = np.zeros(mult_lanes, np.int16)
     mult_p[:n] = mult
@@ -331,7 +338,7 @@ def lower_linear(config, name, m, w_int, mult, shift, *, fmt="int8", relu=False,
         a_g = put(pre + "gmult", gm.reshape(nt, tn, ng, per_group).transpose(0, 2, 3, 1)
                   .reshape(-1))
         if goff is not None:
-            ones = plug.pack(np.ones((group, tn), np.int64), ones_mode)
+            ones = plug.pack(np.ones((group, tn), np.int64), ones_mode, cfg)
             a_ones = put(pre + "ones", ones)
     if into:
         a_x = into.slot(into.x_sym, kp, mp)

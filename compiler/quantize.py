@@ -10,6 +10,8 @@ import numpy as np
 
 from hw.isa import Engine
 
+from .bitmod import GRIDS, quantize_grid, quantize_int, quantize_mixture
+
 __all__ = ["quantize_weight", "act_scale", "quantize_act", "requant_params", "WeightFormat",
            "FORMATS", "weight_format", "quantize_groups"]
 
@@ -63,6 +65,7 @@ class WeightFormat:
     wbits: int = 8
     odd: bool = False       # symmetric odd grid {+-1, +-3, ...} (no zero level)
     grouped: bool = False   # scales per group of input features (else per output channel)
+    dtype: str = ""         # the bit-serial engine's data type (hw.config.BITSERIAL_DTYPES)
 
     @property
     def qmax(self):
@@ -84,10 +87,29 @@ def _grouped(w, fmt, group):
     return quantize_groups(w, fmt, group)
 
 
+def _bitmod(w, fmt, group):
+    """BitMoD's quantizers (compiler/bitmod.py) on ``w`` padded with zeros to whole groups."""
+    w = np.asarray(w, np.float64)
+    n, k = w.shape
+    pad = np.zeros((n, -(-k // group) * group))
+    pad[:, :k] = w
+    kind = fmt.name.split("-")[-1]
+    if kind.startswith("bitmod"):
+        q, s, _ = quantize_mixture(pad, fmt.wbits, group)
+    elif kind.startswith("int"):
+        q, s = quantize_int(pad, fmt.wbits, group)
+    else:
+        q, s = quantize_grid(pad, GRIDS[kind], group)
+    return q[:, :k], s.astype(np.float64)
+
+
 #: int8: per output channel, on the systolic array; int8g: in groups along K (as llama.cpp's
 #: Q8_0), on the systolic array with the scaled drain. On the LUT engine: w1: binary +-1 (odd
 #: grid, absmean scale); w2..w4: two's-complement grid with a signed-absmax scale (llama.cpp
 #: Q4_0 style); ternary: {-1, 0, 1} with an absmean scale (BitNet b1.58), run as 2 bit planes.
+#: On the bit-serial engine (docs/bitserial.md), with BitMoD's quantizers: bitmod3 / bitmod4,
+#: per group the FP3 / FP4 variant of lowest error (an extra value of +-3, +-6 / +-10, +-16);
+#: bs-fp4: FP4 E2M1; bs-int3, bs-int4, bs-int8: symmetric INT.
 FORMATS = {f.name: f for f in (
     WeightFormat("int8", Engine.SYSTOLIC, _per_channel),
     WeightFormat("int8g", Engine.SYSTOLIC, _grouped, 8, grouped=True),
@@ -96,6 +118,12 @@ FORMATS = {f.name: f for f in (
     WeightFormat("w3", Engine.LUT, _grouped, 3, grouped=True),
     WeightFormat("w4", Engine.LUT, _grouped, 4, grouped=True),
     WeightFormat("ternary", Engine.LUT, _grouped, 2, grouped=True),
+    WeightFormat("bitmod3", Engine.BITSERIAL, _bitmod, 3, grouped=True, dtype="fp"),
+    WeightFormat("bitmod4", Engine.BITSERIAL, _bitmod, 4, grouped=True, dtype="fpx"),
+    WeightFormat("bs-fp4", Engine.BITSERIAL, _bitmod, 4, grouped=True, dtype="fp"),
+    WeightFormat("bs-int3", Engine.BITSERIAL, _bitmod, 3, grouped=True, dtype="int"),
+    WeightFormat("bs-int4", Engine.BITSERIAL, _bitmod, 4, grouped=True, dtype="int"),
+    WeightFormat("bs-int8", Engine.BITSERIAL, _bitmod, 8, grouped=True, dtype="int8"),
 )}
 
 

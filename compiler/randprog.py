@@ -83,11 +83,12 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
         ch = es.channels(config)
         unit = es.act_group
         k = unit * int(rng.integers(1, max_k // unit + 1))
+        one = plug.group(config, mode)      # features per MATMUL at most (its own layout)
         ncols = int(rng.integers(1, ch + 1))           # partial output tile on store
         a = rng.integers(-128, 128, (k, R), dtype=np.int8)
         res = rng.integers(-128, 128, (ch, R), dtype=np.int8)
-        w = plug.random_weights(rng, (k, ch), mode, ternary=ternary)
-        w_rows = plug.pack(w, mode)                    # [steps(k), entry bytes]
+        w = plug.random_weights(rng, (k, ch), mode, ternary=ternary, group=one)
+        w_rows = plug.pack(w, mode, config)            # [steps(k), entry bytes]
         # rows padded to a random multiple of the bus width: strided DMA
         pad_a = R + B * int(rng.integers(0, 3))
         pad_w = C + B * int(rng.integers(0, 3))
@@ -126,6 +127,8 @@ def random_program(config, seed, *, max_jobs=4, max_k=None, engines=None, wbits=
         n_units = k // unit
         cuts = sorted(set(unit * int(x) for x in rng.integers(1, n_units, int(rng.integers(0, 3)))
                           )) if n_units > 1 else []
+        if one:                             # a MATMUL per group
+            cuts = list(range(one, k, one))
         bounds = [0] + cuts + [k]
         scaled = config.group_scale and bool(rng.random() < 0.4)
         acc = np.zeros((ch, R), np.int64)

@@ -9,7 +9,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import span_bits
-from .engines import act_banks, mode_legal, specs_of
+from .engines import EngineSpec, act_banks, mode_legal, specs_of
 from .isa import (view, ErrorCode, MatmulInsn, Opcode, Queue, RequantInsn, SfuFunc, SfuInsn,
                   Header, SOFTMAX_FUNCS)
 from .lib import kept, registered, take
@@ -469,22 +469,30 @@ class Compute(wiring.Component):
                      self.engine_credit.eq(Cat(*(u.credit for u in units)))]
         m.d.comb += [self.wgt_rd.addr.eq((mm.wgt_addr[:wb] + step)[:wb]),
                      self.wgt_rd.en.eq(issue)]
-        # an activation read per step where no engine built reads them less often
-        single = max_planes == 1
+        # A header step (EngineSpec.head: the MATMUL's first step, on an engine that has
+        # one) reads a weight entry and no activations. An activation read per step where
+        # no engine built reads them less often and none has a header.
+        heads = [es for es in specs if type(es).head is not EngineSpec.head]
+        hd = Signal(name="f_head_next")     # the next step is a header
+        single = max_planes == 1 and not heads
         plane_end = Const(1) if single else \
-            plane == per_engine(mm, lambda es, mode: es.planes(mode)) - 1
+            (plane == per_engine(mm, lambda es, mode: es.planes(mode)) - 1) & ~hd
         reads = step if single else grp
         last_step = step + 1 == total
         with m.If(issue):
             m.d.sync += [step.eq(step + 1), f_valid.eq(1), f_eng.eq(named),
                          f_first.eq(step == 0),
                          f_last.eq(last_step), more.eq(~last_step), f_plane.eq(plane),
-                         f_new.eq(plane == 0)]
+                         f_new.eq((plane == 0) & ~hd), hd.eq(0)]
             if not single:
-                m.d.sync += [plane.eq(Mux(plane_end, 0, plane + 1)), grp.eq(grp + plane_end)]
+                with m.If(~hd):
+                    m.d.sync += [plane.eq(Mux(plane_end, 0, plane + 1)),
+                                 grp.eq(grp + plane_end)]
         with m.Else():
             with m.If(front.start):
                 m.d.sync += [step.eq(0), plane.eq(0), grp.eq(0), more.eq(1)]
+                if heads:
+                    m.d.sync += hd.eq(per_engine(mm, lambda es, mode: es.head(mode)))
             with m.If(tgt_ready | front.start):
                 m.d.sync += f_valid.eq(0)
         # the MATMUL ends once its last step has left the feeder (a cycle after the engine
@@ -495,7 +503,7 @@ class Compute(wiring.Component):
         held = Cat(*(f for f, es in zip(f_eng, specs) if es.act_held))
         m.d.comb += self.act_keep.eq(f_valid & (~tgt_ready | held.any()))
         vars(x).update(issue=issue, plane=plane, plane_end=plane_end, reads=reads, step=step,
-                       feed_done=feed_done, single=single)
+                       feed_done=feed_done, single=single, hd=hd)
 
     def _requant(self, m, x):
         """REQUANT: accumulator entries through the requant unit into the activations."""
@@ -585,9 +593,9 @@ class Compute(wiring.Component):
     def _addresses(self, m, x):
         """The scratchpad addresses and read enables of the MATMUL feed and of REQUANT."""
         (mm, ab, cb, per_engine, single, issue, plane, pipe, rqi, n, n_out, reads, plane_end,
-         front, is_op, q_issue, last_group, wr_en, requanting) = \
+         front, is_op, q_issue, last_group, wr_en, requanting, hd) = \
             take(x, "mm ab cb per_engine single issue plane pipe rqi n n_out reads plane_end "
-                     "front is_op q_issue last_group wr_en requanting")
+                     "front is_op q_issue last_group wr_en requanting hd")
         # Shared read ports; the activations' read is a REQUANT's entry or a MATMUL's step
         # (read with its plane 0). Without address_registers each address is the
         # instruction's base plus its count (`act_addrs`: REQUANT's, the MATMUL's).
@@ -596,7 +604,7 @@ class Compute(wiring.Component):
         mm_base = per_engine(mm, lambda es, mode:
                              mm.act_addr[:ab] >> (es.act_group.bit_length() - 1))
         mm_quad = per_engine(mm, lambda es, mode: Const(int(es.act_group > 1)))
-        mm_rd = issue if single else issue & (plane == 0)
+        mm_rd = issue if single else issue & (plane == 0) & ~hd
         act_addrs = None
         if not pipe.address_registers:
             act_addrs = ((rqi.res_addr[:ab] + n)[:ab], (mm_base + reads)[:ab])

@@ -13,7 +13,7 @@ from .isa import Engine
 from .timing import KNOBS, Pipelining
 
 __all__ = ["AccelConfig", "ConfigError", "CONFIG_DIR", "ENGINES", "LUT_WBITS", "LUT_GROUP",
-           "ACC_CHECKS", "DMA_RANGE_CHECKS", "REQUANT_MULT_BITS", "load_config",
+           "ACC_CHECKS", "BITSERIAL_DTYPES", "DMA_RANGE_CHECKS", "REQUANT_MULT_BITS", "load_config",
            "preset_names"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -35,6 +35,9 @@ SCRATCHPAD_PORTS = ("separate", "shared")
 SYSTOLIC_DRAINS = ("overlap", "direct")
 #: Where the event counters are kept (AccelConfig.counter_store).
 COUNTER_STORES = ("registers", "bram")
+
+#: Data types the bit-serial engine can decode (hw.isa.BitSerialType, docs/bitserial.md).
+BITSERIAL_DTYPES = ("int", "int8", "fp", "fpx")
 
 #: Activations per LUT table group (the table has 2**G / 2 stored entries).
 LUT_GROUP = 4
@@ -81,6 +84,7 @@ _RANGES = {
     "clock_mhz":           (1, 1000, False, "target clock in MHz"),
     "counter_bits":        (32, 64, False, "width of the hardware event counters"),
     "pnr_seed":            (0, (1 << 31) - 1, False, "nextpnr placement seed (0: its own)"),
+    "bitserial_group":     (4, 4096, True, "features per group of the bit-serial engine"),
 }
 
 
@@ -115,11 +119,20 @@ class AccelConfig:
         RoPE, element-wise ops and transposes in the compute queue. Needs separate
         scratchpad ports.
     engines : list of str
-        MATMUL engines built: ``systolic`` (int8 x int8) and/or ``lut`` (low-bit weights by
-        table lookup; its tile is ``rows x 2*cols x 4``, see docs/lut.md).
+        MATMUL engines built: ``systolic`` (int8 x int8), ``lut`` (low-bit weights by
+        table lookup; its tile is ``rows x 2*cols x 4``, see docs/lut.md) and
+        ``bitserial`` (4-bit codes of several data types, term by term: ``rows x cols/2``
+        processing elements with a dot product of 4, see docs/bitserial.md).
     lut_wbits : list of int
         Weight widths (bit planes) the LUT engine accepts; a MATMUL asking for another width
         raises ILLEGAL_FIELD.
+    bitserial_dtypes : list of str
+        Data types the bit-serial engine decodes (``int``: INT3/INT4 codes, ``int8``,
+        ``fp``: FP3/FP4 codes, ``fpx``: FP4 with a per-group extra value, BitMoD's
+        mixture); a MATMUL asking for another raises ILLEGAL_FIELD (docs/bitserial.md).
+    bitserial_group : int
+        Features per ``fpx`` group: a selector entry leads each group's codes, and an
+        ``fpx`` MATMUL covers at most one group (a power of two, default 128).
     parity : list of str
         Scratchpads (from ``act``, ``wgt``, ``acc``, ``scale``) with a parity bit per entry,
         checked on every read (error PARITY). See hw/protect.py.
@@ -195,6 +208,8 @@ class AccelConfig:
     clock_mhz: int = 150
     engines: tuple = field(default=("systolic",))
     lut_wbits: tuple = field(default=LUT_WBITS)
+    bitserial_dtypes: tuple = field(default=BITSERIAL_DTYPES)
+    bitserial_group: int = 128
     parity: tuple = field(default=())
     acc_check: str = "none"
     requant_lanes: int = 0
@@ -243,6 +258,18 @@ class AccelConfig:
                 f"{where}: lut_wbits must be a non-empty list from {list(LUT_WBITS)}, "
                 f"not {list(self.lut_wbits)!r}")
         object.__setattr__(self, "lut_wbits", tuple(sorted(set(raw))))
+        raw = self.bitserial_dtypes
+        if not (isinstance(raw, (list, tuple)) and raw and all(t in BITSERIAL_DTYPES
+                                                               for t in raw)):
+            raise ConfigError(
+                f"{where}: bitserial_dtypes must be a non-empty list from "
+                f"{list(BITSERIAL_DTYPES)}, not {raw!r}")
+        object.__setattr__(self, "bitserial_dtypes",
+                           tuple(t for t in BITSERIAL_DTYPES if t in raw))
+        if "bitserial" in engines and self.cols % 2:
+            raise ConfigError(f"{where}: the bitserial engine needs an even cols (a weight "
+                              f"entry holds 4 codes for each of cols / 2 channels), "
+                              f"not {self.cols}")
 
         from .protect import SCRATCHPADS
         raw = self.parity
@@ -345,9 +372,14 @@ class AccelConfig:
         return Pipelining.derive(self.clock_mhz, self.timing)
 
     @property
+    def bitserial_cols(self):
+        """Output channels of the bit-serial engine: a weight entry holds 4 codes for each."""
+        return self.cols // 2
+
+    @property
     def group_scale(self):
         """Whether the accumulator writer has the per-group scaling stage (MATMUL.scaled)."""
-        return self.has_lut
+        return self.has_lut or "bitserial" in self.engines
 
     @property
     def addr_bits(self):
@@ -357,6 +389,7 @@ class AccelConfig:
         d = dataclasses.asdict(self)
         d["engines"] = list(self.engines)
         d["lut_wbits"] = list(self.lut_wbits)
+        d["bitserial_dtypes"] = list(self.bitserial_dtypes)
         d["parity"] = list(self.parity)
         d["timing"] = dict(self.timing)
         return d
@@ -378,6 +411,9 @@ class AccelConfig:
             d.pop("requant_lanes")
         if self.counter_bits == 64:
             d.pop("counter_bits")
+        if "bitserial" not in self.engines:     # configurations without the engine
+            d.pop("bitserial_dtypes")
+            d.pop("bitserial_group")
         if self.systolic_tile_rows == 1:
             d.pop("systolic_tile_rows")
         if not self.sfu:

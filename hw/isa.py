@@ -17,14 +17,15 @@ from amaranth.lib import data, enum
 
 __all__ = [
     "ISA_VERSION", "INSN_BITS", "INSN_BYTES", "Opcode", "Queue", "Engine", "Buffer",
-    "Header", "DmaInsn", "MatmulInsn", "MatmulMode", "SystolicMode", "LutMode", "MODE_BITS",
+    "Header", "DmaInsn", "MatmulInsn", "MatmulMode", "SystolicMode", "LutMode", "BitSerialMode",
+    "BitSerialType", "MODE_BITS",
     "RequantInsn", "SfuInsn", "SfuFunc", "SOFTMAX_PASSES", "SOFTMAX_FUNCS",
     "SyncInsn", "EndInsn", "FORMATS", "QUEUE_OF", "ErrorCode", "Counter",
     "encode", "decode", "disasm", "IsaError", "view", "buffer_entry_bytes", "buffer_depth",
     "mode_layout", "mode_fields", "mode_value", "built_opcodes",
 ]
 
-ISA_VERSION = 7
+ISA_VERSION = 8
 INSN_BITS = 128
 INSN_BYTES = INSN_BITS // 8
 
@@ -51,6 +52,7 @@ class Engine(enum.Enum, shape=3):
     new instruction; its rules (channels, steps, legality) live in hw/engines."""
     SYSTOLIC = 0    # int8 x int8 output-stationary array
     LUT = 1         # low-bit weight planes x int8 by table lookup (LUT tensor core)
+    BITSERIAL = 2   # 4-bit codes of several data types x int8, term by term (BitMoD)
 
 
 class Buffer(enum.Enum, shape=2):
@@ -114,12 +116,27 @@ class LutMode(data.Struct):
     odd: 1          # 1: the symmetric odd grid {+-1, +-3, ...}; 0: two's complement
 
 
+class BitSerialType(enum.Enum, shape=2):
+    """BITSERIAL: what a weight entry's 4-bit codes are (docs/bitserial.md)."""
+    INT = 0     # two's complement [-8, 7] (INT3, INT4): two radix-4 Booth terms
+    INT8 = 1    # int8 as two planes of nibbles, low first: four terms
+    FP = 2      # sign and magnitude on the grid {0, 1, 2, 3, 4, 6, 8, 12} (FP3, FP4 E2M1)
+    FPX = 3     # FP with the negative zero as each channel's extra value (+-10 or +-16),
+    #             named by a selector entry before the codes (BitMoD's FP4 variants)
+
+
+class BitSerialMode(data.Struct):
+    """BITSERIAL: the codes' data type."""
+    dtype: BitSerialType
+
+
 class MatmulMode(data.Union):
     """A MATMUL's engine-specific options: the member named after its engine. Bits beyond
     that member's must be 0 (ILLEGAL_FIELD). ``raw`` views all of them."""
     raw: MODE_BITS
     systolic: SystolicMode
     lut: LutMode
+    bitserial: BitSerialMode
 
 
 def mode_layout(engine):
@@ -340,6 +357,7 @@ class Counter(enum.Enum, shape=4):
     FETCH_BYTES = 10
     LUT_BUSY = 11       # cycles a LUT MATMUL step (one bit plane of one 4-feature group) enters
     SFU_BUSY = 12       # cycles an SFU instruction runs
+    BITSERIAL_BUSY = 13  # bit-serial MATMUL steps entered (one weight entry, two terms each)
 
 
 class IsaError(ValueError):

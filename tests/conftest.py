@@ -30,6 +30,19 @@ def tiny_rtl(tiny):
 
 
 @pytest.fixture(scope="session")
+def tinybs(tiny):
+    """tiny with the bit-serial engine beside the other two (FPX groups of 16)."""
+    return tiny.replace(name="tinybs", engines=("systolic", "lut", "bitserial"),
+                        bitserial_group=16)
+
+
+@pytest.fixture(scope="session")
+def tinybs_rtl(tinybs):
+    from sim.fast import FastRunner
+    return FastRunner(tinybs, quiet=True)
+
+
+@pytest.fixture(scope="session")
 def rect():
     return rect_config()
 

@@ -6,12 +6,12 @@ hardware's spec (hw/engines): channels, steps, activation alignment."""
 
 from hw.isa import Engine
 
-from . import lut, systolic
+from . import bitserial, lut, systolic
 
 __all__ = ["PLUGINS", "plugin"]
 
 #: tag -> the engine's compiler module
-PLUGINS = {Engine.SYSTOLIC: systolic, Engine.LUT: lut}
+PLUGINS = {Engine.SYSTOLIC: systolic, Engine.LUT: lut, Engine.BITSERIAL: bitserial}
 
 
 def plugin(engine):

@@ -8,7 +8,7 @@ from ..lutpack import pack_planes
 from ..lutpack import random_weights as grid_weights
 
 __all__ = ["mode_of", "why_illegal", "pad_value", "pack", "random_mode", "random_weights",
-           "describe"]
+           "describe", "group"]
 
 
 def mode_of(fmt):
@@ -27,7 +27,7 @@ def pad_value(mode):
     return 1 if mode["odd"] else 0
 
 
-def pack(w_kn, mode):
+def pack(w_kn, mode, cfg=None):
     """Integer weights ``[K, N]`` (K a multiple of 4) -> bit-plane entries
     ``[K // 4 * wbits, N // 2]`` (a 4-bit table index per channel)."""
     return pack_planes(w_kn, mode["wbits"], bool(mode["odd"])).view(np.int8)
@@ -38,10 +38,15 @@ def random_mode(rng, cfg, *, wbits=None, ternary=False):
             "odd": int(bool(rng.random() < 0.5) and not ternary)}
 
 
-def random_weights(rng, shape, mode, *, ternary=False):
+def random_weights(rng, shape, mode, *, ternary=False, group=None):
     if ternary:
         return rng.integers(-1, 2, shape)
     return grid_weights(rng, shape, mode["wbits"], bool(mode["odd"]))
+
+
+def group(cfg, mode):
+    """Features per MATMUL at most (None: any)."""
+    return None
 
 
 def describe(mode):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["mode_of", "why_illegal", "pad_value", "pack", "random_mode", "random_weights",
-           "describe"]
+           "describe", "group"]
 
 
 def mode_of(fmt):
@@ -23,7 +23,7 @@ def pad_value(mode):
     return 0
 
 
-def pack(w_kn, mode):
+def pack(w_kn, mode, cfg=None):
     """Integer weights ``[K, N]`` -> weight entries ``[K, N]`` int8 (entry k: feature k)."""
     return np.asarray(w_kn).astype(np.int8)
 
@@ -32,8 +32,13 @@ def random_mode(rng, cfg, *, wbits=None, ternary=False):
     return {}
 
 
-def random_weights(rng, shape, mode, *, ternary=False):
+def random_weights(rng, shape, mode, *, ternary=False, group=None):
     return rng.integers(-128, 128, shape, dtype=np.int8)
+
+
+def group(cfg, mode):
+    """Features per MATMUL at most (None: any)."""
+    return None
 
 
 def describe(mode):

@@ -17,6 +17,7 @@ from amaranth.lib import data
 
 from ..isa import Engine, mode_fields, mode_layout
 from .base import EngineSpec, engine_signature, feed_layout, inflight_layout, is_value
+from .bitserial import BitSerialSpec
 from .lut import LutSpec
 from .systolic import SystolicSpec
 
@@ -24,7 +25,7 @@ __all__ = ["EngineSpec", "SPECS", "spec", "specs_of", "act_banks", "mode_legal",
            "is_value", "engine_signature", "feed_layout", "inflight_layout"]
 
 #: Every engine the ISA names, by tag (a test fails when a tag has no entry here).
-SPECS = {s.tag: s for s in (SystolicSpec(), LutSpec())}
+SPECS = {s.tag: s for s in (SystolicSpec(), LutSpec(), BitSerialSpec())}
 
 
 def spec(engine) -> EngineSpec:

@@ -113,6 +113,12 @@ class EngineSpec:
         """Engine steps of a MATMUL of ``k`` features: also the weight entries it reads."""
         raise NotImplementedError
 
+    def head(self, mode):
+        """Whether the MATMUL's first step is a header: a weight entry read with no
+        activations (the bit-serial engine's FPX selectors), before the steps that read
+        them."""
+        return False
+
     def planes(self, mode):
         """Steps per activation read (a read serves this many consecutive steps)."""
         return 1

@@ -15,6 +15,7 @@ STRUCTURE_RULES = [
     (r"^compute\.systolic\.array\.pe\d+_\d+_(acc|racc)$", "accumulators"),
     (r"^compute\.systolic\.", "array"),
     (r"^compute\.lut\.", "lut_engine"),
+    (r"^compute\.bitserial\.", "bitserial_engine"),
     (r"^compute\.requant\.", "requant"),
     (r"^compute\.", "compute_ctrl"),
     (r"^(fetch|q_load|q_compute|q_store)\b", "insn_queues"),

@@ -3,12 +3,13 @@
 
 from hw.isa import Engine
 
-from . import lut, systolic
+from . import bitserial, lut, systolic
 
 __all__ = ["ARITHMETIC", "matmul"]
 
 #: tag -> ``fn(act [k, rows] int8, weight entries, mode) -> int64 [channels, rows]``
-ARITHMETIC = {Engine.SYSTOLIC: systolic.matmul, Engine.LUT: lut.matmul}
+ARITHMETIC = {Engine.SYSTOLIC: systolic.matmul, Engine.LUT: lut.matmul,
+              Engine.BITSERIAL: bitserial.matmul}
 
 
 def matmul(engine, act, entries, mode):
