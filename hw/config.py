@@ -266,10 +266,6 @@ class AccelConfig:
                 f"{list(BITSERIAL_DTYPES)}, not {raw!r}")
         object.__setattr__(self, "bitserial_dtypes",
                            tuple(t for t in BITSERIAL_DTYPES if t in raw))
-        if "bitserial" in engines and self.cols % 2:
-            raise ConfigError(f"{where}: the bitserial engine needs an even cols (a weight "
-                              f"entry holds 4 codes for each of cols / 2 channels), "
-                              f"not {self.cols}")
 
         from .protect import SCRATCHPADS
         raw = self.parity

@@ -137,7 +137,7 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="lut_wbits"):
         AccelConfig(lut_wbits=())
     with pytest.raises(ConfigError, match="engines"):
-        AccelConfig(engines=("lut", "bitserial"))
+        AccelConfig(engines=("lut", "sparse"))
     with pytest.raises(ConfigError, match="act_depth"):
         AccelConfig(act_depth=18)
 
