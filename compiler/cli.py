@@ -9,10 +9,11 @@ import numpy as np
 
 from hw.config import load_config
 from sw.errors import positive_int, say
+from .quantize import FORMATS
 
 __all__ = ["add_parsers"]
 
-WFORMATS = ["int8", "int8g", "w1", "w2", "w3", "w4", "ternary"]
+WFORMATS = list(FORMATS)
 
 
 def cmd_compile(args):

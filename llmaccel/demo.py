@@ -74,7 +74,7 @@ def _compile(args, cfg, wformat, log):
     log(f"[demo] decoder block {shape} (hidden {s.hidden}, inter {s.inter}, heads "
         f"{s.heads}/{s.kv_heads}), {args.tokens} tokens, config {cfg.name!r} "
         f"({cfg.rows}x{cfg.cols} array), weights {wformat}"
-        + (f" in groups of {args.group_size} on the LUT engine" if wformat != "int8" else ""))
+        + (f" in groups of {args.group_size}" if wformat != "int8" else ""))
     t0 = time.perf_counter()
     cm = compile_llm(cfg, quantize_model(model, calib), max_len=max_len, prefill=[T],
                      decode=[], wformat=wformat, group=args.group_size, head=False)
@@ -107,15 +107,38 @@ def _run(cm, ids, T, runner, golden):
     return rtl.read(f"x@{T}")[:hidden, :n], sts[0], wall, bool(same)
 
 
+#: the preset each engine's demo runs on unless --config names another
+DEFAULT_CONFIG = {"lut": "lut", "bitserial": "bitserial"}
+#: each engine's weight format unless --wformat (or --wbits) names another
+DEFAULT_WFORMAT = {"systolic": "int8", "lut": "w2", "bitserial": "bitmod4"}
+
+
+def _wformat(args):
+    """The weight format of the demo's linear layers, which must run on ``--engine``."""
+    from compiler.quantize import weight_format
+    if args.wbits is not None:
+        if args.engine != "lut" or args.wformat:
+            raise UserError("--wbits selects low-bit weights for the LUT engine: use it "
+                            "with --engine lut and without --wformat")
+        return "ternary" if args.wbits == "ternary" else f"w{args.wbits}"
+    if not args.wformat:
+        return DEFAULT_WFORMAT[args.engine]
+    try:
+        fmt = weight_format(args.wformat)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if fmt.engine.name.lower() != args.engine:
+        raise UserError(f"weight format {fmt.name!r} runs on the "
+                        f"{fmt.engine.name.lower()} engine, not {args.engine!r}")
+    return fmt.name
+
+
 def cmd_demo(args):
     from sw.golden import Machine
     from .generate import UNITS
 
-    cfg = load_config(args.config or ("lut" if args.engine == "lut" else "default"))
-    if args.engine == "systolic" and args.wbits is not None:
-        raise UserError("--wbits selects low-bit weights for the LUT engine: add --engine lut")
-    wformat = "int8" if args.engine == "systolic" else (
-        "ternary" if args.wbits == "ternary" else f"w{args.wbits or 2}")
+    cfg = load_config(args.config or DEFAULT_CONFIG.get(args.engine, "default"))
+    wformat = _wformat(args)
     quiet = args.json
     log = (lambda m: None) if quiet else say
     shape, model, cm, ids, T = _compile(args, cfg, wformat, log)
@@ -155,9 +178,9 @@ def cmd_demo(args):
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"\n{'linear layer':<14}{'M x K x N':>22}{'engine':>9}")
+        print(f"\n{'linear layer':<14}{'M x K x N':>22}{'engine':>11}")
         for k in linears:
-            print(f"{k['name']:<14}{k['m']:>6} x{k['k']:>6} x{k['n']:>6}{k['engine']:>9}")
+            print(f"{k['name']:<14}{k['m']:>6} x{k['k']:>6} x{k['n']:>6}{k['engine']:>11}")
         print("\nunit busy share         : " + ", ".join(
             f"{u} {v:.0%}" for u, v in result["unit_busy_share"].items()))
         print(f"bit-exact RTL vs golden : {exact} (block output and KV cache)")
@@ -172,18 +195,21 @@ def cmd_demo(args):
 
 def add_parsers(sub):
     d = sub.add_parser("demo", help="run a whole decoder block on Verilator, check it")
-    d.add_argument("--config", help="configuration (default: 'default', or 'lut' with "
-                   "--engine lut)")
+    d.add_argument("--config", help="configuration (default: 'default'; 'lut' or "
+                   "'bitserial' with that --engine)")
     d.add_argument("--shape", help="block shape (smollm2-135m, qwen2.5-0.5b, toy, ...)")
     d.add_argument("--tokens", type=positive_int, default=16)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true")
-    d.add_argument("--engine", choices=["systolic", "lut"], default="systolic",
-                   help="engine for the linear layers (lut: low-bit weights by table lookup)")
+    d.add_argument("--engine", choices=list(DEFAULT_WFORMAT), default="systolic",
+                   help="engine for the linear layers (lut: low-bit weights by table "
+                   "lookup; bitserial: 4-bit codes of several data types, BitMoD)")
+    d.add_argument("--wformat", help="weight format on that engine (default int8, w2, "
+                   "bitmod4; `llmaccel compile --help` lists them)")
     d.add_argument("--wbits", choices=["1", "2", "3", "4", "ternary"],
-                   help="LUT engine weight width (default 2)")
+                   help="LUT engine weight width (the format w1..w4 or ternary)")
     d.add_argument("--group-size", type=positive_int, default=128,
-                   help="LUT weights: input features per group scale (default 128)")
+                   help="low-bit weights: input features per group scale (default 128)")
     d.add_argument("--timeline", metavar="DIR", help="write the block's timeline here "
                    "(Perfetto JSON and a utilisation PNG)")
     d.set_defaults(fn=cmd_demo)

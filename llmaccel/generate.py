@@ -9,13 +9,14 @@ import numpy as np
 from hw.config import load_config
 from sw.errors import EXIT_MISMATCH, UserError, positive_int, say
 from compiler.modelload import calibration, encode, load
+from compiler.quantize import FORMATS
 from .run import executor
 
 __all__ = ["add_parsers"]
 
 
-UNITS = ("load_busy", "compute_busy", "array_busy", "lut_busy", "sfu_busy", "requant_busy",
-         "store_busy")
+UNITS = ("load_busy", "compute_busy", "array_busy", "lut_busy", "bitserial_busy", "sfu_busy",
+         "requant_busy", "store_busy")
 
 
 def _prompt(args, model, tok):
@@ -136,10 +137,10 @@ def add_parsers(sub):
     g.add_argument("-n", "--new-tokens", dest="tokens", type=positive_int, default=16,
                    help="new tokens")
     g.add_argument("--layers", type=positive_int, help="use only the first L layers")
-    g.add_argument("--wformat", default="int8",
-                   choices=["int8", "int8g", "w1", "w2", "w3", "w4", "ternary"],
-                   help="weight format of float linear layers: int8 (systolic engine) or "
-                        "low-bit (LUT engine, configurations that build it); a quantized "
+    g.add_argument("--wformat", default="int8", choices=list(FORMATS),
+                   help="weight format of float linear layers: int8 (systolic engine), "
+                        "low-bit (w1-w4, ternary: LUT engine; bitmod3, bitmod4, bs-*: "
+                        "bit-serial engine; configurations that build it); a quantized "
                         "file's layers keep their own format")
     g.add_argument("--requantize", action="store_true",
                    help="re-quantize a file's tensors whose format no engine of the "

@@ -137,12 +137,30 @@ def test_demo_lut_engine(capsys):
     assert res["max_abs_err_vs_float_quantized_weights"] < 0.05 * res["max_abs_float"]
 
 
+@pytest.mark.slow
+def test_demo_bitserial_engine(capsys):
+    """`demo --engine bitserial --wformat bitmod3`: the block's linear layers on the
+    bit-serial engine of the `bitserial` preset, bit-exact."""
+    code, out, err = run_cli(capsys, "demo", "--engine", "bitserial", "--wformat", "bitmod3",
+                             "--shape", "toy", "--tokens", "4", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["bit_exact"] is True and res["config"] == "bitserial"
+    assert {layer["engine"] for layer in res["linears"]} == {"bitserial"}
+    assert res["max_abs_err_vs_float_quantized_weights"] < 0.05 * res["max_abs_float"]
+
+
 @pytest.mark.parametrize("args,msg", [
     (["demo", "--config", "tiny", "--wbits", "2"], "--engine lut"),
     (["compile", "--config", "ice40", "--linear", "2", "40", "8", "--weights", "w2"],
      "needs the lut engine"),
     (["compile", "--config", "tiny", "--linear", "2", "40", "8", "--weights", "w2",
       "--group-size", "6"], "multiple of 4"),
+    (["demo", "--engine", "bitserial", "--wformat", "w2"], "runs on the lut engine"),
+    (["demo", "--engine", "bitserial", "--wformat", "bitmod9"], "unknown weight format"),
+    (["demo", "--engine", "bitserial", "--wbits", "2"], "--engine lut"),
+    (["compile", "--config", "tiny", "--linear", "2", "40", "8", "--weights", "bitmod4"],
+     "needs the bitserial engine"),
 ])
 def test_lut_user_errors(capsys, tmp_path, args, msg):
     code, _, err = run_cli(capsys, *args, *([] if args[0] == "demo" else ["-o", str(tmp_path)]))
