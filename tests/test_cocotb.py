@@ -116,6 +116,17 @@ def test_lut_array(seed, skew):
          testcase="lut_array")
 
 
+@pytest.mark.parametrize("seed", [21] + [pytest.param(s, marks=pytest.mark.slow)
+                                         for s in (22, 23)])
+def test_bitserial_array(seed):
+    """The bit-serial array: every data type, FPX selector entries, stalls, full-scale
+    activations; each MATMUL drains the exact product."""
+    from hw.bitserial import BitSerialArray
+    _run(BitSerialArray(rows=3, ch=4, tag_bits=12, plane_bits=1), "bitserial_array",
+         "tb_bitserial", {"rows": 3, "ch": 4, "tag_bits": 12, "group": 16, "jobs": 16,
+                          "stall": 0.3}, seed)
+
+
 @pytest.mark.parametrize("lanes,bits,deep,seed", _slow_but([
     (4, 4, False, 15), (2, 16, True, 13), (4, 16, False, 11), (4, 16, True, 17),
     (1, 16, False, 12), (1, 2, False, 14), (2, 1, False, 16)], 2))
