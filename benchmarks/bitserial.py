@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from .common import ROOT, save, table
+from .common import ROOT, run_checked, save, table
 
 GROUP = 128
 SHAPES = {"llama2-7b q_proj": (4096, 4096), "llama2-7b down_proj": (4096, 11008),
@@ -147,7 +147,6 @@ N_SLICE = 512
 
 def cycles(ms=(1, 128)):
     from compiler.frontend import lower_layer
-    from compiler.quantize import quantize_act
     from hw.config import load_config
     from sim.fast import FastRunner
     from sw.golden import Machine
@@ -163,11 +162,7 @@ def cycles(ms=(1, 128)):
             for fmt, group in CYCLE_FORMATS:
                 kern = lower_layer(cfg, name, m, w, np.abs(x).max(),
                                    float(np.abs(x @ w.T).max()), fmt, group=group)
-                kern.write_input(kern.memory, quantize_act(x, kern.x_scale))
-                t0 = time.perf_counter()
-                out, st = fast.run(kern.program, kern.memory)
-                wall = time.perf_counter() - t0
-                ref, _ = gold.run(kern.program, kern.memory)
+                st, wall, exact = run_checked(fast, gold, kern, x)
                 c = st["cycles"]
                 wbytes = sum(s.nbytes() for nm, s in kern.memory.symbols.items()
                              if nm in ("w", "gmult", "mult"))
@@ -178,7 +173,7 @@ def cycles(ms=(1, 128)):
                              "weight_bits_per_weight": 8 * wbytes / (k * n_sim),
                              "bus_util": (st["bytes_read"] + st["bytes_written"]
                                           + st["fetch_bytes"]) / (c * fast.bytes_per_cycle),
-                             "bit_exact": out.data == ref.data, "wall_s": wall})
+                             "bit_exact": exact, "wall_s": wall})
                 r = rows[-1]
                 print(f"  {name:24s} M={m:<4d} {fmt:8s} g{group or 'K':<4} {c:>9d} cycles "
                       f"{r['macs_per_cycle']:7.1f} MAC/c util {r['util']:6.1%} "

@@ -28,3 +28,15 @@ def table(headers, rows):
     out = [line, "-" * len(line)]
     out += ["  ".join(str(c).rjust(w) for c, w in zip(r, widths)) for r in rows]
     return "\n".join(out)
+
+
+def run_checked(fast, gold, kern, x):
+    """Run compiled layer ``kern`` on input ``x`` (float ``[M, K]``, quantized here) on the
+    fast runner, timed, and on the golden model: ``(stats, wall seconds, bit-exact)``."""
+    from compiler.quantize import quantize_act
+    kern.write_input(kern.memory, quantize_act(x, kern.x_scale))
+    t0 = time.perf_counter()
+    out, st = fast.run(kern.program, kern.memory)
+    wall = time.perf_counter() - t0
+    ref, _ = gold.run(kern.program, kern.memory)
+    return st, wall, out.data == ref.data

@@ -11,11 +11,10 @@ the first 512 output channels are simulated (the schedule repeats per output til
 """
 
 import sys
-import time
 
 import numpy as np
 
-from .common import save, table
+from .common import run_checked, save, table
 
 # Layers with the same K behave the same on the first N_SLICE channels: one row each.
 SHAPES = {
@@ -29,7 +28,6 @@ N_SLICE = 512
 
 def run(config="lut", ms=(1, 128)):
     from compiler.frontend import lower_layer
-    from compiler.quantize import quantize_act
     from hw.config import load_config
     from sim.fast import FastRunner
     from sw.golden import Machine
@@ -45,11 +43,7 @@ def run(config="lut", ms=(1, 128)):
                 x = rng.normal(size=(m, k))
                 for fmt, group in FORMATS[model]:
                     kern = lower_layer(cfg, name, m, w, np.abs(x).max(), 4.0, fmt, group=group)
-                    kern.write_input(kern.memory, quantize_act(x, kern.x_scale))
-                    t0 = time.perf_counter()
-                    out, st = fast.run(kern.program, kern.memory)
-                    wall = time.perf_counter() - t0
-                    ref, _ = gold.run(kern.program, kern.memory)
+                    st, wall, exact = run_checked(fast, gold, kern, x)
                     cyc = st["cycles"]
                     macs = m * k * n_sim
                     rows.append({
@@ -60,7 +54,7 @@ def run(config="lut", ms=(1, 128)):
                         "macs_per_cycle": macs / cyc, "bytes_read": st["bytes_read"],
                         "bus_util": (st["bytes_read"] + st["bytes_written"] + st["fetch_bytes"])
                         / (cyc * fast.bytes_per_cycle),
-                        "bit_exact": out.data == ref.data, "sim_cycles_per_s": cyc / wall,
+                        "bit_exact": exact, "sim_cycles_per_s": cyc / wall,
                     })
                     r = rows[-1]
                     print(f"  {model:11s} {name:13s} M={m:<4d} {fmt:8s} {cyc:>9d} cycles "

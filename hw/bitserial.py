@@ -21,8 +21,7 @@ from .drain import ColumnDrain, drain_members
 from .isa import BitSerialType
 from .systolic import column_layout
 
-__all__ = ["BitSerialArray", "step_layout", "fp_terms", "booth_terms", "ACC_BITS",
-           "FP_MAGS", "EXTRA"]
+__all__ = ["BitSerialArray", "step_layout", "fp_terms", "ACC_BITS", "FP_MAGS", "EXTRA"]
 
 ACC_BITS = 32       # |sum| <= 65535 features x 128 x 128 < 2**31
 SHIFT_BITS = 3      # a term's exponent, 0..4
@@ -44,13 +43,6 @@ def fp_terms(mag):
     """The two terms (exponent or None) of an FP magnitude: low term first."""
     hi, lo = _pow2_terms(mag)
     return (lo, hi) if lo is not None else (hi, None)
-
-
-def booth_terms(nib, cin):
-    """Radix-4 Booth digits of the signed nibble ``nib`` with carry-in ``cin`` (the bit
-    below): ``nib + cin == d0 + 4 * d1``, each digit in {-2 .. 2}."""
-    b = [(nib >> i) & 1 for i in range(4)]
-    return (-2 * b[1] + b[0] + cin, -2 * b[3] + b[2] + b[1])
 
 
 def step_layout(rows, ch, tag_bits, plane_bits):
@@ -191,16 +183,10 @@ class BitSerialArray(wiring.Component):
             # FP: sign (bit 3) and magnitude index; the negative zero is FPX's extra value
             mag = code[:3]
             extra = (code == 0b1000) & (dtype == BitSerialType.FPX)
-            lo_e, hi_e = [], []
-            for v in FP_MAGS:
-                a, b = fp_terms(v)
-                lo_e.append(a)
-                hi_e.append(b)
-            table = [(lo_e[i], hi_e[i]) for i in range(8)]
             e_lo = Signal(SHIFT_BITS, name=f"dec{name}_elo")
             e_nz = Signal(name=f"dec{name}_enz")
             with m.Switch(Cat(mag, term)):
-                for i, (a, b) in enumerate(table):
+                for i, (a, b) in enumerate(map(fp_terms, FP_MAGS)):
                     for t, e in ((0, a), (1, b)):
                         with m.Case(i | t << 3):
                             m.d.comb += [e_nz.eq(e is not None), e_lo.eq(e or 0)]
@@ -243,15 +229,3 @@ class BitSerialArray(wiring.Component):
             m.d.comb += drained.word_select(r, 32).eq(column.word_select(r, ACC_BITS))
         drain.connect(self, drained, self._tag, busy=busy | en)
 
-
-def _check_tables():
-    """Every FP magnitude and extra value is the sum of its terms (import-time check)."""
-    for v in FP_MAGS + tuple(abs(x) for x in EXTRA):
-        assert sum(1 << e for e in fp_terms(v) if e is not None) == v, v
-    for nib in range(16):
-        for cin in (0, 1):
-            d0, d1 = booth_terms(nib, cin)
-            assert d0 + 4 * d1 == (nib - 16 * (nib >> 3)) + cin
-
-
-_check_tables()

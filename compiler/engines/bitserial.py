@@ -16,7 +16,11 @@ __all__ = ["mode_of", "why_illegal", "pad_value", "pack", "random_mode", "random
 GRIDS = {BitSerialType.INT: np.arange(-8, 8), BitSerialType.INT8: np.arange(-128, 128),
          BitSerialType.FP: np.unique(FP_VALUES),
          BitSerialType.FPX: np.unique(np.concatenate([FP_VALUES, EXTRA_VALUES]))}
-_FP_CODE = {int(v): c for c, v in enumerate(FP_VALUES) if c != 8}
+#: value + 16 -> FP code (every FPX extra value is the negative zero, code 8)
+_FP_CODE = np.zeros(33, np.int64)
+_FP_CODE[FP_VALUES[:8] + 16] = np.arange(8)
+_FP_CODE[FP_VALUES[9:] + 16] = np.arange(9, 16)
+_FP_CODE[EXTRA_VALUES + 16] = 8
 
 
 class PackError(ValueError):
@@ -58,12 +62,7 @@ def encode(w, dtype):
         return w & 15
     if dtype == BitSerialType.INT8:
         return np.stack([w & 15, (w >> 4) & 15])
-    lut = np.zeros(33, np.int64)
-    for v, c in _FP_CODE.items():
-        lut[v + 16] = c
-    for v in EXTRA_VALUES:
-        lut[v + 16] = 8
-    return lut[w + 16]
+    return _FP_CODE[w + 16]
 
 
 def _entries(nibbles):

@@ -107,10 +107,10 @@ class BitSerialUnit(wiring.Component):
         for slot, (valid, tag) in zip(self.inflight, held):
             m.d.comb += [slot.valid.eq(valid), slot.tag.eq(tag)]
         entered = arr.i.valid & arr.i.ready
-        head = p.first & (p.mode.bitserial.dtype == BitSerialType.FPX)
         m.d.comb += [
             self.idle.eq(arr.idle),
             self.step.eq(entered),
-            self.credit.eq(entered & p.new & ~head),
+            # (a header step reads no activations: ``new`` is low on it)
+            self.credit.eq(entered & p.new),
         ]
         return m

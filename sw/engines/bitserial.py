@@ -3,14 +3,15 @@ the activations (docs/bitserial.md)."""
 
 import numpy as np
 
+from hw.bitserial import EXTRA, FP_MAGS
 from hw.isa import BitSerialType
 
 __all__ = ["FP_VALUES", "EXTRA_VALUES", "decode", "matmul"]
 
 #: FP code -> value (sign bit 3, magnitude index bits 2..0); code 8 is FPX's extra value
-FP_VALUES = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12], np.int64)
+FP_VALUES = np.concatenate([FP_MAGS, np.negative(FP_MAGS)]).astype(np.int64)
 #: FPX selector -> the extra value of the channel's group
-EXTRA_VALUES = np.array([10, -10, 16, -16], np.int64)
+EXTRA_VALUES = np.array(EXTRA, np.int64)
 
 
 def _nibbles(entries, ch):
